@@ -1,0 +1,55 @@
+# DeFtunes pipeline. `make demo` runs the whole pipeline on this machine; `make test` runs every test.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# One build, outside the clone, shared by tests, the demo and later runs.
+DEFTUNES_CACHE ?= $(HOME)/.cache/deftunes
+export DEFTUNES_CACHE
+export CARGO_TARGET_DIR ?= $(DEFTUNES_CACHE)/target
+CARGO ?= cargo
+DEFTUNES := $(CARGO_TARGET_DIR)/debug/deftunes
+LAMBDA_VENV := $(DEFTUNES_CACHE)/venv-cargo-lambda
+
+.PHONY: help build demo test test-rust test-terraform lint fmt lambda-build clean
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+build: ## Build every crate (tests, functions and the deftunes tool) once
+	$(CARGO) build --workspace --all-targets --locked
+
+demo: build ## Run the pipeline locally end to end (local Postgres, API emulator, local lake)
+	$(DEFTUNES) run
+
+test: build test-rust test-terraform ## Run all tests (Rust unit + integration, Terraform checks)
+
+test-rust:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) test --workspace --all-targets --locked --no-fail-fast
+
+test-terraform:
+	@if [ -x terraform/tests/run.sh ]; then bash terraform/tests/run.sh; else echo "terraform checks not present yet"; fi
+
+lint: ## rustfmt, clippy -D warnings, terraform fmt
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	terraform fmt -check -recursive terraform
+
+fmt: ## Format Rust and Terraform
+	$(CARGO) fmt --all
+	terraform fmt -recursive terraform
+
+$(LAMBDA_VENV)/bin/cargo-lambda:
+	python3 -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/pip install --quiet 'cargo-lambda==1.9.2' 'ziglang==0.17.1'
+
+lambda-build: $(LAMBDA_VENV)/bin/cargo-lambda ## Build the Lambda zips (arm64) into target/lambda/<function>/bootstrap.zip
+	rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	PATH="$(LAMBDA_VENV)/bin:$$PATH" CARGO_TARGET_DIR=$(DEFTUNES_CACHE)/target-lambda \
+	  cargo lambda build --release --arm64 --output-format zip --lambda-dir target/lambda \
+	  $(foreach f,$(notdir $(wildcard functions/*)),-p $(f))
+	@ls -l target/lambda/*/bootstrap.zip
+
+clean: ## Remove the local demo state (.deftunes/)
+	rm -rf .deftunes

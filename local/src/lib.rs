@@ -1,0 +1,11 @@
+//! The local DeFtunes stack as a library: a deterministic data generator ([`dataset`]), an HTTP
+//! emulator of the DeFtunes purchases API ([`emulator`]) and a throwaway PostgreSQL holding
+//! `deftunes.songs` ([`pg`]).
+
+pub mod dataset;
+pub mod emulator;
+pub mod pg;
+
+pub use dataset::{Dataset, Scale, Session, SessionItem, Song, User};
+pub use emulator::{Faults, RunningEmulator};
+pub use pg::{LocalPostgres, PgError, PgHandle};

@@ -1,0 +1,122 @@
+//! `deftunes`: the DeFtunes pipeline on one machine.
+//!
+//! - `deftunes up` / `down`: a long-lived local source stack (PostgreSQL + API emulator) for
+//!   `cargo lambda watch` sessions.
+//! - `deftunes run`: the whole pipeline end to end, with a throwaway stack, through the same
+//!   `deftunes` (shared crate) code the Lambdas run.
+
+mod cli_run;
+mod cli_stack;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "deftunes",
+    version,
+    about = "Run the DeFtunes pipeline locally"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How much source data to generate.
+#[derive(Args, Clone, Debug)]
+pub struct DataArgs {
+    /// Seed of the deterministic generator.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 10_000)]
+    pub songs: usize,
+    #[arg(long, default_value_t = 2_000)]
+    pub users: usize,
+    #[arg(long, default_value_t = 20_000)]
+    pub sessions: usize,
+    /// First day of source activity.
+    #[arg(long, default_value = "2020-01-01")]
+    pub from: chrono::NaiveDate,
+    /// Last day of source activity (inclusive).
+    #[arg(long, default_value = "2020-03-31")]
+    pub to: chrono::NaiveDate,
+}
+
+impl DataArgs {
+    pub fn scale(&self) -> deftunes_local::Scale {
+        deftunes_local::Scale {
+            songs: self.songs,
+            users: self.users,
+            sessions: self.sessions,
+            start: self.from,
+            end: self.to,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start PostgreSQL (with deftunes.songs) and the API emulator in the background.
+    Up {
+        #[command(flatten)]
+        data: DataArgs,
+        /// State directory (database files, logs, the local lake).
+        #[arg(long, default_value = ".deftunes")]
+        dir: PathBuf,
+        /// Port of the API emulator (0 = any free port).
+        #[arg(long, default_value_t = 0)]
+        api_port: u16,
+    },
+    /// Stop what `up` started.
+    Down {
+        #[arg(long, default_value = ".deftunes")]
+        dir: PathBuf,
+    },
+    /// Run the pipeline end to end on a throwaway local stack, month by month.
+    Run {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, default_value = ".deftunes")]
+        dir: PathBuf,
+        /// Maximum size of one landing object.
+        #[arg(long, default_value_t = deftunes::config::DEFAULT_PART_MAX_BYTES)]
+        part_max_bytes: u64,
+    },
+    /// Serve the API emulator in the foreground (what `up` starts in the background).
+    ServeApi {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    deftunes::telemetry::init_local();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up {
+            data,
+            dir,
+            api_port,
+        } => cli_stack::up(&data, &dir, api_port).await,
+        Command::Down { dir } => cli_stack::down(&dir),
+        Command::Run {
+            data,
+            dir,
+            part_max_bytes,
+        } => cli_run::run(&data, &dir, part_max_bytes).await.map(|_| ()),
+        Command::ServeApi { data, host, port } => cli_stack::serve_api(&data, host, port).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Typed configuration, one struct per function, read once at start-up from the environment.
+//! Every variable is documented in the function's README table; errors name the variable.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::window::Granularity;
+
+/// Where configuration values come from: the process environment, or a map in tests.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned().filter(|v| !v.trim().is_empty())
+    }
+}
+
+pub fn required(env: &dyn Env, name: &str) -> Result<String> {
+    env.var(name).ok_or_else(|| {
+        Error::Configuration(format!(
+            "environment variable {name} is required but not set"
+        ))
+    })
+}
+
+pub fn parse_or<T>(env: &dyn Env, name: &str, default: T) -> Result<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match env.var(name) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|e| {
+            Error::Configuration(format!(
+                "environment variable {name}={raw:?} is invalid: {e}"
+            ))
+        }),
+    }
+}
+
+fn positive(name: &str, v: u64) -> Result<u64> {
+    if v == 0 {
+        return Err(Error::Configuration(format!(
+            "environment variable {name} must be greater than 0"
+        )));
+    }
+    Ok(v)
+}
+
+/// Settings both extract functions share: where the lake is and how parts are cut.
+#[derive(Debug, Clone)]
+pub struct LandingConfig {
+    pub lake_uri: String,
+    pub part_max_bytes: u64,
+    pub spool_dir: PathBuf,
+    pub s3_force_path_style: bool,
+}
+
+pub const DEFAULT_PART_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+impl LandingConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self> {
+        Ok(LandingConfig {
+            lake_uri: required(env, "LAKE_URI")?,
+            part_max_bytes: positive(
+                "PART_MAX_BYTES",
+                parse_or(env, "PART_MAX_BYTES", DEFAULT_PART_MAX_BYTES)?,
+            )?,
+            spool_dir: env
+                .var("SPOOL_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+            s3_force_path_style: parse_or(env, "S3_FORCE_PATH_STYLE", false)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiExtractConfig {
+    pub landing: LandingConfig,
+    pub api_base_url: url::Url,
+    pub granularity: Granularity,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub retry_base_delay: Duration,
+}
+
+impl ApiExtractConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self> {
+        let raw = required(env, "API_BASE_URL")?;
+        let api_base_url = url::Url::parse(&raw)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                Error::Configuration(format!("API_BASE_URL={raw:?} is not an http(s) URL"))
+            })?;
+        Ok(ApiExtractConfig {
+            landing: LandingConfig::from_env(env)?,
+            api_base_url,
+            granularity: parse_or(env, "WINDOW_GRANULARITY", Granularity::Day)?,
+            timeout: Duration::from_secs(positive(
+                "API_TIMEOUT_SECS",
+                parse_or(env, "API_TIMEOUT_SECS", 30)?,
+            )?),
+            max_attempts: positive("API_MAX_ATTEMPTS", parse_or(env, "API_MAX_ATTEMPTS", 5)?)?
+                as u32,
+            retry_base_delay: Duration::from_millis(parse_or(env, "API_RETRY_BASE_MS", 500)?),
+        })
+    }
+}
+
+/// How the database connection is encrypted, named as libpq names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    /// Encrypted, server certificate not verified (libpq's `require`).
+    Require,
+    /// Encrypted, certificate chain and host name verified.
+    VerifyFull,
+}
+
+impl FromStr for SslMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "disable" => Ok(SslMode::Disable),
+            "require" => Ok(SslMode::Require),
+            "verify-full" => Ok(SslMode::VerifyFull),
+            other => Err(format!(
+                "unknown sslmode {other:?} (expected disable, require or verify-full)"
+            )),
+        }
+    }
+}
+
+/// Where the database password comes from.
+#[derive(Debug, Clone)]
+pub enum PasswordSource {
+    /// A Secrets Manager secret: a plain string or JSON with a `password` field (RDS-managed secrets).
+    Secret {
+        arn: String,
+    },
+    /// A literal, for the local stack only.
+    Plain(String),
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: PasswordSource,
+    pub sslmode: SslMode,
+    pub ssl_root_cert: Option<PathBuf>,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SongsExtractConfig {
+    pub landing: LandingConfig,
+    pub pg: PgConfig,
+    pub songs_table: String,
+}
+
+impl SongsExtractConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self> {
+        let password = match (env.var("PG_SECRET_ARN"), env.var("PG_PASSWORD")) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Configuration(
+                    "set either PG_SECRET_ARN or PG_PASSWORD, not both".to_string(),
+                ))
+            }
+            (Some(arn), None) => PasswordSource::Secret { arn },
+            (None, Some(p)) => PasswordSource::Plain(p),
+            (None, None) => PasswordSource::None,
+        };
+        let songs_table = parse_or(env, "SONGS_TABLE", "deftunes.songs".to_string())?;
+        crate::extract::songs::quote_table(&songs_table)?;
+        Ok(SongsExtractConfig {
+            landing: LandingConfig::from_env(env)?,
+            pg: PgConfig {
+                host: required(env, "PG_HOST")?,
+                port: parse_or(env, "PG_PORT", 5432)?,
+                database: parse_or(env, "PG_DATABASE", "postgres".to_string())?,
+                user: parse_or(env, "PG_USER", "postgres".to_string())?,
+                password,
+                sslmode: parse_or(env, "PG_SSLMODE", SslMode::Require)?,
+                ssl_root_cert: env.var("PG_SSL_ROOT_CERT").map(PathBuf::from),
+                connect_timeout: Duration::from_secs(positive(
+                    "PG_CONNECT_TIMEOUT_SECS",
+                    parse_or(env, "PG_CONNECT_TIMEOUT_SECS", 10)?,
+                )?),
+            },
+            songs_table,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn api_config_defaults_and_overrides() {
+        let c = ApiExtractConfig::from_env(&env(&[
+            ("LAKE_URI", "s3://lake"),
+            ("API_BASE_URL", "http://127.0.0.1:8080"),
+            ("WINDOW_GRANULARITY", "month"),
+        ]))
+        .unwrap();
+        assert_eq!(c.granularity, Granularity::Month);
+        assert_eq!(c.max_attempts, 5);
+        assert_eq!(c.landing.part_max_bytes, DEFAULT_PART_MAX_BYTES);
+        assert_eq!(c.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn config_errors_name_the_variable() {
+        let e = ApiExtractConfig::from_env(&env(&[("LAKE_URI", "s3://lake")])).unwrap_err();
+        assert!(e.to_string().contains("API_BASE_URL"), "{e}");
+        let e = ApiExtractConfig::from_env(&env(&[
+            ("LAKE_URI", "s3://lake"),
+            ("API_BASE_URL", "ftp://x"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("API_BASE_URL"), "{e}");
+        let e = ApiExtractConfig::from_env(&env(&[
+            ("LAKE_URI", "s3://lake"),
+            ("API_BASE_URL", "http://x"),
+            ("API_MAX_ATTEMPTS", "many"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("API_MAX_ATTEMPTS=\"many\""), "{e}");
+        let e = ApiExtractConfig::from_env(&env(&[
+            ("LAKE_URI", "s3://lake"),
+            ("API_BASE_URL", "http://x"),
+            ("PART_MAX_BYTES", "0"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("PART_MAX_BYTES"), "{e}");
+    }
+
+    #[test]
+    fn songs_config_password_sources() {
+        let base = [("LAKE_URI", "/tmp/lake"), ("PG_HOST", "db")];
+        let c = SongsExtractConfig::from_env(&env(&base)).unwrap();
+        assert!(matches!(c.pg.password, PasswordSource::None));
+        assert_eq!(c.pg.sslmode, SslMode::Require);
+        assert_eq!(c.songs_table, "deftunes.songs");
+        let mut e = env(&base);
+        e.insert(
+            "PG_SECRET_ARN".into(),
+            "arn:aws:secretsmanager:eu-west-1:1:secret:x".into(),
+        );
+        assert!(matches!(
+            SongsExtractConfig::from_env(&e).unwrap().pg.password,
+            PasswordSource::Secret { .. }
+        ));
+        e.insert("PG_PASSWORD".into(), "p".into());
+        assert!(SongsExtractConfig::from_env(&e)
+            .unwrap_err()
+            .to_string()
+            .contains("not both"));
+        let mut e = env(&base);
+        e.insert("PG_SSLMODE".into(), "prefer".into());
+        assert!(SongsExtractConfig::from_env(&e)
+            .unwrap_err()
+            .to_string()
+            .contains("PG_SSLMODE"));
+        let mut e = env(&base);
+        e.insert("SONGS_TABLE".into(), "songs; drop table x".into());
+        assert!(SongsExtractConfig::from_env(&e)
+            .unwrap_err()
+            .to_string()
+            .contains("SONGS_TABLE"));
+    }
+}

@@ -1,0 +1,266 @@
+//! Stage 1: extraction from the DeFtunes sources into the landing zone.
+//!
+//! Both extractors share one shape: stream the source into spooled NDJSON parts (bounded memory,
+//! nothing visible yet), then publish the parts under deterministic keys and remove parts a
+//! previous run of the same window left behind, so a rerun replaces rather than duplicates.
+
+pub mod api;
+pub mod ndjson;
+pub mod songs;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::storage::Lake;
+use ndjson::SpooledPart;
+
+pub const LANDING_ZONE: &str = "landing_zone";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandedObject {
+    pub key: String,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// What one extraction landed; the output a state machine passes on (`$.keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtractSummary {
+    /// `api/users`, `api/sessions` or `rds/songs`.
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<NaiveDate>,
+    pub ingest_date: NaiveDate,
+    pub objects: Vec<LandedObject>,
+    pub keys: Vec<String>,
+    pub records: u64,
+    pub bytes: u64,
+    /// Parts of an earlier run of the same window that this run replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+}
+
+/// Several extractions from one invocation (a scheduled event covering both endpoints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtractBatch {
+    pub extracts: Vec<ExtractSummary>,
+    pub keys: Vec<String>,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+impl ExtractBatch {
+    pub fn new(extracts: Vec<ExtractSummary>) -> Self {
+        ExtractBatch {
+            keys: extracts
+                .iter()
+                .flat_map(|s| s.keys.iter().cloned())
+                .collect(),
+            records: extracts.iter().map(|s| s.records).sum(),
+            bytes: extracts.iter().map(|s| s.bytes).sum(),
+            extracts,
+        }
+    }
+}
+
+/// `landing_zone/<source>/ingest_on=YYYY-MM-DD/`
+pub fn landing_partition(source: &str, ingest_date: NaiveDate) -> String {
+    format!(
+        "{LANDING_ZONE}/{source}/ingest_on={}/",
+        ingest_date.format("%Y-%m-%d")
+    )
+}
+
+/// The key of part `n` of a run whose parts all start with `stem`.
+pub fn part_key(stem: &str, n: usize) -> String {
+    format!("{stem}part-{n:05}.jsonl")
+}
+
+/// Publishes spooled parts as `part_key(stem, i)` and deletes other objects under `stem`
+/// (left by an earlier, larger run of the same window). Returns the landed objects and removed keys.
+pub async fn publish_parts(
+    lake: &Lake,
+    stem: &str,
+    parts: Vec<SpooledPart>,
+) -> Result<(Vec<LandedObject>, Vec<String>)> {
+    let mut landed = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        let key = part_key(stem, i);
+        let bytes = lake.put_file(&key, part.path()).await?;
+        tracing::info!(key = %key, records = part.records, bytes, "landed part");
+        landed.push(LandedObject {
+            key,
+            records: part.records,
+            bytes,
+        });
+    }
+    let mut removed = Vec::new();
+    for key in lake.list(stem).await? {
+        if !landed.iter().any(|o| o.key == key) {
+            lake.delete(&key).await?;
+            tracing::info!(key = %key, "removed part of an earlier run");
+            removed.push(key);
+        }
+    }
+    Ok((landed, removed))
+}
+
+pub(crate) fn summary(
+    source: &str,
+    window: Option<crate::window::Window>,
+    ingest_date: NaiveDate,
+    objects: Vec<LandedObject>,
+    removed: Vec<String>,
+) -> ExtractSummary {
+    ExtractSummary {
+        source: source.to_string(),
+        start_date: window.map(|w| w.start_date),
+        end_date: window.map(|w| w.end_date),
+        ingest_date,
+        keys: objects.iter().map(|o| o.key.clone()).collect(),
+        records: objects.iter().map(|o| o.records).sum(),
+        bytes: objects.iter().map(|o| o.bytes).sum(),
+        objects,
+        removed,
+    }
+}
+
+/// The time of an EventBridge "Scheduled Event" (a rule's schedule), if `payload` is one.
+/// Any other EventBridge event is refused: these functions are not meant to be wired to it.
+pub fn eventbridge_schedule_time(payload: &Value) -> Result<Option<DateTime<Utc>>> {
+    let Some(detail_type) = payload.get("detail-type") else {
+        return Ok(None);
+    };
+    if detail_type != "Scheduled Event" {
+        return Err(Error::InvalidInput(format!(
+            "unsupported EventBridge event with detail-type {detail_type}: expected \"Scheduled Event\""
+        )));
+    }
+    let time = payload
+        .get("time")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::InvalidInput("scheduled event has no \"time\"".to_string()))?;
+    DateTime::parse_from_rfc3339(time)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            Error::InvalidInput(format!(
+                "scheduled event time {time:?} is not RFC 3339: {e}"
+            ))
+        })
+}
+
+/// Parses an optional `YYYY-MM-DD` request field, naming the field and value when it is wrong.
+pub(crate) fn date_field(what: &str, field: &str, raw: Option<&str>) -> Result<Option<NaiveDate>> {
+    raw.map(|v| {
+        NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|e| {
+            Error::InvalidInput(format!(
+                "{what}: {field} {v:?} is not a date (YYYY-MM-DD): {e}"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// Parses an optional RFC 3339 request field.
+pub(crate) fn time_field(
+    what: &str,
+    field: &str,
+    raw: Option<&str>,
+) -> Result<Option<DateTime<Utc>>> {
+    raw.map(|v| {
+        DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                Error::InvalidInput(format!(
+                    "{what}: {field} {v:?} is not an RFC 3339 time: {e}"
+                ))
+            })
+    })
+    .transpose()
+}
+
+/// Parses a request object, with an error naming the bad field.
+pub(crate) fn parse_request<T: serde::de::DeserializeOwned>(
+    payload: &Value,
+    what: &str,
+) -> Result<T> {
+    T::deserialize(payload).map_err(|e| Error::InvalidInput(format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_layout() {
+        let d = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+        assert_eq!(
+            landing_partition("api/users", d),
+            "landing_zone/api/users/ingest_on=2020-01-01/"
+        );
+        assert_eq!(
+            part_key("landing_zone/rds/songs/ingest_on=2020-01-01/songs.", 3),
+            "landing_zone/rds/songs/ingest_on=2020-01-01/songs.part-00003.jsonl"
+        );
+    }
+
+    #[test]
+    fn scheduled_event_detection() {
+        let ev: Value =
+            serde_json::json!({"detail-type": "Scheduled Event", "time": "2020-02-01T00:00:00Z"});
+        assert_eq!(
+            eventbridge_schedule_time(&ev)
+                .unwrap()
+                .unwrap()
+                .to_rfc3339(),
+            "2020-02-01T00:00:00+00:00"
+        );
+        assert!(
+            eventbridge_schedule_time(&serde_json::json!({"endpoint": "users"}))
+                .unwrap()
+                .is_none()
+        );
+        let other =
+            serde_json::json!({"detail-type": "Object Created", "time": "2020-02-01T00:00:00Z"});
+        assert_eq!(
+            eventbridge_schedule_time(&other).unwrap_err().error_type(),
+            "InvalidInput"
+        );
+        let bad = serde_json::json!({"detail-type": "Scheduled Event", "time": "yesterday"});
+        assert!(eventbridge_schedule_time(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("yesterday"));
+    }
+
+    #[tokio::test]
+    async fn publishing_a_smaller_run_removes_stale_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path());
+        let stem = "landing_zone/api/users/ingest_on=2020-01-01/users_2020-01-01_2020-01-31.";
+        let spooled = |n: usize| {
+            let mut sp = ndjson::PartSpooler::new(spool.path(), 10);
+            for i in 0..n {
+                sp.write_line(format!("{{\"i\":{i}}}").as_bytes()).unwrap();
+            }
+            sp.finish().unwrap()
+        };
+        // Another window beside it must survive.
+        lake.put_bytes("landing_zone/api/users/ingest_on=2020-01-01/users_2020-01-01_2020-01-02.part-00000.jsonl", b"{}\n")
+            .await
+            .unwrap();
+        let (first, removed) = publish_parts(&lake, stem, spooled(3)).await.unwrap();
+        assert_eq!(first.len(), 3);
+        assert!(removed.is_empty());
+        let (second, removed) = publish_parts(&lake, stem, spooled(1)).await.unwrap();
+        assert_eq!(second.len(), 1);
+        assert_eq!(removed.len(), 2);
+        assert_eq!(lake.list(stem).await.unwrap(), vec![second[0].key.clone()]);
+        assert_eq!(lake.list("landing_zone/api/users/").await.unwrap().len(), 2);
+    }
+}

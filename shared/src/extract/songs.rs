@@ -1,0 +1,479 @@
+//! Extraction of the songs catalogue (`deftunes.songs` in PostgreSQL / RDS) into
+//! `landing_zone/rds/songs/ingest_on=YYYY-MM-DD/`.
+//!
+//! PostgreSQL renders each row as JSON itself (`row_to_json`), so numbers stay numbers, nulls stay
+//! null and the column order is the table's: the landing zone keeps the source types.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::{pin_mut, TryStreamExt};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::ndjson::PartSpooler;
+use super::{
+    date_field, eventbridge_schedule_time, landing_partition, parse_request, publish_parts,
+    summary, time_field, ExtractSummary,
+};
+use crate::config::{PasswordSource, PgConfig, SongsExtractConfig, SslMode};
+use crate::error::{Error, Result};
+use crate::storage::Lake;
+
+pub const SOURCE: &str = "rds/songs";
+
+/// Validates `schema.table` (plain identifiers only) and returns it quoted.
+pub fn quote_table(name: &str) -> Result<String> {
+    let ok_ident = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.is_empty() || parts.len() > 2 || !parts.iter().all(|p| ok_ident(p)) {
+        return Err(Error::Configuration(format!(
+            "SONGS_TABLE={name:?} is not a [schema.]table name made of letters, digits and underscores"
+        )));
+    }
+    Ok(parts
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join("."))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SongsExtractRequest {
+    ingest_date: Option<String>,
+    scheduled_time: Option<String>,
+}
+
+/// The landing partition for an invocation: `ingest_date` if given, else the day of the schedule
+/// (EventBridge event or Scheduler's `scheduled_time`), else today (UTC).
+pub fn plan(payload: &Value, now: DateTime<Utc>) -> Result<NaiveDate> {
+    if let Some(time) = eventbridge_schedule_time(payload)? {
+        return Ok(time.date_naive());
+    }
+    const WHAT: &str = "songs-extract request";
+    let req: SongsExtractRequest = parse_request(payload, WHAT)?;
+    let ingest_date = date_field(WHAT, "ingest_date", req.ingest_date.as_deref())?;
+    let scheduled_time = time_field(WHAT, "scheduled_time", req.scheduled_time.as_deref())?;
+    Ok(ingest_date.unwrap_or_else(|| scheduled_time.unwrap_or(now).date_naive()))
+}
+
+/// Classifies database failures: connection trouble, shutdowns, resource exhaustion and
+/// serialization failures are worth retrying; SQL and authentication errors are not.
+fn pg_err(context: &str, e: tokio_postgres::Error) -> Error {
+    use std::error::Error as _;
+    let retryable = match e.code() {
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57P")
+                || c == "40001"
+                || c == "40P01"
+        }
+        // No SQLSTATE: I/O, timeout, closed connection.
+        None => true,
+    };
+    let mut msg = format!("{context}: {e}");
+    if let Some(src) = e.source() {
+        msg.push_str(&format!(": {src}"));
+    }
+    if retryable {
+        Error::SourceUnavailable(msg)
+    } else {
+        Error::SourceRejected(msg)
+    }
+}
+
+/// Accepts any server certificate: libpq's `sslmode=require` (encryption without authentication).
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_config(pg: &PgConfig) -> Result<rustls::ClientConfig> {
+    // Both ring and aws-lc-rs are linked (the AWS SDK brings the latter): name the provider.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Configuration(format!("TLS setup: {e}")))?;
+    let config = match pg.sslmode {
+        SslMode::VerifyFull => {
+            let mut roots = rustls::RootCertStore::empty();
+            let native = rustls_native_certs::load_native_certs();
+            for cert in native.certs {
+                let _ = roots.add(cert);
+            }
+            if let Some(path) = &pg.ssl_root_cert {
+                use rustls::pki_types::pem::PemObject;
+                let certs =
+                    rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| {
+                        Error::Configuration(format!("PG_SSL_ROOT_CERT {}: {e}", path.display()))
+                    })?;
+                for cert in certs {
+                    let cert = cert.map_err(|e| {
+                        Error::Configuration(format!("PG_SSL_ROOT_CERT {}: {e}", path.display()))
+                    })?;
+                    roots.add(cert).map_err(|e| {
+                        Error::Configuration(format!("PG_SSL_ROOT_CERT {}: {e}", path.display()))
+                    })?;
+                }
+            }
+            if roots.is_empty() {
+                return Err(Error::Configuration(
+                    "PG_SSLMODE=verify-full but no CA certificates were found (set PG_SSL_ROOT_CERT)".into(),
+                ));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        _ => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+            .with_no_client_auth(),
+    };
+    Ok(config)
+}
+
+/// Opens a connection; the connection task runs in the background until the client is dropped.
+pub async fn connect(pg: &PgConfig, password: Option<&str>) -> Result<tokio_postgres::Client> {
+    let mut c = tokio_postgres::Config::new();
+    c.host(&pg.host)
+        .port(pg.port)
+        .dbname(&pg.database)
+        .user(&pg.user)
+        .connect_timeout(pg.connect_timeout)
+        .application_name("deftunes-songs-extract");
+    if let Some(p) = password {
+        c.password(p);
+    }
+    let target = format!(
+        "postgresql://{}@{}:{}/{}",
+        pg.user, pg.host, pg.port, pg.database
+    );
+    let context = format!("connecting to {target}");
+    let client = match pg.sslmode {
+        SslMode::Disable => {
+            let (client, conn) = c
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| pg_err(&context, e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::warn!(error = %e, "database connection closed with an error");
+                }
+            });
+            client
+        }
+        _ => {
+            c.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(pg)?);
+            let (client, conn) = c.connect(tls).await.map_err(|e| pg_err(&context, e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::warn!(error = %e, "database connection closed with an error");
+                }
+            });
+            client
+        }
+    };
+    Ok(client)
+}
+
+/// Fetches the password named by the configuration (per invocation, so rotation is picked up).
+pub async fn resolve_password(
+    source: &PasswordSource,
+    secrets: Option<&aws_sdk_secretsmanager::Client>,
+) -> Result<Option<String>> {
+    match source {
+        PasswordSource::None => Ok(None),
+        PasswordSource::Plain(p) => Ok(Some(p.clone())),
+        PasswordSource::Secret { arn } => {
+            let client = secrets.ok_or_else(|| {
+                Error::Configuration(
+                    "PG_SECRET_ARN is set but no Secrets Manager client was built".into(),
+                )
+            })?;
+            let out = client
+                .get_secret_value()
+                .secret_id(arn)
+                .send()
+                .await
+                .map_err(|e| {
+                    use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
+                    let msg = format!("GetSecretValue {arn}: {}", DisplayErrorContext(&e));
+                    match &e {
+                        SdkError::ServiceError(se)
+                            if !se.err().is_internal_service_error()
+                                && se.raw().status().as_u16() < 500 =>
+                        {
+                            Error::Configuration(msg)
+                        }
+                        _ => Error::SourceUnavailable(msg),
+                    }
+                })?;
+            let raw = out
+                .secret_string()
+                .ok_or_else(|| Error::Configuration(format!("secret {arn} has no SecretString")))?;
+            Ok(Some(password_from_secret(raw).map_err(|m| {
+                Error::Configuration(format!("secret {arn}: {m}"))
+            })?))
+        }
+    }
+}
+
+/// RDS-managed secrets are JSON (`{"username", "password", ...}`); a plain string is the password.
+fn password_from_secret(raw: &str) -> std::result::Result<String, String> {
+    if raw.trim_start().starts_with('{') {
+        let v: Value = serde_json::from_str(raw)
+            .map_err(|e| format!("SecretString is not valid JSON: {e}"))?;
+        v.get("password")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| "SecretString JSON has no string field \"password\"".to_string())
+    } else {
+        Ok(raw.to_string())
+    }
+}
+
+pub struct SongsExtractor {
+    cfg: SongsExtractConfig,
+    lake: Lake,
+    secrets: Option<aws_sdk_secretsmanager::Client>,
+}
+
+impl SongsExtractor {
+    pub fn new(
+        cfg: SongsExtractConfig,
+        lake: Lake,
+        secrets: Option<aws_sdk_secretsmanager::Client>,
+    ) -> Self {
+        SongsExtractor { cfg, lake, secrets }
+    }
+
+    /// Builds everything from the environment (the Lambda's cold start).
+    pub async fn from_env() -> Result<Self> {
+        let cfg = SongsExtractConfig::from_env(&crate::config::ProcessEnv)?;
+        let lake = Lake::from_uri(&cfg.landing.lake_uri, cfg.landing.s3_force_path_style).await?;
+        let secrets = match cfg.pg.password {
+            PasswordSource::Secret { .. } => Some(aws_sdk_secretsmanager::Client::new(
+                &aws_config::load_from_env().await,
+            )),
+            _ => None,
+        };
+        Ok(Self::new(cfg, lake, secrets))
+    }
+
+    pub async fn handle(&self, payload: &Value) -> Result<ExtractSummary> {
+        self.handle_at(payload, Utc::now()).await
+    }
+
+    /// [`Self::handle`] with an explicit clock (the default ingest date is today).
+    pub async fn handle_at(&self, payload: &Value, now: DateTime<Utc>) -> Result<ExtractSummary> {
+        let ingest_date = plan(payload, now)?;
+        self.extract(ingest_date).await
+    }
+
+    /// Streams the whole table into `landing_zone/rds/songs/ingest_on=<ingest_date>/songs.part-*.jsonl`.
+    pub async fn extract(&self, ingest_date: NaiveDate) -> Result<ExtractSummary> {
+        let table = quote_table(&self.cfg.songs_table)?;
+        let password = resolve_password(&self.cfg.pg.password, self.secrets.as_ref()).await?;
+        tracing::info!(host = %self.cfg.pg.host, table = %self.cfg.songs_table, %ingest_date, "extracting songs");
+        let client = connect(&self.cfg.pg, password.as_deref()).await?;
+        let sql = format!("SELECT row_to_json(t)::text FROM {table} AS t");
+        let context = format!("reading {}", self.cfg.songs_table);
+        let rows = client
+            .query_raw(
+                sql.as_str(),
+                std::iter::empty::<&(dyn tokio_postgres::types::ToSql + Sync)>(),
+            )
+            .await
+            .map_err(|e| pg_err(&context, e))?;
+        pin_mut!(rows);
+        let mut spooler =
+            PartSpooler::new(&self.cfg.landing.spool_dir, self.cfg.landing.part_max_bytes);
+        let mut n: u64 = 0;
+        while let Some(row) = rows.try_next().await.map_err(|e| pg_err(&context, e))? {
+            let line: &str = row.try_get(0).map_err(|e| pg_err(&context, e))?;
+            spooler.write_line(line.as_bytes())?;
+            n += 1;
+            if n % 100_000 == 0 {
+                tracing::info!(rows = n, "streaming songs");
+            }
+        }
+        let parts = spooler.finish()?;
+        let stem = format!("{}songs.", landing_partition(SOURCE, ingest_date));
+        let (objects, removed) = publish_parts(&self.lake, &stem, parts).await?;
+        let s = summary(SOURCE, None, ingest_date, objects, removed);
+        tracing::info!(
+            records = s.records,
+            bytes = s.bytes,
+            objects = s.objects.len(),
+            "extracted songs"
+        );
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
+    use aws_smithy_mocks::{mock, mock_client};
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    #[test]
+    fn table_names_are_validated_and_quoted() {
+        assert_eq!(
+            quote_table("deftunes.songs").unwrap(),
+            "\"deftunes\".\"songs\""
+        );
+        assert_eq!(quote_table("songs").unwrap(), "\"songs\"");
+        for bad in [
+            "",
+            "a.b.c",
+            "songs;drop",
+            "1abc",
+            "a b",
+            "deftunes.\"songs\"",
+        ] {
+            assert!(quote_table(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ingest_date_from_request_schedule_or_now() {
+        let now = Utc.with_ymd_and_hms(2020, 4, 2, 6, 0, 0).unwrap();
+        assert_eq!(plan(&json!({}), now).unwrap().to_string(), "2020-04-02");
+        assert_eq!(
+            plan(&json!({"ingest_date": "2020-01-01"}), now)
+                .unwrap()
+                .to_string(),
+            "2020-01-01"
+        );
+        assert_eq!(
+            plan(&json!({"scheduled_time": "2020-03-01T00:00:00Z"}), now)
+                .unwrap()
+                .to_string(),
+            "2020-03-01"
+        );
+        assert_eq!(
+            plan(
+                &json!({"detail-type": "Scheduled Event", "time": "2020-02-01T00:00:00Z"}),
+                now
+            )
+            .unwrap()
+            .to_string(),
+            "2020-02-01"
+        );
+        let e = plan(&json!({"ingest": "2020-01-01"}), now).unwrap_err();
+        assert!(e.to_string().contains("ingest"), "{e}");
+    }
+
+    #[test]
+    fn secret_formats() {
+        assert_eq!(password_from_secret("s3cr3t").unwrap(), "s3cr3t");
+        assert_eq!(
+            password_from_secret(r#"{"username":"u","password":"p w"}"#).unwrap(),
+            "p w"
+        );
+        assert!(password_from_secret(r#"{"username":"u"}"#)
+            .unwrap_err()
+            .contains("password"));
+        assert!(password_from_secret("{not json")
+            .unwrap_err()
+            .contains("JSON"));
+    }
+
+    #[tokio::test]
+    async fn password_comes_from_secrets_manager() {
+        let rule = mock!(aws_sdk_secretsmanager::Client::get_secret_value)
+            .match_requests(|r| r.secret_id() == Some("arn:db"))
+            .then_output(|| {
+                GetSecretValueOutput::builder()
+                    .secret_string(r#"{"username":"postgres","password":"from-secret"}"#)
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_secretsmanager, [&rule]);
+        let got = resolve_password(
+            &PasswordSource::Secret {
+                arn: "arn:db".into(),
+            },
+            Some(&client),
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.as_deref(), Some("from-secret"));
+    }
+
+    #[tokio::test]
+    async fn missing_secret_is_a_configuration_error() {
+        use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+        use aws_sdk_secretsmanager::types::error::ResourceNotFoundException;
+        let rule = mock!(aws_sdk_secretsmanager::Client::get_secret_value).then_error(|| {
+            GetSecretValueError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .message("no such secret")
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_secretsmanager, [&rule]);
+        let e = resolve_password(
+            &PasswordSource::Secret {
+                arn: "arn:gone".into(),
+            },
+            Some(&client),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.error_type(), "Configuration", "{e}");
+        assert!(e.to_string().contains("arn:gone"), "{e}");
+    }
+}

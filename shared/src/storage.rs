@@ -1,0 +1,486 @@
+//! The lake: S3 in AWS, a local directory on one machine. Keys are always `/`-separated and
+//! relative to the lake root (`landing_zone/api/users/...`).
+//!
+//! Objects appear whole or not at all: S3 `PutObject` is atomic, and locally a file is written
+//! under `.staging/` and renamed into place.
+
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub enum Lake {
+    Local {
+        root: PathBuf,
+    },
+    S3 {
+        client: aws_sdk_s3::Client,
+        bucket: String,
+        prefix: String,
+    },
+}
+
+/// A parsed `LAKE_URI`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LakeUri {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl LakeUri {
+    /// Accepts `s3://bucket[/prefix]`, `file:///abs/path` or a plain path.
+    pub fn parse(uri: &str) -> Result<LakeUri> {
+        let uri = uri.trim();
+        if let Some(rest) = uri.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(Error::Configuration(format!(
+                    "LAKE_URI {uri:?} has no bucket"
+                )));
+            }
+            Ok(LakeUri::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            })
+        } else if let Some(path) = uri.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(Error::Configuration(format!(
+                    "LAKE_URI {uri:?}: a file:// URI needs an absolute path (file:///...)"
+                )));
+            }
+            Ok(LakeUri::Local(PathBuf::from(path)))
+        } else if uri.is_empty() || uri.contains("://") {
+            Err(Error::Configuration(format!(
+                "LAKE_URI {uri:?}: expected s3://bucket/prefix, file:///path or a directory path"
+            )))
+        } else {
+            Ok(LakeUri::Local(PathBuf::from(uri)))
+        }
+    }
+}
+
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty()
+        || key.starts_with('/')
+        || key
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(Error::InvalidInput(format!("invalid lake key {key:?}")));
+    }
+    Ok(())
+}
+
+/// Maps SDK failures: throttling, 5xx, timeouts and dispatch failures are transient; the rest
+/// (access denied, no such bucket) is a deployment problem.
+fn s3_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    what: &str,
+    e: SdkError<E>,
+) -> Error {
+    let transient = match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            status >= 500
+                || status == 429
+                || matches!(se.err().code(), Some("SlowDown" | "RequestTimeout"))
+        }
+        _ => false,
+    };
+    let detail = match e.code() {
+        Some(code) => format!("{what}: {code}: {}", e.message().unwrap_or("no message")),
+        None => format!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)),
+    };
+    if transient {
+        Error::StorageUnavailable(detail)
+    } else {
+        Error::Configuration(detail)
+    }
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::StorageUnavailable(format!("{what} {}: {e}", path.display()))
+}
+
+impl Lake {
+    pub fn local(root: impl Into<PathBuf>) -> Lake {
+        Lake::Local { root: root.into() }
+    }
+
+    /// Builds the lake named by `uri`; for S3 the client comes from the SDK's default chain,
+    /// which honours `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` (moto, LocalStack).
+    /// `force_path_style` is needed by most emulators.
+    pub async fn from_uri(uri: &str, force_path_style: bool) -> Result<Lake> {
+        match LakeUri::parse(uri)? {
+            LakeUri::Local(root) => Ok(Lake::Local { root }),
+            LakeUri::S3 { bucket, prefix } => {
+                let shared = aws_config::load_from_env().await;
+                let conf = aws_sdk_s3::config::Builder::from(&shared)
+                    .force_path_style(force_path_style)
+                    .build();
+                Ok(Lake::S3 {
+                    client: aws_sdk_s3::Client::from_conf(conf),
+                    bucket,
+                    prefix,
+                })
+            }
+        }
+    }
+
+    fn s3_key(prefix: &str, key: &str) -> String {
+        if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}/{key}")
+        }
+    }
+
+    /// A human-readable address of `key` (for logs and summaries).
+    pub fn uri_of(&self, key: &str) -> String {
+        match self {
+            Lake::Local { root } => root.join(key).display().to_string(),
+            Lake::S3 { bucket, prefix, .. } => {
+                format!("s3://{bucket}/{}", Self::s3_key(prefix, key))
+            }
+        }
+    }
+
+    /// Publishes a local file under `key`, replacing what was there. Returns the bytes written.
+    pub async fn put_file(&self, key: &str, file: &Path) -> Result<u64> {
+        check_key(key)?;
+        let len = tokio::fs::metadata(file)
+            .await
+            .map_err(|e| io_err("cannot stat", file, e))?
+            .len();
+        match self {
+            Lake::Local { root } => {
+                let dest = root.join(key);
+                let staging = root.join(".staging");
+                let parent = dest.parent().unwrap_or(root);
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| io_err("cannot create", parent, e))?;
+                tokio::fs::create_dir_all(&staging)
+                    .await
+                    .map_err(|e| io_err("cannot create", &staging, e))?;
+                let tmp = staging.join(format!("{}.tmp", uuid::Uuid::new_v4()));
+                tokio::fs::copy(file, &tmp)
+                    .await
+                    .map_err(|e| io_err("cannot copy to", &tmp, e))?;
+                if let Err(e) = tokio::fs::rename(&tmp, &dest).await {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(io_err("cannot publish", &dest, e));
+                }
+            }
+            Lake::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let body = ByteStream::from_path(file).await.map_err(|e| {
+                    Error::StorageUnavailable(format!("cannot read {}: {e}", file.display()))
+                })?;
+                let s3key = Self::s3_key(prefix, key);
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(&s3key)
+                    .body(body)
+                    .content_length(len as i64)
+                    .content_type("application/x-ndjson")
+                    .send()
+                    .await
+                    .map_err(|e| s3_err(&format!("PutObject s3://{bucket}/{s3key}"), e))?;
+            }
+        }
+        Ok(len)
+    }
+
+    /// Publishes bytes under `key` (small objects: reports, manifests).
+    pub async fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<u64> {
+        let tmp = tempfile::NamedTempFile::new()
+            .map_err(|e| Error::Configuration(format!("cannot create a temporary file: {e}")))?;
+        tokio::fs::write(tmp.path(), bytes)
+            .await
+            .map_err(|e| io_err("cannot write", tmp.path(), e))?;
+        self.put_file(key, tmp.path()).await
+    }
+
+    /// Whole object as bytes.
+    pub async fn get_bytes(&self, key: &str) -> Result<Vec<u8>> {
+        check_key(key)?;
+        match self {
+            Lake::Local { root } => {
+                let p = root.join(key);
+                tokio::fs::read(&p)
+                    .await
+                    .map_err(|e| io_err("cannot read", &p, e))
+            }
+            Lake::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let s3key = Self::s3_key(prefix, key);
+                let out = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(&s3key)
+                    .send()
+                    .await
+                    .map_err(|e| s3_err(&format!("GetObject s3://{bucket}/{s3key}"), e))?;
+                let data = out.body.collect().await.map_err(|e| {
+                    Error::StorageUnavailable(format!("reading s3://{bucket}/{s3key}: {e}"))
+                })?;
+                Ok(data.to_vec())
+            }
+        }
+    }
+
+    /// Keys starting with `prefix` (a key prefix, not necessarily a folder), sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = match self {
+            Lake::Local { root } => {
+                // Walk only the folder part of the prefix.
+                let dir_part = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                let start = root.join(dir_part);
+                let mut out = Vec::new();
+                let mut stack = vec![start];
+                while let Some(dir) = stack.pop() {
+                    let mut rd = match tokio::fs::read_dir(&dir).await {
+                        Ok(rd) => rd,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(io_err("cannot list", &dir, e)),
+                    };
+                    while let Some(entry) = rd
+                        .next_entry()
+                        .await
+                        .map_err(|e| io_err("cannot list", &dir, e))?
+                    {
+                        let path = entry.path();
+                        let ft = entry
+                            .file_type()
+                            .await
+                            .map_err(|e| io_err("cannot stat", &path, e))?;
+                        let Ok(rel) = path.strip_prefix(root) else {
+                            continue;
+                        };
+                        let rel = rel.to_string_lossy().replace('\\', "/");
+                        if rel.starts_with(".staging") {
+                            continue;
+                        }
+                        if ft.is_dir() {
+                            stack.push(path);
+                        } else if rel.starts_with(prefix) {
+                            out.push(rel);
+                        }
+                    }
+                }
+                out
+            }
+            Lake::S3 {
+                client,
+                bucket,
+                prefix: root_prefix,
+            } => {
+                let full = Self::s3_key(root_prefix, prefix);
+                let strip = if root_prefix.is_empty() {
+                    0
+                } else {
+                    root_prefix.len() + 1
+                };
+                let mut out = Vec::new();
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(&full)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page
+                        .map_err(|e| s3_err(&format!("ListObjectsV2 s3://{bucket}/{full}"), e))?;
+                    for obj in page.contents() {
+                        if let Some(k) = obj.key() {
+                            out.push(k[strip.min(k.len())..].to_string());
+                        }
+                    }
+                }
+                out
+            }
+        };
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Deletes `key`; deleting a missing key is not an error.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        match self {
+            Lake::Local { root } => {
+                let p = root.join(key);
+                match tokio::fs::remove_file(&p).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(io_err("cannot delete", &p, e)),
+                }
+            }
+            Lake::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let s3key = Self::s3_key(prefix, key);
+                client
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(&s3key)
+                    .send()
+                    .await
+                    .map_err(|e| s3_err(&format!("DeleteObject s3://{bucket}/{s3key}"), e))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation::put_object::PutObjectOutput;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    #[test]
+    fn lake_uris_parse() {
+        assert_eq!(
+            LakeUri::parse("s3://my-lake/dev/").unwrap(),
+            LakeUri::S3 {
+                bucket: "my-lake".into(),
+                prefix: "dev".into()
+            }
+        );
+        assert_eq!(
+            LakeUri::parse("s3://my-lake").unwrap(),
+            LakeUri::S3 {
+                bucket: "my-lake".into(),
+                prefix: "".into()
+            }
+        );
+        assert_eq!(
+            LakeUri::parse("file:///tmp/lake").unwrap(),
+            LakeUri::Local("/tmp/lake".into())
+        );
+        assert_eq!(
+            LakeUri::parse("./lake").unwrap(),
+            LakeUri::Local("./lake".into())
+        );
+        for bad in ["s3://", "file://relative", "gs://b/p", ""] {
+            let e = LakeUri::parse(bad).unwrap_err();
+            assert_eq!(e.error_type(), "Configuration", "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_escaping_the_lake_are_refused() {
+        for bad in ["", "/abs", "a/../b", "a//b", "./a"] {
+            assert!(check_key(bad).is_err(), "{bad}");
+        }
+        assert!(check_key("landing_zone/api/users/ingest_on=2020-01-01/x.jsonl").is_ok());
+    }
+
+    #[tokio::test]
+    async fn local_put_list_get_delete_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path());
+        lake.put_bytes("a/b/one.jsonl", b"{}\n").await.unwrap();
+        lake.put_bytes("a/b/two.jsonl", b"{}\n{}\n").await.unwrap();
+        lake.put_bytes("a/c/three.jsonl", b"").await.unwrap();
+        assert_eq!(
+            lake.list("a/b/").await.unwrap(),
+            ["a/b/one.jsonl", "a/b/two.jsonl"]
+        );
+        assert_eq!(lake.list("a/b/t").await.unwrap(), ["a/b/two.jsonl"]);
+        assert_eq!(lake.list("a/").await.unwrap().len(), 3);
+        assert!(lake.list("nothing/here/").await.unwrap().is_empty());
+        assert_eq!(lake.get_bytes("a/b/two.jsonl").await.unwrap(), b"{}\n{}\n");
+        lake.delete("a/b/one.jsonl").await.unwrap();
+        lake.delete("a/b/one.jsonl").await.unwrap();
+        assert_eq!(lake.list("a/b/").await.unwrap(), ["a/b/two.jsonl"]);
+        // Nothing is left behind in the staging area.
+        assert!(lake.list(".staging").await.unwrap().is_empty());
+        let staging = std::fs::read_dir(dir.path().join(".staging"))
+            .unwrap()
+            .count();
+        assert_eq!(staging, 0);
+    }
+
+    fn s3_lake(client: aws_sdk_s3::Client) -> Lake {
+        Lake::S3 {
+            client,
+            bucket: "lake".into(),
+            prefix: "dev".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn s3_put_goes_under_the_prefix() {
+        let put = mock!(aws_sdk_s3::Client::put_object)
+            .match_requests(|r| {
+                r.bucket() == Some("lake") && r.key() == Some("dev/landing_zone/x.jsonl")
+            })
+            .then_output(|| PutObjectOutput::builder().build());
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&put]);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), b"{}\n").unwrap();
+        assert_eq!(
+            s3_lake(client)
+                .put_file("landing_zone/x.jsonl", f.path())
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(put.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn s3_errors_are_classified() {
+        use aws_sdk_s3::operation::put_object::PutObjectError;
+        use aws_smithy_types::error::ErrorMetadata;
+        let denied = mock!(aws_sdk_s3::Client::put_object).then_http_response(|| {
+            aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(403).unwrap(),
+                aws_smithy_types::body::SdkBody::from(
+                    "<Error><Code>AccessDenied</Code><Message>denied</Message></Error>",
+                ),
+            )
+        });
+        let client = mock_client!(aws_sdk_s3, [&denied]);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let e = s3_lake(client)
+            .put_file("k.jsonl", f.path())
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_type(), "Configuration", "{e}");
+        assert!(e.to_string().contains("AccessDenied"), "{e}");
+
+        let slow = mock!(aws_sdk_s3::Client::put_object).then_error(|| {
+            PutObjectError::generic(
+                ErrorMetadata::builder()
+                    .code("SlowDown")
+                    .message("reduce")
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_s3, [&slow]);
+        let e = s3_lake(client)
+            .put_file("k.jsonl", f.path())
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_type(), "StorageUnavailable", "{e}");
+        assert!(e.to_string().contains("SlowDown"), "{e}");
+    }
+}

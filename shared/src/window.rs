@@ -1,0 +1,174 @@
+//! Extraction windows: whole days, both ends inclusive, as a person writes them
+//! (`2020-01-01`..`2020-01-31` is January).
+
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+}
+
+/// How long the period of a scheduled run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    Day,
+    Month,
+}
+
+impl FromStr for Granularity {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "day" | "daily" => Ok(Granularity::Day),
+            "month" | "monthly" => Ok(Granularity::Month),
+            other => Err(Error::Configuration(format!(
+                "unknown window granularity {other:?}: expected \"day\" or \"month\""
+            ))),
+        }
+    }
+}
+
+impl Window {
+    pub fn new(start_date: NaiveDate, end_date: NaiveDate) -> Result<Self> {
+        if end_date < start_date {
+            return Err(Error::InvalidInput(format!(
+                "window end_date {end_date} is before start_date {start_date}"
+            )));
+        }
+        Ok(Window {
+            start_date,
+            end_date,
+        })
+    }
+
+    /// The last complete period before `now`: yesterday, or the previous calendar month.
+    pub fn previous(granularity: Granularity, now: DateTime<Utc>) -> Window {
+        let today = now.date_naive();
+        match granularity {
+            Granularity::Day => {
+                let d = today.pred_opt().unwrap_or(today);
+                Window {
+                    start_date: d,
+                    end_date: d,
+                }
+            }
+            Granularity::Month => {
+                let first_this_month = today.with_day(1).unwrap_or(today);
+                let end = first_this_month.pred_opt().unwrap_or(first_this_month);
+                let start = end.with_day(1).unwrap_or(end);
+                Window {
+                    start_date: start,
+                    end_date: end,
+                }
+            }
+        }
+    }
+
+    /// Calendar months covering `start..=end`, clipped to it: what a catch-up run walks through.
+    pub fn monthly(start: NaiveDate, end: NaiveDate) -> Result<Vec<Window>> {
+        let whole = Window::new(start, end)?;
+        let mut out = Vec::new();
+        let mut cursor = whole.start_date;
+        while cursor <= whole.end_date {
+            let next_month = cursor
+                .with_day(1)
+                .and_then(|d| d.checked_add_months(Months::new(1)))
+                .ok_or_else(|| Error::InvalidInput(format!("date {cursor} out of range")))?;
+            let month_end = next_month
+                .checked_sub_days(Days::new(1))
+                .unwrap_or(next_month);
+            let end = month_end.min(whole.end_date);
+            out.push(Window {
+                start_date: cursor,
+                end_date: end,
+            });
+            cursor = next_month;
+        }
+        Ok(out)
+    }
+
+    pub fn contains(&self, d: NaiveDate) -> bool {
+        self.start_date <= d && d <= self.end_date
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}..{}", self.start_date, self.end_date)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn previous_day_is_yesterday_even_across_a_year() {
+        let now = Utc.with_ymd_and_hms(2021, 1, 1, 0, 5, 0).unwrap();
+        let w = Window::previous(Granularity::Day, now);
+        assert_eq!(
+            (w.start_date, w.end_date),
+            (d("2020-12-31"), d("2020-12-31"))
+        );
+    }
+
+    #[test]
+    fn previous_month_handles_leap_february_and_january() {
+        let now = Utc.with_ymd_and_hms(2020, 3, 15, 12, 0, 0).unwrap();
+        let w = Window::previous(Granularity::Month, now);
+        assert_eq!(
+            (w.start_date, w.end_date),
+            (d("2020-02-01"), d("2020-02-29"))
+        );
+        let now = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
+        let w = Window::previous(Granularity::Month, now);
+        assert_eq!(
+            (w.start_date, w.end_date),
+            (d("2019-12-01"), d("2019-12-31"))
+        );
+    }
+
+    #[test]
+    fn monthly_split_is_clipped_and_contiguous() {
+        let ws = Window::monthly(d("2020-01-15"), d("2020-03-10")).unwrap();
+        let got: Vec<_> = ws.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "2020-01-15..2020-01-31",
+                "2020-02-01..2020-02-29",
+                "2020-03-01..2020-03-10"
+            ]
+        );
+    }
+
+    #[test]
+    fn reversed_window_is_rejected_with_both_dates() {
+        let e = Window::new(d("2020-02-01"), d("2020-01-01")).unwrap_err();
+        assert_eq!(e.error_type(), "InvalidInput");
+        assert!(e.to_string().contains("2020-01-01") && e.to_string().contains("2020-02-01"));
+    }
+
+    #[test]
+    fn granularity_parses_and_rejects_unknown() {
+        assert_eq!("Month".parse::<Granularity>().unwrap(), Granularity::Month);
+        assert_eq!("daily".parse::<Granularity>().unwrap(), Granularity::Day);
+        assert!("weekly"
+            .parse::<Granularity>()
+            .unwrap_err()
+            .to_string()
+            .contains("weekly"));
+    }
+}

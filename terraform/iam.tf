@@ -1,0 +1,153 @@
+# IAM statements of each function's role, beyond writing its own logs (added by the
+# lambda_function module). Plain literals, so that terraform/tests can check them:
+# no wildcard actions; resource wildcards only below a prefix; "*" only for APIs that
+# support no resource-level permissions.
+locals {
+  function_statements = {
+    "api-extract" = [
+      {
+        sid        = "WriteApiLanding"
+        actions    = ["s3:PutObject", "s3:DeleteObject"]
+        resources  = ["${local.bucket_arn}/${local.zones["landing_zone"]}api/*"]
+        conditions = []
+      },
+      {
+        sid       = "ListApiLanding"
+        actions   = ["s3:ListBucket"]
+        resources = [local.bucket_arn]
+        conditions = [{
+          test     = "StringLike"
+          variable = "s3:prefix"
+          values   = ["${local.zones["landing_zone"]}api/*"]
+        }]
+      },
+    ]
+    "songs-extract" = [
+      {
+        sid        = "ReadDatabasePassword"
+        actions    = ["secretsmanager:GetSecretValue"]
+        resources  = [var.pg_secret_arn]
+        conditions = []
+      },
+      {
+        sid        = "WriteSongsLanding"
+        actions    = ["s3:PutObject", "s3:DeleteObject"]
+        resources  = ["${local.bucket_arn}/${local.zones["landing_zone"]}rds/songs/*"]
+        conditions = []
+      },
+      {
+        sid       = "ListSongsLanding"
+        actions   = ["s3:ListBucket"]
+        resources = [local.bucket_arn]
+        conditions = [{
+          test     = "StringLike"
+          variable = "s3:prefix"
+          values   = ["${local.zones["landing_zone"]}rds/songs/*"]
+        }]
+      },
+    ]
+    "transform" = [
+      {
+        sid = "SilverTables"
+        actions = [
+          "glue:GetDatabase",
+          "glue:GetTable",
+          "glue:GetTables",
+          "glue:CreateTable",
+          "glue:UpdateTable",
+        ]
+        resources = [
+          module.catalog.glue_arns.catalog,
+          module.catalog.glue_arns.database,
+          module.catalog.glue_arns.tables,
+        ]
+        conditions = []
+      },
+      {
+        sid        = "ReadLanding"
+        actions    = ["s3:GetObject", "s3:GetObjectVersion"]
+        resources  = ["${local.bucket_arn}/${local.zones["landing_zone"]}*"]
+        conditions = []
+      },
+      {
+        sid     = "WriteWarehouse"
+        actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+        resources = [
+          "${local.bucket_arn}/${local.zones["transform_zone"]}*",
+        ]
+        conditions = []
+      },
+      {
+        sid     = "WriteQuarantineAndQuality"
+        actions = ["s3:GetObject", "s3:PutObject"]
+        resources = [
+          "${local.bucket_arn}/${local.zones["quarantine"]}*",
+          "${local.bucket_arn}/${local.zones["quality"]}*",
+        ]
+        conditions = []
+      },
+      {
+        sid       = "ListLakeZones"
+        actions   = ["s3:ListBucket"]
+        resources = [local.bucket_arn]
+        conditions = [{
+          test     = "StringLike"
+          variable = "s3:prefix"
+          values = [
+            "${local.zones["landing_zone"]}*",
+            "${local.zones["transform_zone"]}*",
+            "${local.zones["quarantine"]}*",
+            "${local.zones["quality"]}*",
+          ]
+        }]
+      },
+      {
+        sid = "ConsumeLandingQueue"
+        actions = [
+          "sqs:ReceiveMessage",
+          "sqs:DeleteMessage",
+          "sqs:ChangeMessageVisibility",
+          "sqs:GetQueueAttributes",
+        ]
+        resources  = [module.orchestration.transform_queue_arn]
+        conditions = []
+      },
+    ]
+    "redshift-setup" = [
+      {
+        sid        = "RunStatements"
+        actions    = ["redshift-data:ExecuteStatement", "redshift-data:BatchExecuteStatement"]
+        resources  = [module.serving.workgroup_arn]
+        conditions = []
+      },
+      {
+        sid        = "WorkgroupCredentials"
+        actions    = ["redshift-serverless:GetCredentials"]
+        resources  = [module.serving.workgroup_arn]
+        conditions = []
+      },
+      {
+        # The Data API reads the admin secret with the caller's permissions.
+        sid        = "AdminSecret"
+        actions    = ["secretsmanager:GetSecretValue"]
+        resources  = [module.serving.admin_secret_arn]
+        conditions = []
+      },
+      {
+        # These statement APIs support no resource-level permissions: "*" is the only valid
+        # resource; the condition limits them to statements this role started.
+        sid        = "OwnStatements"
+        actions    = ["redshift-data:DescribeStatement", "redshift-data:GetStatementResult", "redshift-data:CancelStatement"]
+        resources  = ["*"]
+        conditions = [{ test = "StringEquals", variable = "redshift-data:statement-owner-iam-userid", values = ["$${aws:userid}"] }]
+      },
+    ]
+  }
+
+  pg_secret_kms_statements = var.pg_secret_kms_key_arn == null ? [] : [{
+    sid        = "DecryptDatabasePassword"
+    actions    = ["kms:Decrypt"]
+    resources  = [var.pg_secret_kms_key_arn]
+    conditions = []
+  }]
+}

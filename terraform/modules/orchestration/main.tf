@@ -1,0 +1,74 @@
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  region     = data.aws_region.current.region
+  partition  = data.aws_partition.current.partition
+
+  # Every value the state machine template uses; terraform/tests renders the template with
+  # the same names.
+  definition_vars = {
+    api_extract_function_arn    = var.function_arns["api-extract"]
+    songs_extract_function_arn  = var.function_arns["songs-extract"]
+    transform_function_arn      = var.function_arns["transform"]
+    redshift_setup_function_arn = var.function_arns["redshift-setup"]
+    ecs_cluster_arn             = var.ecs_cluster_arn
+    dbt_task_definition_arn     = var.dbt_task_definition_arn
+    dbt_container_name          = var.dbt_container_name
+    dbt_subnet_ids              = var.dbt_subnet_ids
+    dbt_security_group_ids      = var.dbt_security_group_ids
+    dbt_assign_public_ip        = var.dbt_assign_public_ip ? "ENABLED" : "DISABLED"
+  }
+}
+
+resource "aws_cloudwatch_log_group" "state_machine" {
+  name              = "/aws/vendedlogs/states/${var.name}-pipeline"
+  retention_in_days = var.log_retention_days
+  tags              = var.tags
+}
+
+resource "aws_sfn_state_machine" "pipeline" {
+  name       = "${var.name}-pipeline"
+  type       = "STANDARD"
+  role_arn   = aws_iam_role.state_machine.arn
+  definition = templatefile("${path.module}/state_machine.asl.json.tftpl", local.definition_vars)
+
+  logging_configuration {
+    log_destination        = "${aws_cloudwatch_log_group.state_machine.arn}:*"
+    include_execution_data = true
+    level                  = "ALL"
+  }
+
+  tags = var.tags
+
+  depends_on = [aws_iam_role_policy.state_machine]
+}
+
+# Execution data is logged: payloads carry object keys, counts and errors, never secrets.
+
+# Starts the pipeline for the previous period: the target input carries the scheduled time,
+# from which the extract function derives the window (WINDOW_GRANULARITY day or month).
+resource "aws_scheduler_schedule" "pipeline" {
+  name                         = "${var.name}-pipeline"
+  description                  = "Runs the DeFtunes pipeline for the previous period."
+  state                        = var.schedule_enabled ? "ENABLED" : "DISABLED"
+  schedule_expression          = var.schedule_expression
+  schedule_expression_timezone = var.schedule_timezone
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = aws_sfn_state_machine.pipeline.arn
+    role_arn = aws_iam_role.scheduler.arn
+    input    = jsonencode({ scheduled_time = "<aws.scheduler.scheduled-time>" })
+
+    retry_policy {
+      maximum_event_age_in_seconds = 3600
+      maximum_retry_attempts       = 5
+    }
+  }
+}

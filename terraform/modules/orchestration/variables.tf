@@ -1,0 +1,129 @@
+variable "name" {
+  description = "Name prefix of the orchestration resources."
+  type        = string
+}
+
+variable "function_arns" {
+  description = "ARN of each pipeline function, by crate name: api-extract, songs-extract, transform, redshift-setup."
+  type        = map(string)
+
+  validation {
+    condition     = alltrue([for k in ["api-extract", "songs-extract", "transform", "redshift-setup"] : contains(keys(var.function_arns), k)])
+    error_message = "function_arns needs api-extract, songs-extract, transform and redshift-setup."
+  }
+}
+
+variable "bucket_name" {
+  description = "Data lake bucket whose landing_zone/ object-created events feed the transform queue."
+  type        = string
+}
+
+variable "landing_prefix" {
+  description = "Key prefix of the landing zone (e.g. \"landing_zone/\")."
+  type        = string
+}
+
+variable "transform_batch_size" {
+  description = "Messages (landing objects) per transform invocation from SQS."
+  type        = number
+  default     = 10
+}
+
+variable "transform_batching_window_seconds" {
+  description = "Seconds SQS waits to fill a batch before invoking transform."
+  type        = number
+  default     = 10
+}
+
+variable "transform_max_concurrency" {
+  description = "Maximum concurrent transform invocations from SQS (2..1000): bounds commit conflicts and Glue load."
+  type        = number
+  default     = 2
+}
+
+variable "transform_timeout" {
+  description = "Timeout of the transform function in seconds (sizes the queue's visibility timeout)."
+  type        = number
+}
+
+variable "max_receive_count" {
+  description = "Deliveries of a message before it moves to the dead-letter queue."
+  type        = number
+  default     = 5
+}
+
+variable "ecs_cluster_arn" {
+  description = "ECS cluster running the dbt task."
+  type        = string
+}
+
+variable "dbt_task_definition_arn" {
+  description = "ARN of the dbt task definition."
+  type        = string
+}
+
+variable "dbt_task_definition_family" {
+  description = "Family of the dbt task definition (IAM scope covers all its revisions)."
+  type        = string
+}
+
+variable "dbt_container_name" {
+  description = "Container name in the dbt task definition."
+  type        = string
+}
+
+variable "dbt_role_arns" {
+  description = "Execution and task role ARNs of the dbt task (iam:PassRole)."
+  type        = list(string)
+}
+
+variable "dbt_subnet_ids" {
+  description = "Subnets of the dbt Fargate task (must reach Redshift, ECR, CloudWatch Logs and Secrets Manager)."
+  type        = list(string)
+}
+
+variable "dbt_security_group_ids" {
+  description = "Security groups of the dbt Fargate task."
+  type        = list(string)
+}
+
+variable "dbt_assign_public_ip" {
+  description = "Give the dbt task a public IP (only for public subnets without NAT)."
+  type        = bool
+  default     = false
+}
+
+variable "schedule_enabled" {
+  description = "Whether the EventBridge Scheduler schedule starts the state machine."
+  type        = bool
+  default     = true
+}
+
+variable "schedule_expression" {
+  description = "Scheduler expression, e.g. cron(30 1 * * ? *) daily or cron(30 1 1 * ? *) monthly."
+  type        = string
+}
+
+variable "schedule_timezone" {
+  description = "IANA time zone of the schedule expression."
+  type        = string
+  default     = "UTC"
+}
+
+variable "log_retention_days" {
+  description = "Retention of the state machine's log group."
+  type        = number
+  default     = 30
+}
+
+variable "kms_key_arn" {
+  description = "KMS key encrypting the bucket (null when SSE-S3); unused by queues (SQS-managed SSE)."
+  type        = string
+  default     = null
+}
+
+variable "tags" {
+  description = "Tags for every resource of the module."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,113 @@
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  dbt_image          = coalesce(var.dbt_image, "${aws_ecr_repository.dbt.repository_url}:${var.dbt_image_tag}")
+  dbt_container_name = "dbt"
+  admin_secret_arn   = aws_redshiftserverless_namespace.this.admin_password_secret_arn
+}
+
+# ---------------------------------------------------------------- Redshift Serverless
+resource "aws_redshiftserverless_namespace" "this" {
+  namespace_name        = var.name
+  db_name               = var.database_name
+  admin_username        = var.admin_username
+  manage_admin_password = true
+  iam_roles             = [aws_iam_role.spectrum.arn]
+  default_iam_role_arn  = aws_iam_role.spectrum.arn
+  log_exports           = ["userlog", "connectionlog", "useractivitylog"]
+  tags                  = var.tags
+}
+
+resource "aws_redshiftserverless_workgroup" "this" {
+  namespace_name       = aws_redshiftserverless_namespace.this.namespace_name
+  workgroup_name       = var.name
+  base_capacity        = var.base_capacity
+  max_capacity         = var.max_capacity
+  subnet_ids           = var.subnet_ids
+  security_group_ids   = var.security_group_ids
+  publicly_accessible  = false
+  enhanced_vpc_routing = true
+  tags                 = var.tags
+}
+
+# ---------------------------------------------------------------- dbt runner (ECS Fargate)
+resource "aws_ecr_repository" "dbt" {
+  name                 = "${var.name}-dbt"
+  image_tag_mutability = "IMMUTABLE"
+  force_delete         = false
+
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+
+  encryption_configuration {
+    encryption_type = "KMS"
+  }
+
+  tags = var.tags
+}
+
+resource "aws_ecs_cluster" "this" {
+  name = var.name
+
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_log_group" "dbt" {
+  name              = "/ecs/${var.name}-dbt"
+  retention_in_days = var.log_retention_days
+  tags              = var.tags
+}
+
+resource "aws_ecs_task_definition" "dbt" {
+  family                   = "${var.name}-dbt"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = var.dbt_cpu
+  memory                   = var.dbt_memory
+  execution_role_arn       = aws_iam_role.dbt_execution.arn
+  task_role_arn            = aws_iam_role.dbt_task.arn
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = var.dbt_cpu_architecture
+  }
+
+  container_definitions = jsonencode([
+    {
+      name      = local.dbt_container_name
+      image     = local.dbt_image
+      essential = true
+      command   = var.dbt_command
+      # dbt writes target/ and logs/ inside the project directory.
+      readonlyRootFilesystem = false
+      environment = [
+        { name = "DBT_TARGET", value = "redshift" },
+        { name = "REDSHIFT_HOST", value = aws_redshiftserverless_workgroup.this.endpoint[0].address },
+        { name = "REDSHIFT_PORT", value = tostring(aws_redshiftserverless_workgroup.this.endpoint[0].port) },
+        { name = "REDSHIFT_DATABASE", value = var.database_name },
+      ]
+      secrets = [
+        { name = "REDSHIFT_USER", valueFrom = "${local.admin_secret_arn}:username::" },
+        { name = "REDSHIFT_PASSWORD", valueFrom = "${local.admin_secret_arn}:password::" },
+      ]
+      logConfiguration = {
+        logDriver = "awslogs"
+        options = {
+          awslogs-group         = aws_cloudwatch_log_group.dbt.name
+          awslogs-region        = data.aws_region.current.region
+          awslogs-stream-prefix = "dbt"
+        }
+      }
+    }
+  ])
+
+  tags = var.tags
+}

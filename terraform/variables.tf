@@ -1,0 +1,277 @@
+# ---------------------------------------------------------------- general
+variable "project" {
+  description = "Name prefix of every resource."
+  type        = string
+  default     = "deftunes"
+}
+
+variable "aws_region" {
+  description = "AWS region of the deployment."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "tags" {
+  description = "Extra tags for every resource (Project is always set)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "lambda_artifacts_dir" {
+  description = "Directory of the cargo-lambda zips (<dir>/<crate>/bootstrap.zip). null means \"$${path.root}/../target/lambda\", where `make lambda-build` writes them."
+  type        = string
+  default     = null
+}
+
+variable "log_retention_days" {
+  description = "Retention of every CloudWatch log group (functions, state machine, dbt task)."
+  type        = number
+  default     = 30
+}
+
+variable "log_level" {
+  description = "Application log level of the functions."
+  type        = string
+  default     = "INFO"
+}
+
+# ---------------------------------------------------------------- data lake
+variable "lake_bucket_name" {
+  description = "Name of the data lake bucket. null means <project>-lake-<account id>-<region>."
+  type        = string
+  default     = null
+}
+
+variable "lake_prefix" {
+  description = "Optional key prefix of every zone inside the bucket (\"\" for the bucket root)."
+  type        = string
+  default     = ""
+}
+
+variable "lake_kms_key_arn" {
+  description = "Customer managed KMS key for the bucket; null uses SSE-S3. When set, every role touching the lake gets kms:Decrypt/GenerateDataKey on it."
+  type        = string
+  default     = null
+}
+
+variable "landing_expiration_days" {
+  description = "Days after which landing_zone/ objects expire (0 keeps them)."
+  type        = number
+  default     = 90
+}
+
+variable "lake_force_destroy" {
+  description = "Let terraform destroy delete a non-empty lake bucket. Keep false outside demo accounts."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------- sources
+variable "api_base_url" {
+  description = "Base URL of the DeFtunes purchases API (GET /users, /sessions), without trailing slash."
+  type        = string
+}
+
+variable "window_granularity" {
+  description = "Period extracted by a scheduled run or a run without dates: day or month (the previous one)."
+  type        = string
+  default     = "day"
+
+  validation {
+    condition     = contains(["day", "month"], var.window_granularity)
+    error_message = "window_granularity must be day or month."
+  }
+}
+
+variable "pg_host" {
+  description = "Host of the DeFtunes RDS PostgreSQL database."
+  type        = string
+}
+
+variable "pg_port" {
+  description = "Port of the RDS database."
+  type        = number
+  default     = 5432
+}
+
+variable "pg_database" {
+  description = "Database holding deftunes.songs."
+  type        = string
+  default     = "postgres"
+}
+
+variable "pg_user" {
+  description = "Database user of songs-extract."
+  type        = string
+  default     = "postgres"
+}
+
+variable "pg_secret_arn" {
+  description = "Secrets Manager secret with the database password (plain string, or JSON with \"password\", e.g. the RDS-managed secret)."
+  type        = string
+}
+
+variable "pg_secret_kms_key_arn" {
+  description = "Customer managed KMS key encrypting pg_secret_arn, if any (grants kms:Decrypt)."
+  type        = string
+  default     = null
+}
+
+variable "pg_sslmode" {
+  description = "TLS mode of the database connection: disable, require or verify-full."
+  type        = string
+  default     = "require"
+
+  validation {
+    condition     = contains(["disable", "require", "verify-full"], var.pg_sslmode)
+    error_message = "pg_sslmode must be disable, require or verify-full."
+  }
+}
+
+variable "songs_table" {
+  description = "Schema-qualified songs table."
+  type        = string
+  default     = "deftunes.songs"
+}
+
+variable "songs_subnet_ids" {
+  description = "Subnets (of the RDS VPC) of songs-extract. They need a route to S3 and Secrets Manager (NAT or VPC endpoints)."
+  type        = list(string)
+}
+
+variable "songs_security_group_ids" {
+  description = "Security groups of songs-extract; the RDS security group must accept them on pg_port."
+  type        = list(string)
+}
+
+# ---------------------------------------------------------------- catalog
+variable "glue_database_name" {
+  description = "Glue database of the silver layer (ICEBERG_NAMESPACE)."
+  type        = string
+  default     = "deftunes_transform"
+}
+
+variable "enable_table_optimizers" {
+  description = "Create Glue table optimizers (compaction, snapshot retention, orphan files) for users, sessions, songs. The tables exist only after the first pipeline run: enable on a second apply."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------- serving
+variable "redshift_subnet_ids" {
+  description = "Private subnets of the Redshift Serverless workgroup (three AZs); also the default subnets of the dbt task."
+  type        = list(string)
+}
+
+variable "redshift_security_group_ids" {
+  description = "Security groups of the workgroup; allow 5439 from dbt_security_group_ids."
+  type        = list(string)
+}
+
+variable "redshift_database" {
+  description = "Redshift database."
+  type        = string
+  default     = "dev"
+}
+
+variable "redshift_base_capacity" {
+  description = "Base RPUs of the workgroup."
+  type        = number
+  default     = 8
+}
+
+variable "redshift_max_capacity" {
+  description = "Maximum RPUs of the workgroup (cost guard)."
+  type        = number
+  default     = 32
+}
+
+variable "external_schema" {
+  description = "Redshift external (Spectrum) schema over the Glue silver database."
+  type        = string
+  default     = "deftunes_transform"
+}
+
+variable "serving_schema" {
+  description = "Redshift schema of the star schema built by dbt."
+  type        = string
+  default     = "deftunes_serving"
+}
+
+variable "bi_schema" {
+  description = "Redshift schema of the BI views built by dbt."
+  type        = string
+  default     = "deftunes_bi"
+}
+
+variable "analysts_role" {
+  description = "Redshift role granted read access on the serving and BI schemas."
+  type        = string
+  default     = "analysts"
+}
+
+variable "dbt_image" {
+  description = "Full image URI of dbt_modeling; null uses the ECR repository created here with dbt_image_tag."
+  type        = string
+  default     = null
+}
+
+variable "dbt_image_tag" {
+  description = "Tag of the dbt image pushed to the ECR repository (immutable tags)."
+  type        = string
+  default     = "0.1.0"
+}
+
+variable "dbt_cpu_architecture" {
+  description = "CPU architecture of the dbt image: X86_64 or ARM64."
+  type        = string
+  default     = "X86_64"
+}
+
+variable "dbt_subnet_ids" {
+  description = "Subnets of the dbt Fargate task; null uses redshift_subnet_ids."
+  type        = list(string)
+  default     = null
+}
+
+variable "dbt_security_group_ids" {
+  description = "Security groups of the dbt Fargate task (egress to Redshift 5439 and HTTPS)."
+  type        = list(string)
+}
+
+variable "dbt_assign_public_ip" {
+  description = "Give the dbt task a public IP (public subnets without NAT only)."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------- orchestration
+variable "schedule_enabled" {
+  description = "Start the pipeline on schedule (EventBridge Scheduler)."
+  type        = bool
+  default     = true
+}
+
+variable "schedule_expression" {
+  description = "Schedule expression; null means 01:30 daily (window_granularity day) or 01:30 on the 1st (month)."
+  type        = string
+  default     = null
+}
+
+variable "schedule_timezone" {
+  description = "IANA time zone of the schedule."
+  type        = string
+  default     = "UTC"
+}
+
+variable "transform_max_concurrency" {
+  description = "Maximum concurrent transform invocations from the landing queue (2..1000)."
+  type        = number
+  default     = 2
+}
+
+variable "transform_batch_size" {
+  description = "Landing objects per transform invocation from the queue."
+  type        = number
+  default     = 10
+}
