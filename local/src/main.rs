@@ -96,8 +96,13 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    deftunes::telemetry::init_local();
     let cli = Cli::parse();
+    // `run` and `up` print their own progress; a server logs every request.
+    let default_level = match cli.command {
+        Command::ServeApi { .. } => "info",
+        _ => "warn",
+    };
+    deftunes::telemetry::init_local(default_level);
     let result = match cli.command {
         Command::Up {
             data,

@@ -110,7 +110,7 @@ impl ArraySplitter {
                         self.current.push(b);
                         self.state = State::InValue {
                             depth,
-                            in_string: !(b == b'"' && !escape),
+                            in_string: b != b'"' || escape,
                             escape: b == b'\\' && !escape,
                         };
                     } else if !is_ws(b) {

@@ -343,7 +343,7 @@ impl SongsExtractor {
             let line: &str = row.try_get(0).map_err(|e| pg_err(&context, e))?;
             spooler.write_line(line.as_bytes())?;
             n += 1;
-            if n % 100_000 == 0 {
+            if n.is_multiple_of(100_000) {
                 tracing::info!(rows = n, "streaming songs");
             }
         }

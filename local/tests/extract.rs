@@ -1,0 +1,517 @@
+//! The extract stage against the real local sources: the API emulator over HTTP and a real
+//! PostgreSQL, landing into a real (local) lake.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use deftunes::config::{ApiExtractConfig, SongsExtractConfig};
+use deftunes::extract::api::ApiExtractor;
+use deftunes::extract::songs::SongsExtractor;
+use deftunes::extract::ExtractSummary;
+use deftunes::storage::Lake;
+use deftunes_local::emulator::{self, RunningEmulator};
+use deftunes_local::{pg, Dataset, Faults, LocalPostgres, Scale};
+use serde_json::{json, Value};
+
+fn d(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+fn small_scale() -> Scale {
+    Scale {
+        songs: 1_500,
+        users: 300,
+        sessions: 3_000,
+        ..Scale::default()
+    }
+}
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+struct ApiFixture {
+    dataset: Arc<Dataset>,
+    emulator: RunningEmulator,
+    lake_dir: tempfile::TempDir,
+    _spool: tempfile::TempDir,
+    extractor: ApiExtractor,
+}
+
+async fn api_fixture(extra: &[(&str, &str)]) -> ApiFixture {
+    let dataset = Arc::new(Dataset::generate(7, &small_scale()));
+    let emulator = emulator::start(dataset.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let lake_dir = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let lake_uri = format!("file://{}", lake_dir.path().display());
+    let spool_dir = spool.path().display().to_string();
+    let mut vars = env(&[
+        ("LAKE_URI", &lake_uri),
+        ("API_BASE_URL", &emulator.base_url),
+        ("SPOOL_DIR", &spool_dir),
+        ("API_RETRY_BASE_MS", "20"),
+        ("API_TIMEOUT_SECS", "5"),
+    ]);
+    vars.extend(env(extra));
+    let cfg = ApiExtractConfig::from_env(&vars).unwrap();
+    let lake = Lake::from_uri(&lake_uri, false).await.unwrap();
+    let extractor = ApiExtractor::new(cfg, lake).unwrap();
+    ApiFixture {
+        dataset,
+        emulator,
+        lake_dir,
+        _spool: spool,
+        extractor,
+    }
+}
+
+/// Every record of every landed object, in key order.
+async fn landed_records(lake: &Lake, keys: &[String]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for key in keys {
+        let bytes = lake.get_bytes(key).await.unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "{key} does not end with a newline"
+        );
+        for line in text.lines() {
+            out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{key}: {e}: {line}")));
+        }
+    }
+    out
+}
+
+async fn all_keys(lake: &Lake) -> Vec<String> {
+    lake.list("landing_zone/").await.unwrap()
+}
+
+async fn extract(f: &ApiFixture, payload: Value) -> deftunes::Result<ExtractSummary> {
+    f.extractor
+        .handle(&payload)
+        .await
+        .map(|v| serde_json::from_value(v).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_extract_lands_exactly_the_source_records_and_reruns_replace() {
+    // Small parts so that one window spans several objects.
+    let f = api_fixture(&[("PART_MAX_BYTES", "65536")]).await;
+    let lake = f.extractor.lake();
+    let (start, end) = (d("2020-01-01"), d("2020-01-31"));
+    for endpoint in ["users", "sessions"] {
+        let req =
+            json!({"endpoint": endpoint, "start_date": "2020-01-01", "end_date": "2020-01-31"});
+        let s = extract(&f, req.clone()).await.unwrap();
+        let expected: Vec<Value> = match endpoint {
+            "users" => f
+                .dataset
+                .users_between(start, end)
+                .iter()
+                .map(|r| serde_json::to_value(r).unwrap())
+                .collect(),
+            _ => f
+                .dataset
+                .sessions_between(start, end)
+                .iter()
+                .map(|r| serde_json::to_value(r).unwrap())
+                .collect(),
+        };
+        assert!(expected.len() > 50, "fixture too small for {endpoint}");
+        assert_eq!(s.records, expected.len() as u64, "{endpoint}");
+        assert_eq!(s.source, format!("api/{endpoint}"));
+        assert_eq!(s.ingest_date, start);
+        // Records arrive unchanged, in order, across parts.
+        assert_eq!(landed_records(lake, &s.keys).await, expected, "{endpoint}");
+        for (i, key) in s.keys.iter().enumerate() {
+            assert_eq!(
+                key,
+                &format!("landing_zone/api/{endpoint}/ingest_on=2020-01-01/{endpoint}_2020-01-01_2020-01-31.part-{i:05}.jsonl")
+            );
+        }
+        for o in &s.objects {
+            assert!(o.bytes <= 65_536, "part {} has {} bytes", o.key, o.bytes);
+        }
+        if endpoint == "sessions" {
+            assert!(
+                s.objects.len() > 1,
+                "expected several parts, got {}",
+                s.objects.len()
+            );
+        }
+
+        // A rerun of the same window: the same objects and counts, nothing added.
+        let before = all_keys(lake).await;
+        let again = extract(&f, req.clone()).await.unwrap();
+        assert_eq!(again.keys, s.keys);
+        assert_eq!(again.records, s.records);
+        assert!(again.removed.is_empty());
+        assert_eq!(all_keys(lake).await, before);
+        assert_eq!(
+            landed_records(lake, &again.keys).await.len(),
+            expected.len()
+        );
+    }
+
+    // A rerun with bigger parts replaces the old parts and removes the extra ones.
+    let bigger = api_fixture(&[]).await;
+    let lake_uri = format!("file://{}", f.lake_dir.path().display());
+    let cfg = ApiExtractConfig::from_env(&env(&[
+        ("LAKE_URI", &lake_uri),
+        ("API_BASE_URL", &f.emulator.base_url),
+    ]))
+    .unwrap();
+    let extractor =
+        ApiExtractor::new(cfg, Lake::from_uri(&lake_uri, false).await.unwrap()).unwrap();
+    let req = json!({"endpoint": "sessions", "start_date": "2020-01-01", "end_date": "2020-01-31"});
+    let s: ExtractSummary = serde_json::from_value(extractor.handle(&req).await.unwrap()).unwrap();
+    assert_eq!(s.objects.len(), 1);
+    assert!(!s.removed.is_empty());
+    let session_keys = lake.list("landing_zone/api/sessions/").await.unwrap();
+    assert_eq!(session_keys, s.keys);
+    assert_eq!(
+        landed_records(lake, &session_keys).await.len(),
+        f.dataset.sessions_between(start, end).len()
+    );
+    bigger.emulator.stop().await;
+    f.emulator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_window_lands_nothing() {
+    let f = api_fixture(&[]).await;
+    let s = extract(
+        &f,
+        json!({"endpoint": "sessions", "start_date": "2019-01-01", "end_date": "2019-01-31"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.records, 0);
+    assert!(s.keys.is_empty());
+    assert!(all_keys(f.extractor.lake()).await.is_empty());
+    f.emulator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_5xx_and_latency_are_retried_to_success() {
+    let f = api_fixture(&[("API_MAX_ATTEMPTS", "4"), ("API_TIMEOUT_SECS", "1")]).await;
+    let req = json!({"endpoint": "users", "start_date": "2020-02-01", "end_date": "2020-02-29"});
+    let expected = f
+        .dataset
+        .users_between(d("2020-02-01"), d("2020-02-29"))
+        .len() as u64;
+
+    f.emulator.set_faults(Faults {
+        error_next: 3,
+        error_status: 503,
+        ..Faults::default()
+    });
+    let s = extract(&f, req.clone()).await.unwrap();
+    assert_eq!(s.records, expected);
+    assert_eq!(
+        f.emulator.faults().error_next,
+        0,
+        "all three injected errors were consumed"
+    );
+
+    // One answer slower than the 1 s timeout, then normal answers.
+    f.emulator.set_faults(Faults {
+        latency_ms: 1_500,
+        latency_next: 1,
+        ..Faults::default()
+    });
+    let t = std::time::Instant::now();
+    let s = extract(&f, req.clone()).await.unwrap();
+    assert_eq!(s.records, expected);
+    assert!(
+        t.elapsed() >= std::time::Duration::from_secs(1),
+        "the slow answer was not waited for"
+    );
+
+    f.emulator.set_faults(Faults {
+        error_rate: 0.5,
+        error_status: 502,
+        ..Faults::default()
+    });
+    let f8 = api_fixture(&[("API_MAX_ATTEMPTS", "12")]).await;
+    f8.emulator.set_faults(Faults {
+        error_rate: 0.5,
+        error_status: 502,
+        ..Faults::default()
+    });
+    for _ in 0..3 {
+        assert_eq!(extract(&f8, req.clone()).await.unwrap().records, expected);
+    }
+    f.emulator.stop().await;
+    f8.emulator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_5xx_gives_a_retryable_error_after_the_attempts() {
+    let f = api_fixture(&[("API_MAX_ATTEMPTS", "3")]).await;
+    f.emulator.set_faults(Faults {
+        error_next: 10,
+        error_status: 500,
+        ..Faults::default()
+    });
+    let e = extract(
+        &f,
+        json!({"endpoint": "users", "start_date": "2020-01-01", "end_date": "2020-01-31"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.error_type(), "SourceUnavailable", "{e}");
+    assert!(e.is_retryable());
+    assert!(e.to_string().contains("HTTP 500"), "{e}");
+    assert_eq!(
+        f.emulator.faults().error_next,
+        7,
+        "exactly 3 attempts were made"
+    );
+    assert!(all_keys(f.extractor.lake()).await.is_empty());
+    f.emulator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_are_not_retried() {
+    let f = api_fixture(&[]).await;
+    f.emulator.set_faults(Faults {
+        error_next: 5,
+        error_status: 404,
+        ..Faults::default()
+    });
+    let e = extract(
+        &f,
+        json!({"endpoint": "users", "start_date": "2020-01-01", "end_date": "2020-01-31"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.error_type(), "SourceRejected", "{e}");
+    assert!(!e.is_retryable());
+    assert!(e.to_string().contains("404"), "{e}");
+    assert_eq!(f.emulator.faults().error_next, 4, "a 404 is not retried");
+    f.emulator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_or_non_array_bodies_fail_clearly_and_publish_nothing() {
+    let f = api_fixture(&[("PART_MAX_BYTES", "4096")]).await;
+    let lake = f.extractor.lake();
+    let req = json!({"endpoint": "sessions", "start_date": "2020-03-01", "end_date": "2020-03-31"});
+    // A good earlier run of the same window must survive a failed rerun untouched.
+    let good = extract(&f, req.clone()).await.unwrap();
+    let before = landed_records(lake, &good.keys).await;
+
+    f.emulator.set_faults(Faults {
+        truncate: true,
+        ..Faults::default()
+    });
+    let e = extract(&f, req.clone()).await.unwrap_err();
+    assert_eq!(e.error_type(), "InvalidSourcePayload", "{e}");
+    assert!(e.to_string().contains("truncated"), "{e}");
+    assert!(
+        e.to_string().contains("/sessions"),
+        "the error names the request: {e}"
+    );
+    assert_eq!(all_keys(lake).await, good.keys);
+    assert_eq!(landed_records(lake, &good.keys).await, before);
+
+    f.emulator.set_faults(Faults {
+        non_array: true,
+        ..Faults::default()
+    });
+    let e = extract(&f, req.clone()).await.unwrap_err();
+    assert_eq!(e.error_type(), "InvalidSourcePayload", "{e}");
+    assert!(e.to_string().contains("not a JSON array"), "{e}");
+    assert_eq!(all_keys(lake).await, good.keys);
+
+    // Another window that never succeeded has no object at all.
+    f.emulator.set_faults(Faults {
+        truncate: true,
+        ..Faults::default()
+    });
+    let e = extract(
+        &f,
+        json!({"endpoint": "users", "start_date": "2020-01-01", "end_date": "2020-03-31"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.error_type(), "InvalidSourcePayload");
+    assert!(lake
+        .list("landing_zone/api/users/")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        std::fs::read_dir(f._spool.path()).unwrap().next().is_none(),
+        "spool files are cleaned up"
+    );
+    f.emulator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_api_is_retryable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let lake_dir = tempfile::tempdir().unwrap();
+    let cfg = ApiExtractConfig::from_env(&env(&[
+        ("LAKE_URI", &lake_dir.path().display().to_string()),
+        ("API_BASE_URL", &format!("http://127.0.0.1:{port}/")),
+        ("API_MAX_ATTEMPTS", "2"),
+        ("API_RETRY_BASE_MS", "10"),
+    ]))
+    .unwrap();
+    let ex = ApiExtractor::new(cfg, Lake::local(lake_dir.path())).unwrap();
+    let e = ex.handle(&json!({"endpoint": "users"})).await.unwrap_err();
+    assert_eq!(e.error_type(), "SourceUnavailable", "{e}");
+    assert!(e.to_string().contains(&port.to_string()), "{e}");
+}
+
+// ---------------------------------------------------------------- songs
+
+struct SongsFixture {
+    dataset: Dataset,
+    postgres: LocalPostgres,
+    _pg_dir: tempfile::TempDir,
+    lake_dir: tempfile::TempDir,
+}
+
+async fn songs_fixture() -> SongsFixture {
+    let dataset = Dataset::generate(11, &small_scale());
+    let pg_dir = tempfile::tempdir().unwrap();
+    let postgres = LocalPostgres::start(pg_dir.path()).await.unwrap();
+    let client = postgres.connect().await.unwrap();
+    assert_eq!(
+        pg::load_songs(&client, &dataset.songs).await.unwrap(),
+        dataset.songs.len() as u64
+    );
+    SongsFixture {
+        dataset,
+        postgres,
+        _pg_dir: pg_dir,
+        lake_dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn songs_extractor(f: &SongsFixture, overrides: &[(&str, &str)]) -> SongsExtractor {
+    let lake = f.lake_dir.path().display().to_string();
+    let port = f.postgres.port().to_string();
+    let mut vars = env(&[
+        ("LAKE_URI", &lake),
+        ("PG_HOST", f.postgres.host()),
+        ("PG_PORT", &port),
+        ("PG_USER", f.postgres.user()),
+        ("PG_PASSWORD", f.postgres.password()),
+        ("PG_DATABASE", f.postgres.database()),
+        ("PG_SSLMODE", "disable"),
+        ("PG_CONNECT_TIMEOUT_SECS", "3"),
+    ]);
+    vars.extend(env(overrides));
+    let cfg = SongsExtractConfig::from_env(&vars).unwrap();
+    SongsExtractor::new(cfg, Lake::local(f.lake_dir.path()), None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn songs_extract_lands_the_whole_table_with_types() {
+    let f = songs_fixture().await;
+    let ex = songs_extractor(&f, &[("PART_MAX_BYTES", "100000")]);
+    let s = ex
+        .handle(&json!({"ingest_date": "2020-01-01"}))
+        .await
+        .unwrap();
+    assert_eq!(s.records, f.dataset.songs.len() as u64);
+    assert!(s.objects.len() > 1, "expected several parts");
+    assert!(s
+        .keys
+        .iter()
+        .all(|k| k.starts_with("landing_zone/rds/songs/ingest_on=2020-01-01/songs.part-")));
+    let lake = Lake::local(f.lake_dir.path());
+    let rows = landed_records(&lake, &s.keys).await;
+    let by_id: HashMap<&str, &Value> = rows
+        .iter()
+        .map(|r| (r["track_id"].as_str().unwrap(), r))
+        .collect();
+    assert_eq!(
+        by_id.len(),
+        f.dataset.songs.len(),
+        "no duplicate or missing track_id"
+    );
+    for song in &f.dataset.songs {
+        let row = by_id[song.track_id.as_str()];
+        let cols: Vec<&String> = row.as_object().unwrap().keys().collect();
+        assert_eq!(cols.len(), 14);
+        assert_eq!(row["title"], json!(song.title));
+        assert_eq!(row["artist_mbid"], json!(song.artist_mbid));
+        assert_eq!(row["year"], json!(song.year), "integers stay integers");
+        assert_eq!(row["shs_perf"], json!(song.shs_perf));
+        assert_eq!(row["track_7digitalid"], json!(song.track_7digitalid));
+        let duration = row["duration"].as_f64().expect("duration is a number");
+        assert!(
+            (duration - song.duration as f64).abs() < 1e-3,
+            "{duration} vs {}",
+            song.duration
+        );
+        assert!(row["artist_hotttnesss"].is_number());
+    }
+    // Rerun for the same day: same objects, same count.
+    let again = ex
+        .handle(&json!({"ingest_date": "2020-01-01"}))
+        .await
+        .unwrap();
+    assert_eq!(again.keys, s.keys);
+    assert_eq!(lake.list("landing_zone/").await.unwrap(), s.keys);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn songs_extract_failures_are_classified() {
+    let mut f = songs_fixture().await;
+    let e = songs_extractor(&f, &[("PG_PASSWORD", "wrong")])
+        .handle(&json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.error_type(),
+        "SourceRejected",
+        "bad password is not retryable: {e}"
+    );
+
+    let e = songs_extractor(&f, &[("SONGS_TABLE", "deftunes.no_such_table")])
+        .handle(&json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_type(), "SourceRejected", "{e}");
+    assert!(e.to_string().contains("no_such_table"), "{e}");
+
+    let e = songs_extractor(&f, &[("PG_SSLMODE", "require")])
+        .handle(&json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("connecting to"),
+        "a server without TLS refuses sslmode=require: {e}"
+    );
+
+    // The database goes down: a retryable error, and nothing lands.
+    f.postgres.stop().unwrap();
+    let e = songs_extractor(&f, &[])
+        .handle(&json!({"ingest_date": "2020-01-01"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_type(), "SourceUnavailable", "{e}");
+    assert!(e.is_retryable());
+    assert!(Lake::local(f.lake_dir.path())
+        .list("landing_zone/")
+        .await
+        .unwrap()
+        .is_empty());
+}
