@@ -10,8 +10,13 @@ export CARGO_TARGET_DIR ?= $(DEFTUNES_CACHE)/target
 CARGO ?= cargo
 DEFTUNES := $(CARGO_TARGET_DIR)/debug/deftunes
 LAMBDA_VENV := $(DEFTUNES_CACHE)/venv-cargo-lambda
+# DuckDB with its iceberg/avro/sqlite extensions, installed from PyPI (offline-safe).
+PY_VENV := $(DEFTUNES_CACHE)/venv-py
+PY_REQ := local/python/requirements.txt
+PY_STAMP := $(PY_VENV)/.stamp-$(shell sha256sum $(PY_REQ) 2>/dev/null | cut -c1-12)
+export DEFTUNES_PYTHON := $(PY_VENV)/bin/python
 
-.PHONY: help build demo test test-rust test-terraform lint fmt lambda-build clean
+.PHONY: help build demo test test-rust test-terraform lint fmt lambda-build clean python
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -19,10 +24,19 @@ help: ## Show this help
 build: ## Build every crate (tests, functions and the deftunes tool) once
 	$(CARGO) build --workspace --all-targets --locked
 
-demo: build ## Run the pipeline locally end to end (local Postgres, API emulator, local lake)
+$(PY_STAMP): $(PY_REQ)
+	rm -rf $(PY_VENV)
+	python3 -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(PY_REQ)
+	$(PY_VENV)/bin/python local/python/duckdb_env.py
+	touch $@
+
+python: $(PY_STAMP) ## Python venv with DuckDB (reads the Iceberg tables)
+
+demo: build python ## Run the pipeline locally end to end (local Postgres, API emulator, local lake)
 	$(DEFTUNES) run
 
-test: build test-rust test-terraform ## Run all tests (Rust unit + integration, Terraform checks)
+test: build python test-rust test-terraform ## Run all tests (Rust unit + integration, Terraform checks)
 
 test-rust:
 	$(CARGO) fmt --all -- --check

@@ -17,6 +17,9 @@ use deftunes::extract::api::ApiExtractor;
 use deftunes::extract::songs::SongsExtractor;
 use deftunes::extract::ExtractSummary;
 use deftunes::storage::Lake;
+use deftunes::transform::events::ObjectRef;
+use deftunes::transform::tables::{locate, TableKind};
+use deftunes::transform::{ObjectOutcome, TransformConfig, Transformer};
 use deftunes::window::Window;
 use deftunes_local::{pg, Dataset, LocalPostgres};
 
@@ -30,11 +33,26 @@ pub struct SourceTotals {
     pub expected: u64,
 }
 
+/// What the transform stage did to one table, summed over the run.
+#[derive(Debug, Default, Serialize)]
+pub struct TableTotals {
+    pub objects: u64,
+    pub records_in: u64,
+    pub records_committed: u64,
+    pub records_quarantined: u64,
+    pub rows_committed: u64,
+    /// Rows in the table's current snapshot, read back from the catalog.
+    pub table_rows: u64,
+    pub quality_failures: Vec<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct RunReport {
     pub lake: String,
+    pub catalog: String,
     pub windows: Vec<Window>,
     pub landing: BTreeMap<String, SourceTotals>,
+    pub transform: BTreeMap<TableKind, TableTotals>,
     pub timings_ms: BTreeMap<String, u128>,
 }
 
@@ -53,6 +71,14 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
+fn add_outcome(t: &mut TableTotals, o: &ObjectOutcome) {
+    t.objects += 1;
+    t.records_in += o.records_in;
+    t.records_committed += o.records_committed;
+    t.records_quarantined += o.records_quarantined;
+    t.rows_committed += o.rows_committed;
+}
+
 fn env_map(pairs: &[(&str, String)]) -> HashMap<String, String> {
     pairs
         .iter()
@@ -66,17 +92,25 @@ pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<Run
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     let lake_dir = dir.join("lake");
+    let catalog_db = dir.join("catalog").join("catalog.db");
+    // Each run starts from an empty lake and catalog, so its summary describes this run only.
+    for stale in [&lake_dir, &dir.join("catalog")] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)
+                .with_context(|| format!("removing {}", stale.display()))?;
+        }
+    }
     let windows = Window::monthly(data.from, data.to)?;
 
     println!(
-        "[1/4] generating source data: {} songs, {} users, {} sessions (seed {})",
+        "[1/5] generating source data: {} songs, {} users, {} sessions (seed {})",
         data.songs, data.users, data.sessions, data.seed
     );
     let t = Instant::now();
     let dataset = Arc::new(Dataset::generate(data.seed, &data.scale()));
     timings.insert("generate".to_string(), t.elapsed().as_millis());
 
-    println!("[2/4] starting the local source stack (PostgreSQL, API emulator)");
+    println!("[2/5] starting the local source stack (PostgreSQL, API emulator)");
     let t = Instant::now();
     // PostgreSQL lives in the system temp dir: its server user must be able to traverse it.
     let pg_dir = tempfile::Builder::new()
@@ -127,14 +161,27 @@ pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<Run
         ]
         .concat(),
     ))?;
+    let transform_env = env_map(&[
+        ("LAKE_URI", lake_uri.clone()),
+        ("CATALOG", "sql".into()),
+        (
+            "CATALOG_URI",
+            format!("sqlite:{}?mode=rwc", catalog_db.display()),
+        ),
+    ]);
+    let transformer =
+        Transformer::new(TransformConfig::from_env(&transform_env)?, &transform_env).await?;
     let lake = Lake::from_uri(&lake_uri, false).await?;
     let api = ApiExtractor::new(api_cfg, lake.clone())?;
     let songs = SongsExtractor::new(songs_cfg, lake, None);
+    let mut transform: BTreeMap<TableKind, TableTotals> = BTreeMap::new();
+    let mut transform_ms = 0u128;
 
     println!(
-        "[3/4] extract: {} monthly windows into {}",
+        "[3/5] extract -> transform, {} monthly windows (landing zone: {}, catalog: {})",
         windows.len(),
-        lake_dir.join("landing_zone").display()
+        lake_dir.join("landing_zone").display(),
+        catalog_db.display()
     );
     let t = Instant::now();
     let mut landing: BTreeMap<String, SourceTotals> = BTreeMap::new();
@@ -167,23 +214,74 @@ pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<Run
             tot.bytes += s.bytes;
             tot.expected += exp;
         }
+        let extract_s = tw.elapsed().as_secs_f64();
+
+        // The state machine's next step: transform every key the three branches landed.
+        let tt = Instant::now();
+        let keys: Vec<String> = [&users, &sessions, &song_rows]
+            .iter()
+            .flat_map(|s| s.keys.clone())
+            .collect();
+        let mut quarantined = 0;
+        for key in keys {
+            let (table, _) = locate(&key)?;
+            let outcome = transformer
+                .transform_object(&ObjectRef {
+                    key: key.clone(),
+                    version: None,
+                })
+                .await;
+            let totals = transform.entry(table).or_default();
+            match outcome {
+                Ok(o) => {
+                    quarantined += o.records_quarantined;
+                    add_outcome(totals, &o);
+                }
+                Err(e) if e.error_type() == "DataQualityFailed" => {
+                    totals.quality_failures.push(e.to_string())
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        transform_ms += tt.elapsed().as_millis();
         println!(
-            "      [{}/{}] {w}: users {:>6}  sessions {:>7}  songs {:>7}  ({:.1}s)",
+            "      [{}/{}] {w}: users {:>5}  sessions {:>6}  songs {:>6}  extract {:.1}s, transform {:.1}s, quarantined {}",
             i + 1,
             windows.len(),
             users.records,
             sessions.records,
             song_rows.records,
-            tw.elapsed().as_secs_f64()
+            extract_s,
+            tt.elapsed().as_secs_f64(),
+            quarantined
         );
     }
-    timings.insert("extract".to_string(), t.elapsed().as_millis());
+    timings.insert(
+        "extract".to_string(),
+        t.elapsed().as_millis() - transform_ms,
+    );
+    timings.insert("transform".to_string(), transform_ms);
+    for (name, totals) in transform.iter_mut() {
+        let ident = transformer.table_ident(*name);
+        let table = transformer.catalog().load_table(&ident).await?;
+        totals.table_rows = table
+            .metadata()
+            .current_snapshot()
+            .and_then(|s| {
+                s.summary()
+                    .additional_properties
+                    .get("total-records")
+                    .cloned()
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+    }
 
     emulator.stop().await;
     postgres.stop()?;
     timings.insert("total".to_string(), started.elapsed().as_millis());
 
-    println!("[4/4] summary of the landing zone");
+    println!("[4/5] landing zone");
     println!(
         "      {:<14} {:>5} {:>8} {:>10} {:>11} {:>10}",
         "source", "runs", "objects", "records", "bytes", "expected"
@@ -205,6 +303,40 @@ pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<Run
             mismatches.push(source.clone());
         }
     }
+    println!("[5/5] transform zone (Iceberg, namespace deftunes_transform) and data quality");
+    println!(
+        "      {:<9} {:>8} {:>10} {:>11} {:>10} {:>11}  quality",
+        "table", "objects", "records", "quarantined", "rows", "table rows"
+    );
+    let mut quality_failed = Vec::new();
+    for (name, t) in &transform {
+        println!(
+            "      {:<9} {:>8} {:>10} {:>11} {:>10} {:>11}  {}",
+            name.name(),
+            t.objects,
+            t.records_in,
+            t.records_quarantined,
+            t.rows_committed,
+            t.table_rows,
+            if t.quality_failures.is_empty() {
+                "passed"
+            } else {
+                "FAILED"
+            }
+        );
+        if t.records_in != t.records_committed + t.records_quarantined {
+            mismatches.push(format!(
+                "{}: records in != committed + quarantined",
+                name.name()
+            ));
+        }
+        quality_failed.extend(t.quality_failures.iter().cloned());
+    }
+    println!(
+        "      quality reports: {}, quarantine: {}",
+        lake_dir.join("quality").display(),
+        lake_dir.join("quarantine").display()
+    );
     let timing_line: Vec<String> = timings
         .iter()
         .map(|(k, v)| format!("{k} {:.1}s", *v as f64 / 1000.0))
@@ -213,8 +345,10 @@ pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<Run
 
     let report = RunReport {
         lake: lake_uri,
+        catalog: catalog_db.display().to_string(),
         windows,
         landing,
+        transform,
         timings_ms: timings,
     };
     let report_path = dir.join("run-summary.json");

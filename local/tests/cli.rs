@@ -43,7 +43,7 @@ fn run_lands_every_source_record_and_is_repeatable() {
         "stdout:\n{stdout}\nstderr:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("[4/4] summary"), "{stdout}");
+    assert!(stdout.contains("[4/5] landing zone"), "{stdout}");
     assert!(!stdout.contains("MISMATCH"), "{stdout}");
 
     let summary: Value =
@@ -64,6 +64,34 @@ fn run_lands_every_source_record_and_is_repeatable() {
             "{source}"
         );
     }
+
+    // The transform zone holds every record: users flattened, sessions one row per item, songs
+    // appended once per window (the catalogue is extracted with every run, as in the original).
+    let ds = deftunes_local::Dataset::generate(
+        42,
+        &deftunes_local::Scale {
+            songs: 800,
+            users: 150,
+            sessions: 1200,
+            ..deftunes_local::Scale::default()
+        },
+    );
+    let items: usize = ds.sessions.iter().map(|s| s.session_items.len()).sum();
+    let transform = &summary["transform"];
+    assert_eq!(transform["users"]["table_rows"], 150);
+    assert_eq!(transform["sessions"]["table_rows"], items);
+    assert_eq!(transform["songs"]["table_rows"], 3 * 800);
+    for t in ["users", "sessions", "songs"] {
+        assert_eq!(transform[t]["records_quarantined"], 0, "{t}");
+        assert!(
+            transform[t]["quality_failures"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{t}"
+        );
+    }
+    assert!(stdout.contains("[5/5] transform zone"), "{stdout}");
 
     // The records on disk are the ones counted.
     let lake = dir.path().join("lake");

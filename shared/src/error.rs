@@ -25,10 +25,27 @@ pub enum Error {
     /// The lake (S3 or local directory) failed transiently.
     #[error("storage unavailable: {0}")]
     StorageUnavailable(String),
+    /// The Iceberg catalog (Glue, SQLite) failed transiently.
+    #[error("catalog unavailable: {0}")]
+    CatalogUnavailable(String),
+    /// Concurrent commits kept winning until the attempts ran out.
+    #[error("commit conflict: {0}")]
+    CommitConflict(String),
+    /// The catalog refused an operation (schema mismatch, invalid metadata).
+    #[error("catalog error: {0}")]
+    Catalog(String),
+    /// A dataset-level quality rule failed on committed data.
+    #[error("data quality failed: {0}")]
+    DataQualityFailed(String),
 }
 
 /// Error types a state machine should retry. Everything else goes to its Catch.
-pub const RETRYABLE_ERROR_TYPES: &[&str] = &["SourceUnavailable", "StorageUnavailable"];
+pub const RETRYABLE_ERROR_TYPES: &[&str] = &[
+    "SourceUnavailable",
+    "StorageUnavailable",
+    "CatalogUnavailable",
+    "CommitConflict",
+];
 
 impl Error {
     /// The name Step Functions sees as the Lambda `errorType`.
@@ -40,11 +57,29 @@ impl Error {
             Error::SourceRejected(_) => "SourceRejected",
             Error::InvalidSourcePayload(_) => "InvalidSourcePayload",
             Error::StorageUnavailable(_) => "StorageUnavailable",
+            Error::CatalogUnavailable(_) => "CatalogUnavailable",
+            Error::CommitConflict(_) => "CommitConflict",
+            Error::Catalog(_) => "CatalogError",
+            Error::DataQualityFailed(_) => "DataQualityFailed",
         }
     }
 
     pub fn is_retryable(&self) -> bool {
         RETRYABLE_ERROR_TYPES.contains(&self.error_type())
+    }
+}
+
+/// Iceberg errors keep their retryability; conflicts get their own type.
+impl From<iceberg::Error> for Error {
+    fn from(e: iceberg::Error) -> Self {
+        let msg = format!("{e:#}");
+        if e.kind() == iceberg::ErrorKind::CatalogCommitConflicts {
+            Error::CommitConflict(msg)
+        } else if e.retryable() {
+            Error::CatalogUnavailable(msg)
+        } else {
+            Error::Catalog(msg)
+        }
     }
 }
 
@@ -70,6 +105,10 @@ mod tests {
             Error::SourceRejected("x".into()),
             Error::InvalidSourcePayload("x".into()),
             Error::StorageUnavailable("x".into()),
+            Error::CatalogUnavailable("x".into()),
+            Error::CommitConflict("x".into()),
+            Error::Catalog("x".into()),
+            Error::DataQualityFailed("x".into()),
         ];
         let retryable: Vec<_> = all
             .iter()

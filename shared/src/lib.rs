@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod storage;
 pub mod telemetry;
+pub mod transform;
 pub mod window;
 
 pub use error::{Error, Result};

@@ -23,6 +23,13 @@ pub enum Lake {
     },
 }
 
+/// What `head` tells about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub size: u64,
+    pub version: String,
+}
+
 /// A parsed `LAKE_URI`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LakeUri {
@@ -238,6 +245,105 @@ impl Lake {
                     Error::StorageUnavailable(format!("reading s3://{bucket}/{s3key}: {e}"))
                 })?;
                 Ok(data.to_vec())
+            }
+        }
+    }
+
+    /// Size and content version of `key`: the S3 ETag, or locally the MD5 of the content.
+    pub async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        check_key(key)?;
+        match self {
+            Lake::Local { root } => {
+                // Like S3's ETag of a single-part upload: the MD5 of the content, so rewriting
+                // identical bytes keeps the version and changed bytes change it.
+                use md5::Digest;
+                use tokio::io::AsyncReadExt;
+                let p = root.join(key);
+                let mut f = tokio::fs::File::open(&p)
+                    .await
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => {
+                            Error::InvalidInput(format!("no object {}", p.display()))
+                        }
+                        _ => io_err("cannot open", &p, e),
+                    })?;
+                let mut hasher = md5::Md5::new();
+                let mut buf = vec![0u8; 1 << 20];
+                let mut size = 0u64;
+                loop {
+                    let n = f
+                        .read(&mut buf)
+                        .await
+                        .map_err(|e| io_err("cannot read", &p, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    size += n as u64;
+                }
+                let version = hasher
+                    .finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                Ok(ObjectMeta { size, version })
+            }
+            Lake::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let s3key = Self::s3_key(prefix, key);
+                let out = client.head_object().bucket(bucket).key(&s3key).send().await.map_err(|e| {
+                    if matches!(&e, SdkError::ServiceError(se) if se.raw().status().as_u16() == 404) {
+                        Error::InvalidInput(format!("no object s3://{bucket}/{s3key}"))
+                    } else {
+                        s3_err(&format!("HeadObject s3://{bucket}/{s3key}"), e)
+                    }
+                })?;
+                // The ETag names the content (MD5 for single-part uploads): an identical rewrite
+                // keeps it, where a versioned bucket would mint a new version id.
+                let version = out
+                    .e_tag()
+                    .or(out.version_id().filter(|v| *v != "null"))
+                    .map(|v| v.trim_matches('"').to_string())
+                    .unwrap_or_default();
+                Ok(ObjectMeta {
+                    size: out.content_length().unwrap_or_default().max(0) as u64,
+                    version,
+                })
+            }
+        }
+    }
+
+    /// A buffered stream of the object's bytes (memory stays bounded whatever its size).
+    pub async fn open(&self, key: &str) -> Result<Box<dyn tokio::io::AsyncBufRead + Unpin + Send>> {
+        check_key(key)?;
+        match self {
+            Lake::Local { root } => {
+                let p = root.join(key);
+                let f = tokio::fs::File::open(&p)
+                    .await
+                    .map_err(|e| io_err("cannot open", &p, e))?;
+                Ok(Box::new(tokio::io::BufReader::with_capacity(1 << 20, f)))
+            }
+            Lake::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let s3key = Self::s3_key(prefix, key);
+                let out = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(&s3key)
+                    .send()
+                    .await
+                    .map_err(|e| s3_err(&format!("GetObject s3://{bucket}/{s3key}"), e))?;
+                Ok(Box::new(tokio::io::BufReader::with_capacity(
+                    1 << 20,
+                    out.body.into_async_read(),
+                )))
             }
         }
     }

@@ -1,0 +1,33 @@
+//! transform: landing objects into the Iceberg tables of the transform zone, exactly once.
+//! Event parsing and the answer's shape live in `deftunes::transform::events`, the transform in
+//! `deftunes::transform`; this binary only wires the Lambda runtime.
+
+// The transform future is deeply nested (iceberg writers inside the event driver).
+#![recursion_limit = "256"]
+
+use deftunes::transform::{events, Transformer};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    deftunes::telemetry::init_lambda();
+    // Built once per cold start: the catalog, the lake client and the table cache are reused.
+    let transformer = Transformer::from_env().await.inspect_err(|e| {
+        tracing::error!(error_type = e.error_type(), error = %e, "cannot start");
+    })?;
+    let transformer = &transformer;
+    let filter = &transformer.lake_filter();
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        events::handle(&event.payload, filter, |object| async move {
+            // Boxed: the Iceberg write future is too deeply nested to inline in this one.
+            Box::pin(transformer.transform_object(&object)).await
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error_type = e.error_type(), retryable = e.is_retryable(), error = %e, "transform failed");
+            Diagnostic::from(e)
+        })
+    }))
+    .await
+}

@@ -1,0 +1,259 @@
+//! The Iceberg catalog: AWS Glue in AWS, SQLite locally, the same code above it.
+//!
+//! Exactly-once commits rest on [`GuardedCatalog`]: every commit attempt re-checks, against the
+//! table as the catalog sees it at that moment, that no snapshot already records the landing
+//! object. Combined with the catalog's compare-and-swap (SQL `UPDATE ... WHERE
+//! metadata_location = ?`, Glue `VersionId`) and the append's `RefSnapshotIdMatch` requirement,
+//! two invocations racing on the same object commit it once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use iceberg::spec::Snapshot;
+use iceberg::table::Table;
+use iceberg::{
+    Catalog, CatalogBuilder, Namespace, NamespaceIdent, TableCommit, TableCreation, TableIdent,
+};
+use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
+
+use super::tables::TableKind;
+use crate::config::Env;
+use crate::error::{Error, Result};
+
+pub const PROP_SOURCE_KEY: &str = "deftunes.source-key";
+pub const PROP_SOURCE_VERSION: &str = "deftunes.source-version";
+pub const PROP_OUTCOME: &str = "deftunes.outcome";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogKind {
+    /// SQLite (or any sqlx URL) catalog: the local mode.
+    Sql { uri: String },
+    /// AWS Glue Data Catalog.
+    Glue { catalog_id: Option<String> },
+}
+
+/// Builds the catalog; S3 and Glue endpoints follow the SDK's standard `AWS_ENDPOINT_URL*`
+/// settings so emulators work.
+pub async fn build_catalog(
+    kind: &CatalogKind,
+    warehouse: &str,
+    env: &dyn Env,
+    path_style: bool,
+) -> Result<Arc<dyn Catalog>> {
+    let factory = Arc::new(OpenDalResolvingStorageFactory::new());
+    let mut props = HashMap::new();
+    props.insert("warehouse".to_string(), warehouse.to_string());
+    let s3_endpoint = env
+        .var("AWS_ENDPOINT_URL_S3")
+        .or_else(|| env.var("AWS_ENDPOINT_URL"));
+    if let Some(ep) = &s3_endpoint {
+        props.insert("s3.endpoint".to_string(), ep.clone());
+    }
+    if path_style {
+        props.insert("s3.path-style-access".to_string(), "true".to_string());
+    }
+    if let Some(region) = env
+        .var("AWS_REGION")
+        .or_else(|| env.var("AWS_DEFAULT_REGION"))
+    {
+        props.insert("s3.region".to_string(), region.clone());
+        props.insert("region_name".to_string(), region);
+    }
+    match kind {
+        CatalogKind::Sql { uri } => {
+            if let Some(path) = uri.strip_prefix("sqlite:") {
+                let path = path
+                    .trim_start_matches("//")
+                    .split('?')
+                    .next()
+                    .unwrap_or_default();
+                if let Some(parent) = std::path::Path::new(path)
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        Error::Configuration(format!(
+                            "CATALOG_URI {uri}: cannot create {}: {e}",
+                            parent.display()
+                        ))
+                    })?;
+                }
+            }
+            props.insert("uri".to_string(), uri.clone());
+            props.insert(
+                "sql_bind_style".to_string(),
+                iceberg_catalog_sql::SqlBindStyle::QMark.to_string(),
+            );
+            let c = iceberg_catalog_sql::SqlCatalogBuilder::default()
+                .with_storage_factory(factory)
+                .load("deftunes", props)
+                .await
+                .map_err(|e| Error::Configuration(format!("SQL catalog {uri}: {e:#}")))?;
+            Ok(Arc::new(c))
+        }
+        CatalogKind::Glue { catalog_id } => {
+            if let Some(id) = catalog_id {
+                props.insert("catalog_id".to_string(), id.clone());
+            }
+            // A custom Glue endpoint (emulators); in AWS this stays unset.
+            if let Some(ep) = env
+                .var("AWS_ENDPOINT_URL_GLUE")
+                .or_else(|| env.var("AWS_ENDPOINT_URL"))
+            {
+                props.insert("uri".to_string(), ep);
+            }
+            let c = iceberg_catalog_glue::GlueCatalogBuilder::default()
+                .with_storage_factory(factory)
+                .load("glue", props)
+                .await
+                .map_err(|e| Error::Configuration(format!("Glue catalog: {e:#}")))?;
+            Ok(Arc::new(c))
+        }
+    }
+}
+
+/// Loads the table, creating the namespace and table on first use (concurrent creators race
+/// harmlessly: the loser loads what the winner created).
+pub async fn ensure_table(
+    catalog: &dyn Catalog,
+    namespace: &str,
+    kind: TableKind,
+) -> Result<Table> {
+    let ns = NamespaceIdent::new(namespace.to_string());
+    let ident = TableIdent::new(ns.clone(), kind.name().to_string());
+    if let Ok(t) = catalog.load_table(&ident).await {
+        return Ok(t);
+    }
+    if !catalog.namespace_exists(&ns).await? {
+        if let Err(e) = catalog.create_namespace(&ns, HashMap::new()).await {
+            if !catalog.namespace_exists(&ns).await? {
+                return Err(e.into());
+            }
+        }
+    }
+    let creation = TableCreation::builder()
+        .name(kind.name().to_string())
+        .schema(kind.schema()?)
+        .partition_spec(kind.partition_spec()?)
+        .properties([
+            ("write.format.default".to_string(), "parquet".to_string()),
+            (
+                "write.parquet.compression-codec".to_string(),
+                "zstd".to_string(),
+            ),
+        ])
+        .build();
+    match catalog.create_table(&ns, creation).await {
+        Ok(t) => {
+            tracing::info!(table = %ident, "created table");
+            Ok(t)
+        }
+        Err(create_err) => catalog
+            .load_table(&ident)
+            .await
+            .map_err(|_| create_err.into()),
+    }
+}
+
+/// The snapshot that recorded `key` at `version`, if any.
+pub fn find_commit<'t>(table: &'t Table, key: &str, version: &str) -> Option<&'t Arc<Snapshot>> {
+    table.metadata().snapshots().find(|s| {
+        let p = &s.summary().additional_properties;
+        p.get(PROP_SOURCE_KEY).map(String::as_str) == Some(key)
+            && p.get(PROP_SOURCE_VERSION).map(String::as_str) == Some(version)
+    })
+}
+
+/// Message of the error a guarded commit fails with when someone else committed first.
+pub const ALREADY_COMMITTED: &str = "landing object already committed by another invocation";
+
+/// A catalog that refuses a commit when the table already records (key, version).
+pub struct GuardedCatalog<'a> {
+    pub inner: &'a dyn Catalog,
+    pub key: &'a str,
+    pub version: &'a str,
+}
+
+impl std::fmt::Debug for GuardedCatalog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedCatalog")
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Catalog for GuardedCatalog<'_> {
+    async fn list_namespaces(
+        &self,
+        parent: Option<&NamespaceIdent>,
+    ) -> iceberg::Result<Vec<NamespaceIdent>> {
+        self.inner.list_namespaces(parent).await
+    }
+    async fn create_namespace(
+        &self,
+        ns: &NamespaceIdent,
+        props: HashMap<String, String>,
+    ) -> iceberg::Result<Namespace> {
+        self.inner.create_namespace(ns, props).await
+    }
+    async fn get_namespace(&self, ns: &NamespaceIdent) -> iceberg::Result<Namespace> {
+        self.inner.get_namespace(ns).await
+    }
+    async fn namespace_exists(&self, ns: &NamespaceIdent) -> iceberg::Result<bool> {
+        self.inner.namespace_exists(ns).await
+    }
+    async fn update_namespace(
+        &self,
+        ns: &NamespaceIdent,
+        props: HashMap<String, String>,
+    ) -> iceberg::Result<()> {
+        self.inner.update_namespace(ns, props).await
+    }
+    async fn drop_namespace(&self, ns: &NamespaceIdent) -> iceberg::Result<()> {
+        self.inner.drop_namespace(ns).await
+    }
+    async fn list_tables(&self, ns: &NamespaceIdent) -> iceberg::Result<Vec<TableIdent>> {
+        self.inner.list_tables(ns).await
+    }
+    async fn create_table(
+        &self,
+        ns: &NamespaceIdent,
+        creation: TableCreation,
+    ) -> iceberg::Result<Table> {
+        self.inner.create_table(ns, creation).await
+    }
+    async fn load_table(&self, t: &TableIdent) -> iceberg::Result<Table> {
+        self.inner.load_table(t).await
+    }
+    async fn drop_table(&self, t: &TableIdent) -> iceberg::Result<()> {
+        self.inner.drop_table(t).await
+    }
+    async fn purge_table(&self, t: &TableIdent) -> iceberg::Result<()> {
+        self.inner.purge_table(t).await
+    }
+    async fn table_exists(&self, t: &TableIdent) -> iceberg::Result<bool> {
+        self.inner.table_exists(t).await
+    }
+    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> iceberg::Result<()> {
+        self.inner.rename_table(src, dest).await
+    }
+    async fn register_table(
+        &self,
+        t: &TableIdent,
+        metadata_location: String,
+    ) -> iceberg::Result<Table> {
+        self.inner.register_table(t, metadata_location).await
+    }
+    async fn update_table(&self, commit: TableCommit) -> iceberg::Result<Table> {
+        let current = self.inner.load_table(commit.identifier()).await?;
+        if find_commit(&current, self.key, self.version).is_some() {
+            return Err(iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                ALREADY_COMMITTED,
+            ));
+        }
+        self.inner.update_table(commit).await
+    }
+}

@@ -1,0 +1,797 @@
+//! Stage 2: landing objects into the Iceberg tables of the transform zone, exactly once, with
+//! record-level quarantine and dataset-level quality reports.
+//!
+//! One landing object is one unit of work: it is streamed line by line (bounded memory), each
+//! record becomes rows (or a quarantine entry with its reason), rows are written as Parquet data
+//! files of the object's `ingest_on` partition, and the files are committed in one snapshot whose
+//! properties record the object's key, content version and outcome. A redelivered object finds
+//! that snapshot and returns the recorded outcome instead of committing again.
+
+pub mod catalog;
+pub mod events;
+pub mod quality;
+pub mod tables;
+pub mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::{Catalog, TableIdent};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt;
+
+use crate::config::{parse_or, required, Env, ProcessEnv};
+use crate::error::{Error, Result};
+use crate::storage::{Lake, LakeUri};
+use catalog::{
+    build_catalog, ensure_table, find_commit, CatalogKind, GuardedCatalog, ALREADY_COMMITTED,
+};
+use events::{LakeFilter, ObjectRef};
+use quality::{reason_kind, CompiledRules, QualityReport, RuleSet};
+use tables::{locate, TableKind};
+use writer::{BatchBuilder, RowMeta};
+
+/// A landing record larger than this is quarantined by reference (its first bytes are kept; the
+/// whole record stays in the landing zone).
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+const QUARANTINE_KEEP_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct TransformConfig {
+    pub lake_uri: String,
+    pub catalog: CatalogKind,
+    pub warehouse: String,
+    pub namespace: String,
+    pub target_file_size: usize,
+    pub batch_rows: usize,
+    pub commit_max_attempts: u32,
+    pub s3_force_path_style: bool,
+    pub spool_dir: PathBuf,
+}
+
+impl TransformConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self> {
+        let lake_uri = required(env, "LAKE_URI")?;
+        let catalog = match parse_or(env, "CATALOG", "sql".to_string())?.as_str() {
+            "sql" => CatalogKind::Sql {
+                uri: required(env, "CATALOG_URI")?,
+            },
+            "glue" => CatalogKind::Glue {
+                catalog_id: env.var("GLUE_CATALOG_ID"),
+            },
+            other => {
+                return Err(Error::Configuration(format!(
+                    "CATALOG={other:?}: expected \"sql\" or \"glue\""
+                )))
+            }
+        };
+        let warehouse = match env.var("ICEBERG_WAREHOUSE") {
+            Some(w) => w,
+            None => match LakeUri::parse(&lake_uri)? {
+                LakeUri::S3 { bucket, prefix } if prefix.is_empty() => {
+                    format!("s3://{bucket}/transform_zone")
+                }
+                LakeUri::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}/transform_zone"),
+                LakeUri::Local(p) => {
+                    let abs = std::path::absolute(&p)
+                        .map_err(|e| Error::Configuration(format!("LAKE_URI {lake_uri}: {e}")))?;
+                    format!("file://{}/transform_zone", abs.display())
+                }
+            },
+        };
+        let positive = |name: &str, v: usize| {
+            if v == 0 {
+                Err(Error::Configuration(format!(
+                    "{name} must be greater than 0"
+                )))
+            } else {
+                Ok(v)
+            }
+        };
+        Ok(TransformConfig {
+            lake_uri,
+            catalog,
+            warehouse,
+            namespace: parse_or(env, "ICEBERG_NAMESPACE", "deftunes_transform".to_string())?,
+            target_file_size: positive(
+                "TARGET_FILE_SIZE_BYTES",
+                parse_or(env, "TARGET_FILE_SIZE_BYTES", 128 << 20)?,
+            )?,
+            batch_rows: positive("BATCH_ROWS", parse_or(env, "BATCH_ROWS", 8192)?)?,
+            commit_max_attempts: positive(
+                "COMMIT_MAX_ATTEMPTS",
+                parse_or(env, "COMMIT_MAX_ATTEMPTS", 20)?,
+            )? as u32,
+            s3_force_path_style: parse_or(env, "S3_FORCE_PATH_STYLE", false)?,
+            spool_dir: env
+                .var("SPOOL_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// This invocation committed the object.
+    Committed,
+    /// An earlier (or concurrent) invocation committed it; this is its recorded outcome.
+    AlreadyCommitted,
+    /// No row to commit (empty object, or every record quarantined).
+    NothingToCommit,
+}
+
+/// What became of one landing object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectOutcome {
+    pub key: String,
+    pub version: String,
+    pub table: String,
+    pub ingest_on: NaiveDate,
+    pub status: Status,
+    pub records_in: u64,
+    pub records_committed: u64,
+    pub records_quarantined: u64,
+    pub rows_committed: u64,
+    pub data_files: u64,
+    pub snapshot_id: Option<i64>,
+    pub quarantine_key: Option<String>,
+    pub quality_report_key: String,
+    pub quality_passed: bool,
+}
+
+impl ObjectOutcome {
+    /// A failed dataset rule is the state machine's `DataQualityFailed`, also when recorded earlier.
+    fn into_result(self) -> Result<ObjectOutcome> {
+        if self.quality_passed {
+            Ok(self)
+        } else {
+            Err(Error::DataQualityFailed(format!(
+                "{}: dataset rules failed for table {} (report: {})",
+                self.key, self.table, self.quality_report_key
+            )))
+        }
+    }
+}
+
+/// Data files written for one object and not committed yet.
+pub struct Staged {
+    kind: TableKind,
+    outcome: ObjectOutcome,
+    files: Vec<iceberg::spec::DataFile>,
+}
+
+impl Staged {
+    pub fn outcome(&self) -> &ObjectOutcome {
+        &self.outcome
+    }
+    pub fn file_paths(&self) -> Vec<String> {
+        self.files
+            .iter()
+            .map(|f| f.file_path().to_string())
+            .collect()
+    }
+}
+
+pub enum Preparation {
+    /// Committed before: its recorded outcome.
+    Recorded(ObjectOutcome),
+    Staged(Staged),
+}
+
+pub struct Transformer {
+    cfg: TransformConfig,
+    lake: Lake,
+    catalog: Arc<dyn Catalog>,
+    rules: HashMap<TableKind, CompiledRules>,
+}
+
+/// `landing_zone/api/users/ingest_on=D/users_x.part-00000.jsonl` -> `users_x.part-00000`, plus a
+/// short form of the version so each content version has its own quarantine and report.
+fn artifact_stem(key: &str, version: &str) -> String {
+    let base = key.rsplit('/').next().unwrap_or(key);
+    let base = base.strip_suffix(".jsonl").unwrap_or(base);
+    let v: String = version
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(32)
+        .collect();
+    format!("{base}.{v}")
+}
+
+fn jitter_ms(max: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    nanos % max.max(1)
+}
+
+impl Transformer {
+    pub async fn new(cfg: TransformConfig, env: &dyn Env) -> Result<Self> {
+        let lake = Lake::from_uri(&cfg.lake_uri, cfg.s3_force_path_style).await?;
+        let catalog =
+            build_catalog(&cfg.catalog, &cfg.warehouse, env, cfg.s3_force_path_style).await?;
+        let mut rules = HashMap::new();
+        for t in TableKind::ALL {
+            rules.insert(t, RuleSet::builtin(t)?.compile(t)?);
+        }
+        Ok(Transformer {
+            cfg,
+            lake,
+            catalog,
+            rules,
+        })
+    }
+
+    /// Builds everything from the environment (the Lambda's cold start).
+    pub async fn from_env() -> Result<Self> {
+        let cfg = TransformConfig::from_env(&ProcessEnv)?;
+        Self::new(cfg, &ProcessEnv).await
+    }
+
+    pub fn config(&self) -> &TransformConfig {
+        &self.cfg
+    }
+
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    pub fn lake_filter(&self) -> LakeFilter {
+        match LakeUri::parse(&self.cfg.lake_uri) {
+            Ok(LakeUri::S3 { bucket, prefix }) => LakeFilter {
+                bucket: Some(bucket),
+                prefix,
+            },
+            _ => LakeFilter {
+                bucket: None,
+                prefix: String::new(),
+            },
+        }
+    }
+
+    pub fn table_ident(&self, kind: TableKind) -> TableIdent {
+        TableIdent::new(
+            iceberg::NamespaceIdent::new(self.cfg.namespace.clone()),
+            kind.name().to_string(),
+        )
+    }
+
+    /// Transforms one landing object exactly once and returns its outcome (the recorded one
+    /// when it was committed before). A failed dataset rule is a `DataQualityFailed` error.
+    pub async fn transform_object(&self, obj: &ObjectRef) -> Result<ObjectOutcome> {
+        match self.prepare(obj).await? {
+            Preparation::Recorded(outcome) => outcome.into_result(),
+            Preparation::Staged(staged) => self.commit_staged(staged).await,
+        }
+    }
+
+    /// First half of [`Self::transform_object`]: writes data files, quarantine and report, and
+    /// commits nothing. A crash after this leaves the table unchanged (the files are unreferenced).
+    pub async fn prepare(&self, obj: &ObjectRef) -> Result<Preparation> {
+        let (kind, ingest_on) = locate(&obj.key)?;
+        // The version read now is the content this run will see; the event's may be stale.
+        let version = self.lake.head(&obj.key).await?.version;
+        let table = ensure_table(&*self.catalog, &self.cfg.namespace, kind).await?;
+        if let Some(outcome) = recorded_outcome(&table, &obj.key, &version) {
+            tracing::info!(key = %obj.key, %version, "already committed, returning the recorded outcome");
+            return Ok(Preparation::Recorded(outcome));
+        }
+        let (outcome, files) = self
+            .process(kind, ingest_on, &obj.key, &version, &table)
+            .await?;
+        Ok(Preparation::Staged(Staged {
+            kind,
+            outcome,
+            files,
+        }))
+    }
+
+    /// Second half of [`Self::transform_object`]: the exactly-once commit.
+    pub async fn commit_staged(&self, staged: Staged) -> Result<ObjectOutcome> {
+        let Staged {
+            kind,
+            mut outcome,
+            files,
+        } = staged;
+        if files.is_empty() {
+            outcome.status = Status::NothingToCommit;
+        } else {
+            let (key, version) = (outcome.key.clone(), outcome.version.clone());
+            match self.commit(kind, &key, &version, files, &outcome).await? {
+                Ok(snapshot_id) => outcome.snapshot_id = Some(snapshot_id),
+                Err(recorded) => {
+                    tracing::info!(key = %key, "a concurrent invocation committed it first");
+                    return recorded.into_result();
+                }
+            }
+        }
+        tracing::info!(
+            key = %outcome.key, table = kind.name(), status = ?outcome.status, records_in = outcome.records_in,
+            rows = outcome.rows_committed, quarantined = outcome.records_quarantined, "transformed"
+        );
+        outcome.into_result()
+    }
+
+    /// Streams the object into data files, the quarantine object and the quality report.
+    async fn process(
+        &self,
+        kind: TableKind,
+        ingest_on: NaiveDate,
+        key: &str,
+        version: &str,
+        table: &iceberg::table::Table,
+    ) -> Result<(ObjectOutcome, Vec<iceberg::spec::DataFile>)> {
+        let rules = self
+            .rules
+            .get(&kind)
+            .ok_or_else(|| Error::Configuration(format!("no rules for {}", kind.name())))?;
+        let stem = artifact_stem(key, version);
+        let partition = format!("{}/ingest_on={ingest_on}", kind.name());
+        let quarantine_key = format!("quarantine/{partition}/{stem}.jsonl");
+        let report_key = format!("quality/{partition}/{stem}.json");
+        let days =
+            (ingest_on - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32;
+        let arrow_schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(
+            table.metadata().current_schema(),
+        )?);
+        let meta = RowMeta {
+            ingest_on_days: days,
+            processing_micros: Utc::now().timestamp_micros(),
+            source_from: kind.source_from(),
+            source_object: key.to_string(),
+        };
+        let mut batch = BatchBuilder::new(kind, arrow_schema, self.cfg.batch_rows, meta);
+        let mut writer = None;
+        let mut metrics = rules.metrics();
+        let mut quarantine = QuarantineSpool::new(&self.cfg.spool_dir, key, version)?;
+        let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+        let mut unknown_fields: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut records_in, mut records_committed, mut rows_committed) = (0u64, 0u64, 0u64);
+        let file_prefix = format!("{stem}-{}", uuid::Uuid::new_v4().simple());
+
+        let mut reader = self.lake.open(key).await?;
+        let mut line = Vec::with_capacity(64 * 1024);
+        let mut line_no = 0u64;
+        let mut unknown = Vec::new();
+        loop {
+            line.clear();
+            let (n, oversized) = read_line_limited(&mut reader, &mut line, MAX_RECORD_BYTES)
+                .await
+                .map_err(|e| Error::StorageUnavailable(format!("reading {key}: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            if line.iter().all(u8::is_ascii_whitespace) && !oversized {
+                continue;
+            }
+            records_in += 1;
+            let reject = |reason: String,
+                          q: &mut QuarantineSpool,
+                          reasons: &mut BTreeMap<String, u64>,
+                          line: &[u8]| {
+                *reasons.entry(reason_kind(&reason)).or_default() += 1;
+                q.push(line_no, &reason, line, n)
+            };
+            if oversized {
+                reject(
+                    format!("record is larger than {MAX_RECORD_BYTES} bytes"),
+                    &mut quarantine,
+                    &mut reasons,
+                    &line,
+                )?;
+                continue;
+            }
+            let value: serde_json::Value = match std::str::from_utf8(&line) {
+                Err(e) => {
+                    reject(
+                        format!("malformed record: invalid UTF-8: {e}"),
+                        &mut quarantine,
+                        &mut reasons,
+                        &line,
+                    )?;
+                    continue;
+                }
+                Ok(text) => match serde_json::from_str(text) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        reject(
+                            format!("malformed JSON: {e}"),
+                            &mut quarantine,
+                            &mut reasons,
+                            &line,
+                        )?;
+                        continue;
+                    }
+                },
+            };
+            let mut rows = Vec::new();
+            unknown.clear();
+            if let Err(reason) = kind.parse(&value, &mut rows, &mut unknown) {
+                reject(reason, &mut quarantine, &mut reasons, &line)?;
+                continue;
+            }
+            for u in unknown.drain(..) {
+                *unknown_fields.entry(u).or_default() += 1;
+            }
+            if let Some(reason) = rows.iter().find_map(|r| rules.check_row(r)) {
+                reject(reason, &mut quarantine, &mut reasons, &line)?;
+                continue;
+            }
+            for r in &rows {
+                rules.observe(&mut metrics, r);
+                batch.push(r)?;
+            }
+            records_committed += 1;
+            rows_committed += rows.len() as u64;
+            if batch.len() >= self.cfg.batch_rows {
+                let w = match &mut writer {
+                    Some(w) => w,
+                    None => writer.insert(
+                        writer::data_file_writer(
+                            table,
+                            days,
+                            file_prefix.clone(),
+                            self.cfg.target_file_size,
+                        )
+                        .await?,
+                    ),
+                };
+                writer::write(w, batch.finish()?).await?;
+            }
+        }
+        if !batch.is_empty() {
+            let w = match &mut writer {
+                Some(w) => w,
+                None => writer.insert(
+                    writer::data_file_writer(
+                        table,
+                        days,
+                        file_prefix.clone(),
+                        self.cfg.target_file_size,
+                    )
+                    .await?,
+                ),
+            };
+            writer::write(w, batch.finish()?).await?;
+        }
+        let files = match writer {
+            Some(w) => writer::close(w).await?,
+            None => Vec::new(),
+        };
+
+        let records_quarantined = quarantine.count;
+        let quarantine_key = quarantine.publish(&self.lake, &quarantine_key).await?;
+        let dataset_rules = rules.evaluate(&metrics);
+        let passed = dataset_rules.iter().all(|r| r.passed);
+        let report = QualityReport {
+            table: kind.name().to_string(),
+            source_key: key.to_string(),
+            source_version: version.to_string(),
+            ingest_on: ingest_on.to_string(),
+            records_in,
+            records_committed,
+            records_quarantined,
+            rows_committed,
+            quarantine_reasons: reasons,
+            unknown_fields,
+            dataset_rules,
+            passed,
+        };
+        debug_assert_eq!(records_in, records_committed + records_quarantined);
+        let report_json = serde_json::to_vec_pretty(&report)
+            .map_err(|e| Error::Configuration(format!("serializing the quality report: {e}")))?;
+        self.lake.put_bytes(&report_key, &report_json).await?;
+        let outcome = ObjectOutcome {
+            key: key.to_string(),
+            version: version.to_string(),
+            table: kind.name().to_string(),
+            ingest_on,
+            status: Status::Committed,
+            records_in,
+            records_committed,
+            records_quarantined,
+            rows_committed,
+            data_files: files.len() as u64,
+            snapshot_id: None,
+            quarantine_key,
+            quality_report_key: report_key,
+            quality_passed: passed,
+        };
+        Ok((outcome, files))
+    }
+
+    /// Appends `files` in one snapshot recording (key, version, outcome). Returns the new
+    /// snapshot id, or the outcome another invocation recorded when it won the race (our files
+    /// are then deleted: nothing references them).
+    async fn commit(
+        &self,
+        kind: TableKind,
+        key: &str,
+        version: &str,
+        files: Vec<iceberg::spec::DataFile>,
+        outcome: &ObjectOutcome,
+    ) -> Result<std::result::Result<i64, ObjectOutcome>> {
+        let ident = self.table_ident(kind);
+        let outcome_json = serde_json::to_string(outcome)
+            .map_err(|e| Error::Configuration(format!("serializing the outcome: {e}")))?;
+        let props = HashMap::from([
+            (catalog::PROP_SOURCE_KEY.to_string(), key.to_string()),
+            (
+                catalog::PROP_SOURCE_VERSION.to_string(),
+                version.to_string(),
+            ),
+            (catalog::PROP_OUTCOME.to_string(), outcome_json),
+        ]);
+        let guarded = GuardedCatalog {
+            inner: &*self.catalog,
+            key,
+            version,
+        };
+        let mut last_err = String::new();
+        for attempt in 1..=self.cfg.commit_max_attempts {
+            let table = self.catalog.load_table(&ident).await?;
+            if let Some(recorded) = recorded_outcome(&table, key, version) {
+                for f in &files {
+                    if let Err(e) = table.file_io().delete(f.file_path()).await {
+                        tracing::warn!(file = f.file_path(), error = %e, "could not delete an unreferenced data file");
+                    }
+                }
+                return Ok(Err(recorded));
+            }
+            let tx = Transaction::new(&table);
+            let tx = tx
+                .fast_append()
+                .add_data_files(files.clone())
+                .set_snapshot_properties(props.clone())
+                .apply(tx)?;
+            match tx.commit(&guarded).await {
+                Ok(t) => {
+                    let id = t
+                        .metadata()
+                        .snapshots()
+                        .find(|s| {
+                            s.summary()
+                                .additional_properties
+                                .get(catalog::PROP_SOURCE_KEY)
+                                .map(String::as_str)
+                                == Some(key)
+                                && s.summary()
+                                    .additional_properties
+                                    .get(catalog::PROP_SOURCE_VERSION)
+                                    .map(String::as_str)
+                                    == Some(version)
+                        })
+                        .map(|s| s.snapshot_id())
+                        .unwrap_or_default();
+                    return Ok(Ok(id));
+                }
+                Err(e) if e.message().contains(ALREADY_COMMITTED) => continue,
+                Err(e) if e.retryable() => {
+                    last_err = format!("{e:#}");
+                    let backoff = 50u64.saturating_mul(1 << attempt.min(6));
+                    tracing::debug!(attempt, error = %e, "commit conflict, retrying");
+                    tokio::time::sleep(Duration::from_millis(backoff / 2 + jitter_ms(backoff)))
+                        .await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::CommitConflict(format!(
+            "{key}: gave up after {} commit attempts: {last_err}",
+            self.cfg.commit_max_attempts
+        )))
+    }
+}
+
+fn recorded_outcome(
+    table: &iceberg::table::Table,
+    key: &str,
+    version: &str,
+) -> Option<ObjectOutcome> {
+    let snap = find_commit(table, key, version)?;
+    let raw = snap
+        .summary()
+        .additional_properties
+        .get(catalog::PROP_OUTCOME)?;
+    let mut o: ObjectOutcome = serde_json::from_str(raw).ok()?;
+    o.status = Status::AlreadyCommitted;
+    o.snapshot_id = Some(snap.snapshot_id());
+    Some(o)
+}
+
+/// Reads one line (through `\n`) into `buf`, keeping at most `limit` bytes; returns the bytes
+/// consumed and whether the line was longer than the limit.
+async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin + ?Sized>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<(usize, bool)> {
+    let mut total = 0;
+    let mut oversized = false;
+    loop {
+        let chunk = r.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok((total, oversized));
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let room = limit.saturating_sub(buf.len());
+        if take > room {
+            oversized = true;
+        }
+        buf.extend_from_slice(&chunk[..take.min(room)]);
+        r.consume(take);
+        total += take;
+        if done {
+            return Ok((total, oversized));
+        }
+    }
+}
+
+/// Quarantined records, spooled to a local file and published as one NDJSON object.
+struct QuarantineSpool {
+    file: Option<std::io::BufWriter<tempfile::NamedTempFile>>,
+    dir: PathBuf,
+    key: String,
+    version: String,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct QuarantineEntry<'a> {
+    source_key: &'a str,
+    source_version: &'a str,
+    line: u64,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a str>,
+    /// The raw bytes when they are not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record_base64: Option<String>,
+    /// Set when only the first bytes of an oversized record are kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record_bytes: Option<usize>,
+}
+
+impl QuarantineSpool {
+    fn new(dir: &std::path::Path, key: &str, version: &str) -> Result<Self> {
+        Ok(QuarantineSpool {
+            file: None,
+            dir: dir.to_path_buf(),
+            key: key.to_string(),
+            version: version.to_string(),
+            count: 0,
+        })
+    }
+
+    fn push(&mut self, line_no: u64, reason: &str, raw: &[u8], raw_len: usize) -> Result<()> {
+        let spool_err = |e: std::io::Error| {
+            Error::Configuration(format!("quarantine spool in {}: {e}", self.dir.display()))
+        };
+        if self.file.is_none() {
+            let f = tempfile::Builder::new()
+                .prefix("deftunes-quarantine-")
+                .tempfile_in(&self.dir)
+                .map_err(spool_err)?;
+            self.file = Some(std::io::BufWriter::new(f));
+        }
+        let kept = &raw[..raw.len().min(QUARANTINE_KEEP_BYTES)];
+        let (record, record_base64) = match std::str::from_utf8(kept) {
+            Ok(s) => (Some(s), None),
+            Err(_) => {
+                use base64::Engine;
+                (
+                    None,
+                    Some(base64::engine::general_purpose::STANDARD.encode(kept)),
+                )
+            }
+        };
+        let entry = QuarantineEntry {
+            source_key: &self.key,
+            source_version: &self.version,
+            line: line_no,
+            reason,
+            record,
+            record_base64,
+            record_bytes: (kept.len() < raw_len.saturating_sub(1)).then_some(raw_len),
+        };
+        let json = serde_json::to_vec(&entry)
+            .map_err(|e| Error::Configuration(format!("quarantine entry: {e}")))?;
+        if let Some(w) = &mut self.file {
+            w.write_all(&json)
+                .and_then(|_| w.write_all(b"\n"))
+                .map_err(spool_err)?;
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    async fn publish(self, lake: &Lake, key: &str) -> Result<Option<String>> {
+        let Some(w) = self.file else {
+            return Ok(None);
+        };
+        let f = w
+            .into_inner()
+            .map_err(|e| Error::Configuration(format!("quarantine spool: {}", e.error())))?;
+        lake.put_file(key, f.path()).await?;
+        Ok(Some(key.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_read_with_a_size_limit() {
+        let data = b"short\nthis line is long\n\nlast";
+        let mut r = tokio::io::BufReader::with_capacity(4, &data[..]);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            buf.clear();
+            let (n, over) = read_line_limited(&mut r, &mut buf, 8).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.push((String::from_utf8(buf.clone()).unwrap(), n, over));
+        }
+        assert_eq!(
+            got,
+            vec![
+                ("short\n".to_string(), 6, false),
+                ("this lin".to_string(), 18, true),
+                ("\n".to_string(), 1, false),
+                ("last".to_string(), 4, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn artifact_names_carry_the_version() {
+        assert_eq!(
+            artifact_stem(
+                "landing_zone/api/users/ingest_on=2020-01-01/users_a_b.part-00000.jsonl",
+                "\"9b2c-1a\""
+            ),
+            "users_a_b.part-00000.9b2c1a"
+        );
+    }
+
+    #[test]
+    fn config_defaults_derive_the_warehouse() {
+        let env: HashMap<String, String> = [("LAKE_URI", "s3://lake/dev"), ("CATALOG", "glue")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let c = TransformConfig::from_env(&env).unwrap();
+        assert_eq!(c.warehouse, "s3://lake/dev/transform_zone");
+        assert_eq!(c.namespace, "deftunes_transform");
+        let env: HashMap<String, String> = [("LAKE_URI", "/tmp/lake")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(TransformConfig::from_env(&env)
+            .unwrap_err()
+            .to_string()
+            .contains("CATALOG_URI"));
+    }
+}

@@ -1,0 +1,377 @@
+//! Data quality rules, kept as data: one JSON rule file per table under `shared/rules/`.
+//!
+//! Record rules decide, row by row, what is committed and what is quarantined (with the rule as
+//! the reason). Dataset rules are measured on the rows that were committed and end up in the
+//! quality report; a failed dataset rule fails the stage (`DataQualityFailed`).
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::tables::{Cell, TableKind};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "check", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RecordRule {
+    /// The value is present (not null, not missing).
+    Complete { column: String },
+    /// A present string has exactly `value` characters.
+    Length { column: String, value: usize },
+    /// A present number is at most `value`.
+    Max { column: String, value: f64 },
+    /// A present number is at least `value`.
+    Min { column: String, value: f64 },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "check", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DatasetRule {
+    /// Distinct present values / present values >= `min`.
+    Uniqueness { column: String, min: f64 },
+    /// Present values / rows >= `min`.
+    Completeness { column: String, min: f64 },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSet {
+    pub table: String,
+    #[serde(default)]
+    pub description: String,
+    pub record_rules: Vec<RecordRule>,
+    pub dataset_rules: Vec<DatasetRule>,
+}
+
+impl RuleSet {
+    /// The rule file shipped for `table`.
+    pub fn builtin(table: TableKind) -> Result<RuleSet> {
+        let raw = match table {
+            TableKind::Users => include_str!("../../rules/users.json"),
+            TableKind::Sessions => include_str!("../../rules/sessions.json"),
+            TableKind::Songs => include_str!("../../rules/songs.json"),
+        };
+        Self::parse(raw, table)
+    }
+
+    pub fn parse(raw: &str, table: TableKind) -> Result<RuleSet> {
+        let rules: RuleSet = serde_json::from_str(raw)
+            .map_err(|e| Error::Configuration(format!("rules for {}: {e}", table.name())))?;
+        if rules.table != table.name() {
+            return Err(Error::Configuration(format!(
+                "rules file for {} names table {:?}",
+                table.name(),
+                rules.table
+            )));
+        }
+        Ok(rules)
+    }
+
+    /// Resolves column names against the table; an unknown column is a configuration error.
+    pub fn compile(&self, table: TableKind) -> Result<CompiledRules> {
+        let cols = table.data_columns();
+        let index = |c: &str| {
+            cols.iter().position(|(n, _)| *n == c).ok_or_else(|| {
+                Error::Configuration(format!("rules for {}: unknown column {c:?}", table.name()))
+            })
+        };
+        let record = self
+            .record_rules
+            .iter()
+            .map(|r| {
+                let col = match r {
+                    RecordRule::Complete { column }
+                    | RecordRule::Length { column, .. }
+                    | RecordRule::Max { column, .. }
+                    | RecordRule::Min { column, .. } => column,
+                };
+                Ok((index(col)?, r.clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let dataset = self
+            .dataset_rules
+            .iter()
+            .map(|r| {
+                let col = match r {
+                    DatasetRule::Uniqueness { column, .. }
+                    | DatasetRule::Completeness { column, .. } => column,
+                };
+                Ok((index(col)?, r.clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CompiledRules { record, dataset })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledRules {
+    record: Vec<(usize, RecordRule)>,
+    dataset: Vec<(usize, DatasetRule)>,
+}
+
+fn number(c: Cell<'_>) -> Option<f64> {
+    match c {
+        Cell::F64(v) => Some(v),
+        Cell::F32(v) => Some(v as f64),
+        Cell::I32(v) => Some(v as f64),
+        _ => None,
+    }
+}
+
+impl CompiledRules {
+    /// The first record rule `row` breaks, as a quarantine reason.
+    pub fn check_row(&self, row: &[Cell<'_>]) -> Option<String> {
+        for (i, rule) in &self.record {
+            let cell = row.get(*i).copied().unwrap_or(Cell::Null);
+            let broken = match rule {
+                RecordRule::Complete { column } => {
+                    (cell == Cell::Null).then(|| format!("{column} is missing (rule complete)"))
+                }
+                RecordRule::Length { column, value } => match cell {
+                    Cell::Str(s) if s.chars().count() != *value => Some(format!(
+                        "{column} has length {} (rule length = {value})",
+                        s.chars().count()
+                    )),
+                    _ => None,
+                },
+                RecordRule::Max { column, value } => number(cell)
+                    .filter(|v| v > value)
+                    .map(|v| format!("{column} = {v} is above {value} (rule max)")),
+                RecordRule::Min { column, value } => number(cell)
+                    .filter(|v| v < value)
+                    .map(|v| format!("{column} = {v} is below {value} (rule min)")),
+            };
+            if broken.is_some() {
+                return broken;
+            }
+        }
+        None
+    }
+
+    pub fn metrics(&self) -> DatasetMetrics {
+        DatasetMetrics {
+            rows: 0,
+            present: vec![0; self.dataset.len()],
+            distinct: self.dataset.iter().map(|_| HashSet::new()).collect(),
+        }
+    }
+
+    /// Feeds a committed row to the dataset metrics.
+    pub fn observe(&self, m: &mut DatasetMetrics, row: &[Cell<'_>]) {
+        m.rows += 1;
+        for (k, (i, rule)) in self.dataset.iter().enumerate() {
+            let cell = row.get(*i).copied().unwrap_or(Cell::Null);
+            if cell == Cell::Null {
+                continue;
+            }
+            m.present[k] += 1;
+            if matches!(rule, DatasetRule::Uniqueness { .. }) {
+                m.distinct[k].insert(match cell {
+                    Cell::Str(s) => s.to_string(),
+                    other => format!("{other:?}"),
+                });
+            }
+        }
+    }
+
+    pub fn evaluate(&self, m: &DatasetMetrics) -> Vec<RuleResult> {
+        self.dataset
+            .iter()
+            .enumerate()
+            .map(|(k, (_, rule))| {
+                let (column, min, value) = match rule {
+                    DatasetRule::Uniqueness { column, min } => (
+                        column,
+                        *min,
+                        ratio(m.distinct[k].len() as u64, m.present[k]),
+                    ),
+                    DatasetRule::Completeness { column, min } => {
+                        (column, *min, ratio(m.present[k], m.rows))
+                    }
+                };
+                RuleResult {
+                    rule: serde_json::to_value(rule).unwrap_or_default(),
+                    column: column.clone(),
+                    value,
+                    threshold: min,
+                    // Nothing committed: nothing to hold against the rule.
+                    passed: m.rows == 0 || value >= min,
+                }
+            })
+            .collect()
+    }
+}
+
+fn ratio(n: u64, d: u64) -> f64 {
+    if d == 0 {
+        1.0
+    } else {
+        n as f64 / d as f64
+    }
+}
+
+pub struct DatasetMetrics {
+    rows: u64,
+    present: Vec<u64>,
+    distinct: Vec<HashSet<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RuleResult {
+    pub rule: serde_json::Value,
+    pub column: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub passed: bool,
+}
+
+/// The JSON report written under `quality/` for each landing object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QualityReport {
+    pub table: String,
+    pub source_key: String,
+    pub source_version: String,
+    pub ingest_on: String,
+    pub records_in: u64,
+    pub records_committed: u64,
+    pub records_quarantined: u64,
+    pub rows_committed: u64,
+    pub quarantine_reasons: BTreeMap<String, u64>,
+    pub unknown_fields: BTreeMap<String, u64>,
+    pub dataset_rules: Vec<RuleResult>,
+    pub passed: bool,
+}
+
+/// The reason without the value, so reports count reasons by kind.
+pub fn reason_kind(reason: &str) -> String {
+    let cut = [" = ", " has length ", ": "]
+        .iter()
+        .filter_map(|sep| reason.find(sep))
+        .min()
+        .unwrap_or(reason.len());
+    let head = &reason[..cut];
+    match reason.rfind("(rule ") {
+        Some(r) if cut < r => format!("{head} {}", &reason[r..]),
+        _ => head.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_rules_compile_for_every_table() {
+        for t in TableKind::ALL {
+            RuleSet::builtin(t).unwrap().compile(t).unwrap();
+        }
+    }
+
+    #[test]
+    fn bad_rule_files_are_configuration_errors() {
+        let e = RuleSet::parse(r#"{"table":"users","record_rules":[{"check":"complete","column":"nope"}],"dataset_rules":[]}"#, TableKind::Users)
+            .unwrap()
+            .compile(TableKind::Users)
+            .unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        let e = RuleSet::parse(r#"{"table":"users","record_rules":[{"check":"regex","column":"user_id"}],"dataset_rules":[]}"#, TableKind::Users)
+            .unwrap_err();
+        assert_eq!(e.error_type(), "Configuration");
+        assert!(RuleSet::parse(
+            r#"{"table":"songs","record_rules":[],"dataset_rules":[]}"#,
+            TableKind::Users
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn session_rules_quarantine_bad_ids_and_prices() {
+        let rules = RuleSet::builtin(TableKind::Sessions)
+            .unwrap()
+            .compile(TableKind::Sessions)
+            .unwrap();
+        let uuid = "6b287203-7cab-4f1a-b1a4-2b5076294682";
+        let row = |user: Cell<'static>, price: Cell<'static>| {
+            vec![
+                user,
+                Cell::Str(uuid),
+                Cell::I32(0),
+                Cell::Str("TRXKAGX128F9342DD7"),
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                price,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+            ]
+        };
+        assert_eq!(
+            rules.check_row(&row(Cell::Str(uuid), Cell::F64(1.99))),
+            None
+        );
+        assert_eq!(rules.check_row(&row(Cell::Str(uuid), Cell::F64(2.0))), None);
+        let r = rules
+            .check_row(&row(Cell::Str(uuid), Cell::F64(2.5)))
+            .unwrap();
+        assert!(r.contains("price = 2.5 is above 2"), "{r}");
+        assert!(rules
+            .check_row(&row(Cell::Str(uuid), Cell::F64(-0.1)))
+            .unwrap()
+            .contains("below"));
+        assert!(rules
+            .check_row(&row(Cell::Str("short"), Cell::F64(1.0)))
+            .unwrap()
+            .contains("user_id has length 5"));
+        assert!(rules
+            .check_row(&row(Cell::Null, Cell::F64(1.0)))
+            .unwrap()
+            .contains("user_id is missing"));
+        assert!(rules
+            .check_row(&row(Cell::Str(uuid), Cell::Null))
+            .unwrap()
+            .contains("price is missing"));
+    }
+
+    #[test]
+    fn uniqueness_is_measured_on_committed_rows() {
+        let rules = RuleSet::builtin(TableKind::Users)
+            .unwrap()
+            .compile(TableKind::Users)
+            .unwrap();
+        let mut m = rules.metrics();
+        let ids: Vec<String> = (0..100).map(|i| format!("{i:036}")).collect();
+        for id in &ids {
+            rules.observe(&mut m, &[Cell::Str(id)]);
+        }
+        assert!(rules.evaluate(&m)[0].passed);
+        for id in &ids[..10] {
+            rules.observe(&mut m, &[Cell::Str(id)]);
+        }
+        let r = &rules.evaluate(&m)[0];
+        assert!((r.value - 100.0 / 110.0).abs() < 1e-9);
+        assert!(!r.passed, "{r:?}");
+    }
+
+    #[test]
+    fn reasons_are_grouped_by_kind() {
+        assert_eq!(
+            reason_kind("price = 2.5 is above 2 (rule max)"),
+            "price (rule max)"
+        );
+        assert_eq!(
+            reason_kind("user_id has length 5 (rule length = 36)"),
+            "user_id (rule length = 36)"
+        );
+        assert_eq!(
+            reason_kind("malformed JSON: expected value at line 1 column 2"),
+            "malformed JSON"
+        );
+        assert_eq!(
+            reason_kind("user_id is missing (rule complete)"),
+            "user_id is missing (rule complete)"
+        );
+    }
+}

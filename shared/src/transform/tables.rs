@@ -1,0 +1,616 @@
+//! The three transform-zone tables: their Iceberg schemas and how one landing record becomes
+//! rows (users flattened, sessions exploded to one row per item, songs typed).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use iceberg::spec::{NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// A typed value of one row, borrowing strings from the parsed record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Str(&'a str),
+    F64(f64),
+    F32(f32),
+    I32(i32),
+    Bool(bool),
+    /// Microseconds since the epoch, UTC, no zone.
+    Ts(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    Str,
+    F64,
+    F32,
+    I32,
+    Bool,
+    Ts,
+}
+
+impl ColType {
+    fn iceberg(self) -> PrimitiveType {
+        match self {
+            ColType::Str => PrimitiveType::String,
+            ColType::F64 => PrimitiveType::Double,
+            ColType::F32 => PrimitiveType::Float,
+            ColType::I32 => PrimitiveType::Int,
+            ColType::Bool => PrimitiveType::Boolean,
+            // Glue rejects timestamptz: UTC in a zone-less timestamp.
+            ColType::Ts => PrimitiveType::Timestamp,
+        }
+    }
+}
+
+/// Columns every table ends with, constant per landing object.
+pub const METADATA_COLUMNS: [(&str, PrimitiveType); 4] = [
+    ("ingest_on", PrimitiveType::Date),
+    ("processing_timestamp", PrimitiveType::Timestamp),
+    ("source_from", PrimitiveType::String),
+    ("source_object", PrimitiveType::String),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum TableKind {
+    Users,
+    Sessions,
+    Songs,
+}
+
+const USERS: &[(&str, ColType)] = &[
+    ("user_id", ColType::Str),
+    ("user_name", ColType::Str),
+    ("user_lastname", ColType::Str),
+    ("latitude", ColType::F64),
+    ("longitude", ColType::F64),
+    ("place_name", ColType::Str),
+    ("country_code", ColType::Str),
+    ("timezone", ColType::Str),
+    ("user_since", ColType::Ts),
+];
+
+const SESSIONS: &[(&str, ColType)] = &[
+    ("user_id", ColType::Str),
+    ("session_id", ColType::Str),
+    ("item_index", ColType::I32),
+    ("song_id", ColType::Str),
+    ("song_name", ColType::Str),
+    ("artist_id", ColType::Str),
+    ("artist_name", ColType::Str),
+    ("price", ColType::F64),
+    ("currency", ColType::Str),
+    ("liked", ColType::Bool),
+    ("liked_since", ColType::Ts),
+    ("user_agent", ColType::Str),
+    ("session_start_time", ColType::Ts),
+];
+
+const SONGS: &[(&str, ColType)] = &[
+    ("track_id", ColType::Str),
+    ("title", ColType::Str),
+    ("song_id", ColType::Str),
+    ("release", ColType::Str),
+    ("artist_id", ColType::Str),
+    ("artist_mbid", ColType::Str),
+    ("artist_name", ColType::Str),
+    ("duration", ColType::F32),
+    ("artist_familiarity", ColType::F32),
+    ("artist_hotttnesss", ColType::F32),
+    ("year", ColType::I32),
+    ("track_7digitalid", ColType::I32),
+    ("shs_perf", ColType::I32),
+    ("shs_work", ColType::I32),
+];
+
+const USER_FIELDS: &[&str] = &[
+    "user_id",
+    "user_name",
+    "user_lastname",
+    "user_location",
+    "user_since",
+];
+const SESSION_FIELDS: &[&str] = &[
+    "user_id",
+    "session_id",
+    "session_items",
+    "user_agent",
+    "session_start_time",
+];
+const ITEM_FIELDS: &[&str] = &[
+    "song_id",
+    "song_name",
+    "artist_id",
+    "artist_name",
+    "price",
+    "currency",
+    "liked",
+    "liked_since",
+];
+
+impl TableKind {
+    pub const ALL: [TableKind; 3] = [TableKind::Users, TableKind::Sessions, TableKind::Songs];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TableKind::Users => "users",
+            TableKind::Sessions => "sessions",
+            TableKind::Songs => "songs",
+        }
+    }
+
+    /// The `source_from` column value.
+    pub fn source_from(self) -> &'static str {
+        match self {
+            TableKind::Users => "api_users",
+            TableKind::Sessions => "api_sessions",
+            TableKind::Songs => "postgres_rds",
+        }
+    }
+
+    pub fn data_columns(self) -> &'static [(&'static str, ColType)] {
+        match self {
+            TableKind::Users => USERS,
+            TableKind::Sessions => SESSIONS,
+            TableKind::Songs => SONGS,
+        }
+    }
+
+    /// Data columns are optional (quality rules, not the writer, decide what is required);
+    /// metadata columns are required.
+    pub fn schema(self) -> Result<Schema> {
+        let mut fields = Vec::new();
+        let mut id = 1;
+        for (name, t) in self.data_columns() {
+            fields.push(Arc::new(NestedField::optional(
+                id,
+                *name,
+                Type::Primitive(t.iceberg()),
+            )));
+            id += 1;
+        }
+        for (name, t) in METADATA_COLUMNS {
+            fields.push(Arc::new(NestedField::required(
+                id,
+                name,
+                Type::Primitive(t),
+            )));
+            id += 1;
+        }
+        Schema::builder()
+            .with_fields(fields)
+            .build()
+            .map_err(|e| Error::Catalog(format!("schema of {}: {e}", self.name())))
+    }
+
+    pub fn partition_spec(self) -> Result<UnboundPartitionSpec> {
+        let ingest_on_id = (self.data_columns().len() + 1) as i32;
+        UnboundPartitionSpec::builder()
+            .add_partition_field(ingest_on_id, "ingest_on", Transform::Identity)
+            .map_err(|e| Error::Catalog(format!("partition spec of {}: {e}", self.name())))
+            .map(|b| b.build())
+    }
+
+    /// Appends the rows of one landing record to `out`. The error is the quarantine reason.
+    pub fn parse<'a>(
+        self,
+        record: &'a Value,
+        out: &mut Vec<Vec<Cell<'a>>>,
+        unknown: &mut Vec<String>,
+    ) -> std::result::Result<(), String> {
+        let obj = record.as_object().ok_or("record is not a JSON object")?;
+        match self {
+            TableKind::Users => {
+                note_unknown(obj, USER_FIELDS, "", unknown);
+                let (lat, lon, place, country, tz) = match obj.get("user_location") {
+                    None | Some(Value::Null) => (Cell::Null, Cell::Null, Cell::Null, Cell::Null, Cell::Null),
+                    Some(Value::Array(parts)) if parts.len() == 5 => {
+                        let s = |i: usize| match &parts[i] {
+                            Value::String(s) => Ok(Cell::Str(s)),
+                            Value::Null => Ok(Cell::Null),
+                            other => Err(format!("user_location[{i}]: expected a string, found {}", kind(other))),
+                        };
+                        (coord(&parts[0], "user_location[0] (latitude)", -90.0..=90.0)?, coord(&parts[1], "user_location[1] (longitude)", -180.0..=180.0)?, s(2)?, s(3)?, s(4)?)
+                    }
+                    Some(other) => {
+                        return Err(format!(
+                            "user_location: expected an array of 5 strings [latitude, longitude, place, country, timezone], found {}",
+                            describe(other)
+                        ))
+                    }
+                };
+                out.push(vec![
+                    str_field(obj, "user_id")?,
+                    str_field(obj, "user_name")?,
+                    str_field(obj, "user_lastname")?,
+                    lat,
+                    lon,
+                    place,
+                    country,
+                    tz,
+                    ts_field(obj, "user_since")?,
+                ]);
+            }
+            TableKind::Sessions => {
+                note_unknown(obj, SESSION_FIELDS, "", unknown);
+                let user_id = str_field(obj, "user_id")?;
+                let session_id = str_field(obj, "session_id")?;
+                let user_agent = str_field(obj, "user_agent")?;
+                let start = ts_field(obj, "session_start_time")?;
+                let items = match obj.get("session_items") {
+                    Some(Value::Array(items)) => items,
+                    None | Some(Value::Null) => return Err("session_items is missing".into()),
+                    Some(other) => {
+                        return Err(format!(
+                            "session_items: expected an array, found {}",
+                            kind(other)
+                        ))
+                    }
+                };
+                if items.is_empty() {
+                    return Err(
+                        "session_items is empty: the session has no purchase to record".into(),
+                    );
+                }
+                for (i, item) in items.iter().enumerate() {
+                    let it = item.as_object().ok_or_else(|| {
+                        format!(
+                            "session_items[{i}]: expected an object, found {}",
+                            kind(item)
+                        )
+                    })?;
+                    note_unknown(it, ITEM_FIELDS, "session_items[].", unknown);
+                    let at = |r: std::result::Result<Cell<'a>, String>| {
+                        r.map_err(|e| format!("session_items[{i}].{e}"))
+                    };
+                    out.push(vec![
+                        user_id,
+                        session_id,
+                        Cell::I32(i as i32),
+                        at(str_field(it, "song_id"))?,
+                        at(str_field(it, "song_name"))?,
+                        at(str_field(it, "artist_id"))?,
+                        at(str_field(it, "artist_name"))?,
+                        at(num_f64(it, "price"))?,
+                        at(str_field(it, "currency"))?,
+                        at(bool_field(it, "liked"))?,
+                        at(ts_field(it, "liked_since"))?,
+                        user_agent,
+                        start,
+                    ]);
+                }
+            }
+            TableKind::Songs => {
+                note_unknown_cols(obj, SONGS, unknown);
+                let mut row = Vec::with_capacity(SONGS.len());
+                for (name, t) in SONGS {
+                    row.push(match t {
+                        ColType::Str => str_field(obj, name)?,
+                        ColType::F32 => num_f64(obj, name)?.to_f32(),
+                        ColType::I32 => int_field(obj, name)?,
+                        _ => Cell::Null,
+                    });
+                }
+                out.push(row);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Cell<'_> {
+    fn to_f32(self) -> Self {
+        match self {
+            Cell::F64(v) => Cell::F32(v as f32),
+            other => other,
+        }
+    }
+}
+
+fn note_unknown(obj: &Map<String, Value>, known: &[&str], prefix: &str, unknown: &mut Vec<String>) {
+    for k in obj.keys() {
+        if !known.contains(&k.as_str()) {
+            unknown.push(format!("{prefix}{k}"));
+        }
+    }
+}
+
+fn note_unknown_cols(
+    obj: &Map<String, Value>,
+    cols: &[(&str, ColType)],
+    unknown: &mut Vec<String>,
+) {
+    for k in obj.keys() {
+        if !cols.iter().any(|(c, _)| c == k) {
+            unknown.push(k.clone());
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Array(a) => format!("an array of {} elements", a.len()),
+        other => kind(other).to_string(),
+    }
+}
+
+fn str_field<'a>(obj: &'a Map<String, Value>, name: &str) -> std::result::Result<Cell<'a>, String> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(Cell::Null),
+        Some(Value::String(s)) => Ok(Cell::Str(s)),
+        Some(other) => Err(format!("{name}: expected a string, found {}", kind(other))),
+    }
+}
+
+fn num_f64<'a>(obj: &'a Map<String, Value>, name: &str) -> std::result::Result<Cell<'a>, String> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(Cell::Null),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|v| v.is_finite())
+            .map(Cell::F64)
+            .ok_or_else(|| format!("{name}: {n} is not a finite number")),
+        Some(other) => Err(format!("{name}: expected a number, found {}", kind(other))),
+    }
+}
+
+fn int_field<'a>(obj: &'a Map<String, Value>, name: &str) -> std::result::Result<Cell<'a>, String> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(Cell::Null),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .and_then(|v| i32::try_from(v).ok())
+            .map(Cell::I32)
+            .ok_or_else(|| format!("{name}: {n} is not a 32-bit integer")),
+        Some(other) => Err(format!(
+            "{name}: expected an integer, found {}",
+            kind(other)
+        )),
+    }
+}
+
+fn bool_field<'a>(
+    obj: &'a Map<String, Value>,
+    name: &str,
+) -> std::result::Result<Cell<'a>, String> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(Cell::Null),
+        Some(Value::Bool(b)) => Ok(Cell::Bool(*b)),
+        Some(other) => Err(format!("{name}: expected a boolean, found {}", kind(other))),
+    }
+}
+
+fn coord<'a>(
+    v: &'a Value,
+    what: &str,
+    range: std::ops::RangeInclusive<f64>,
+) -> std::result::Result<Cell<'a>, String> {
+    let parsed = match v {
+        Value::Null => return Ok(Cell::Null),
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("{what}: {s:?} is not a number"))?,
+        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        other => return Err(format!("{what}: expected a string, found {}", kind(other))),
+    };
+    if !range.contains(&parsed) {
+        return Err(format!("{what}: {parsed} is out of range"));
+    }
+    Ok(Cell::F64(parsed))
+}
+
+/// ISO 8601 timestamps as the API sends them (no zone, microseconds), or with a zone (converted to UTC).
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
+        .map(|t| t.and_utc())
+        .or_else(|_| DateTime::parse_from_rfc3339(s).map(|t| t.to_utc()))
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
+fn ts_field<'a>(obj: &'a Map<String, Value>, name: &str) -> std::result::Result<Cell<'a>, String> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(Cell::Null),
+        Some(Value::String(s)) => parse_timestamp(s)
+            .map(Cell::Ts)
+            .ok_or_else(|| format!("{name}: {s:?} is not an ISO 8601 timestamp")),
+        Some(other) => Err(format!(
+            "{name}: expected a timestamp string, found {}",
+            kind(other)
+        )),
+    }
+}
+
+/// Which table a landing key feeds, and its `ingest_on` partition.
+pub fn locate(key: &str) -> Result<(TableKind, NaiveDate)> {
+    let kind = if key.starts_with("landing_zone/api/users/") {
+        TableKind::Users
+    } else if key.starts_with("landing_zone/api/sessions/") {
+        TableKind::Sessions
+    } else if key.starts_with("landing_zone/rds/songs/") {
+        TableKind::Songs
+    } else {
+        return Err(Error::InvalidInput(format!(
+            "{key}: not a landing object of a known source (landing_zone/api/users, api/sessions, rds/songs)"
+        )));
+    };
+    let date = key
+        .split('/')
+        .find_map(|seg| seg.strip_prefix("ingest_on="))
+        .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{key}: no ingest_on=YYYY-MM-DD partition in the key"
+            ))
+        })?;
+    let ingest_on = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(date, "%Y_%m_%d"))
+        .map_err(|_| Error::InvalidInput(format!("{key}: ingest_on={date} is not a date")))?;
+    Ok((kind, ingest_on))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rows(
+        kind: TableKind,
+        v: &Value,
+    ) -> std::result::Result<(Vec<Vec<Cell<'_>>>, Vec<String>), String> {
+        let mut out = Vec::new();
+        let mut unknown = Vec::new();
+        kind.parse(v, &mut out, &mut unknown)?;
+        Ok((out, unknown))
+    }
+
+    #[test]
+    fn users_are_flattened_and_typed() {
+        let v = json!({"user_id": "a3141825-3a8c-4968-a3af-5362011ef7d5", "user_name": "Elizabeth", "user_lastname": "Carey",
+            "user_location": ["46.32313", "-0.45877", "Niort", "FR", "Europe/Paris"], "user_since": "2020-12-22T14:15:35.936090"});
+        let (r, unknown) = rows(TableKind::Users, &v).unwrap();
+        assert!(unknown.is_empty());
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0][3], Cell::F64(46.32313));
+        assert_eq!(r[0][4], Cell::F64(-0.45877));
+        assert_eq!(r[0][5], Cell::Str("Niort"));
+        assert_eq!(r[0][7], Cell::Str("Europe/Paris"));
+        assert_eq!(r[0][8], Cell::Ts(1_608_646_535_936_090));
+        assert_eq!(r[0].len(), TableKind::Users.data_columns().len());
+    }
+
+    #[test]
+    fn sessions_explode_one_row_per_item() {
+        let v = json!({"user_id": "u", "session_id": "s", "user_agent": "ua", "session_start_time": "2020-02-07T18:05:25.824461",
+            "session_items": [
+                {"song_id": "TRXKAGX128F9342DD7", "song_name": "3 Cards", "artist_id": "AR475MP1187B9A5449", "artist_name": "B",
+                 "price": 1.03, "currency": "USD", "liked": true, "liked_since": "2023-01-27T08:29:54.970697"},
+                {"song_id": "TRCPHWV128F4228647", "song_name": "L", "artist_id": "ARRLMTZ1187B9AB6DD", "artist_name": "C",
+                 "price": 0.69, "currency": "USD", "liked": false, "liked_since": null, "promo": "x"}],
+            "device": "phone"});
+        let (r, unknown) = rows(TableKind::Sessions, &v).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1][2], Cell::I32(1));
+        assert_eq!(r[1][7], Cell::F64(0.69));
+        assert_eq!(r[1][9], Cell::Bool(false));
+        assert_eq!(r[1][10], Cell::Null);
+        assert_eq!(r[0][12], r[1][12]);
+        assert_eq!(unknown, ["device", "session_items[].promo"]);
+    }
+
+    #[test]
+    fn songs_keep_their_types() {
+        let v = json!({"track_id": "TRMBFJC12903CE2A89", "title": "Mystery Babylon", "song_id": "SOGOPFY12AB018E5B1",
+            "release": "Healing of All Nations", "artist_id": "ARP06GY1187B98B0F0", "artist_mbid": "106e0414-95a7-45e9-8176-bbc938deed68",
+            "artist_name": "Yami Bolo", "duration": 146.49425, "artist_familiarity": 0.4955022, "artist_hotttnesss": 0.3224826,
+            "year": 2001, "track_7digitalid": 8562838, "shs_perf": -1, "shs_work": 0});
+        let (r, _) = rows(TableKind::Songs, &v).unwrap();
+        assert_eq!(r[0][7], Cell::F32(146.49425));
+        assert_eq!(r[0][10], Cell::I32(2001));
+        assert_eq!(r[0][12], Cell::I32(-1));
+    }
+
+    #[test]
+    fn wrong_shapes_give_reasons_naming_the_field() {
+        let cases = [
+            (
+                TableKind::Users,
+                json!({"user_id": 5}),
+                "user_id: expected a string",
+            ),
+            (
+                TableKind::Users,
+                json!({"user_location": ["1", "2"]}),
+                "user_location",
+            ),
+            (
+                TableKind::Users,
+                json!({"user_location": ["abc", "2", "p", "FR", "tz"]}),
+                "latitude",
+            ),
+            (
+                TableKind::Users,
+                json!({"user_since": "yesterday"}),
+                "user_since",
+            ),
+            (
+                TableKind::Sessions,
+                json!({"session_items": "none"}),
+                "session_items: expected an array",
+            ),
+            (TableKind::Sessions, json!({"session_items": []}), "empty"),
+            (
+                TableKind::Sessions,
+                json!({"user_id": "u"}),
+                "session_items is missing",
+            ),
+            (
+                TableKind::Sessions,
+                json!({"session_items": [{"price": "1.00"}]}),
+                "session_items[0].price",
+            ),
+            (TableKind::Songs, json!({"year": 2001.5}), "year"),
+            (TableKind::Songs, json!({"duration": "long"}), "duration"),
+            (TableKind::Songs, json!([1, 2]), "not a JSON object"),
+        ];
+        for (kind, v, needle) in cases {
+            let e = rows(kind, &v).unwrap_err();
+            assert!(e.contains(needle), "{v}: {e}");
+        }
+    }
+
+    #[test]
+    fn keys_locate_tables_and_partitions() {
+        let (k, d) = locate("landing_zone/api/sessions/ingest_on=2020-01-01/sessions_2020-01-01_2020-01-31.part-00000.jsonl").unwrap();
+        assert_eq!(
+            (k, d.to_string().as_str()),
+            (TableKind::Sessions, "2020-01-01")
+        );
+        let (k, d) = locate("landing_zone/rds/songs/ingest_on=2020_02_01/x.jsonl").unwrap();
+        assert_eq!(
+            (k, d.to_string().as_str()),
+            (TableKind::Songs, "2020-02-01")
+        );
+        for bad in [
+            "landing_zone/api/other/ingest_on=2020-01-01/x",
+            "landing_zone/api/users/x.jsonl",
+            "landing_zone/api/users/ingest_on=2020-13-01/x",
+        ] {
+            assert_eq!(
+                locate(bad).unwrap_err().error_type(),
+                "InvalidInput",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn schemas_end_with_metadata_and_partition_on_ingest_on() {
+        for t in TableKind::ALL {
+            let s = t.schema().unwrap();
+            assert_eq!(s.as_struct().fields().len(), t.data_columns().len() + 4);
+            assert_eq!(
+                s.field_by_name("ingest_on").unwrap().id,
+                t.data_columns().len() as i32 + 1
+            );
+            t.partition_spec().unwrap();
+        }
+    }
+}

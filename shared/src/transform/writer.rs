@@ -1,0 +1,197 @@
+//! Rows to Arrow record batches, and batches to Parquet data files of an Iceberg table.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Float32Builder, Float64Builder, Int32Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, Date32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_schema::SchemaRef;
+use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, Struct};
+use iceberg::table::Table;
+use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::tables::{Cell, ColType, TableKind};
+use crate::error::{Error, Result};
+
+enum Col {
+    Str(StringBuilder),
+    F64(Float64Builder),
+    F32(Float32Builder),
+    I32(Int32Builder),
+    Bool(BooleanBuilder),
+    Ts(TimestampMicrosecondBuilder),
+}
+
+impl Col {
+    fn new(t: ColType, cap: usize) -> Col {
+        match t {
+            ColType::Str => Col::Str(StringBuilder::with_capacity(cap, cap * 16)),
+            ColType::F64 => Col::F64(Float64Builder::with_capacity(cap)),
+            ColType::F32 => Col::F32(Float32Builder::with_capacity(cap)),
+            ColType::I32 => Col::I32(Int32Builder::with_capacity(cap)),
+            ColType::Bool => Col::Bool(BooleanBuilder::with_capacity(cap)),
+            ColType::Ts => Col::Ts(TimestampMicrosecondBuilder::with_capacity(cap)),
+        }
+    }
+
+    fn push(&mut self, c: Cell<'_>) -> std::result::Result<(), String> {
+        match (self, c) {
+            (Col::Str(b), Cell::Str(s)) => b.append_value(s),
+            (Col::Str(b), Cell::Null) => b.append_null(),
+            (Col::F64(b), Cell::F64(v)) => b.append_value(v),
+            (Col::F64(b), Cell::Null) => b.append_null(),
+            (Col::F32(b), Cell::F32(v)) => b.append_value(v),
+            (Col::F32(b), Cell::Null) => b.append_null(),
+            (Col::I32(b), Cell::I32(v)) => b.append_value(v),
+            (Col::I32(b), Cell::Null) => b.append_null(),
+            (Col::Bool(b), Cell::Bool(v)) => b.append_value(v),
+            (Col::Bool(b), Cell::Null) => b.append_null(),
+            (Col::Ts(b), Cell::Ts(v)) => b.append_value(v),
+            (Col::Ts(b), Cell::Null) => b.append_null(),
+            (_, c) => return Err(format!("cell {c:?} does not fit its column")),
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Col::Str(b) => Arc::new(b.finish()),
+            Col::F64(b) => Arc::new(b.finish()),
+            Col::F32(b) => Arc::new(b.finish()),
+            Col::I32(b) => Arc::new(b.finish()),
+            Col::Bool(b) => Arc::new(b.finish()),
+            Col::Ts(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Metadata stamped on every row of one landing object.
+#[derive(Debug, Clone)]
+pub struct RowMeta {
+    pub ingest_on_days: i32,
+    pub processing_micros: i64,
+    pub source_from: &'static str,
+    pub source_object: String,
+}
+
+/// Accumulates rows column by column.
+pub struct BatchBuilder {
+    schema: SchemaRef,
+    cols: Vec<Col>,
+    rows: usize,
+    capacity: usize,
+    types: &'static [(&'static str, ColType)],
+    meta: RowMeta,
+}
+
+impl BatchBuilder {
+    pub fn new(table: TableKind, schema: SchemaRef, capacity: usize, meta: RowMeta) -> Self {
+        let types = table.data_columns();
+        BatchBuilder {
+            cols: types.iter().map(|(_, t)| Col::new(*t, capacity)).collect(),
+            schema,
+            rows: 0,
+            capacity,
+            types,
+            meta,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn push(&mut self, row: &[Cell<'_>]) -> Result<()> {
+        for (col, cell) in self.cols.iter_mut().zip(row.iter().copied()) {
+            col.push(cell)
+                .map_err(|e| Error::Catalog(format!("internal: {e}")))?;
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Takes the accumulated rows as a batch and starts a new one.
+    pub fn finish(&mut self) -> Result<RecordBatch> {
+        let n = self.rows;
+        let mut arrays: Vec<ArrayRef> = self.cols.iter_mut().map(Col::finish).collect();
+        arrays.push(Arc::new(Date32Array::from(vec![
+            self.meta.ingest_on_days;
+            n
+        ])));
+        arrays.push(Arc::new(TimestampMicrosecondArray::from(
+            vec![self.meta.processing_micros; n],
+        )));
+        arrays.push(Arc::new(StringArray::from(vec![self.meta.source_from; n])));
+        arrays.push(Arc::new(StringArray::from(vec![
+            self.meta
+                .source_object
+                .as_str();
+            n
+        ])));
+        self.rows = 0;
+        self.cols = self
+            .types
+            .iter()
+            .map(|(_, t)| Col::new(*t, self.capacity))
+            .collect();
+        RecordBatch::try_new(self.schema.clone(), arrays)
+            .map_err(|e| Error::Catalog(format!("building a record batch: {e}")))
+    }
+}
+
+pub type TableWriter =
+    DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+/// A writer of data files into the `ingest_on` partition of `table`, rolling files at
+/// `target_file_size`. Row groups are kept small so memory stays bounded while writing.
+pub async fn data_file_writer(
+    table: &Table,
+    ingest_on_days: i32,
+    file_prefix: String,
+    target_file_size: usize,
+) -> Result<TableWriter> {
+    let metadata = table.metadata();
+    let schema = metadata.current_schema().clone();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(|e| Error::Catalog(e.to_string()))?,
+        ))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build();
+    let parquet = ParquetWriterBuilder::new(props, schema.clone());
+    let rolling = RollingFileWriterBuilder::new(
+        parquet,
+        target_file_size,
+        table.file_io().clone(),
+        DefaultLocationGenerator::new(metadata)?,
+        DefaultFileNameGenerator::new(file_prefix, None, DataFileFormat::Parquet),
+    );
+    let key = PartitionKey::new(
+        metadata.default_partition_spec().as_ref().clone(),
+        schema,
+        Struct::from_iter([Some(Literal::date(ingest_on_days))]),
+    );
+    Ok(DataFileWriterBuilder::new(rolling).build(Some(key)).await?)
+}
+
+pub async fn write(w: &mut TableWriter, batch: RecordBatch) -> Result<()> {
+    Ok(w.write(batch).await?)
+}
+
+pub async fn close(mut w: TableWriter) -> Result<Vec<DataFile>> {
+    Ok(w.close().await?)
+}
