@@ -14,7 +14,6 @@ import tfparse as tp
 # Lambdas whose crate does not exist yet, with the issue that creates it. The allowance
 # ends by itself: once functions/<name>/Cargo.toml exists, the entry must go.
 PLANNED = {
-    "transform": "issue 3 (transform Lambda: landing zone to Iceberg)",
     "redshift-setup": "issue 4 (serving layer: Redshift setup Lambda)",
 }
 

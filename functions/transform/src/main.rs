@@ -2,9 +2,6 @@
 //! Event parsing and the answer's shape live in `deftunes::transform::events`, the transform in
 //! `deftunes::transform`; this binary only wires the Lambda runtime.
 
-// The transform future is deeply nested (iceberg writers inside the event driver).
-#![recursion_limit = "256"]
-
 use deftunes::transform::{events, Transformer};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;

@@ -249,16 +249,10 @@ impl Transformer {
     }
 
     pub fn lake_filter(&self) -> LakeFilter {
-        match LakeUri::parse(&self.cfg.lake_uri) {
-            Ok(LakeUri::S3 { bucket, prefix }) => LakeFilter {
-                bucket: Some(bucket),
-                prefix,
-            },
-            _ => LakeFilter {
-                bucket: None,
-                prefix: String::new(),
-            },
-        }
+        // LAKE_URI was validated when the lake was built.
+        LakeUri::parse(&self.cfg.lake_uri)
+            .map(|u| LakeFilter::from(&u))
+            .unwrap_or_default()
     }
 
     pub fn table_ident(&self, kind: TableKind) -> TableIdent {
