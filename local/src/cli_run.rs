@@ -18,6 +18,7 @@ use deftunes::extract::songs::SongsExtractor;
 use deftunes::extract::ExtractSummary;
 use deftunes::storage::Lake;
 use deftunes::transform::events::ObjectRef;
+use deftunes::transform::quality::QualityReport;
 use deftunes::transform::tables::{locate, TableKind};
 use deftunes::transform::{ObjectOutcome, TransformConfig, Transformer};
 use deftunes::window::Window;
@@ -44,6 +45,15 @@ pub struct TableTotals {
     /// Rows in the table's current snapshot, read back from the catalog.
     pub table_rows: u64,
     pub quality_failures: Vec<String>,
+    /// Dataset rules, with the worst value seen over the run's objects.
+    pub dataset_rules: BTreeMap<String, RuleSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RuleSummary {
+    pub worst_value: f64,
+    pub threshold: f64,
+    pub passed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -236,6 +246,22 @@ pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<Run
                 Ok(o) => {
                     quarantined += o.records_quarantined;
                     add_outcome(totals, &o);
+                    let raw = transformer.lake().get_bytes(&o.quality_report_key).await?;
+                    let report: QualityReport = serde_json::from_slice(&raw)?;
+                    for r in report.dataset_rules {
+                        let name = format!(
+                            "{} {}",
+                            r.rule["check"].as_str().unwrap_or("rule"),
+                            r.column
+                        );
+                        let e = totals.dataset_rules.entry(name).or_insert(RuleSummary {
+                            worst_value: r.value,
+                            threshold: r.threshold,
+                            passed: true,
+                        });
+                        e.worst_value = e.worst_value.min(r.value);
+                        e.passed &= r.passed;
+                    }
                 }
                 Err(e) if e.error_type() == "DataQualityFailed" => {
                     totals.quality_failures.push(e.to_string())
@@ -331,6 +357,18 @@ pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<Run
             ));
         }
         quality_failed.extend(t.quality_failures.iter().cloned());
+    }
+    for (name, t) in &transform {
+        for (rule, r) in &t.dataset_rules {
+            println!(
+                "      rule {:<9} {:<28} worst {:.4} (threshold {})  {}",
+                name.name(),
+                rule,
+                r.worst_value,
+                r.threshold,
+                if r.passed { "passed" } else { "FAILED" }
+            );
+        }
     }
     println!(
         "      quality reports: {}, quarantine: {}",
