@@ -218,35 +218,16 @@ impl Lake {
         self.put_file(key, tmp.path()).await
     }
 
-    /// Whole object as bytes.
+    /// Whole object as bytes (small objects: reports, tests).
     pub async fn get_bytes(&self, key: &str) -> Result<Vec<u8>> {
-        check_key(key)?;
-        match self {
-            Lake::Local { root } => {
-                let p = root.join(key);
-                tokio::fs::read(&p)
-                    .await
-                    .map_err(|e| io_err("cannot read", &p, e))
-            }
-            Lake::S3 {
-                client,
-                bucket,
-                prefix,
-            } => {
-                let s3key = Self::s3_key(prefix, key);
-                let out = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(&s3key)
-                    .send()
-                    .await
-                    .map_err(|e| s3_err(&format!("GetObject s3://{bucket}/{s3key}"), e))?;
-                let data = out.body.collect().await.map_err(|e| {
-                    Error::StorageUnavailable(format!("reading s3://{bucket}/{s3key}: {e}"))
-                })?;
-                Ok(data.to_vec())
-            }
-        }
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        self.open(key)
+            .await?
+            .read_to_end(&mut out)
+            .await
+            .map_err(|e| Error::StorageUnavailable(format!("reading {}: {e}", self.uri_of(key))))?;
+        Ok(out)
     }
 
     /// Size and content version of `key`: the S3 ETag, or locally the MD5 of the content.
