@@ -15,8 +15,13 @@ PY_VENV := $(DEFTUNES_CACHE)/venv-py
 PY_REQ := local/python/requirements.txt
 PY_STAMP := $(PY_VENV)/.stamp-$(shell sha256sum $(PY_REQ) 2>/dev/null | cut -c1-12)
 export DEFTUNES_PYTHON := $(PY_VENV)/bin/python
+# moto (AWS emulator) for the S3/Glue adapter test; the same venv terraform/tests/run.sh uses.
+TF_TESTS_VENV := $(DEFTUNES_CACHE)/venv-tf-tests
+TF_TESTS_REQ := terraform/tests/requirements-tests.txt
+TF_PYTHON ?= $(shell command -v python3.11 || command -v python3)
+export DEFTUNES_MOTO_SERVER ?= $(TF_TESTS_VENV)/bin/moto_server
 
-.PHONY: help build demo test test-rust test-terraform lint fmt lambda-build clean python
+.PHONY: help build demo test test-rust test-terraform lint fmt lambda-build clean python moto
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,10 +38,20 @@ $(PY_STAMP): $(PY_REQ)
 
 python: $(PY_STAMP) ## Python venv with DuckDB (reads the Iceberg tables)
 
+# Same stamp as terraform/tests/run.sh, so either one reuses the venv the other built.
+$(TF_TESTS_VENV)/.requirements.sha256: $(TF_TESTS_REQ)
+	rm -rf $(TF_TESTS_VENV)
+	$(TF_PYTHON) -m venv $(TF_TESTS_VENV)
+	$(TF_TESTS_VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(TF_TESTS_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(TF_TESTS_REQ)
+	sha256sum $(TF_TESTS_REQ) | cut -d' ' -f1 > $@
+
+moto: $(TF_TESTS_VENV)/.requirements.sha256 ## moto_server (AWS emulator) for the AWS adapter test
+
 demo: build python ## Run the pipeline locally end to end (local Postgres, API emulator, local lake)
 	$(DEFTUNES) run
 
-test: build python test-rust test-terraform ## Run all tests (Rust unit + integration, Terraform checks)
+test: build python moto test-rust test-terraform ## Run all tests (Rust unit + integration, Terraform checks)
 
 test-rust:
 	$(CARGO) fmt --all -- --check
