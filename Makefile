@@ -21,7 +21,7 @@ TF_TESTS_REQ := terraform/tests/requirements-tests.txt
 TF_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 export DEFTUNES_MOTO_SERVER ?= $(TF_TESTS_VENV)/bin/moto_server
 
-.PHONY: help build demo test test-rust test-terraform lint fmt lambda-build clean python moto
+.PHONY: help build demo test test-rust test-serving test-terraform lint fmt lambda-build clean python moto
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,11 +51,22 @@ moto: $(TF_TESTS_VENV)/.requirements.sha256 ## moto_server (AWS emulator) for th
 demo: build python ## Run the pipeline locally end to end (local Postgres, API emulator, local lake)
 	$(DEFTUNES) run
 
-test: build python moto test-rust test-terraform ## Run all tests (Rust unit + integration, Terraform checks)
+test: build python moto test-rust test-serving test-terraform ## Run all tests (Rust, serving/dbt end to end, Terraform checks)
 
 test-rust:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --workspace --all-targets --locked --no-fail-fast
+
+# The demo end to end into a throwaway directory, then the dbt checks on its catalog: incremental
+# fact, no lost join rows, type-2 snapshots; and the Redshift target compiled offline.
+test-serving:
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(DEFTUNES) run --dir "$$tmp/run"; \
+	$(DEFTUNES_PYTHON) local/python/serving_check.py --catalog "$$tmp/run/catalog/catalog.db" --workdir "$$tmp/check"; \
+	cd dbt_modeling && REDSHIFT_HOST=example.invalid REDSHIFT_PORT=5439 REDSHIFT_USER=dummy \
+	  REDSHIFT_PASSWORD=dummy REDSHIFT_DATABASE=dev DBT_SEND_ANONYMOUS_USAGE_STATS=false \
+	  $(PY_VENV)/bin/dbt compile --target redshift --profiles-dir . --no-populate-cache \
+	  --target-path "$$tmp/dbt-rs/target" --log-path "$$tmp/dbt-rs/logs"
 
 test-terraform:
 	@if [ -x terraform/tests/run.sh ]; then bash terraform/tests/run.sh; else echo "terraform checks not present yet"; fi
@@ -79,6 +90,12 @@ lambda-build: $(LAMBDA_VENV)/bin/cargo-lambda ## Build the Lambda zips (arm64) i
 	  cargo lambda build --release --arm64 --output-format zip --lambda-dir target/lambda \
 	  $(foreach f,$(notdir $(wildcard functions/*)),-p $(f))
 	@ls -l target/lambda/*/bootstrap.zip
+
+BENCH_MB ?= 200
+.PHONY: bench
+bench: ## Benchmark the transform vs plain arrow-json to Parquet (BENCH_MB MB of sessions; report in .deftunes/bench/)
+	$(CARGO) build --locked -p deftunes-local --bin deftunes
+	$(DEFTUNES) bench --mb $(BENCH_MB)
 
 clean: ## Remove the local demo state (.deftunes/)
 	rm -rf .deftunes

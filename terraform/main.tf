@@ -134,7 +134,7 @@ module "transform" {
   policy_statements = concat(local.function_statements["transform"], local.lake_kms_statements)
 }
 
-# Planned (issue 4): the crate functions/redshift-setup does not exist yet.
+# Redshift setup (functions/redshift-setup): schemas, analysts role and grants, idempotently.
 module "redshift_setup" {
   source = "./modules/lambda_function"
 

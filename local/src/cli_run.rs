@@ -81,6 +81,61 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
+/// The serving stage locally: DuckDB views over the current Iceberg snapshots (the stand-in for
+/// Redshift Spectrum), `dbt build --target local`, then the first rows of the BI views.
+fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<()> {
+    println!(
+        "[6/6] serving: local warehouse {} and dbt build",
+        warehouse.display()
+    );
+    let project = Path::new("dbt_modeling");
+    if !project.join("dbt_project.yml").exists() {
+        bail!("dbt_modeling/ not found: run from the repository root (or pass --no-serving)");
+    }
+    let python = std::env::var("DEFTUNES_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/deftunes/venv-py/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    if !Path::new(&python).exists() {
+        bail!("no Python venv with dbt and DuckDB at {python}: run `make python` (or pass --no-serving)");
+    }
+    let out = std::process::Command::new(project.join("run_local.sh"))
+        .arg(catalog_db)
+        .arg(warehouse)
+        .env("DEFTUNES_PYTHON", &python)
+        .output()
+        .context("running dbt_modeling/run_local.sh")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "dbt build failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // dbt's own closing lines: the pass/warn/error tally and the timing.
+    for line in stdout
+        .lines()
+        .filter(|l| l.contains("Done. PASS=") || l.starts_with("dbt build:"))
+    {
+        println!("      {}", line.trim());
+    }
+    let preview = std::process::Command::new(&python)
+        .arg("local/python/bi_preview.py")
+        .arg(warehouse)
+        .output()
+        .context("previewing the BI views")?;
+    if !preview.status.success() {
+        bail!(
+            "reading the BI views failed: {}",
+            String::from_utf8_lossy(&preview.stderr)
+        );
+    }
+    print!("{}", String::from_utf8_lossy(&preview.stdout));
+    Ok(())
+}
+
 fn add_outcome(t: &mut TableTotals, o: &ObjectOutcome) {
     t.objects += 1;
     t.records_in += o.records_in;
@@ -96,7 +151,12 @@ fn env_map(pairs: &[(&str, String)]) -> HashMap<String, String> {
         .collect()
 }
 
-pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<RunReport> {
+pub async fn run(
+    data: &DataArgs,
+    dir: &Path,
+    part_max_bytes: u64,
+    serving: bool,
+) -> Result<RunReport> {
     let started = Instant::now();
     let mut timings = BTreeMap::new();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -113,14 +173,14 @@ pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<Run
     let windows = Window::monthly(data.from, data.to)?;
 
     println!(
-        "[1/5] generating source data: {} songs, {} users, {} sessions (seed {})",
+        "[1/6] generating source data: {} songs, {} users, {} sessions (seed {})",
         data.songs, data.users, data.sessions, data.seed
     );
     let t = Instant::now();
     let dataset = Arc::new(Dataset::generate(data.seed, &data.scale()));
     timings.insert("generate".to_string(), t.elapsed().as_millis());
 
-    println!("[2/5] starting the local source stack (PostgreSQL, API emulator)");
+    println!("[2/6] starting the local source stack (PostgreSQL, API emulator)");
     let t = Instant::now();
     // PostgreSQL lives in the system temp dir: its server user must be able to traverse it.
     let pg_dir = tempfile::Builder::new()
@@ -188,7 +248,7 @@ pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<Run
     let mut transform_ms = 0u128;
 
     println!(
-        "[3/5] extract -> transform, {} monthly windows (landing zone: {}, catalog: {})",
+        "[3/6] extract -> transform, {} monthly windows (landing zone: {}, catalog: {})",
         windows.len(),
         lake_dir.join("landing_zone").display(),
         catalog_db.display()
@@ -307,7 +367,7 @@ pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<Run
     postgres.stop()?;
     timings.insert("total".to_string(), started.elapsed().as_millis());
 
-    println!("[4/5] landing zone");
+    println!("[4/6] landing zone");
     println!(
         "      {:<14} {:>5} {:>8} {:>10} {:>11} {:>10}",
         "source", "runs", "objects", "records", "bytes", "expected"
@@ -329,7 +389,7 @@ pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<Run
             mismatches.push(source.clone());
         }
     }
-    println!("[5/5] transform zone (Iceberg, namespace deftunes_transform) and data quality");
+    println!("[5/6] transform zone (Iceberg, namespace deftunes_transform) and data quality");
     println!(
         "      {:<9} {:>8} {:>10} {:>11} {:>10} {:>11}  quality",
         "table", "objects", "records", "quarantined", "rows", "table rows"
@@ -381,7 +441,7 @@ pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<Run
         .collect();
     println!("      timings: {}", timing_line.join(", "));
 
-    let report = RunReport {
+    let mut report = RunReport {
         lake: lake_uri,
         catalog: catalog_db.display().to_string(),
         windows,
@@ -389,6 +449,13 @@ pub async fn run(data: &DataArgs, dir: &Path, part_max_bytes: u64) -> Result<Run
         transform,
         timings_ms: timings,
     };
+    if serving {
+        let t = Instant::now();
+        serve_locally(&catalog_db, &dir.join("warehouse").join("warehouse.duckdb"))?;
+        report
+            .timings_ms
+            .insert("serving".to_string(), t.elapsed().as_millis());
+    }
     let report_path = dir.join("run-summary.json");
     std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)?;
     println!("      run summary: {}", report_path.display());

@@ -4,7 +4,9 @@
 //!   `cargo lambda watch` sessions.
 //! - `deftunes run`: the whole pipeline end to end, with a throwaway stack, through the same
 //!   `deftunes` (shared crate) code the Lambdas run.
+//! - `deftunes bench`: transform throughput and peak memory next to a plain arrow-json baseline.
 
+mod cli_bench;
 mod cli_run;
 mod cli_stack;
 
@@ -82,6 +84,9 @@ enum Command {
         /// Maximum size of one landing object.
         #[arg(long, default_value_t = deftunes::config::DEFAULT_PART_MAX_BYTES)]
         part_max_bytes: u64,
+        /// Stop after transform and quality (skip the local warehouse and `dbt build`).
+        #[arg(long)]
+        no_serving: bool,
     },
     /// Serve the API emulator in the foreground (what `up` starts in the background).
     ServeApi {
@@ -92,6 +97,11 @@ enum Command {
         #[arg(long, default_value_t = 8000)]
         port: u16,
     },
+    /// Benchmark the transform on a large sessions file against plain arrow-json to Parquet.
+    Bench(cli_bench::BenchArgs),
+    /// One measurement of `bench`, in its own process (internal).
+    #[command(hide = true)]
+    BenchWorker(cli_bench::WorkerArgs),
 }
 
 #[tokio::main]
@@ -114,8 +124,13 @@ async fn main() -> std::process::ExitCode {
             data,
             dir,
             part_max_bytes,
-        } => cli_run::run(&data, &dir, part_max_bytes).await.map(|_| ()),
+            no_serving,
+        } => cli_run::run(&data, &dir, part_max_bytes, !no_serving)
+            .await
+            .map(|_| ()),
         Command::ServeApi { data, host, port } => cli_stack::serve_api(&data, host, port).await,
+        Command::Bench(args) => cli_bench::bench(&args).await,
+        Command::BenchWorker(args) => cli_bench::worker(&args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -37,6 +37,13 @@ pub enum Error {
     /// A dataset-level quality rule failed on committed data.
     #[error("data quality failed: {0}")]
     DataQualityFailed(String),
+    /// The warehouse (Redshift, its Data API) could not run a statement now: throttled, 5xx,
+    /// unreachable, paused, or a statement outlived its deadline.
+    #[error("warehouse unavailable: {0}")]
+    WarehouseUnavailable(String),
+    /// The warehouse refused a statement (SQL error, permission, validation): retrying will not help.
+    #[error("warehouse rejected the statement: {0}")]
+    WarehouseRejected(String),
 }
 
 /// Error types a state machine should retry. Everything else goes to its Catch.
@@ -45,6 +52,7 @@ pub const RETRYABLE_ERROR_TYPES: &[&str] = &[
     "StorageUnavailable",
     "CatalogUnavailable",
     "CommitConflict",
+    "WarehouseUnavailable",
 ];
 
 impl Error {
@@ -61,6 +69,8 @@ impl Error {
             Error::CommitConflict(_) => "CommitConflict",
             Error::Catalog(_) => "CatalogError",
             Error::DataQualityFailed(_) => "DataQualityFailed",
+            Error::WarehouseUnavailable(_) => "WarehouseUnavailable",
+            Error::WarehouseRejected(_) => "WarehouseRejected",
         }
     }
 
@@ -92,9 +102,72 @@ impl From<Error> for lambda_runtime::Diagnostic {
     }
 }
 
+/// How an AWS SDK call failed, for every service alike: transport failures, timeouts, throttling
+/// (429) and 5xx are transient, as are the service's own `transient_codes`; the rest (validation,
+/// access denied, missing resources) will fail again. Returns (transient, "Code: message").
+pub(crate) fn aws_sdk_failure<E>(
+    e: &aws_sdk_s3::error::SdkError<E>,
+    transient_codes: &[&str],
+) -> (bool, String)
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+    let transient = match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            status >= 500
+                || status == 429
+                || se
+                    .err()
+                    .code()
+                    .is_some_and(|code| transient_codes.contains(&code))
+        }
+        _ => false,
+    };
+    let detail = match e.code() {
+        Some(code) => format!("{code}: {}", e.message().unwrap_or("no message")),
+        None => DisplayErrorContext(e).to_string(),
+    };
+    (transient, detail)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn service_error(
+        status: u16,
+        code: &str,
+    ) -> aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError> {
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+        let err = aws_sdk_s3::operation::get_object::GetObjectError::generic(
+            ErrorMetadata::builder()
+                .code(code)
+                .message("told by the service")
+                .build(),
+        );
+        let status = StatusCode::try_from(status).expect("valid status");
+        aws_sdk_s3::error::SdkError::service_error(err, Response::new(status, SdkBody::empty()))
+    }
+
+    #[test]
+    fn aws_failures_are_transient_on_5xx_throttling_and_listed_codes_only() {
+        let (transient, detail) = aws_sdk_failure(&service_error(503, "SlowDown"), &[]);
+        assert!(transient);
+        assert_eq!(detail, "SlowDown: told by the service");
+        assert!(aws_sdk_failure(&service_error(429, "TooManyRequests"), &[]).0);
+        assert!(aws_sdk_failure(&service_error(400, "Busy"), &["Busy"]).0);
+        assert!(!aws_sdk_failure(&service_error(400, "Busy"), &["Other"]).0);
+        let (transient, detail) = aws_sdk_failure(&service_error(403, "AccessDenied"), &[]);
+        assert!(!transient);
+        assert!(detail.starts_with("AccessDenied"));
+    }
 
     #[test]
     fn classification_matches_the_retryable_list() {
@@ -109,6 +182,8 @@ mod tests {
             Error::CommitConflict("x".into()),
             Error::Catalog("x".into()),
             Error::DataQualityFailed("x".into()),
+            Error::WarehouseUnavailable("x".into()),
+            Error::WarehouseRejected("x".into()),
         ];
         let retryable: Vec<_> = all
             .iter()

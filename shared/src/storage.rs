@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 
-use crate::error::{Error, Result};
+use crate::error::{aws_sdk_failure, Error, Result};
 
 #[derive(Debug, Clone)]
 pub enum Lake {
@@ -87,22 +87,8 @@ fn s3_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
     what: &str,
     e: SdkError<E>,
 ) -> Error {
-    let transient = match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(se) => {
-            let status = se.raw().status().as_u16();
-            status >= 500
-                || status == 429
-                || matches!(se.err().code(), Some("SlowDown" | "RequestTimeout"))
-        }
-        _ => false,
-    };
-    let detail = match e.code() {
-        Some(code) => format!("{what}: {code}: {}", e.message().unwrap_or("no message")),
-        None => format!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)),
-    };
+    let (transient, detail) = aws_sdk_failure(&e, &["SlowDown", "RequestTimeout"]);
+    let detail = format!("{what}: {detail}");
     if transient {
         Error::StorageUnavailable(detail)
     } else {

@@ -17,7 +17,7 @@ use super::{
     summary, time_field, ExtractSummary,
 };
 use crate::config::{PasswordSource, PgConfig, SongsExtractConfig, SslMode};
-use crate::error::{Error, Result};
+use crate::error::{aws_sdk_failure, Error, Result};
 use crate::storage::Lake;
 
 pub const SOURCE: &str = "rds/songs";
@@ -246,16 +246,13 @@ pub async fn resolve_password(
                 .send()
                 .await
                 .map_err(|e| {
-                    use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
-                    let msg = format!("GetSecretValue {arn}: {}", DisplayErrorContext(&e));
-                    match &e {
-                        SdkError::ServiceError(se)
-                            if !se.err().is_internal_service_error()
-                                && se.raw().status().as_u16() < 500 =>
-                        {
-                            Error::Configuration(msg)
-                        }
-                        _ => Error::SourceUnavailable(msg),
+                    let (transient, detail) =
+                        aws_sdk_failure(&e, &["InternalServiceError", "ThrottlingException"]);
+                    let msg = format!("GetSecretValue {arn}: {detail}");
+                    if transient {
+                        Error::SourceUnavailable(msg)
+                    } else {
+                        Error::Configuration(msg)
                     }
                 })?;
             let raw = out

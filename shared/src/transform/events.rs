@@ -490,6 +490,8 @@ fn same_kind(kind: &Error, message: String) -> Error {
         Error::CommitConflict(_) => Error::CommitConflict(message),
         Error::Catalog(_) => Error::Catalog(message),
         Error::DataQualityFailed(_) => Error::DataQualityFailed(message),
+        Error::WarehouseUnavailable(_) => Error::WarehouseUnavailable(message),
+        Error::WarehouseRejected(_) => Error::WarehouseRejected(message),
     }
 }
 

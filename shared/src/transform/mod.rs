@@ -391,7 +391,7 @@ impl Transformer {
                 )?;
                 continue;
             }
-            let value: serde_json::Value = match std::str::from_utf8(&line) {
+            let value: tables::Json<'_> = match std::str::from_utf8(&line) {
                 Err(e) => {
                     reject(
                         format!("malformed record: invalid UTF-8: {e}"),

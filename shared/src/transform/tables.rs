@@ -1,12 +1,13 @@
 //! The three transform-zone tables: their Iceberg schemas and how one landing record becomes
 //! rows (users flattened, sessions exploded to one row per item, songs typed).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec};
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -21,6 +22,136 @@ pub enum Cell<'a> {
     Bool(bool),
     /// Microseconds since the epoch, UTC, no zone.
     Ts(i64),
+}
+
+/// One parsed landing record: the shape of `serde_json::Value`, but strings without escapes
+/// borrow from the line and objects keep their members in a small vector (records have a
+/// handful of fields), so parsing a record allocates little. Duplicate keys: the last value
+/// wins, in the first one's place (as `serde_json::Value` with `preserve_order`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json<'a> {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
+    Object(JsonMap<'a>),
+}
+
+/// The members of a JSON object, in document order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JsonMap<'a>(Vec<(Cow<'a, str>, Json<'a>)>);
+
+impl<'a> JsonMap<'a> {
+    pub fn get(&self, key: &str) -> Option<&Json<'a>> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_ref())
+    }
+
+    fn insert(&mut self, key: Cow<'a, str>, value: Json<'a>) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((key, value)),
+        }
+    }
+}
+
+impl<'a> Json<'a> {
+    pub fn as_object(&self) -> Option<&JsonMap<'a>> {
+        match self {
+            Json::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor(std::marker::PhantomData))
+    }
+}
+
+struct JsonVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for JsonVisitor<'a> {
+    type Value = Json<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Json<'a>, E> {
+        Ok(Json::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Json<'a>, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Json<'a>, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Json<'a>, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Json<'a>, E> {
+        Ok(Json::String(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Json<'a>, E> {
+        Ok(Json::String(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> std::result::Result<Json<'a>, E> {
+        Ok(Json::String(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Json<'a>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_none<E>(self) -> std::result::Result<Json<'a>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Json<'a>, D::Error> {
+        Json::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Json<'a>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(v) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Json<'a>, A::Error> {
+        let mut obj = JsonMap(Vec::with_capacity(map.size_hint().unwrap_or(8).min(64)));
+        while let Some(JsonKey(k)) = map.next_key()? {
+            let v = map.next_value()?;
+            obj.insert(k, v);
+        }
+        Ok(Json::Object(obj))
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+struct JsonKey<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonKey<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct KeyVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for KeyVisitor<'a> {
+            type Value = JsonKey<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<JsonKey<'a>, E> {
+                Ok(JsonKey(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<JsonKey<'a>, E> {
+                Ok(JsonKey(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> std::result::Result<JsonKey<'a>, E> {
+                Ok(JsonKey(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor(std::marker::PhantomData))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +330,7 @@ impl TableKind {
     /// Appends the rows of one landing record to `out`. The error is the quarantine reason.
     pub fn parse<'a>(
         self,
-        record: &'a Value,
+        record: &'a Json<'_>,
         out: &mut Vec<Vec<Cell<'a>>>,
         unknown: &mut Vec<String>,
     ) -> std::result::Result<(), String> {
@@ -208,11 +339,11 @@ impl TableKind {
             TableKind::Users => {
                 note_unknown(obj, USER_FIELDS, "", unknown);
                 let (lat, lon, place, country, tz) = match obj.get("user_location") {
-                    None | Some(Value::Null) => (Cell::Null, Cell::Null, Cell::Null, Cell::Null, Cell::Null),
-                    Some(Value::Array(parts)) if parts.len() == 5 => {
+                    None | Some(Json::Null) => (Cell::Null, Cell::Null, Cell::Null, Cell::Null, Cell::Null),
+                    Some(Json::Array(parts)) if parts.len() == 5 => {
                         let s = |i: usize| match &parts[i] {
-                            Value::String(s) => Ok(Cell::Str(s)),
-                            Value::Null => Ok(Cell::Null),
+                            Json::String(s) => Ok(Cell::Str(s)),
+                            Json::Null => Ok(Cell::Null),
                             other => Err(format!("user_location[{i}]: expected a string, found {}", kind(other))),
                         };
                         (coord(&parts[0], "user_location[0] (latitude)", -90.0..=90.0)?, coord(&parts[1], "user_location[1] (longitude)", -180.0..=180.0)?, s(2)?, s(3)?, s(4)?)
@@ -243,8 +374,8 @@ impl TableKind {
                 let user_agent = str_field(obj, "user_agent")?;
                 let start = ts_field(obj, "session_start_time")?;
                 let items = match obj.get("session_items") {
-                    Some(Value::Array(items)) => items,
-                    None | Some(Value::Null) => return Err("session_items is missing".into()),
+                    Some(Json::Array(items)) => items,
+                    None | Some(Json::Null) => return Err("session_items is missing".into()),
                     Some(other) => {
                         return Err(format!(
                             "session_items: expected an array, found {}",
@@ -312,56 +443,52 @@ impl Cell<'_> {
     }
 }
 
-fn note_unknown(obj: &Map<String, Value>, known: &[&str], prefix: &str, unknown: &mut Vec<String>) {
+fn note_unknown(obj: &JsonMap<'_>, known: &[&str], prefix: &str, unknown: &mut Vec<String>) {
     for k in obj.keys() {
-        if !known.contains(&k.as_str()) {
+        if !known.contains(&k) {
             unknown.push(format!("{prefix}{k}"));
         }
     }
 }
 
-fn note_unknown_cols(
-    obj: &Map<String, Value>,
-    cols: &[(&str, ColType)],
-    unknown: &mut Vec<String>,
-) {
+fn note_unknown_cols(obj: &JsonMap<'_>, cols: &[(&str, ColType)], unknown: &mut Vec<String>) {
     for k in obj.keys() {
-        if !cols.iter().any(|(c, _)| c == k) {
-            unknown.push(k.clone());
+        if !cols.iter().any(|(c, _)| *c == k) {
+            unknown.push(k.to_string());
         }
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+fn kind(v: &Json<'_>) -> &'static str {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
     }
 }
 
-fn describe(v: &Value) -> String {
+fn describe(v: &Json<'_>) -> String {
     match v {
-        Value::Array(a) => format!("an array of {} elements", a.len()),
+        Json::Array(a) => format!("an array of {} elements", a.len()),
         other => kind(other).to_string(),
     }
 }
 
-fn str_field<'a>(obj: &'a Map<String, Value>, name: &str) -> std::result::Result<Cell<'a>, String> {
+fn str_field<'a>(obj: &'a JsonMap<'_>, name: &str) -> std::result::Result<Cell<'a>, String> {
     match obj.get(name) {
-        None | Some(Value::Null) => Ok(Cell::Null),
-        Some(Value::String(s)) => Ok(Cell::Str(s)),
+        None | Some(Json::Null) => Ok(Cell::Null),
+        Some(Json::String(s)) => Ok(Cell::Str(s)),
         Some(other) => Err(format!("{name}: expected a string, found {}", kind(other))),
     }
 }
 
-fn num_f64<'a>(obj: &'a Map<String, Value>, name: &str) -> std::result::Result<Cell<'a>, String> {
+fn num_f64<'a>(obj: &'a JsonMap<'_>, name: &str) -> std::result::Result<Cell<'a>, String> {
     match obj.get(name) {
-        None | Some(Value::Null) => Ok(Cell::Null),
-        Some(Value::Number(n)) => n
+        None | Some(Json::Null) => Ok(Cell::Null),
+        Some(Json::Number(n)) => n
             .as_f64()
             .filter(|v| v.is_finite())
             .map(Cell::F64)
@@ -370,10 +497,10 @@ fn num_f64<'a>(obj: &'a Map<String, Value>, name: &str) -> std::result::Result<C
     }
 }
 
-fn int_field<'a>(obj: &'a Map<String, Value>, name: &str) -> std::result::Result<Cell<'a>, String> {
+fn int_field<'a>(obj: &'a JsonMap<'_>, name: &str) -> std::result::Result<Cell<'a>, String> {
     match obj.get(name) {
-        None | Some(Value::Null) => Ok(Cell::Null),
-        Some(Value::Number(n)) => n
+        None | Some(Json::Null) => Ok(Cell::Null),
+        Some(Json::Number(n)) => n
             .as_i64()
             .and_then(|v| i32::try_from(v).ok())
             .map(Cell::I32)
@@ -385,29 +512,26 @@ fn int_field<'a>(obj: &'a Map<String, Value>, name: &str) -> std::result::Result
     }
 }
 
-fn bool_field<'a>(
-    obj: &'a Map<String, Value>,
-    name: &str,
-) -> std::result::Result<Cell<'a>, String> {
+fn bool_field<'a>(obj: &'a JsonMap<'_>, name: &str) -> std::result::Result<Cell<'a>, String> {
     match obj.get(name) {
-        None | Some(Value::Null) => Ok(Cell::Null),
-        Some(Value::Bool(b)) => Ok(Cell::Bool(*b)),
+        None | Some(Json::Null) => Ok(Cell::Null),
+        Some(Json::Bool(b)) => Ok(Cell::Bool(*b)),
         Some(other) => Err(format!("{name}: expected a boolean, found {}", kind(other))),
     }
 }
 
 fn coord<'a>(
-    v: &'a Value,
+    v: &'a Json<'_>,
     what: &str,
     range: std::ops::RangeInclusive<f64>,
 ) -> std::result::Result<Cell<'a>, String> {
     let parsed = match v {
-        Value::Null => return Ok(Cell::Null),
-        Value::String(s) => s
+        Json::Null => return Ok(Cell::Null),
+        Json::String(s) => s
             .trim()
             .parse::<f64>()
             .map_err(|_| format!("{what}: {s:?} is not a number"))?,
-        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        Json::Number(n) => n.as_f64().unwrap_or(f64::NAN),
         other => return Err(format!("{what}: expected a string, found {}", kind(other))),
     };
     if !range.contains(&parsed) {
@@ -418,6 +542,9 @@ fn coord<'a>(
 
 /// ISO 8601 timestamps as the API sends them (no zone, microseconds), or with a zone (converted to UTC).
 pub fn parse_timestamp(s: &str) -> Option<i64> {
+    if let Some(t) = parse_api_timestamp(s) {
+        return Some(t);
+    }
     NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
         .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
         .map(|t| t.and_utc())
@@ -426,10 +553,42 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
         .map(|t| t.timestamp_micros())
 }
 
-fn ts_field<'a>(obj: &'a Map<String, Value>, name: &str) -> std::result::Result<Cell<'a>, String> {
+/// Fast path for the API's own shape, `YYYY-MM-DDTHH:MM:SS` (or a space for `T`) with an optional
+/// fraction of 1 to 9 digits; `None` sends anything else (and leap seconds) to chrono.
+fn parse_api_timestamp(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        b.get(r)?.iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let nanos = match b.len() {
+        19 => 0,
+        n if (21..=29).contains(&n) && b[19] == b'.' => num(20..n)? * 10u32.pow((29 - n) as u32),
+        _ => return None,
+    };
+    let second = num(17..19)?;
+    if second >= 60 {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let time = NaiveTime::from_hms_nano_opt(num(11..13)?, num(14..16)?, second, nanos)?;
+    Some(date.and_time(time).and_utc().timestamp_micros())
+}
+
+fn ts_field<'a>(obj: &'a JsonMap<'_>, name: &str) -> std::result::Result<Cell<'a>, String> {
     match obj.get(name) {
-        None | Some(Value::Null) => Ok(Cell::Null),
-        Some(Value::String(s)) => parse_timestamp(s)
+        None | Some(Json::Null) => Ok(Cell::Null),
+        Some(Json::String(s)) => parse_timestamp(s)
             .map(Cell::Ts)
             .ok_or_else(|| format!("{name}: {s:?} is not an ISO 8601 timestamp")),
         Some(other) => Err(format!(
@@ -471,13 +630,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Parses the record as the transform does (from its JSON text); leaked: tests only.
     fn rows(
         kind: TableKind,
-        v: &Value,
-    ) -> std::result::Result<(Vec<Vec<Cell<'_>>>, Vec<String>), String> {
+        v: &serde_json::Value,
+    ) -> std::result::Result<(Vec<Vec<Cell<'static>>>, Vec<String>), String> {
+        let text: &'static str = Box::leak(v.to_string().into_boxed_str());
+        let record: &'static Json<'static> =
+            Box::leak(Box::new(serde_json::from_str(text).unwrap()));
         let mut out = Vec::new();
         let mut unknown = Vec::new();
-        kind.parse(v, &mut out, &mut unknown)?;
+        kind.parse(record, &mut out, &mut unknown)?;
         Ok((out, unknown))
     }
 

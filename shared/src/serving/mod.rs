@@ -1,0 +1,6 @@
+//! The serving layer: the warehouse the dbt models are built in.
+//!
+//! `redshift` prepares Redshift (external schema over the Glue silver database, serving and BI
+//! schemas, the analysts role and its grants) through the Redshift Data API, idempotently.
+
+pub mod redshift;
