@@ -13,15 +13,14 @@ LAMBDA_VENV := $(DEFTUNES_CACHE)/venv-cargo-lambda
 # DuckDB with its iceberg/avro/sqlite extensions, installed from PyPI (offline-safe).
 PY_VENV := $(DEFTUNES_CACHE)/venv-py
 PY_REQ := local/python/requirements.txt
-PY_STAMP := $(PY_VENV)/.stamp-$(shell sha256sum $(PY_REQ) 2>/dev/null | cut -c1-12)
 export DEFTUNES_PYTHON := $(PY_VENV)/bin/python
 # moto (AWS emulator) for the S3/Glue adapter test; the same venv terraform/tests/run.sh uses.
 TF_TESTS_VENV := $(DEFTUNES_CACHE)/venv-tf-tests
 TF_TESTS_REQ := terraform/tests/requirements-tests.txt
-TF_PYTHON ?= $(shell command -v python3.11 || command -v python3)
+HOST_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 export DEFTUNES_MOTO_SERVER ?= $(TF_TESTS_VENV)/bin/moto_server
 
-.PHONY: help build demo test test-rust test-serving test-terraform lint fmt lambda-build clean python moto
+.PHONY: help build demo test test-rust test-serving test-terraform chromium lint fmt lambda-build clean python moto
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,24 +28,18 @@ help: ## Show this help
 build: ## Build every crate (tests, functions and the deftunes tool) once
 	$(CARGO) build --workspace --all-targets --locked
 
-$(PY_STAMP): $(PY_REQ)
-	rm -rf $(PY_VENV)
-	python3 -m venv $(PY_VENV)
-	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(PY_REQ)
-	$(PY_VENV)/bin/python local/python/duckdb_env.py
-	touch $@
+# Venvs are rebuilt only when their requirements change (content hash: fresh clones reuse the cache).
+python: ## Python venv with DuckDB (reads the Iceberg tables) and dbt
+	@PYTHON=$(HOST_PYTHON) bash local/python/venv.sh $(PY_VENV) $(PY_REQ) local/python/duckdb_env.py
 
-python: $(PY_STAMP) ## Python venv with DuckDB (reads the Iceberg tables)
+moto: ## moto_server (AWS emulator) for the AWS adapter test; the venv terraform/tests/run.sh uses
+	@PYTHON=$(HOST_PYTHON) bash local/python/venv.sh $(TF_TESTS_VENV) $(TF_TESTS_REQ)
 
-# Same stamp as terraform/tests/run.sh, so either one reuses the venv the other built.
-$(TF_TESTS_VENV)/.requirements.sha256: $(TF_TESTS_REQ)
-	rm -rf $(TF_TESTS_VENV)
-	$(TF_PYTHON) -m venv $(TF_TESTS_VENV)
-	$(TF_TESTS_VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(TF_TESTS_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(TF_TESTS_REQ)
-	sha256sum $(TF_TESTS_REQ) | cut -d' ' -f1 > $@
-
-moto: $(TF_TESTS_VENV)/.requirements.sha256 ## moto_server (AWS emulator) for the AWS adapter test
+# Debian's Chromium for the dashboard test (headless); installed once, as root or through sudo.
+chromium: ## Install Debian's chromium (headless browser for the dashboard test) if missing
+	@command -v chromium >/dev/null || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; }
 
 demo: build python ## Run the pipeline locally end to end (local Postgres, API emulator, local lake)
 	$(DEFTUNES) run
@@ -59,9 +52,11 @@ test-rust:
 
 # The demo end to end into a throwaway directory, then the dbt checks on its catalog: incremental
 # fact, no lost join rows, type-2 snapshots; and the Redshift target compiled offline.
-test-serving:
+test-serving: chromium
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(DEFTUNES) run --dir "$$tmp/run"; \
+	$(DEFTUNES_PYTHON) local/python/dashboard_check.py "$$tmp/run/dashboard.html" \
+	  --warehouse "$$tmp/run/warehouse/warehouse.duckdb"; \
 	$(DEFTUNES_PYTHON) local/python/serving_check.py --catalog "$$tmp/run/catalog/catalog.db" --workdir "$$tmp/check"; \
 	cd dbt_modeling && REDSHIFT_HOST=example.invalid REDSHIFT_PORT=5439 REDSHIFT_USER=dummy \
 	  REDSHIFT_PASSWORD=dummy REDSHIFT_DATABASE=dev DBT_SEND_ANONYMOUS_USAGE_STATS=false \

@@ -17,7 +17,10 @@ def main() -> None:
         "SELECT table_schema FROM information_schema.tables WHERE table_name = ? LIMIT 1", [VIEWS[0]]
     ).fetchone()[0]
     for view in VIEWS:
-        rel = con.execute(f"SELECT * FROM {schema}.{view} ORDER BY total_sales DESC LIMIT {n}")
+        rel = con.execute(
+            f"SELECT * REPLACE (round(total_sales, 2) AS total_sales) FROM {schema}.{view} "
+            f"ORDER BY total_sales DESC LIMIT {n}"
+        )
         cols = [d[0] for d in rel.description]
         rows = rel.fetchall()
         total = con.execute(f"SELECT count(*) FROM {schema}.{view}").fetchone()[0]

@@ -6,7 +6,8 @@ Proves, on a catalog made by `deftunes run`:
   2. after lifting the filter, an incremental `dbt build` adds exactly the rows of the later windows (the first
      windows' rows are kept, not rebuilt: a marker written into one of them survives);
   3. no session item is lost in a join: every fact row finds its user, song, artist and date dimension rows;
-  4. a changed user (place_name overridden in the source view) gets a second type-2 snapshot version.
+  4. running the setup (warehouse refresh) twice and `dbt build` again with no new data changes nothing;
+  5. a changed user (place_name overridden in the source view) gets a second type-2 snapshot version.
 
 Usage: serving_check.py --catalog <catalog.db> [--workdir DIR] [--first-window-end 2020-01-31]
 Exits non-zero on the first failure; prints one JSON summary line on success.
@@ -28,6 +29,7 @@ from warehouse import current_tables, refresh  # noqa: E402
 
 PROJECT = os.path.normpath(os.path.join(HERE, "..", "..", "dbt_modeling"))
 SERVING = "deftunes_serving"
+BI = "deftunes_bi"
 SOURCE = "deftunes_transform"
 
 
@@ -116,6 +118,15 @@ def orphan_counts(warehouse: str) -> dict:
     return out
 
 
+def warehouse_state(warehouse: str) -> dict:
+    """What a rerun of the setup and of `dbt build` must leave as it was: every view's definition and
+    every table's row count."""
+    views = dict(query(warehouse, "SELECT schema_name || '.' || view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1"))
+    tables = [r[0] for r in query(warehouse, "SELECT schema_name || '.' || table_name FROM duckdb_tables() ORDER BY 1")]
+    rows = {t: query(warehouse, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+    return {"views": views, "rows": rows}
+
+
 def run(catalog: str, workdir: str, first_window_end: str) -> dict:
     warehouse = os.path.join(workdir, "warehouse.duckdb")
     summary = {}
@@ -163,13 +174,22 @@ def run(catalog: str, workdir: str, first_window_end: str) -> dict:
     for name in ("user", "song", "artist", "date"):
         ensure(orphans[name] == 0, f"every fact row has its {name} dimension row")
     ensure(orphans["all_dims_inner_join"] == total_fact, "inner join of the fact with all dimensions keeps every row")
-    bi = query(warehouse, f"SELECT round(sum(total_sales), 2), sum(items_sold) FROM {SERVING}.sales_per_artist_per_year")[0]
+    bi = query(warehouse, f"SELECT round(sum(total_sales), 2), sum(items_sold) FROM {BI}.sales_per_artist_per_year")[0]
     fact_sum = query(warehouse, f"SELECT round(sum(price), 2) FROM {SERVING}.fact_session")[0][0]
     ensure(bi[1] == total_fact and bi[0] == fact_sum, f"sales_per_artist_per_year adds up to the fact ({bi[0]})")
-    bi2 = query(warehouse, f"SELECT round(sum(total_sales), 2), sum(items_sold) FROM {SERVING}.sales_per_country_per_month")[0]
+    bi2 = query(warehouse, f"SELECT round(sum(total_sales), 2), sum(items_sold) FROM {BI}.sales_per_country_per_month")[0]
     ensure(bi2[1] == total_fact and bi2[0] == fact_sum, f"sales_per_country_per_month adds up to the fact ({bi2[0]})")
 
-    print("[4] a changed user produces a new snapshot version", flush=True)
+    print("[4] setup and build again with no new data change nothing", flush=True)
+    before = warehouse_state(warehouse)
+    refresh(catalog, warehouse)
+    refresh(catalog, warehouse)
+    summary["build_rerun_s"] = round(dbt(workdir, warehouse, "build"), 1)
+    after = warehouse_state(warehouse)
+    ensure(before["views"] == after["views"], f"the {len(after['views'])} view definitions are unchanged")
+    ensure(before["rows"] == after["rows"], f"row counts of the {len(after['rows'])} tables are unchanged")
+
+    print("[5] a changed user produces a new snapshot version", flush=True)
     user_id, place = query(warehouse, f"SELECT user_id, place_name FROM {SERVING}.snap_users ORDER BY user_id LIMIT 1")[0]
     versions_before = query(warehouse, f"SELECT count(*) FROM {SERVING}.snap_users WHERE user_id = ?", [user_id])[0][0]
     ensure(versions_before == 1, f"user {user_id} has one snapshot version ({place})")

@@ -81,6 +81,38 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
+/// The venv with DuckDB and dbt (`make python`), as the Makefile exports it.
+fn python() -> Result<String> {
+    let python = std::env::var("DEFTUNES_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/deftunes/venv-py/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    if !Path::new(&python).exists() {
+        bail!("no Python venv with dbt and DuckDB at {python}: run `make python` (or pass --no-serving)");
+    }
+    Ok(python)
+}
+
+/// Runs one of the repository's Python helpers; its stdout is returned, its failure is an error
+/// carrying what it printed.
+fn python_script(script: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
+    let out = std::process::Command::new(python()?)
+        .arg(script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {script}"))?;
+    if !out.status.success() {
+        bail!(
+            "{script} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The serving stage locally: DuckDB views over the current Iceberg snapshots (the stand-in for
 /// Redshift Spectrum), `dbt build --target local`, then the first rows of the BI views.
 fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<()> {
@@ -92,19 +124,10 @@ fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<()> {
     if !project.join("dbt_project.yml").exists() {
         bail!("dbt_modeling/ not found: run from the repository root (or pass --no-serving)");
     }
-    let python = std::env::var("DEFTUNES_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/deftunes/venv-py/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    if !Path::new(&python).exists() {
-        bail!("no Python venv with dbt and DuckDB at {python}: run `make python` (or pass --no-serving)");
-    }
     let out = std::process::Command::new(project.join("run_local.sh"))
         .arg(catalog_db)
         .arg(warehouse)
-        .env("DEFTUNES_PYTHON", &python)
+        .env("DEFTUNES_PYTHON", python()?)
         .output()
         .context("running dbt_modeling/run_local.sh")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -121,18 +144,10 @@ fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<()> {
     {
         println!("      {}", line.trim());
     }
-    let preview = std::process::Command::new(&python)
-        .arg("local/python/bi_preview.py")
-        .arg(warehouse)
-        .output()
-        .context("previewing the BI views")?;
-    if !preview.status.success() {
-        bail!(
-            "reading the BI views failed: {}",
-            String::from_utf8_lossy(&preview.stderr)
-        );
-    }
-    print!("{}", String::from_utf8_lossy(&preview.stdout));
+    print!(
+        "{}",
+        python_script("local/python/bi_preview.py", &[warehouse.as_os_str()])?
+    );
     Ok(())
 }
 
@@ -365,8 +380,6 @@ pub async fn run(
 
     emulator.stop().await;
     postgres.stop()?;
-    timings.insert("total".to_string(), started.elapsed().as_millis());
-
     println!("[4/6] landing zone");
     println!(
         "      {:<14} {:>5} {:>8} {:>10} {:>11} {:>10}",
@@ -435,12 +448,6 @@ pub async fn run(
         lake_dir.join("quality").display(),
         lake_dir.join("quarantine").display()
     );
-    let timing_line: Vec<String> = timings
-        .iter()
-        .map(|(k, v)| format!("{k} {:.1}s", *v as f64 / 1000.0))
-        .collect();
-    println!("      timings: {}", timing_line.join(", "));
-
     let mut report = RunReport {
         lake: lake_uri,
         catalog: catalog_db.display().to_string(),
@@ -449,16 +456,41 @@ pub async fn run(
         transform,
         timings_ms: timings,
     };
+    let warehouse = dir.join("warehouse").join("warehouse.duckdb");
     if serving {
         let t = Instant::now();
-        serve_locally(&catalog_db, &dir.join("warehouse").join("warehouse.duckdb"))?;
+        serve_locally(&catalog_db, &warehouse)?;
         report
             .timings_ms
             .insert("serving".to_string(), t.elapsed().as_millis());
     }
+    report
+        .timings_ms
+        .insert("total".to_string(), started.elapsed().as_millis());
     let report_path = dir.join("run-summary.json");
     std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)?;
+    let timing_line: Vec<String> = report
+        .timings_ms
+        .iter()
+        .map(|(k, v)| format!("{k} {:.1}s", *v as f64 / 1000.0))
+        .collect();
+    println!("      timings: {}", timing_line.join(", "));
     println!("      run summary: {}", report_path.display());
+    if serving {
+        let dashboard = dir.join("dashboard.html");
+        let _ = python_script(
+            "local/python/dashboard.py",
+            &[
+                "--warehouse".as_ref(),
+                warehouse.as_os_str(),
+                "--summary".as_ref(),
+                report_path.as_os_str(),
+                "--out".as_ref(),
+                dashboard.as_os_str(),
+            ],
+        )?;
+        println!("      dashboard: file://{}", dashboard.display());
+    }
     if !mismatches.is_empty() {
         bail!(
             "landed record counts differ from the source for: {}",

@@ -12,20 +12,8 @@ cache="${DEFTUNES_CACHE:-$HOME/.cache/deftunes}"
 python="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 export PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# venv <dir> <requirements file>: create or refresh a venv when its requirements changed.
-venv() {
-  local dir="$1" req="$2" stamp
-  stamp="$(sha256sum "$req" | cut -d' ' -f1)"
-  if [[ -x "$dir/bin/python" && -f "$dir/.requirements.sha256" && "$(cat "$dir/.requirements.sha256")" == "$stamp" ]]; then
-    return
-  fi
-  echo "==> preparing $dir" >&2
-  rm -rf "$dir"
-  "$python" -m venv "$dir"
-  "$dir/bin/pip" install --quiet --upgrade pip >&2
-  "$dir/bin/pip" install --quiet -r "$req" >&2
-  echo "$stamp" > "$dir/.requirements.sha256"
-}
+# Venvs are rebuilt only when their requirements file's content changes.
+venv() { PYTHON="$python" bash "$repo/local/python/venv.sh" "$@"; }
 
 mkdir -p "$cache"
 venv "$cache/venv-tf-checkov" "$here/requirements-checkov.txt"

@@ -1,0 +1,331 @@
+"""Writes the self-contained HTML dashboard of a local run: both BI views as charts, and the run summary
+(records per stage, quarantined, rule results, timings).
+
+Usage: dashboard.py --warehouse <warehouse.duckdb> --summary <run-summary.json> --out <dashboard.html>
+
+Self-contained: data, styles and the chart code are inline; the page loads nothing from anywhere, so it
+opens from disk with no network. Charts are SVG drawn by the inline script; each chart container gets
+`data-marks` (how many bars it drew) and the body `data-rendered` (how many charts drew), which the
+headless-browser test reads.
+"""
+import argparse
+import datetime as dt
+import html
+import json
+import os
+import sys
+from decimal import Decimal
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from duckdb_env import connect  # noqa: E402
+
+SERVING = "deftunes_serving"
+
+
+def _rows(con, sql: str) -> list[dict]:
+    rel = con.execute(sql)
+    cols = [d[0] for d in rel.description]
+    # DECIMAL sums (Redshift-style numeric prices) become floats: the charts do arithmetic on them.
+    return [{c: float(v) if isinstance(v, Decimal) else v for c, v in zip(cols, r)} for r in rel.fetchall()]
+
+
+def _schema_of(con, view: str) -> str:
+    row = con.execute(
+        "SELECT table_schema FROM information_schema.tables WHERE table_name = ? LIMIT 1", [view]
+    ).fetchone()
+    if not row:
+        raise SystemExit(f"dashboard: view {view!r} not found in the warehouse (did dbt build run?)")
+    return row[0]
+
+
+def read_warehouse(path: str) -> dict:
+    con = connect(path, read_only=True)
+    try:
+        artists_schema = _schema_of(con, "sales_per_artist_per_year")
+        countries_schema = _schema_of(con, "sales_per_country_per_month")
+        artists = _rows(
+            con,
+            f"SELECT session_year, artist_id, artist_name, items_sold, round(total_sales, 2) AS total_sales "
+            f"FROM {artists_schema}.sales_per_artist_per_year ORDER BY session_year, total_sales DESC, artist_id",
+        )
+        countries = _rows(
+            con,
+            f"SELECT session_year, session_month, country_code, items_sold, round(total_sales, 2) AS total_sales "
+            f"FROM {countries_schema}.sales_per_country_per_month ORDER BY session_year, session_month, country_code",
+        )
+        fact_rows = con.execute(f"SELECT count(*) FROM {SERVING}.fact_session").fetchone()[0]
+    finally:
+        con.close()
+    return {
+        "artists": artists,
+        "countries": countries,
+        "fact_rows": fact_rows,
+        "artists_view": f"{artists_schema}.sales_per_artist_per_year",
+        "countries_view": f"{countries_schema}.sales_per_country_per_month",
+    }
+
+
+def _table(headers: list[str], rows: list[list], numeric_from: int = 1) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = []
+    for r in rows:
+        cells = []
+        for i, v in enumerate(r):
+            cls = ' class="num"' if i >= numeric_from else ""
+            text = f"{v:,}" if isinstance(v, int) else str(v)
+            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def summary_sections(summary: dict, fact_rows: int) -> str:
+    landing = summary.get("landing", {})
+    transform = summary.get("transform", {})
+    stages = _table(
+        ["source", "landing objects", "landed records", "expected from source"],
+        [[s, t["objects"], t["records"], t["expected"]] for s, t in sorted(landing.items())],
+    )
+    tables = _table(
+        ["table", "objects", "records in", "committed", "quarantined", "rows in table"],
+        [
+            [name, t["objects"], t["records_in"], t["records_committed"], t["records_quarantined"], t["table_rows"]]
+            for name, t in sorted(transform.items())
+        ]
+        + [["fact_session (dbt)", "", "", "", "", fact_rows]],
+    )
+    rules = []
+    for name, t in sorted(transform.items()):
+        for rule, r in sorted(t.get("dataset_rules", {}).items()):
+            verdict = "passed" if r["passed"] else "FAILED"
+            rules.append([name, rule, f"{r['worst_value']:.4f}", r["threshold"], verdict])
+        for failure in t.get("quality_failures", []):
+            rules.append([name, failure, "", "", "FAILED"])
+    rules_html = _table(["table", "rule", "worst value", "threshold", "result"], rules, numeric_from=2)
+    timings = summary.get("timings_ms", {})
+    timing_rows = [[k, f"{v / 1000:.1f} s"] for k, v in sorted(timings.items(), key=lambda kv: -kv[1])]
+    return f"""
+<section class="panel"><h2>Landing zone (extract)</h2>{stages}</section>
+<section class="panel"><h2>Transform zone (Iceberg) and serving</h2>{tables}</section>
+<section class="panel"><h2>Data quality rules</h2>{rules_html}</section>
+<section class="panel"><h2>Timings</h2>{_table(["stage", "time"], timing_rows)}</section>"""
+
+
+STYLE = """
+:root { --ink:#1d2433; --muted:#5b6578; --line:#d9dee8; --bg:#f5f7fb; --accent:#2f6fdf; }
+* { box-sizing: border-box; }
+body { margin:0; font:14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color:var(--ink); background:var(--bg); }
+header { padding:20px 28px; background:#fff; border-bottom:1px solid var(--line); }
+header h1 { margin:0 0 4px; font-size:22px; }
+header p { margin:0; color:var(--muted); }
+main { padding:20px 28px; display:grid; grid-template-columns:repeat(auto-fit, minmax(520px, 1fr)); gap:20px; }
+.kpis { grid-column:1/-1; display:grid; grid-template-columns:repeat(auto-fit, minmax(160px, 1fr)); gap:12px; }
+.kpi { background:#fff; border:1px solid var(--line); border-radius:8px; padding:12px 16px; }
+.kpi b { display:block; font-size:22px; }
+.kpi span { color:var(--muted); }
+.panel { background:#fff; border:1px solid var(--line); border-radius:8px; padding:16px 20px; overflow-x:auto; }
+.panel h2 { margin:0 0 10px; font-size:16px; }
+.panel .note { color:var(--muted); margin:0 0 8px; }
+table { border-collapse:collapse; width:100%; }
+th, td { padding:4px 8px; border-bottom:1px solid var(--line); text-align:left; white-space:nowrap; }
+td.num { text-align:right; font-variant-numeric:tabular-nums; }
+svg text { font-size:11px; fill:var(--ink); }
+svg .axis { stroke:var(--line); }
+svg .bar:hover { opacity:.8; }
+.legend { display:flex; flex-wrap:wrap; gap:6px 14px; margin-top:6px; color:var(--muted); }
+.legend i { display:inline-block; width:10px; height:10px; margin-right:4px; border-radius:2px; }
+h2 label { margin-left:16px; font-weight:normal; color:var(--muted); }
+select { font:inherit; margin-left:6px; }
+.empty { color:var(--muted); font-style:italic; }
+"""
+
+SCRIPT = r"""
+(function () {
+  const data = JSON.parse(document.getElementById('dashboard-data').textContent);
+  const NS = 'http://www.w3.org/2000/svg';
+  const COLORS = ['#2f6fdf', '#e5793b', '#2fa56f', '#c4436b', '#8a5cd6', '#c9a227', '#3aa6b9', '#6b7384', '#b5651d'];
+  const color = (series, j) => series === 'other' ? '#b8bfcc' : COLORS[j % COLORS.length];
+  const money = v => v.toLocaleString('en-US', {style: 'currency', currency: 'USD', maximumFractionDigits: 0});
+  function el(name, attrs, parent, text) {
+    const e = document.createElementNS(NS, name);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    if (parent) parent.appendChild(e);
+    return e;
+  }
+  function empty(box, why) {
+    box.innerHTML = '';
+    const p = document.createElement('p'); p.className = 'empty'; p.textContent = why; box.appendChild(p);
+    box.dataset.marks = '0';
+  }
+
+  // Top artists of a year: horizontal bars.
+  const artistBox = document.getElementById('chart-artists');
+  const years = [...new Set(data.artists.map(r => r.session_year))].sort();
+  const picker = document.getElementById('artist-year');
+  for (const y of years) { const o = document.createElement('option'); o.value = y; o.textContent = y; picker.appendChild(o); }
+  function drawArtists(year) {
+    const rows = data.artists.filter(r => r.session_year === year).slice(0, data.top_artists);
+    if (!rows.length) return empty(artistBox, 'No sales in the BI view.');
+    const W = 640, left = 210, right = 70, barH = 18, gap = 6, top = 8;
+    const H = top + rows.length * (barH + gap) + 24;
+    const max = Math.max(...rows.map(r => r.total_sales));
+    artistBox.innerHTML = '';
+    const svg = el('svg', {viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img', 'aria-label': `Top artists by sales in ${year}`}, artistBox);
+    rows.forEach((r, i) => {
+      const y = top + i * (barH + gap);
+      const w = Math.max(1, (W - left - right) * r.total_sales / max);
+      const name = r.artist_name.length > 30 ? r.artist_name.slice(0, 29) + '…' : r.artist_name;
+      el('text', {x: left - 8, y: y + barH * 0.72, 'text-anchor': 'end'}, svg, name);
+      const bar = el('rect', {class: 'bar', x: left, y, width: w, height: barH, rx: 3, fill: COLORS[0]}, svg);
+      el('title', {}, bar, `${r.artist_name} (${r.artist_id}): ${money(r.total_sales)}, ${r.items_sold} songs sold`);
+      el('text', {x: left + w + 6, y: y + barH * 0.72}, svg, money(r.total_sales));
+    });
+    el('line', {class: 'axis', x1: left, x2: left, y1: 0, y2: H - 20}, svg);
+    artistBox.dataset.marks = String(rows.length);
+  }
+
+  // Sales per month, stacked by the buyer's country (the top countries, the rest as "other").
+  const countryBox = document.getElementById('chart-countries');
+  function drawCountries() {
+    if (!data.countries.length) return empty(countryBox, 'No sales in the BI view.');
+    const byCountry = {};
+    for (const r of data.countries) byCountry[r.country_code] = (byCountry[r.country_code] || 0) + r.total_sales;
+    const top = Object.entries(byCountry).sort((a, b) => b[1] - a[1]).slice(0, data.top_countries).map(e => e[0]);
+    const series = [...top, 'other'];
+    const months = [...new Set(data.countries.map(r => `${r.session_year}-${String(r.session_month).padStart(2, '0')}`))].sort();
+    const cell = {};
+    for (const r of data.countries) {
+      const m = `${r.session_year}-${String(r.session_month).padStart(2, '0')}`;
+      const s = top.includes(r.country_code) ? r.country_code : 'other';
+      cell[m] = cell[m] || {};
+      cell[m][s] = (cell[m][s] || 0) + r.total_sales;
+    }
+    const totals = months.map(m => Object.values(cell[m]).reduce((a, b) => a + b, 0));
+    const max = Math.max(...totals);
+    const W = 640, H = 320, left = 64, bottom = 28, topPad = 18;
+    const slot = (W - left - 10) / months.length, barW = Math.min(90, slot * 0.6);
+    countryBox.innerHTML = '';
+    const svg = el('svg', {viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img', 'aria-label': 'Sales per month by country'}, countryBox);
+    const scale = v => (H - bottom - topPad) * v / max;
+    for (let k = 0; k <= 4; k++) {
+      const v = max * k / 4, y = H - bottom - scale(v);
+      el('line', {class: 'axis', x1: left, x2: W - 10, y1: y, y2: y}, svg);
+      el('text', {x: left - 6, y: y + 4, 'text-anchor': 'end'}, svg, money(v));
+    }
+    let marks = 0;
+    months.forEach((m, i) => {
+      const x = left + i * slot + (slot - barW) / 2;
+      let y = H - bottom;
+      series.forEach((s, j) => {
+        const v = (cell[m] || {})[s] || 0;
+        if (!v) return;
+        const h = scale(v);
+        y -= h;
+        const bar = el('rect', {class: 'bar', x, y, width: barW, height: Math.max(h, 0.5), fill: color(s, j)}, svg);
+        el('title', {}, bar, `${m} ${s}: ${money(v)}`);
+        marks++;
+      });
+      el('text', {x: x + barW / 2, y: H - bottom + 16, 'text-anchor': 'middle'}, svg, m);
+      el('text', {x: x + barW / 2, y: y - 4, 'text-anchor': 'middle'}, svg, money(totals[i]));
+    });
+    const legend = document.getElementById('country-legend');
+    legend.innerHTML = '';
+    series.forEach((s, j) => {
+      const span = document.createElement('span');
+      const sw = document.createElement('i'); sw.style.background = color(s, j);
+      span.appendChild(sw); span.appendChild(document.createTextNode(s));
+      legend.appendChild(span);
+    });
+    countryBox.dataset.marks = String(marks);
+  }
+
+  picker.addEventListener('change', () => drawArtists(Number(picker.value)));
+  drawArtists(years.length ? years[years.length - 1] : 0);
+  if (years.length) picker.value = years[years.length - 1];
+  drawCountries();
+  document.body.dataset.rendered = String([artistBox, countryBox].filter(b => Number(b.dataset.marks) > 0).length);
+})();
+"""
+
+
+def render(summary: dict, wh: dict, top_artists: int = 15, top_countries: int = 8) -> str:
+    total_sales = sum(r["total_sales"] for r in wh["countries"])
+    quarantined = sum(t["records_quarantined"] for t in summary.get("transform", {}).values())
+    failed_rules = sum(
+        (not r["passed"]) for t in summary.get("transform", {}).values() for r in t.get("dataset_rules", {}).values()
+    )
+    windows = summary.get("windows", [])
+    period = f"{windows[0]['start_date']} .. {windows[-1]['end_date']}" if windows else "no windows"
+    kpis = [
+        (f"${total_sales:,.0f}", "total sales"),
+        (f"{wh['fact_rows']:,}", "songs sold (fact rows)"),
+        (f"{len({r['artist_id'] for r in wh['artists']}):,}", "artists with sales"),
+        (f"{len({r['country_code'] for r in wh['countries']}):,}", "buyer countries"),
+        (f"{quarantined:,}", "records quarantined"),
+        ("all passed" if not failed_rules else f"{failed_rules} failed", "dataset rules"),
+    ]
+    payload = {
+        "artists": wh["artists"],
+        "countries": wh["countries"],
+        "top_artists": top_artists,
+        "top_countries": top_countries,
+    }
+    # `</` cannot end the script element early once escaped; the JSON stays valid.
+    data_json = json.dumps(payload, default=str).replace("</", "<\\/")
+    kpi_html = "".join(f'<div class="kpi"><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>' for v, k in kpis)
+    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>DeFtunes: local pipeline run</title>
+<style>{STYLE}</style>
+</head>
+<body data-rendered="0">
+<header>
+<h1>DeFtunes sales</h1>
+<p>Local pipeline run over {html.escape(period)}: extract, transform (Iceberg), data quality, dbt star schema.
+Generated {generated}.</p>
+</header>
+<main>
+<div class="kpis">{kpi_html}</div>
+<section class="panel">
+<h2>Top {top_artists} artists by sales<label>year<select id="artist-year"></select></label></h2>
+<p class="note">{html.escape(wh["artists_view"])}</p>
+<div id="chart-artists" class="chart" data-marks="0"><p class="empty">The chart needs JavaScript.</p></div>
+</section>
+<section class="panel">
+<h2>Sales per month by buyer country</h2>
+<p class="note">{html.escape(wh["countries_view"])} (top {top_countries} countries, the rest as "other")</p>
+<div id="chart-countries" class="chart" data-marks="0"><p class="empty">The chart needs JavaScript.</p></div>
+<div id="country-legend" class="legend"></div>
+</section>
+{summary_sections(summary, wh["fact_rows"])}
+</main>
+<script type="application/json" id="dashboard-data">{data_json}</script>
+<script>{SCRIPT}</script>
+</body>
+</html>
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warehouse", required=True)
+    parser.add_argument("--summary", required=True, help="run-summary.json written by `deftunes run`")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    with open(args.summary, encoding="utf-8") as f:
+        summary = json.load(f)
+    page = render(summary, read_warehouse(args.warehouse))
+    tmp = args.out + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(page)
+    os.replace(tmp, args.out)
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Opens the dashboard of a run in headless Chromium and checks that it shows both charts.
+
+Usage: dashboard_check.py <dashboard.html> --warehouse <warehouse.duckdb> [--screenshot out.png]
+
+Chromium (Debian's `chromium`, or $CHROMIUM) loads the page from disk with networking features off,
+runs its script, and dumps the resulting DOM. The check then asserts:
+  - the page references nothing outside itself (no external src/href/url());
+  - both charts drew: the artist chart one bar per top artist of the latest year, the country chart
+    one stacked segment per (month, series) with sales, as computed here from the warehouse's BI views;
+  - the run summary tables are there.
+Exits non-zero with the reason on the first failure.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from html.parser import HTMLParser
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from dashboard import read_warehouse  # noqa: E402
+
+# Without the networking flags Chromium tries Google's hosts at start-up, which a closed network refuses.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
+]
+
+
+class Dom(HTMLParser):
+    """Counts what the check needs from the rendered DOM."""
+
+    def __init__(self):
+        super().__init__()
+        self.attrs_by_id: dict[str, dict] = {}
+        self.body: dict = {}
+        self.rects_in: dict[str, int] = {}
+        self.tables = 0
+        self.external: list[str] = []
+        self._stack: list[str] = []  # ids of the open chart containers
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "body":
+            self.body = a
+        if "id" in a:
+            self.attrs_by_id[a["id"]] = a
+        if tag == "table":
+            self.tables += 1
+        for key in ("src", "href"):
+            if a.get(key) and re.match(r"^(https?:)?//", a[key]):
+                self.external.append(f"{tag} {key}={a[key]}")
+        if tag == "div" and a.get("id", "").startswith("chart-"):
+            self._stack.append(a["id"])
+        elif tag == "div" and self._stack:
+            self._stack.append("")
+        if tag == "rect" and "bar" in a.get("class", "") and self._stack:
+            chart = next((s for s in reversed(self._stack) if s), None)
+            if chart:
+                self.rects_in[chart] = self.rects_in.get(chart, 0) + 1
+
+    def handle_endtag(self, tag):
+        if tag == "div" and self._stack:
+            self._stack.pop()
+
+
+def expected_marks(wh: dict, top_artists: int = 15, top_countries: int = 8) -> tuple[int, int]:
+    years = sorted({r["session_year"] for r in wh["artists"]})
+    artists = len([r for r in wh["artists"] if r["session_year"] == years[-1]][:top_artists]) if years else 0
+    by_country: dict[str, float] = {}
+    for r in wh["countries"]:
+        by_country[r["country_code"]] = by_country.get(r["country_code"], 0) + r["total_sales"]
+    top = set(sorted(by_country, key=lambda c: -by_country[c])[:top_countries])
+    cells = {(r["session_year"], r["session_month"], r["country_code"] if r["country_code"] in top else "other")
+             for r in wh["countries"] if r["total_sales"] > 0}
+    return artists, len(cells)
+
+
+def render_dom(chromium: str, page: str, screenshot: str | None) -> str:
+    profile = tempfile.mkdtemp(prefix="deftunes-chromium-")
+    try:
+        url = "file://" + os.path.abspath(page)
+        base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000"]
+        dom = subprocess.run(
+            [*base, "--dump-dom", url], capture_output=True, text=True, timeout=120
+        )
+        if dom.returncode != 0 or "<body" not in dom.stdout:
+            raise SystemExit(f"chromium could not render {page} (exit {dom.returncode}):\n{dom.stderr[-3000:]}")
+        if screenshot:
+            shot = subprocess.run(
+                [*base, "--window-size=1400,1800", f"--screenshot={os.path.abspath(screenshot)}", url],
+                capture_output=True, text=True, timeout=120,
+            )
+            if shot.returncode != 0 or not os.path.exists(screenshot):
+                raise SystemExit(f"chromium screenshot failed (exit {shot.returncode}):\n{shot.stderr[-3000:]}")
+        return dom.stdout
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("page")
+    parser.add_argument("--warehouse", required=True)
+    parser.add_argument("--screenshot", default=None)
+    args = parser.parse_args()
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        raise SystemExit("chromium not found: install Debian's `chromium` (make chromium) or set CHROMIUM")
+
+    with open(args.page, encoding="utf-8") as f:
+        source = f.read()
+    failures = []
+    if re.search(r"url\(\s*['\"]?(https?:)?//", source):
+        failures.append("the stylesheet loads a remote url()")
+
+    dom = Dom()
+    dom.feed(render_dom(chromium, args.page, args.screenshot))
+    want_artists, want_countries = expected_marks(read_warehouse(args.warehouse))
+    got = {
+        "chart-artists": int(dom.attrs_by_id.get("chart-artists", {}).get("data-marks", "0")),
+        "chart-countries": int(dom.attrs_by_id.get("chart-countries", {}).get("data-marks", "0")),
+    }
+    if dom.external:
+        failures.append(f"the page references external resources: {dom.external}")
+    if dom.body.get("data-rendered") != "2":
+        failures.append(f"body data-rendered={dom.body.get('data-rendered')!r}, want '2' (both charts drawn)")
+    for chart, want in (("chart-artists", want_artists), ("chart-countries", want_countries)):
+        if want == 0:
+            failures.append(f"{chart}: the BI view is empty, nothing to chart")
+        if got[chart] != want or dom.rects_in.get(chart, 0) != want:
+            failures.append(
+                f"{chart}: drew {dom.rects_in.get(chart, 0)} bars (data-marks {got[chart]}), want {want}"
+            )
+    if dom.tables < 4:
+        failures.append(f"run summary: {dom.tables} tables, want landing, transform, rules and timings")
+    if failures:
+        print("dashboard check FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        sys.exit(1)
+    print(f"dashboard ok: artist chart {want_artists} bars, country chart {want_countries} segments, "
+          f"{dom.tables} summary tables" + (f", screenshot {args.screenshot}" if args.screenshot else ""))
+
+
+if __name__ == "__main__":
+    main()
