@@ -347,13 +347,14 @@ impl Transformer {
             source_object: key.to_string(),
         };
         let mut batch = BatchBuilder::new(kind, arrow_schema, self.cfg.batch_rows, meta);
-        let mut writer = None;
+        let file_prefix = format!("{stem}-{}", uuid::Uuid::new_v4().simple());
+        let mut writer =
+            writer::ObjectWriter::new(table, days, file_prefix, self.cfg.target_file_size);
         let mut metrics = rules.metrics();
         let mut quarantine = QuarantineSpool::new(&self.cfg.spool_dir, key, version)?;
         let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
         let mut unknown_fields: BTreeMap<String, u64> = BTreeMap::new();
         let (mut records_in, mut records_committed, mut rows_committed) = (0u64, 0u64, 0u64);
-        let file_prefix = format!("{stem}-{}", uuid::Uuid::new_v4().simple());
 
         let mut reader = self.lake.open(key).await?;
         let mut line = Vec::with_capacity(64 * 1024);
@@ -434,40 +435,13 @@ impl Transformer {
             records_committed += 1;
             rows_committed += rows.len() as u64;
             if batch.len() >= self.cfg.batch_rows {
-                let w = match &mut writer {
-                    Some(w) => w,
-                    None => writer.insert(
-                        writer::data_file_writer(
-                            table,
-                            days,
-                            file_prefix.clone(),
-                            self.cfg.target_file_size,
-                        )
-                        .await?,
-                    ),
-                };
-                writer::write(w, batch.finish()?).await?;
+                writer.write(batch.finish()?).await?;
             }
         }
         if !batch.is_empty() {
-            let w = match &mut writer {
-                Some(w) => w,
-                None => writer.insert(
-                    writer::data_file_writer(
-                        table,
-                        days,
-                        file_prefix.clone(),
-                        self.cfg.target_file_size,
-                    )
-                    .await?,
-                ),
-            };
-            writer::write(w, batch.finish()?).await?;
+            writer.write(batch.finish()?).await?;
         }
-        let files = match writer {
-            Some(w) => writer::close(w).await?,
-            None => Vec::new(),
-        };
+        let files = writer.close().await?;
 
         let records_quarantined = quarantine.count;
         let quarantine_key = quarantine.publish(&self.lake, &quarantine_key).await?;

@@ -188,10 +188,53 @@ pub async fn data_file_writer(
     Ok(DataFileWriterBuilder::new(rolling).build(Some(key)).await?)
 }
 
-pub async fn write(w: &mut TableWriter, batch: RecordBatch) -> Result<()> {
-    Ok(w.write(batch).await?)
+/// The data files of one landing object, opened on its first batch: an object whose records are
+/// all quarantined (or that is empty) writes no file at all.
+pub struct ObjectWriter<'t> {
+    table: &'t Table,
+    ingest_on_days: i32,
+    file_prefix: String,
+    target_file_size: usize,
+    inner: Option<TableWriter>,
 }
 
-pub async fn close(mut w: TableWriter) -> Result<Vec<DataFile>> {
-    Ok(w.close().await?)
+impl<'t> ObjectWriter<'t> {
+    pub fn new(
+        table: &'t Table,
+        ingest_on_days: i32,
+        file_prefix: String,
+        target_file_size: usize,
+    ) -> Self {
+        Self {
+            table,
+            ingest_on_days,
+            file_prefix,
+            target_file_size,
+            inner: None,
+        }
+    }
+
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let w = match &mut self.inner {
+            Some(w) => w,
+            None => self.inner.insert(
+                data_file_writer(
+                    self.table,
+                    self.ingest_on_days,
+                    self.file_prefix.clone(),
+                    self.target_file_size,
+                )
+                .await?,
+            ),
+        };
+        Ok(w.write(batch).await?)
+    }
+
+    /// The data files written (none when no batch came).
+    pub async fn close(self) -> Result<Vec<DataFile>> {
+        match self.inner {
+            Some(mut w) => Ok(w.close().await?),
+            None => Ok(Vec::new()),
+        }
+    }
 }
