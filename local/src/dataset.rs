@@ -13,6 +13,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+/// Seed of the generator when none is given (`deftunes --seed`, the api-emulator function).
+pub const DEFAULT_SEED: u64 = 42;
+
 /// How much data to generate, and over which window (inclusive dates).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scale {
@@ -152,7 +155,7 @@ pub mod timestamp_opt {
 impl Dataset {
     /// Generates the dataset. Deterministic: same `seed` and `scale` give identical data.
     pub fn generate(seed: u64, scale: &Scale) -> Dataset {
-        let songs = gen_songs(&mut stream(seed, 1), scale.songs);
+        let songs = Dataset::generate_songs(seed, scale.songs);
         let users = gen_users(&mut stream(seed, 2), scale);
         let sessions = gen_sessions(&mut stream(seed, 3), scale, &songs, &users);
         Dataset {
@@ -160,6 +163,11 @@ impl Dataset {
             users,
             sessions,
         }
+    }
+
+    /// The songs of [`Dataset::generate`] alone (they depend on `seed` and their number only).
+    pub fn generate_songs(seed: u64, songs: usize) -> Vec<Song> {
+        gen_songs(&mut stream(seed, 1), songs)
     }
 
     /// Users whose `user_since` date is in `start..=end`.

@@ -75,19 +75,33 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The emulator's routes, for callers that serve it themselves.
+/// The emulator's routes, for callers that serve it themselves; `PUT /_emulator/faults` changes
+/// `faults`.
 pub fn router(dataset: Arc<Dataset>, faults: Arc<Mutex<Faults>>) -> Router {
+    build_router(dataset, faults, true)
+}
+
+/// The API only (`/users`, `/sessions`, `/openapi.json`, `/health`), never injecting faults:
+/// no `/_emulator/faults` route, for a deployment reachable by anyone.
+pub fn api_router(dataset: Arc<Dataset>) -> Router {
+    build_router(dataset, Arc::new(Mutex::new(Faults::default())), false)
+}
+
+fn build_router(dataset: Arc<Dataset>, faults: Arc<Mutex<Faults>>, fault_control: bool) -> Router {
     let state = AppState {
         dataset,
         faults,
         rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(FAULT_RNG_SEED))),
     };
-    Router::new()
+    let mut routes = Router::new()
         .route("/users", get(users))
         .route("/sessions", get(sessions))
         .route("/openapi.json", get(openapi))
-        .route("/health", get(health))
-        .route("/_emulator/faults", get(get_faults).put(put_faults))
+        .route("/health", get(health));
+    if fault_control {
+        routes = routes.route("/_emulator/faults", get(get_faults).put(put_faults));
+    }
+    routes
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }

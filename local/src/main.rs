@@ -5,8 +5,11 @@
 //! - `deftunes run`: the whole pipeline end to end, with a throwaway stack, through the same
 //!   `deftunes` (shared crate) code the Lambdas run.
 //! - `deftunes bench`: transform throughput and peak memory next to a plain arrow-json baseline.
+//! - `deftunes load-songs`: the generated songs into any PostgreSQL (e.g. an RDS for the demo
+//!   source of the AWS deployment).
 
 mod cli_bench;
+mod cli_load;
 mod cli_run;
 mod cli_stack;
 
@@ -29,7 +32,7 @@ struct Cli {
 #[derive(Args, Clone, Debug)]
 pub struct DataArgs {
     /// Seed of the deterministic generator.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = deftunes_local::dataset::DEFAULT_SEED)]
     pub seed: u64,
     #[arg(long, default_value_t = 10_000)]
     pub songs: usize,
@@ -97,6 +100,16 @@ enum Command {
         #[arg(long, default_value_t = 8000)]
         port: u16,
     },
+    /// Load the generated songs into the PostgreSQL given by PG_HOST, PG_PORT, PG_DATABASE,
+    /// PG_USER, PG_PASSWORD or PG_SECRET_ARN, PG_SSLMODE (default require): replaces
+    /// deftunes.songs, so a rerun leaves the same rows.
+    LoadSongs {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Also drop rows of deftunes.songs that this seed and scale do not generate.
+        #[arg(long)]
+        replace: bool,
+    },
     /// Benchmark the transform on a large sessions file against plain arrow-json to Parquet.
     Bench(cli_bench::BenchArgs),
     /// One measurement of `bench`, in its own process (internal).
@@ -129,6 +142,7 @@ async fn main() -> std::process::ExitCode {
             .await
             .map(|_| ()),
         Command::ServeApi { data, host, port } => cli_stack::serve_api(&data, host, port).await,
+        Command::LoadSongs { data, replace } => cli_load::load_songs(&data, replace).await,
         Command::Bench(args) => cli_bench::bench(&args).await,
         Command::BenchWorker(args) => cli_bench::worker(&args).await,
     };

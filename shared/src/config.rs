@@ -177,7 +177,8 @@ pub struct SongsExtractConfig {
     pub songs_table: String,
 }
 
-impl SongsExtractConfig {
+impl PgConfig {
+    /// The `PG_*` variables of songs-extract (also read by `deftunes load-songs`).
     pub fn from_env(env: &dyn Env) -> Result<Self> {
         let password = match (env.var("PG_SECRET_ARN"), env.var("PG_PASSWORD")) {
             (Some(_), Some(_)) => {
@@ -189,23 +190,30 @@ impl SongsExtractConfig {
             (None, Some(p)) => PasswordSource::Plain(p),
             (None, None) => PasswordSource::None,
         };
+        Ok(PgConfig {
+            host: required(env, "PG_HOST")?,
+            port: parse_or(env, "PG_PORT", 5432)?,
+            database: parse_or(env, "PG_DATABASE", "postgres".to_string())?,
+            user: parse_or(env, "PG_USER", "postgres".to_string())?,
+            password,
+            sslmode: parse_or(env, "PG_SSLMODE", SslMode::Require)?,
+            ssl_root_cert: env.var("PG_SSL_ROOT_CERT").map(PathBuf::from),
+            connect_timeout: Duration::from_secs(positive(
+                "PG_CONNECT_TIMEOUT_SECS",
+                parse_or(env, "PG_CONNECT_TIMEOUT_SECS", 10)?,
+            )?),
+        })
+    }
+}
+
+impl SongsExtractConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self> {
+        let pg = PgConfig::from_env(env)?;
         let songs_table = parse_or(env, "SONGS_TABLE", "deftunes.songs".to_string())?;
         crate::extract::songs::quote_table(&songs_table)?;
         Ok(SongsExtractConfig {
             landing: LandingConfig::from_env(env)?,
-            pg: PgConfig {
-                host: required(env, "PG_HOST")?,
-                port: parse_or(env, "PG_PORT", 5432)?,
-                database: parse_or(env, "PG_DATABASE", "postgres".to_string())?,
-                user: parse_or(env, "PG_USER", "postgres".to_string())?,
-                password,
-                sslmode: parse_or(env, "PG_SSLMODE", SslMode::Require)?,
-                ssl_root_cert: env.var("PG_SSL_ROOT_CERT").map(PathBuf::from),
-                connect_timeout: Duration::from_secs(positive(
-                    "PG_CONNECT_TIMEOUT_SECS",
-                    parse_or(env, "PG_CONNECT_TIMEOUT_SECS", 10)?,
-                )?),
-            },
+            pg,
             songs_table,
         })
     }

@@ -265,6 +265,16 @@ pub async fn resolve_password(
     }
 }
 
+/// The Secrets Manager client [`resolve_password`] needs for `source`: only for a secret.
+pub async fn secrets_client(source: &PasswordSource) -> Option<aws_sdk_secretsmanager::Client> {
+    match source {
+        PasswordSource::Secret { .. } => Some(aws_sdk_secretsmanager::Client::new(
+            &aws_config::load_from_env().await,
+        )),
+        _ => None,
+    }
+}
+
 /// RDS-managed secrets are JSON (`{"username", "password", ...}`); a plain string is the password.
 fn password_from_secret(raw: &str) -> std::result::Result<String, String> {
     if raw.trim_start().starts_with('{') {
@@ -298,12 +308,7 @@ impl SongsExtractor {
     pub async fn from_env() -> Result<Self> {
         let cfg = SongsExtractConfig::from_env(&crate::config::ProcessEnv)?;
         let lake = Lake::from_uri(&cfg.landing.lake_uri, cfg.landing.s3_force_path_style).await?;
-        let secrets = match cfg.pg.password {
-            PasswordSource::Secret { .. } => Some(aws_sdk_secretsmanager::Client::new(
-                &aws_config::load_from_env().await,
-            )),
-            _ => None,
-        };
+        let secrets = secrets_client(&cfg.pg.password).await;
         Ok(Self::new(cfg, lake, secrets))
     }
 
