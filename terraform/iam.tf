@@ -115,14 +115,11 @@ locals {
     ]
     "redshift-setup" = [
       {
+        # shared/src/serving/redshift.rs calls ExecuteStatement, DescribeStatement and
+        # CancelStatement only. REDSHIFT_SECRET_ARN is always set (main.tf), so the Data API
+        # authenticates with the admin secret: no redshift-serverless:GetCredentials.
         sid        = "RunStatements"
-        actions    = ["redshift-data:ExecuteStatement", "redshift-data:BatchExecuteStatement"]
-        resources  = [module.serving.workgroup_arn]
-        conditions = []
-      },
-      {
-        sid        = "WorkgroupCredentials"
-        actions    = ["redshift-serverless:GetCredentials"]
+        actions    = ["redshift-data:ExecuteStatement"]
         resources  = [module.serving.workgroup_arn]
         conditions = []
       },
@@ -137,7 +134,7 @@ locals {
         # These statement APIs support no resource-level permissions: "*" is the only valid
         # resource; the condition limits them to statements this role started.
         sid        = "OwnStatements"
-        actions    = ["redshift-data:DescribeStatement", "redshift-data:GetStatementResult", "redshift-data:CancelStatement"]
+        actions    = ["redshift-data:DescribeStatement", "redshift-data:CancelStatement"]
         resources  = ["*"]
         conditions = [{ test = "StringEquals", variable = "redshift-data:statement-owner-iam-userid", values = ["$${aws:userid}"] }]
       },

@@ -19,6 +19,10 @@ locals {
     var.window_granularity == "month" ? "cron(30 1 1 * ? *)" : "cron(30 1 * * ? *)",
   )
 
+  # The DeFtunes API, else the demo source's function URL (the validation of api_base_url
+  # ensures one of them exists).
+  api_base_url = coalesce(var.api_base_url, one(aws_lambda_function_url.demo_source[*].function_url))
+
   # kms statements appended to every role that reads or writes the lake.
   lake_kms_statements = var.lake_kms_key_arn == null ? [] : [{
     sid        = "LakeKey"
@@ -67,12 +71,15 @@ module "api_extract" {
 
   environment = {
     LAKE_URI           = module.data_lake.lake_uri
-    API_BASE_URL       = var.api_base_url
+    API_BASE_URL       = local.api_base_url
     WINDOW_GRANULARITY = var.window_granularity
-    API_TIMEOUT_SECS   = "30"
-    API_MAX_ATTEMPTS   = "5"
-    PART_MAX_BYTES     = "67108864"
-    SPOOL_DIR          = "/tmp"
+    # The schedule fires in schedule_timezone but passes scheduled_time in UTC: the previous
+    # day/month is taken in the schedule's calendar.
+    WINDOW_TIMEZONE  = var.schedule_timezone
+    API_TIMEOUT_SECS = "30"
+    API_MAX_ATTEMPTS = "5"
+    PART_MAX_BYTES   = "67108864"
+    SPOOL_DIR        = "/tmp"
   }
 
   policy_statements = concat(local.function_statements["api-extract"], local.lake_kms_statements)
@@ -107,12 +114,13 @@ module "songs_extract" {
     PART_MAX_BYTES          = "67108864"
     SPOOL_DIR               = "/tmp"
     PG_CONNECT_TIMEOUT_SECS = "10"
+    # A scheduled run lands under the schedule's local date (ingest_on).
+    WINDOW_TIMEZONE = var.schedule_timezone
   }
 
   policy_statements = concat(local.function_statements["songs-extract"], local.pg_secret_kms_statements, local.lake_kms_statements)
 }
 
-# Planned (issue 3): the crate functions/transform does not exist yet.
 module "transform" {
   source = "./modules/lambda_function"
 
@@ -162,6 +170,40 @@ module "redshift_setup" {
   policy_statements = local.function_statements["redshift-setup"]
 }
 
+# ================================================================ demo source (opt-in)
+# functions/api-emulator: the local stack's API emulator, serving synthetic users and sessions
+# generated at cold start (DATA_* defaults: the same data as `deftunes load-songs` / `run` with
+# their defaults). Only with deploy_demo_source = true, for accounts without the DeFtunes API.
+module "api_emulator" {
+  source = "./modules/lambda_function"
+  count  = var.deploy_demo_source ? 1 : 0
+
+  function_name      = "${var.project}-api-emulator"
+  description        = "Synthetic DeFtunes API (GET /users, /sessions) behind a function URL, for demo accounts."
+  package_path       = "${local.lambda_artifacts_dir}/api-emulator/bootstrap.zip"
+  memory_size        = 512
+  timeout            = 60
+  log_retention_days = var.log_retention_days
+  log_level          = var.log_level
+  # The URL is public: reserved concurrency caps the invocations (and the bill) it can cause.
+  reserved_concurrent_executions = var.demo_source_reserved_concurrency
+
+  environment = {}
+}
+
+# Public (no authentication): it serves generated data only and cannot change state (no fault
+# control route). Streamed responses: a month of sessions is larger than the 6 MB a buffered
+# function URL response may hold. With authorization_type NONE the provider (>= 6.29) adds the
+# two resource-policy statements a public URL needs (lambda:InvokeFunctionUrl with
+# FunctionUrlAuthType NONE, lambda:InvokeFunction with InvokedViaFunctionUrl).
+resource "aws_lambda_function_url" "demo_source" {
+  count = var.deploy_demo_source ? 1 : 0
+
+  function_name      = module.api_emulator[0].function_name
+  authorization_type = "NONE"
+  invoke_mode        = "RESPONSE_STREAM"
+}
+
 # ================================================================ serving
 module "serving" {
   source = "./modules/serving"
@@ -176,10 +218,15 @@ module "serving" {
   bucket_arn           = local.bucket_arn
   warehouse_prefix     = local.zones["transform_zone"]
   kms_key_arn          = var.lake_kms_key_arn
+  external_schema      = var.external_schema
+  serving_schema       = var.serving_schema
+  bi_schema            = var.bi_schema
   dbt_image            = var.dbt_image
   dbt_image_tag        = var.dbt_image_tag
   dbt_cpu_architecture = var.dbt_cpu_architecture
-  log_retention_days   = var.log_retention_days
+  # Read-only root filesystem for the dbt container (bind mounts for target/ and logs/).
+  dbt_read_only_root_filesystem = var.dbt_read_only_root_filesystem
+  log_retention_days            = var.log_retention_days
 }
 
 # ================================================================ orchestration

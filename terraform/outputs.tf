@@ -9,13 +9,26 @@ output "lake_uri" {
 }
 
 output "function_names" {
-  description = "Lambda function name of each crate."
-  value = {
-    "api-extract"    = module.api_extract.function_name
-    "songs-extract"  = module.songs_extract.function_name
-    "transform"      = module.transform.function_name
-    "redshift-setup" = module.redshift_setup.function_name
-  }
+  description = "Lambda function name of each crate (api-emulator only with deploy_demo_source)."
+  value = merge(
+    {
+      "api-extract"    = module.api_extract.function_name
+      "songs-extract"  = module.songs_extract.function_name
+      "transform"      = module.transform.function_name
+      "redshift-setup" = module.redshift_setup.function_name
+    },
+    { for m in module.api_emulator : "api-emulator" => m.function_name },
+  )
+}
+
+output "api_base_url" {
+  description = "API_BASE_URL of api-extract: api_base_url, else the demo source's function URL."
+  value       = local.api_base_url
+}
+
+output "demo_source_url" {
+  description = "Function URL of the demo source (functions/api-emulator); null unless deploy_demo_source."
+  value       = one(aws_lambda_function_url.demo_source[*].function_url)
 }
 
 output "state_machine_arn" {

@@ -68,8 +68,31 @@ variable "lake_force_destroy" {
 
 # ---------------------------------------------------------------- sources
 variable "api_base_url" {
-  description = "Base URL of the DeFtunes purchases API (GET /users, /sessions), without trailing slash."
+  description = "Base URL of the DeFtunes purchases API (GET users, sessions relative to it: end a URL that has a path with \"/\"). null uses the demo source's function URL (deploy_demo_source)."
   type        = string
+  default     = null
+
+  validation {
+    condition     = var.api_base_url != null || var.deploy_demo_source
+    error_message = "Set api_base_url to the DeFtunes API, or deploy_demo_source = true to deploy the synthetic API (functions/api-emulator)."
+  }
+}
+
+variable "demo_source_reserved_concurrency" {
+  description = "Reserved concurrency of the demo source (functions/api-emulator): caps what a public, unauthenticated URL can cost. -1 leaves it unreserved (accounts whose concurrency quota is 10 cannot reserve any)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.demo_source_reserved_concurrency == -1 || (var.demo_source_reserved_concurrency >= 1 && floor(var.demo_source_reserved_concurrency) == var.demo_source_reserved_concurrency)
+    error_message = "demo_source_reserved_concurrency must be -1 (unreserved) or a positive integer."
+  }
+}
+
+variable "deploy_demo_source" {
+  description = "Deploy functions/api-emulator, a synthetic DeFtunes API, behind a public function URL (no authentication: synthetic data only), for accounts without the DeFtunes API. api-extract uses it when api_base_url is null. Load the matching songs into the database with `deftunes load-songs`."
+  type        = bool
+  default     = false
 }
 
 variable "window_granularity" {
@@ -226,6 +249,17 @@ variable "dbt_cpu_architecture" {
   description = "CPU architecture of the dbt image: X86_64 or ARM64."
   type        = string
   default     = "X86_64"
+
+  validation {
+    condition     = contains(["X86_64", "ARM64"], var.dbt_cpu_architecture)
+    error_message = "dbt_cpu_architecture must be X86_64 or ARM64."
+  }
+}
+
+variable "dbt_read_only_root_filesystem" {
+  description = "Run the dbt container with a read-only root filesystem, dbt's target/ and logs/ on task bind mounts (DBT_TARGET_PATH, DBT_LOG_PATH). Needs a dbt image whose Dockerfile declares VOLUME [\"/dbt/target\", \"/dbt/logs\"] owned by the dbt user; dbt_modeling/Dockerfile does not yet, hence false."
+  type        = bool
+  default     = false
 }
 
 variable "dbt_subnet_ids" {
@@ -247,9 +281,9 @@ variable "dbt_assign_public_ip" {
 
 # ---------------------------------------------------------------- orchestration
 variable "schedule_enabled" {
-  description = "Start the pipeline on schedule (EventBridge Scheduler)."
+  description = "Start the pipeline on schedule (EventBridge Scheduler). Off by default: turn it on once the dbt image is pushed and a run started by hand has succeeded."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "schedule_expression" {
@@ -259,15 +293,25 @@ variable "schedule_expression" {
 }
 
 variable "schedule_timezone" {
-  description = "IANA time zone of the schedule."
+  description = "IANA time zone of the schedule. Also api-extract's and songs-extract's WINDOW_TIMEZONE: the previous day or month of a scheduled run follows this zone's calendar."
   type        = string
   default     = "UTC"
+
+  validation {
+    condition     = can(regex("^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", var.schedule_timezone))
+    error_message = "schedule_timezone must be an IANA time zone name such as UTC, Europe/Paris or Asia/Tokyo."
+  }
 }
 
 variable "transform_max_concurrency" {
   description = "Maximum concurrent transform invocations from the landing queue (2..1000)."
   type        = number
   default     = 2
+
+  validation {
+    condition     = var.transform_max_concurrency >= 2 && var.transform_max_concurrency <= 1000 && floor(var.transform_max_concurrency) == var.transform_max_concurrency
+    error_message = "transform_max_concurrency must be an integer from 2 to 1000 (the SQS event source mapping's maximum concurrency range)."
+  }
 }
 
 variable "transform_batch_size" {

@@ -3,8 +3,9 @@ terraform {
 
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = ">= 6.0, < 7.0"
+      source = "hashicorp/aws"
+      # 6.29 adds both resource-policy statements a public function URL needs (demo source).
+      version = ">= 6.29, < 7.0"
     }
   }
 }

@@ -166,26 +166,73 @@ fn env_map(pairs: &[(&str, String)]) -> HashMap<String, String> {
         .collect()
 }
 
-pub async fn run(
-    data: &DataArgs,
-    dir: &Path,
-    part_max_bytes: u64,
-    serving: bool,
-) -> Result<RunReport> {
+/// How `deftunes run` runs, beyond the source data.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub part_max_bytes: u64,
+    /// Warehouse and `dbt build` after the transform zone.
+    pub serving: bool,
+    /// Only the monthly windows within these dates (default: the whole source period).
+    pub window_from: Option<chrono::NaiveDate>,
+    pub window_to: Option<chrono::NaiveDate>,
+    /// Keep the lake, catalog and warehouse of an earlier run in the same directory (an
+    /// incremental run); otherwise all three start empty.
+    pub keep: bool,
+}
+
+/// The transform function's settings for the local lake and SQLite catalog of `dir`.
+pub fn local_transform_env(lake_uri: &str, catalog_db: &Path) -> HashMap<String, String> {
+    env_map(&[
+        ("LAKE_URI", lake_uri.to_string()),
+        ("CATALOG", "sql".into()),
+        (
+            "CATALOG_URI",
+            format!("sqlite:{}?mode=rwc", catalog_db.display()),
+        ),
+    ])
+}
+
+/// `deftunes transform`: the given landing keys of `dir`'s lake into its catalog, through the
+/// transform function's direct invocation (`{"keys": [...]}`); prints its per-key outcomes.
+pub async fn transform_keys(dir: &Path, keys: &[String]) -> Result<()> {
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("no run directory {}", dir.display()))?;
+    let lake_uri = format!("file://{}", dir.join("lake").display());
+    let env = local_transform_env(&lake_uri, &dir.join("catalog").join("catalog.db"));
+    let transformer = Transformer::new(TransformConfig::from_env(&env)?, &env).await?;
+    let filter = transformer.lake_filter();
+    let out = deftunes::transform::events::handle(&json!({ "keys": keys }), &filter, |object| {
+        let t = &transformer;
+        async move { Box::pin(t.transform_object(&object)).await }
+    })
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunReport> {
+    let (part_max_bytes, serving) = (opts.part_max_bytes, opts.serving);
     let started = Instant::now();
     let mut timings = BTreeMap::new();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     let lake_dir = dir.join("lake");
     let catalog_db = dir.join("catalog").join("catalog.db");
-    // Each run starts from an empty lake and catalog, so its summary describes this run only.
-    for stale in [&lake_dir, &dir.join("catalog")] {
-        if stale.exists() {
-            std::fs::remove_dir_all(stale)
-                .with_context(|| format!("removing {}", stale.display()))?;
+    // A fresh run starts from an empty lake, catalog and warehouse, so its summary and the
+    // star schema describe this run only (an incremental dbt model would keep older rows).
+    if !opts.keep {
+        for stale in [&lake_dir, &dir.join("catalog"), &dir.join("warehouse")] {
+            if stale.exists() {
+                std::fs::remove_dir_all(stale)
+                    .with_context(|| format!("removing {}", stale.display()))?;
+            }
         }
     }
-    let windows = Window::monthly(data.from, data.to)?;
+    let windows = Window::monthly(
+        opts.window_from.unwrap_or(data.from),
+        opts.window_to.unwrap_or(data.to),
+    )?;
 
     println!(
         "[1/6] generating source data: {} songs, {} users, {} sessions (seed {})",
@@ -246,14 +293,7 @@ pub async fn run(
         ]
         .concat(),
     ))?;
-    let transform_env = env_map(&[
-        ("LAKE_URI", lake_uri.clone()),
-        ("CATALOG", "sql".into()),
-        (
-            "CATALOG_URI",
-            format!("sqlite:{}?mode=rwc", catalog_db.display()),
-        ),
-    ]);
+    let transform_env = local_transform_env(&lake_uri, &catalog_db);
     let transformer =
         Transformer::new(TransformConfig::from_env(&transform_env)?, &transform_env).await?;
     let lake = Lake::from_uri(&lake_uri, false).await?;
@@ -457,6 +497,11 @@ pub async fn run(
         timings_ms: timings,
     };
     let warehouse = dir.join("warehouse").join("warehouse.duckdb");
+    // As in the state machine, a failed dataset rule stops the run before serving.
+    let serving = serving && quality_failed.is_empty();
+    if !quality_failed.is_empty() {
+        println!("      serving skipped: a dataset quality rule failed");
+    }
     if serving {
         let t = Instant::now();
         serve_locally(&catalog_db, &warehouse)?;
@@ -495,6 +540,12 @@ pub async fn run(
         bail!(
             "landed record counts differ from the source for: {}",
             mismatches.join(", ")
+        );
+    }
+    if !quality_failed.is_empty() {
+        bail!(
+            "data quality failed (DataQualityFailed), nothing served:\n  {}",
+            quality_failed.join("\n  ")
         );
     }
     Ok(report)

@@ -52,42 +52,14 @@ pub async fn up(data: &DataArgs, dir: &Path, api_port: u16) -> Result<()> {
     let loaded = pg::load_songs(&client, &dataset.songs).await?;
     drop(client);
     let pg = pg.detach();
-
-    let port = if api_port == 0 {
-        free_port()?
-    } else {
-        api_port
-    };
-    let exe = std::env::current_exe().context("locating the deftunes executable")?;
-    let log_path = stack_dir.join("api.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("serve-api")
-        .args(["--port", &port.to_string()])
-        .args(["--seed", &data.seed.to_string()])
-        .args(["--songs", &data.songs.to_string()])
-        .args(["--users", &data.users.to_string()])
-        .args(["--sessions", &data.sessions.to_string()])
-        .args([
-            "--from",
-            &data.from.to_string(),
-            "--to",
-            &data.to.to_string(),
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        // Its own process group: Ctrl-C in this shell must not stop the background server.
-        cmd.process_group(0);
-    }
-    let child = match cmd.spawn() {
-        Ok(c) => c,
+    // Until the state file is written, nothing but this process knows of the detached server:
+    // stop it on any failure, so `up` can be run again.
+    let spawned = spawn_api(data, api_port, &stack_dir);
+    let (port, child, log_path) = match spawned {
+        Ok(v) => v,
         Err(e) => {
             let _ = pg::stop_detached(&pg);
-            return Err(e).context("starting the API emulator");
+            return Err(e);
         }
     };
     let api_url = format!("http://127.0.0.1:{port}/");
@@ -180,4 +152,45 @@ pub async fn serve_api(data: &DataArgs, host: IpAddr, port: u16) -> Result<()> {
     }
     emulator.stop().await;
     Ok(())
+}
+
+/// Starts `deftunes serve-api` in the background, logging to `stack_dir/api.log`.
+fn spawn_api(
+    data: &DataArgs,
+    api_port: u16,
+    stack_dir: &Path,
+) -> Result<(u16, std::process::Child, std::path::PathBuf)> {
+    let port = if api_port == 0 {
+        free_port()?
+    } else {
+        api_port
+    };
+    let exe = std::env::current_exe().context("locating the deftunes executable")?;
+    let log_path = stack_dir.join("api.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("serve-api")
+        .args(["--port", &port.to_string()])
+        .args(["--seed", &data.seed.to_string()])
+        .args(["--songs", &data.songs.to_string()])
+        .args(["--users", &data.users.to_string()])
+        .args(["--sessions", &data.sessions.to_string()])
+        .args([
+            "--from",
+            &data.from.to_string(),
+            "--to",
+            &data.to.to_string(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Its own process group: Ctrl-C in this shell must not stop the background server.
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn().context("starting the API emulator")?;
+    Ok((port, child, log_path))
 }

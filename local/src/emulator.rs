@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::NaiveDate;
+use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,9 @@ pub struct Faults {
     pub truncate: bool,
     /// Data responses are a JSON object `{"data": [...]}` instead of a bare array.
     pub non_array: bool,
+    /// The next N data responses send about half their body, then stall (the connection stays
+    /// open, no more bytes) until the client gives up: a read timeout in the middle of a body.
+    pub stall_body_next: u32,
 }
 
 /// Seed of the rng that draws `error_rate` failures.
@@ -209,6 +213,7 @@ struct Decision {
     error: Option<StatusCode>,
     truncate: bool,
     non_array: bool,
+    stall_body: bool,
 }
 
 impl AppState {
@@ -241,11 +246,14 @@ impl AppState {
                 .filter(|s| f.error_status != 0 && !s.is_informational())
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
         });
+        let stall_body = f.stall_body_next > 0;
+        f.stall_body_next = f.stall_body_next.saturating_sub(1);
         Decision {
             delay,
             error,
             truncate: f.truncate,
             non_array: f.non_array,
+            stall_body,
         }
     }
 }
@@ -349,7 +357,15 @@ async fn data(
         }
     };
 
-    let mut resp = if decision.truncate {
+    let mut resp = if decision.stall_body {
+        bytes.truncate(bytes.len() / 2);
+        let chunk = Bytes::from(bytes);
+        let body = Body::from_stream(
+            futures::stream::once(async move { Ok::<_, Infallible>(chunk) })
+                .chain(futures::stream::pending()),
+        );
+        Response::new(body)
+    } else if decision.truncate {
         bytes.truncate(bytes.len() / 2);
         // A stream body has no Content-Length: sent chunked, ending cleanly but incomplete.
         let chunk = Bytes::from(bytes);

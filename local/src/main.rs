@@ -90,6 +90,25 @@ enum Command {
         /// Stop after transform and quality (skip the local warehouse and `dbt build`).
         #[arg(long)]
         no_serving: bool,
+        /// Only run the monthly windows from this date (default: --from).
+        #[arg(long)]
+        window_from: Option<chrono::NaiveDate>,
+        /// Only run the monthly windows up to this date (default: --to).
+        #[arg(long)]
+        window_to: Option<chrono::NaiveDate>,
+        /// Keep the lake, catalog and warehouse of an earlier run in --dir: an incremental run
+        /// (e.g. `--keep --window-from 2020-03-01` after a run up to February).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Transform landing objects of a run directory's lake into its catalog, as the transform
+    /// function's direct invocation does; prints the per-key outcomes.
+    Transform {
+        #[arg(long, default_value = ".deftunes")]
+        dir: PathBuf,
+        /// Landing keys, relative to the lake (`landing_zone/...`).
+        #[arg(required = true)]
+        keys: Vec<String>,
     },
     /// Serve the API emulator in the foreground (what `up` starts in the background).
     ServeApi {
@@ -138,9 +157,20 @@ async fn main() -> std::process::ExitCode {
             dir,
             part_max_bytes,
             no_serving,
-        } => cli_run::run(&data, &dir, part_max_bytes, !no_serving)
-            .await
-            .map(|_| ()),
+            window_from,
+            window_to,
+            keep,
+        } => {
+            let opts = cli_run::RunOptions {
+                part_max_bytes,
+                serving: !no_serving,
+                window_from,
+                window_to,
+                keep,
+            };
+            cli_run::run(&data, &dir, &opts).await.map(|_| ())
+        }
+        Command::Transform { dir, keys } => cli_run::transform_keys(&dir, &keys).await,
         Command::ServeApi { data, host, port } => cli_stack::serve_api(&data, host, port).await,
         Command::LoadSongs { data, replace } => cli_load::load_songs(&data, replace).await,
         Command::Bench(args) => cli_bench::bench(&args).await,

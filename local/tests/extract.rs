@@ -221,25 +221,43 @@ async fn injected_5xx_and_latency_are_retried_to_success() {
         "all three injected errors were consumed"
     );
 
-    // One answer slower than the 1 s timeout, then normal answers.
+    // One answer far slower than the 1 s timeout, then normal answers: the slow one is
+    // abandoned at the timeout and retried, not waited for.
     f.emulator.set_faults(Faults {
-        latency_ms: 1_500,
+        latency_ms: 6_000,
         latency_next: 1,
         ..Faults::default()
     });
     let t = std::time::Instant::now();
     let s = extract(&f, req.clone()).await.unwrap();
+    let took = t.elapsed();
     assert_eq!(s.records, expected);
+    assert_eq!(
+        f.emulator.faults().latency_next,
+        0,
+        "the slow answer was requested"
+    );
     assert!(
-        t.elapsed() >= std::time::Duration::from_secs(1),
-        "the slow answer was not waited for"
+        took >= std::time::Duration::from_secs(1) && took < std::time::Duration::from_millis(4_500),
+        "timed out after ~1 s and retried, took {took:?}"
     );
 
+    // A body that stops in the middle (read timeout after half the records) is retried from
+    // scratch: the landing holds each record once.
     f.emulator.set_faults(Faults {
-        error_rate: 0.5,
-        error_status: 502,
+        stall_body_next: 1,
         ..Faults::default()
     });
+    let s = extract(&f, req.clone()).await.unwrap();
+    assert_eq!(s.records, expected);
+    assert_eq!(
+        f.emulator.faults().stall_body_next,
+        0,
+        "the stalled answer was requested"
+    );
+    let landed = landed_records(f.extractor.lake(), &s.keys).await;
+    assert_eq!(landed.len() as u64, expected);
+
     let f8 = api_fixture(&[("API_MAX_ATTEMPTS", "12")]).await;
     f8.emulator.set_faults(Faults {
         error_rate: 0.5,
@@ -469,6 +487,8 @@ async fn songs_extract_lands_the_whole_table_with_types() {
         .await
         .unwrap();
     assert_eq!(again.keys, s.keys);
+    assert_eq!(again.records, s.records);
+    assert_eq!(again.records, f.dataset.songs.len() as u64);
     assert_eq!(lake.list("landing_zone/").await.unwrap(), s.keys);
 }
 
@@ -499,6 +519,11 @@ async fn songs_extract_failures_are_classified() {
     assert!(
         e.to_string().contains("connecting to"),
         "a server without TLS refuses sslmode=require: {e}"
+    );
+    assert_eq!(
+        e.error_type(),
+        "Configuration",
+        "a TLS mismatch is not worth retrying: {e}"
     );
 
     // The database goes down: a retryable error, and nothing lands.

@@ -359,6 +359,67 @@ async fn duplicate_deliveries_commit_once() {
     assert_eq!(o.status, Status::Committed);
 }
 
+/// The sample events of `events/` (S3 notification, EventBridge, SQS batch, direct), each
+/// delivered three times and all at once, through the handler the Lambda runs: every landing
+/// object they name is committed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_shape_delivered_repeatedly_and_concurrently_commits_once() {
+    let f = fixture(&[]).await;
+    let ds = dataset();
+    let users_key =
+        "landing_zone/api/users/ingest_on=2020-01-01/users_2020-01-01_2020-01-31.part-00000.jsonl";
+    let sessions_key = "landing_zone/api/sessions/ingest_on=2020-01-01/sessions_2020-01-01_2020-01-31.part-00000.jsonl";
+    f.land(users_key, &ndjson(&ds.users)).await;
+    f.land(sessions_key, &ndjson(&ds.sessions[..300])).await;
+    f.land(SONGS_KEY, &ndjson(&ds.songs)).await;
+    let events_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let mut handles = Vec::new();
+    for name in [
+        "transform-s3-notification.json",
+        "transform-eventbridge.json",
+        "transform-sqs.json",
+        "transform-direct.json",
+    ] {
+        let payload: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(events_dir.join(name)).unwrap()).unwrap();
+        for _ in 0..3 {
+            let (t, payload) = (f.transformer.clone(), payload.clone());
+            handles.push(tokio::spawn(async move {
+                let filter = t.lake_filter();
+                let out = deftunes::transform::events::handle(&payload, &filter, |object| {
+                    let t = t.clone();
+                    async move { Box::pin(t.transform_object(&object)).await }
+                })
+                .await;
+                (name, out)
+            }));
+        }
+    }
+    for h in handles {
+        let (name, out) = h.await.unwrap();
+        let out = out.unwrap_or_else(|e| panic!("{name}: {e}"));
+        if let Some(failures) = out.get("batchItemFailures") {
+            assert_eq!(failures, &serde_json::json!([]), "{name}: {out}");
+        } else {
+            assert_eq!(out["failed"], 0, "{name}: {out}");
+        }
+    }
+    let items: usize = ds.sessions[..300]
+        .iter()
+        .map(|s| s.session_items.len())
+        .sum();
+    assert_eq!(f.rows(TableKind::Users).await, ds.users.len());
+    assert_eq!(f.rows(TableKind::Sessions).await, items);
+    assert_eq!(f.rows(TableKind::Songs).await, ds.songs.len());
+    for kind in [TableKind::Users, TableKind::Sessions, TableKind::Songs] {
+        assert_eq!(
+            f.snapshots(kind).await,
+            1,
+            "{kind:?}: one snapshot per object"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_objects_all_land_exactly_once() {
     let f = fixture(&[]).await;
@@ -490,6 +551,11 @@ async fn bad_input_is_quarantined_with_reasons_and_counts_reconcile() {
     assert!(reason(7).contains("above 2"), "{}", reason(7));
     assert!(reason(8).contains("UTF-8"), "{}", reason(8));
     assert!(reason(10).contains("not a JSON object"), "{}", reason(10));
+    assert!(
+        reason(11).contains("session_items is empty"),
+        "{}",
+        reason(11)
+    );
     // The original record is kept verbatim (base64 when it is not text).
     let e5 = entries.iter().find(|e| e["line"] == 5).unwrap();
     assert_eq!(
@@ -526,6 +592,57 @@ async fn bad_input_is_quarantined_with_reasons_and_counts_reconcile() {
     let o = f.transformer.transform_object(&empty).await.unwrap();
     assert_eq!((o.status, o.records_in), (Status::NothingToCommit, 0));
     assert_eq!(f.snapshots(TableKind::Sessions).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn songs_with_bad_ids_are_quarantined_by_the_msd_id_rules() {
+    let f = fixture(&[]).await;
+    let ds = dataset();
+    let mut records: Vec<serde_json::Value> = ds.songs[..6]
+        .iter()
+        .map(|s| serde_json::to_value(s).unwrap())
+        .collect();
+    records[1]["track_id"] = "TRSHORT".into(); // length 7, not 18
+    records[2]["song_id"] = "SOAAAAAAAAAAAAAAAAAAAA".into(); // length 22
+    records[3]["artist_id"] = serde_json::Value::Null; // incomplete
+    records[4]["year"] = "nineteen".into(); // wrong type
+    let obj = f.land(SONGS_KEY, &ndjson(&records)).await;
+    let o = f.transformer.transform_object(&obj).await.unwrap();
+    assert_eq!(
+        (o.records_in, o.records_committed, o.records_quarantined),
+        (6, 2, 4),
+        "{o:?}"
+    );
+    assert_eq!(f.rows(TableKind::Songs).await, 2);
+    let q = String::from_utf8(
+        f.lake()
+            .get_bytes(o.quarantine_key.as_deref().unwrap())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let reasons: HashMap<u64, String> = q
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        reasons[&2].contains("track_id has length 7"),
+        "{}",
+        reasons[&2]
+    );
+    assert!(
+        reasons[&3].contains("song_id has length 22"),
+        "{}",
+        reasons[&3]
+    );
+    assert!(reasons[&4].contains("artist_id"), "{}", reasons[&4]);
+    assert!(reasons[&5].contains("year"), "{}", reasons[&5]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

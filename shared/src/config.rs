@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::window::Granularity;
+use crate::window::{Granularity, Tz};
 
 /// Where configuration values come from: the process environment, or a map in tests.
 pub trait Env {
@@ -51,6 +51,15 @@ where
     }
 }
 
+fn at_most(name: &str, v: u64, max: u64) -> Result<u64> {
+    if v > max {
+        return Err(Error::Configuration(format!(
+            "environment variable {name}={v} is too large (at most {max})"
+        )));
+    }
+    Ok(v)
+}
+
 fn positive(name: &str, v: u64) -> Result<u64> {
     if v == 0 {
         return Err(Error::Configuration(format!(
@@ -67,6 +76,8 @@ pub struct LandingConfig {
     pub part_max_bytes: u64,
     pub spool_dir: PathBuf,
     pub s3_force_path_style: bool,
+    /// The calendar of scheduled runs (`WINDOW_TIMEZONE`, the schedule's IANA zone).
+    pub timezone: Tz,
 }
 
 pub const DEFAULT_PART_MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -84,6 +95,7 @@ impl LandingConfig {
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
             s3_force_path_style: parse_or(env, "S3_FORCE_PATH_STYLE", false)?,
+            timezone: parse_or(env, "WINDOW_TIMEZONE", Tz::UTC)?,
         })
     }
 }
@@ -101,12 +113,17 @@ pub struct ApiExtractConfig {
 impl ApiExtractConfig {
     pub fn from_env(env: &dyn Env) -> Result<Self> {
         let raw = required(env, "API_BASE_URL")?;
-        let api_base_url = url::Url::parse(&raw)
+        let mut api_base_url = url::Url::parse(&raw)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| {
                 Error::Configuration(format!("API_BASE_URL={raw:?} is not an http(s) URL"))
             })?;
+        // `https://host/prod` names a folder: without the slash, joining `users` would drop `prod`.
+        if !api_base_url.path().ends_with('/') {
+            let path = format!("{}/", api_base_url.path());
+            api_base_url.set_path(&path);
+        }
         Ok(ApiExtractConfig {
             landing: LandingConfig::from_env(env)?,
             api_base_url,
@@ -115,9 +132,15 @@ impl ApiExtractConfig {
                 "API_TIMEOUT_SECS",
                 parse_or(env, "API_TIMEOUT_SECS", 30)?,
             )?),
-            max_attempts: positive("API_MAX_ATTEMPTS", parse_or(env, "API_MAX_ATTEMPTS", 5)?)?
-                as u32,
-            retry_base_delay: Duration::from_millis(parse_or(env, "API_RETRY_BASE_MS", 500)?),
+            max_attempts: positive(
+                "API_MAX_ATTEMPTS",
+                parse_or::<u32>(env, "API_MAX_ATTEMPTS", 5)?.into(),
+            )? as u32,
+            retry_base_delay: Duration::from_millis(at_most(
+                "API_RETRY_BASE_MS",
+                parse_or(env, "API_RETRY_BASE_MS", 500)?,
+                60_000,
+            )?),
         })
     }
 }
@@ -242,6 +265,37 @@ mod tests {
         assert_eq!(c.max_attempts, 5);
         assert_eq!(c.landing.part_max_bytes, DEFAULT_PART_MAX_BYTES);
         assert_eq!(c.timeout, Duration::from_secs(30));
+        assert_eq!(c.landing.timezone, Tz::UTC);
+    }
+
+    #[test]
+    fn api_config_base_path_time_zone_and_bounds() {
+        let base = [
+            ("LAKE_URI", "s3://lake"),
+            ("API_BASE_URL", "https://api.example.com/prod"),
+        ];
+        let c =
+            ApiExtractConfig::from_env(&env(
+                &[&base[..], &[("WINDOW_TIMEZONE", "Asia/Tokyo")]].concat()
+            ))
+            .unwrap();
+        // A base path without its trailing slash still prefixes the endpoints.
+        assert_eq!(
+            c.api_base_url.join("users").unwrap().as_str(),
+            "https://api.example.com/prod/users"
+        );
+        assert_eq!(c.landing.timezone.name(), "Asia/Tokyo");
+        for (name, value) in [
+            ("WINDOW_TIMEZONE", "Mars/Olympus"),
+            ("API_MAX_ATTEMPTS", "4294967296"),
+            ("API_MAX_ATTEMPTS", "0"),
+            ("API_RETRY_BASE_MS", "3600000"),
+        ] {
+            let e = ApiExtractConfig::from_env(&env(&[&base[..], &[(name, value)]].concat()))
+                .unwrap_err();
+            assert_eq!(e.error_type(), "Configuration", "{name}={value}: {e}");
+            assert!(e.to_string().contains(name), "{name}={value}: {e}");
+        }
     }
 
     #[test]

@@ -285,6 +285,18 @@ impl Lake {
 
     /// A buffered stream of the object's bytes (memory stays bounded whatever its size).
     pub async fn open(&self, key: &str) -> Result<Box<dyn tokio::io::AsyncBufRead + Unpin + Send>> {
+        self.open_version(key, None).await
+    }
+
+    /// [`Self::open`], and on S3 only if the object still has the content `version` (its ETag,
+    /// from [`Self::head`]): what is read is then what is recorded as read. An object rewritten
+    /// in between is a retryable `StorageUnavailable` (the retry sees the new version). Local
+    /// objects are replaced by rename, so the opened file is one whole version either way.
+    pub async fn open_version(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Box<dyn tokio::io::AsyncBufRead + Unpin + Send>> {
         check_key(key)?;
         match self {
             Lake::Local { root } => {
@@ -304,9 +316,19 @@ impl Lake {
                     .get_object()
                     .bucket(bucket)
                     .key(&s3key)
+                    .set_if_match(version.filter(|v| !v.is_empty()).map(|v| format!("\"{v}\"")))
                     .send()
                     .await
-                    .map_err(|e| s3_err(&format!("GetObject s3://{bucket}/{s3key}"), e))?;
+                    .map_err(|e| {
+                        if matches!(&e, SdkError::ServiceError(se) if se.raw().status().as_u16() == 412) {
+                            Error::StorageUnavailable(format!(
+                                "s3://{bucket}/{s3key} changed since it was read (expected ETag {}); a retry reads the new content",
+                                version.unwrap_or_default()
+                            ))
+                        } else {
+                            s3_err(&format!("GetObject s3://{bucket}/{s3key}"), e)
+                        }
+                    })?;
                 Ok(Box::new(tokio::io::BufReader::with_capacity(
                     1 << 20,
                     out.body.into_async_read(),
@@ -555,5 +577,30 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.error_type(), "StorageUnavailable", "{e}");
         assert!(e.to_string().contains("SlowDown"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn s3_read_is_pinned_to_the_version_seen() {
+        let pinned = mock!(aws_sdk_s3::Client::get_object)
+            .match_requests(|r| r.if_match() == Some("\"abc\""))
+            .then_http_response(|| {
+                aws_smithy_runtime_api::http::Response::new(
+                    aws_smithy_runtime_api::http::StatusCode::try_from(412).unwrap(),
+                    aws_smithy_types::body::SdkBody::from(
+                        "<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>",
+                    ),
+                )
+            });
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&pinned]);
+        let e = match s3_lake(client)
+            .open_version("landing_zone/x.jsonl", Some("abc"))
+            .await
+        {
+            Ok(_) => panic!("a rewritten object must not be read under the old version"),
+            Err(e) => e,
+        };
+        assert_eq!(pinned.num_calls(), 1);
+        assert_eq!(e.error_type(), "StorageUnavailable", "{e}");
+        assert!(e.to_string().contains("changed since it was read"), "{e}");
     }
 }

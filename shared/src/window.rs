@@ -2,6 +2,7 @@
 //! (`2020-01-01`..`2020-01-31` is January).
 
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
+pub use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -48,9 +49,10 @@ impl Window {
         })
     }
 
-    /// The last complete period before `now`: yesterday, or the previous calendar month.
-    pub fn previous(granularity: Granularity, now: DateTime<Utc>) -> Window {
-        let today = now.date_naive();
+    /// The last complete period before `now` on the calendar of `tz`: yesterday, or the
+    /// previous calendar month (a 01:30 Tokyo run is 16:30 UTC the day before).
+    pub fn previous(granularity: Granularity, now: DateTime<Utc>, tz: Tz) -> Window {
+        let today = local_date(now, tz);
         match granularity {
             Granularity::Day => {
                 let d = today.pred_opt().unwrap_or(today);
@@ -99,6 +101,11 @@ impl Window {
     }
 }
 
+/// The date of `now` on the calendar of `tz`.
+pub fn local_date(now: DateTime<Utc>, tz: Tz) -> NaiveDate {
+    now.with_timezone(&tz).date_naive()
+}
+
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}..{}", self.start_date, self.end_date)
@@ -117,7 +124,7 @@ mod tests {
     #[test]
     fn previous_day_is_yesterday_even_across_a_year() {
         let now = Utc.with_ymd_and_hms(2021, 1, 1, 0, 5, 0).unwrap();
-        let w = Window::previous(Granularity::Day, now);
+        let w = Window::previous(Granularity::Day, now, Tz::UTC);
         assert_eq!(
             (w.start_date, w.end_date),
             (d("2020-12-31"), d("2020-12-31"))
@@ -127,13 +134,13 @@ mod tests {
     #[test]
     fn previous_month_handles_leap_february_and_january() {
         let now = Utc.with_ymd_and_hms(2020, 3, 15, 12, 0, 0).unwrap();
-        let w = Window::previous(Granularity::Month, now);
+        let w = Window::previous(Granularity::Month, now, Tz::UTC);
         assert_eq!(
             (w.start_date, w.end_date),
             (d("2020-02-01"), d("2020-02-29"))
         );
         let now = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
-        let w = Window::previous(Granularity::Month, now);
+        let w = Window::previous(Granularity::Month, now, Tz::UTC);
         assert_eq!(
             (w.start_date, w.end_date),
             (d("2019-12-01"), d("2019-12-31"))
@@ -159,6 +166,32 @@ mod tests {
         let e = Window::new(d("2020-02-01"), d("2020-01-01")).unwrap_err();
         assert_eq!(e.error_type(), "InvalidInput");
         assert!(e.to_string().contains("2020-01-01") && e.to_string().contains("2020-02-01"));
+    }
+
+    #[test]
+    fn previous_period_follows_the_schedules_time_zone() {
+        // 2021-03-01 01:30 in Tokyo is still 2021-02-28 in UTC.
+        let now = Utc.with_ymd_and_hms(2021, 2, 28, 16, 30, 0).unwrap();
+        let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
+        let day = Window::previous(Granularity::Day, now, tokyo);
+        assert_eq!(
+            (day.start_date, day.end_date),
+            (d("2021-02-28"), d("2021-02-28"))
+        );
+        let month = Window::previous(Granularity::Month, now, tokyo);
+        assert_eq!(
+            (month.start_date, month.end_date),
+            (d("2021-02-01"), d("2021-02-28"))
+        );
+        // The same instant on UTC's calendar: the day before, and January.
+        let utc_day = Window::previous(Granularity::Day, now, Tz::UTC);
+        assert_eq!(utc_day.start_date, d("2021-02-27"));
+        let utc_month = Window::previous(Granularity::Month, now, Tz::UTC);
+        assert_eq!(utc_month.end_date, d("2021-01-31"));
+        // Daylight saving: 2021-03-28 00:30 UTC is 01:30 CET... then 03:30 CEST on the same day.
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        let spring = Utc.with_ymd_and_hms(2021, 3, 27, 23, 30, 0).unwrap();
+        assert_eq!(local_date(spring, paris), d("2021-03-28"));
     }
 
     #[test]

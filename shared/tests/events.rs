@@ -2,7 +2,7 @@
 //! (the file name starts with the function name).
 
 use chrono::{TimeZone, Utc};
-use deftunes::window::Granularity;
+use deftunes::window::{Granularity, Tz};
 
 #[test]
 fn sample_events_parse_into_handler_inputs() {
@@ -18,11 +18,12 @@ fn sample_events_parse_into_handler_inputs() {
         let payload: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         if name.starts_with("api-extract") {
-            let jobs = deftunes::extract::api::plan(&payload, Granularity::Day, now)
+            let jobs = deftunes::extract::api::plan(&payload, Granularity::Day, Tz::UTC, now)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!jobs.is_empty(), "{name}");
         } else if name.starts_with("songs-extract") {
-            deftunes::extract::songs::plan(&payload, now).unwrap_or_else(|e| panic!("{name}: {e}"));
+            deftunes::extract::songs::plan(&payload, Tz::UTC, now)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         } else if name.starts_with("redshift-setup") {
             // The setup takes no input: the handler ignores the payload.
             assert!(payload.is_object(), "{name}");

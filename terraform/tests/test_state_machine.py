@@ -401,3 +401,80 @@ def test_failing_serving_step_is_caught(sfn, state_machine, fake):
     assert desc["error"] == "Configuration" and "REDSHIFT_WORKGROUP" in desc["cause"]
     assert len(fake.calls_of("redshift-setup")) == 1
     assert fake.calls_of("dbt-stand-in") == []
+
+
+def test_console_default_input_reaches_success_without_unknown_fields(sfn, state_machine, fake):
+    """The console pre-fills {"Comment": "Insert your JSON here"}; api-extract rejects unknown
+    fields, so each window passes only start_date, end_date and scheduled_time on."""
+    happy(fake)
+    desc, execution = run(sfn, state_machine, {"Comment": "Insert your JSON here"})
+    assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
+    api = sorted(fake.calls_of("api-extract"), key=lambda p: p["endpoint"])
+    assert api == [{"endpoint": "sessions"}, {"endpoint": "users"}]
+    assert all("Comment" not in json.dumps(p) for _, p in fake.calls)
+    (window,) = json.loads(desc["output"])["windows_processed"]
+    assert window["window"] == {}
+
+
+def test_unknown_fields_are_dropped_from_windows_and_backfills(sfn, state_machine, fake):
+    happy(fake)
+    payload = {
+        "Comment": "backfill",
+        "windows": [
+            {"start_date": "2020-01-01", "end_date": "2020-01-31", "Comment": "january", "note": 1},
+            {"start_date": "2020-02-01", "end_date": "2020-02-29"},
+        ],
+    }
+    desc, execution = run(sfn, state_machine, payload)
+    assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
+    users = [p for p in fake.calls_of("api-extract") if p["endpoint"] == "users"]
+    assert users == [
+        {"start_date": "2020-01-01", "end_date": "2020-01-31", "endpoint": "users"},
+        {"start_date": "2020-02-01", "end_date": "2020-02-29", "endpoint": "users"},
+    ]
+    assert all("Comment" not in json.dumps(p) and "note" not in p for _, p in fake.calls)
+
+    fake.reset()
+    happy(fake)
+    desc, execution = run(sfn, state_machine, {"start_date": "2020-01-01", "end_date": "2020-01-02",
+                                               "scheduled_time": "2020-01-03T01:30:00Z", "Comment": "x"})
+    assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
+    assert sorted(fake.calls_of("api-extract"), key=lambda p: p["endpoint"]) == [
+        {"start_date": "2020-01-01", "end_date": "2020-01-02", "scheduled_time": "2020-01-03T01:30:00Z", "endpoint": "sessions"},
+        {"start_date": "2020-01-01", "end_date": "2020-01-02", "scheduled_time": "2020-01-03T01:30:00Z", "endpoint": "users"},
+    ]
+
+
+def test_a_single_date_still_reaches_the_function_which_rejects_it(sfn, state_machine, fake):
+    """Filtering keeps what is present: one date alone is passed on, so api-extract answers
+    InvalidInput instead of the run silently taking the previous period."""
+    happy(fake)
+    fake.behaviour["api-extract"] = lambda p: (
+        ("error", "InvalidInput", "start_date without end_date") if ("start_date" in p) != ("end_date" in p) else extract_ok(p)
+    )
+    desc, execution = run(sfn, state_machine, {"start_date": "2020-01-01"})
+    assert desc["status"] == "FAILED", explain(sfn, execution)
+    assert desc["error"] == "InvalidInput"
+    assert {json.dumps(p, sort_keys=True) for p in fake.calls_of("api-extract")} <= {
+        json.dumps({"start_date": "2020-01-01", "endpoint": e}, sort_keys=True) for e in ("users", "sessions")
+    }
+
+
+def test_failing_dbt_task_fails_the_execution_and_keeps_the_error(sfn, state_machine, fake):
+    """runTask.sync fails with States.TaskFailed when the dbt container exits non-zero. A Lambda
+    stand-in may not raise a States.* error (moto refuses the name), so it raises a custom one
+    with the same cause: neither is in the ECS Retry list, and Catch States.ALL takes both to
+    Pipeline failed with the error kept."""
+    happy(fake)
+    cause = json.dumps({"TaskArn": TASK_ARN, "StopCode": "EssentialContainerExited",
+                        "Containers": [{"Name": "dbt", "ExitCode": 1}]})
+    fake.behaviour["dbt-stand-in"] = lambda p: ("error", "DbtTaskFailed", cause)
+    desc, execution = run(sfn, state_machine, {"start_date": "2020-01-01", "end_date": "2020-01-31"})
+    assert desc["status"] == "FAILED", explain(sfn, execution)
+    assert desc["error"] == "DbtTaskFailed", explain(sfn, execution)
+    kept = json.loads(json.loads(desc["cause"])["errorMessage"])
+    assert kept["StopCode"] == "EssentialContainerExited" and kept["Containers"][0]["ExitCode"] == 1
+    states = entered_states(sfn, execution)
+    assert "Pipeline failed" in states and "Pipeline succeeded" not in states
+    assert len(fake.calls_of("dbt-stand-in")) == 1, "a failed dbt build is not retried"
+    assert len(fake.calls_of("redshift-setup")) == 1

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import rust_env
 import tfparse as tp
 
 
@@ -34,7 +35,6 @@ SERVICE_WIDE_ACTIONS = {
     "ec2:DescribeSubnets": "VPC Lambda ENI management",
     "ecr:GetAuthorizationToken": "ECR login of the dbt task",
     "redshift-data:DescribeStatement": "Data API statement polling (scoped by statement owner)",
-    "redshift-data:GetStatementResult": "Data API statement results (scoped by statement owner)",
     "redshift-data:CancelStatement": "Data API statement cancel (scoped by statement owner)",
     "logs:CreateLogDelivery": "Step Functions vended logs",
     "logs:GetLogDelivery": "Step Functions vended logs",
@@ -110,11 +110,28 @@ def test_lambda_module_builds_rust_functions_as_agreed():
     assert group["retention_in_days"] == "${var.log_retention_days}"
 
 
-# ------------------------------------------------------------------ env vars vs README
-def readme_env_table(readme: Path) -> dict[str, bool]:
-    """{NAME: required} from the `| Name | Required | Default | Notes |` table."""
+# ------------------------------------------------------------------ env vars vs README and code
+# Set by the Lambda runtime in every function (not documented per function).
+LAMBDA_RUNTIME_ENV = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"}
+
+# README rows whose "Required" cell is a condition the generic rules cannot read: (crate, name)
+# -> (needed(env set by Terraform) -> bool, why).
+CONDITIONAL_ROWS = {
+    ("redshift-setup", "REDSHIFT_SECRET_ARN"): (
+        lambda env: "REDSHIFT_CLUSTER_ID" in env,
+        "required with a provisioned cluster (REDSHIFT_CLUSTER_ID) only; Terraform deploys Serverless",
+    ),
+}
+
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{2,}")
+WHEN_EQUALS = re.compile(r"^when\s+`?([A-Z][A-Z0-9_]+)\s*=\s*([^`\s]+)`?$")
+
+
+def readme_env_table(readme: Path) -> dict[str, dict]:
+    """{NAME: {"required": "yes" | "no" | "one of" | <condition text>, "default": str}} from the
+    `| Name | Required | Default | Notes |` table. A row may name several variables."""
     rows = [line.strip() for line in readme.read_text().splitlines() if line.strip().startswith("|")]
-    table: dict[str, bool] = {}
+    table: dict[str, dict] = {}
     header = None
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
@@ -127,11 +144,20 @@ def readme_env_table(readme: Path) -> dict[str, bool]:
         if len(cells) < len(header):
             header = None
             continue
-        m = re.search(r"[A-Z][A-Z0-9_]+", cells[0])
-        if not m:
-            continue
-        required = cells[header.index("required")].strip("* `").lower()
-        table[m.group(0)] = required.startswith(("yes", "required", "true", "✓", "✔")) or required == "y"
+        names = re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0]) or ENV_NAME.findall(cells[0])[:1]
+        raw = cells[header.index("required")].strip("* ")
+        word = raw.strip("`").lower()
+        if word in ("yes", "required", "true", "y", "✓", "✔"):
+            required = "yes"
+        elif word in ("no", "false", "n", "", "-", "optional"):
+            required = "no"
+        elif word == "one of":
+            required = "one of"
+        else:
+            required = raw
+        default = cells[header.index("default")].strip(" `") if "default" in header else ""
+        for name in names:
+            table[name] = {"required": required, "default": default}
     return table
 
 
@@ -140,20 +166,154 @@ def lambda_env_cases():
         yield pytest.param(tp.crate_of_module(body), body, id=tp.crate_of_module(body) or name)
 
 
+def env_problems(crate: str, documented: dict[str, dict], read: set[str], env: dict[str, str]) -> list[str]:
+    """What is wrong with the env vars Terraform sets (env) for a function that reads `read` and
+    documents `documented`. Rules: every name the code reads is set by Terraform, or documented
+    as not required; "one of" rows need at least one of their group set; conditional rows
+    ("when `X=v`", or CONDITIONAL_ROWS) are needed when their condition holds; Terraform sets
+    only documented names."""
+    problems = []
+    set_by_tf = set(env)
+    for name in sorted(read - LAMBDA_RUNTIME_ENV):
+        if name not in documented:
+            problems.append(f"{crate}: the code reads {name}, which its README does not document")
+    one_of = sorted(n for n, row in documented.items() if row["required"] == "one of")
+    if one_of and not set_by_tf & set(one_of):
+        problems.append(f"{crate}: none of the one-of group {one_of} is set by Terraform")
+    for name, row in sorted(documented.items()):
+        req = row["required"]
+        if name in set_by_tf or req in ("no", "one of"):
+            continue
+        if req == "yes":
+            problems.append(f"{crate}: required env var {name} is not set by Terraform")
+            continue
+        m = WHEN_EQUALS.match(req)
+        if m:
+            other, value = m.groups()
+            actual = tp.unquote(env.get(other)) if other in env else documented.get(other, {}).get("default")
+            if actual == value:
+                problems.append(f"{crate}: {name} is required {req!r}, which holds, and is not set by Terraform")
+            continue
+        rule = CONDITIONAL_ROWS.get((crate, name))
+        if rule is None:
+            problems.append(f"{crate}: README row {name} is required {req!r}: add it to CONDITIONAL_ROWS with a reason")
+        elif rule[0](set_by_tf):
+            problems.append(f"{crate}: {name} is needed here ({rule[1]}) and not set by Terraform")
+    undocumented = sorted(set_by_tf - set(documented))
+    if undocumented:
+        problems.append(f"{crate}: Terraform sets env vars its README does not document: {undocumented}")
+    return problems
+
+
 @pytest.mark.parametrize("crate,body", list(lambda_env_cases()))
-def test_env_vars_match_function_readme(crate, body):
-    readme = tp.REPO_ROOT / "functions" / crate / "README.md"
-    if not readme.exists():
-        pytest.skip(f"functions/{crate}/README.md does not exist yet: env vars cannot be checked")
+def test_env_vars_match_function_readme_and_code(crate, body):
+    crate_dir = tp.workspace_crates().get(crate)
+    assert crate_dir, f"{crate}: no functions/<dir> crate builds it"
+    readme = crate_dir / "README.md"
+    assert readme.exists(), f"{readme.relative_to(tp.REPO_ROOT)} is missing: it documents the function's env vars"
     documented = readme_env_table(readme)
     assert documented, f"{readme}: no `| Name | Required | Default | Notes |` table found"
     env = body.get("environment", {})
     assert isinstance(env, dict), f"{crate}: environment must be a literal map, got {env!r}"
-    set_by_tf = set(env)
-    missing = sorted(n for n, req in documented.items() if req and n not in set_by_tf)
-    assert not missing, f"{crate}: required env vars not set by Terraform: {missing}"
-    undocumented = sorted(set_by_tf - set(documented))
-    assert not undocumented, f"{crate}: Terraform sets env vars its README does not document: {undocumented}"
+    read, reached = rust_env.env_vars_read(tp.REPO_ROOT, crate_dir)
+    assert reached and "main" in reached, f"{crate}: no start-up code found from src/main.rs"
+    problems = env_problems(crate, documented, read, env)
+    assert not problems, "\n".join(problems)
+
+
+def test_env_reader_sees_every_variable_the_functions_read():
+    """Every env name read anywhere in shared/src and functions/*/src is reached from some
+    function's main.rs: the call graph misses nothing the crates read."""
+    reached = set()
+    for crate_dir in tp.workspace_crates().values():
+        reached |= rust_env.env_vars_read(tp.REPO_ROOT, crate_dir)[0]
+    files = sorted((tp.REPO_ROOT / "shared" / "src").rglob("*.rs")) + sorted((tp.REPO_ROOT / "functions").glob("*/src/**/*.rs"))
+    everywhere = rust_env.all_env_reads(files)
+    assert {"LAKE_URI", "API_BASE_URL", "PG_HOST", "REDSHIFT_WORKGROUP", "WINDOW_TIMEZONE"} <= everywhere
+    assert everywhere - reached == set(), f"read in the sources but by no function: {sorted(everywhere - reached)}"
+
+
+def test_env_reader_parses_the_config_idioms():
+    src = (
+        "impl Cfg {\n"
+        "    pub fn from_env(env: &dyn Env) -> Result<Self> {\n"
+        '        let a = required(env, "A_REQ")?; // env.var("IN_COMMENT")\n'
+        '        let b = parse_or::<u32>(env, "B_NUM", 5)?;\n'
+        '        let c = env.var("C_OPT");\n'
+        "        helper(env)\n"
+        "    }\n"
+        "}\n\n"
+        "fn helper(env: &dyn Env) -> Option<String> {\n"
+        '    identifier(env, "D_IDENT", "x").ok().or_else(|| std::env::var("E_STD").ok())\n'
+        "}\n\n"
+        "fn unused(env: &dyn Env) {\n"
+        '    env.var("NOT_REACHED");\n'
+        "}\n\n"
+        "#[cfg(test)]\nmod tests {\n"
+        '    fn t() { required(env, "IN_TESTS"); }\n'
+        "}\n"
+    )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        (root / "shared" / "src").mkdir(parents=True)
+        (root / "shared" / "src" / "config.rs").write_text(src)
+        (root / "functions" / "f" / "src").mkdir(parents=True)
+        (root / "functions" / "f" / "src" / "main.rs").write_text(
+            "async fn main() -> Result<(), Error> {\n    let cfg = Cfg::from_env(&ProcessEnv)?;\n}\n"
+        )
+        names, _ = rust_env.env_vars_read(root, root / "functions" / "f")
+    assert names == {"A_REQ", "B_NUM", "C_OPT", "D_IDENT", "E_STD"}
+
+
+def test_readme_table_parser_and_rules():
+    import tempfile
+
+    text = (
+        "# x\n\n| Name | Required | Default | Notes |\n|---|---|---|---|\n"
+        "| `LAKE_URI` | yes | | s3://bucket |\n| `SPOOL_DIR` | no | `/tmp` | |\n"
+        "| `WORKGROUP` | one of | | |\n| `CLUSTER` | one of | | |\n"
+        "| `CATALOG` | no | `sql` | |\n| `CATALOG_URI` | when `CATALOG=sql` | | |\n"
+        "| `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3` | no | | |\n\nafter\n"
+    )
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "README.md"
+        p.write_text(text)
+        table = readme_env_table(p)
+    assert {n: r["required"] for n, r in table.items()} == {
+        "LAKE_URI": "yes", "SPOOL_DIR": "no", "WORKGROUP": "one of", "CLUSTER": "one of", "CATALOG": "no",
+        "CATALOG_URI": "when `CATALOG=sql`", "AWS_ENDPOINT_URL": "no", "AWS_ENDPOINT_URL_S3": "no",
+    }
+    assert table["SPOOL_DIR"]["default"] == "/tmp"
+    ok = {"LAKE_URI": "x", "WORKGROUP": "w", "CATALOG": '"glue"'}
+    assert env_problems("t", table, {"LAKE_URI", "SPOOL_DIR", "CATALOG_URI"}, ok) == []
+    # A one-of group with none set, a required name missing, an undocumented read and set.
+    problems = env_problems("t", table, {"LAKE_URI", "UNDOCUMENTED"}, {"X_EXTRA": "1"})
+    assert any("one-of group" in p for p in problems)
+    assert any("required env var LAKE_URI" in p for p in problems)
+    assert any("reads UNDOCUMENTED" in p for p in problems)
+    assert any("X_EXTRA" in p for p in problems)
+    # The condition of CATALOG_URI holds with CATALOG unset (default sql).
+    assert any("CATALOG_URI" in p for p in env_problems("t", table, set(), {"LAKE_URI": "x", "WORKGROUP": "w"}))
+
+
+def test_extracts_follow_the_schedule_time_zone():
+    """The Scheduler passes scheduled_time in UTC while the schedule runs in schedule_timezone:
+    the functions take the previous day/month in that zone (WINDOW_TIMEZONE)."""
+    modules = tp.blocks(tp.TF_DIR, "module")
+    for name in ("api_extract", "songs_extract"):
+        assert modules[name]["environment"].get("WINDOW_TIMEZONE") == "${var.schedule_timezone}", name
+    assert modules["orchestration"]["schedule_timezone"] == "${var.schedule_timezone}"
+    for directory in (tp.TF_DIR, tp.MODULES_DIR / "orchestration"):
+        variable = tp.blocks(directory, "variable")["schedule_timezone"]
+        assert tp.unquote(variable["default"]) == "UTC"
+        (validation,) = variable["validation"]
+        pattern = re.search(r'regex\("([^"]+)", var\.schedule_timezone\)', validation["condition"]).group(1)
+        for zone in ("UTC", "Asia/Tokyo", "America/Argentina/Buenos_Aires", "Etc/GMT+9", "America/Port-au-Prince"):
+            assert re.fullmatch(pattern, zone), zone
+        for zone in ("", "Asia Tokyo", "/Tokyo", "Asia/", "../etc"):
+            assert not re.fullmatch(pattern, zone), zone
 
 
 def test_no_plain_database_password_in_aws():
@@ -161,66 +321,321 @@ def test_no_plain_database_password_in_aws():
         assert "PG_PASSWORD" not in body.get("environment", {}), f"{name}: use PG_SECRET_ARN in AWS"
 
 
-def test_readme_table_parser():
-    import tempfile
-
-    text = (
-        "# x\n\n| Name | Required | Default | Notes |\n|---|---|---|---|\n"
-        "| `LAKE_URI` | yes | | s3://bucket |\n| `SPOOL_DIR` | no | `/tmp` | |\n\nafter\n"
-    )
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "README.md"
-        p.write_text(text)
-        assert readme_env_table(p) == {"LAKE_URI": True, "SPOOL_DIR": False}
-
-
 # ------------------------------------------------------------------ IAM
+class Unresolvable(Exception):
+    """An actions/resources expression whose elements the test cannot list."""
+
+
+# Expressions the IAM test cannot expand, each with why it is safe. Keyed by (module dir/file,
+# expression); an entry nothing uses any more fails the test, so the list stays exact.
+UNRESOLVED_ALLOWED = {
+    ("orchestration/iam.tf", "values(var.function_arns)"):
+        "the pipeline functions' ARNs, passed by the root as module.<fn>.function_arn: exact ARNs",
+    ("orchestration/iam.tf", "var.dbt_role_arns"):
+        "the dbt task's execution and task role ARNs (module serving's dbt_role_arns output): exact ARNs",
+    ("lambda_function/iam.tf", "statement.value.actions"):
+        "policy_statements pass-through: checked where the root defines them (terraform/iam.tf, main.tf locals)",
+    ("lambda_function/iam.tf", "statement.value.resources"):
+        "policy_statements pass-through: checked where the root defines them (terraform/iam.tf, main.tf locals)",
+}
+
+SIMPLE_REF = re.compile(r'^[A-Za-z_][\w-]*(?:\.[\w-]+|\[[^\[\]]+\])*$')
+
+
+def split_top(text: str, sep: str = ",") -> list[str]:
+    """Splits an HCL expression at top-level separators (outside brackets and strings)."""
+    parts, depth, in_str, cur, i = [], 0, False, [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and in_str:
+            cur.append(text[i:i + 2])
+            i += 2
+            continue
+        if c == '"' and depth == 0:
+            in_str = not in_str
+        elif not in_str and c in "([{":
+            depth += 1
+        elif not in_str and c in ")]}":
+            depth -= 1
+        if c == sep and depth == 0 and not in_str:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    if "".join(cur).strip():
+        parts.append("".join(cur).strip())
+    return parts
+
+
+def _closing(text: str, start: int) -> int:
+    """Index of the bracket closing the one at text[start]."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] in "([{":
+            depth += 1
+        elif text[i] in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i
+    raise ValueError(f"unbalanced: {text[start:][:60]}")
+
+
+def _element(text: str, unresolved: list[str]) -> list[str]:
+    """One list element as IAM sees it: a string (with its interpolations) or ${ref}."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return [text[1:-1]]
+    if SIMPLE_REF.match(text):
+        return ["${" + text + "}"]
+    unresolved.append(text)
+    return []
+
+
+def resolve_expr(text: str, unresolved: list[str]) -> list[str]:
+    """Elements of an HCL list expression: list literals, concat(), for expressions. What cannot
+    be listed (a reference to a whole list such as var.x or values(...), a filtered for) goes
+    to `unresolved`; the rest is still returned, so each resolvable part is checked."""
+    text = text.strip()
+    if text.startswith("concat(") and _closing(text, len("concat")) == len(text) - 1:
+        return [e for arg in split_top(text[len("concat("):-1]) for e in resolve_expr(arg, unresolved)]
+    if text.startswith("[") and _closing(text, 0) == len(text) - 1:
+        inner = text[1:-1].strip()
+        if re.match(r"^for\s+\w+(?:\s*,\s*\w+)?\s+in\s+", inner):
+            body = split_top(inner, ":")
+            if len(body) != 2 or re.search(r"\sif\s", body[1]):
+                unresolved.append(text)
+                return []
+            return _element(body[1], unresolved)
+        return [e for item in split_top(inner) for e in _element(item, unresolved)]
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return [text[1:-1]]
+    unresolved.append(text)
+    return []
+
+
+def resolve_list(value, unresolved: list[str]) -> list[str]:
+    """actions/resources as python-hcl2 gives them: a list, "${expression}", or the text of an
+    expression (statements_in_expression)."""
+    if isinstance(value, list):
+        out = []
+        for v in value:
+            if isinstance(v, str) and v.startswith("${") and v.endswith("}") and _closing(v, 1) == len(v) - 1:
+                inner = v[2:-1]
+                out.extend(["${" + inner + "}"] if SIMPLE_REF.match(inner) else resolve_expr(inner, unresolved))
+            else:
+                out.append(tp.unquote(v))
+        return out
+    if isinstance(value, str) and value.startswith("${") and value.endswith("}") and _closing(value, 1) == len(value) - 1:
+        return resolve_expr(value[2:-1], unresolved)
+    if isinstance(value, str):
+        return resolve_expr(value, unresolved)
+    unresolved.append(repr(value))
+    return []
+
+
+def statements_in_expression(text: str):
+    """Statement objects ({sid = .., actions = [..], resources = [..]}) written inside an HCL
+    expression, e.g. `var.key == null ? [] : [{...}]`, which python-hcl2 keeps as a string."""
+    for m in re.finditer(r"\bactions\s*=", text):
+        depth, i = 0, m.start()
+        while i >= 0:
+            if text[i] in ")]}":
+                depth += 1
+            elif text[i] in "([{":
+                if depth == 0:
+                    break
+                depth -= 1
+            i -= 1
+        if i < 0 or text[i] != "{":
+            raise Unresolvable(text)
+        obj = text[i + 1:_closing(text, i)]
+        fields = {}
+        for part in split_top(obj):
+            key, _, value = part.partition("=")
+            fields[key.strip()] = value.strip()
+        yield fields
+
+
 def iter_statements(node, path=""):
-    """Every dict that looks like an IAM statement (actions + resources), anywhere."""
+    """Every dict that looks like an IAM statement (it has actions), anywhere, including the
+    statement objects written inside expressions."""
     if isinstance(node, dict):
-        if "actions" in node and "resources" in node:
+        if "actions" in node:
             yield path, node
         for k, v in node.items():
             yield from iter_statements(v, f"{path}/{tp.unquote(k)}")
     elif isinstance(node, list):
         for i, v in enumerate(node):
             yield from iter_statements(v, f"{path}[{i}]")
+    elif isinstance(node, str) and re.search(r"\bactions\s*=", node):
+        for i, fields in enumerate(statements_in_expression(node)):
+            yield f"{path}<expr>[{i}]", fields
 
 
-def literal_list(value):
-    return [tp.unquote(v) for v in value] if isinstance(value, list) else None
+def iam_statements():
+    """(file key "dir/file.tf", where, statement) of every IAM statement in the Terraform."""
+    for directory in all_tf_dirs():
+        for fname, parsed in tp.parse_dir(directory).items():
+            # Variable blocks declare the statement type (policy_statements), not statements.
+            parsed = {k: v for k, v in parsed.items() if k != "variable"}
+            for where, st in iter_statements(parsed, f"{directory.name}/{fname}"):
+                yield f"{directory.name}/{fname}", where, st
 
 
 def test_iam_allow_statements_are_least_privilege():
     checked = 0
     problems = []
-    for directory in all_tf_dirs():
-        for fname, parsed in tp.parse_dir(directory).items():
-            for where, st in iter_statements(parsed, f"{directory.name}/{fname}"):
-                if tp.unquote(st.get("effect", '"Allow"')) == "Deny":
-                    continue
-                actions, resources = literal_list(st["actions"]), literal_list(st["resources"])
-                if actions is None or resources is None:
-                    continue  # dynamic pass-through (statement.value.*): checked where defined
-                checked += 1
-                sid = tp.unquote(st.get("sid", "?"))
-                for a in actions:
-                    if "*" in a:
-                        problems.append(f"{where} {sid}: wildcard action {a}")
-                for r in resources:
-                    if r == "*":
-                        extra = [a for a in actions if a not in SERVICE_WIDE_ACTIONS]
-                        if extra:
-                            problems.append(f"{where} {sid}: resource '*' for actions with resource-level support: {extra}")
-                    elif "*" in r:
-                        head = r[: r.index("*")]
-                        below_prefix = head.endswith(("/", ":")) or PREFIX_INTERPOLATION.search(head)
-                        if not below_prefix or not ("/" in head or "${" in head):
-                            problems.append(f"{where} {sid}: resource wildcard not below a prefix: {r}")
-                        if r.count("*") > 1:
-                            problems.append(f"{where} {sid}: several wildcards in {r}")
+    used_allowances = set()
+
+    def elements(key, where, sid, value):
+        unresolved: list[str] = []
+        listed = resolve_list(value, unresolved)
+        for expr in unresolved:
+            if (key, expr) in UNRESOLVED_ALLOWED:
+                used_allowances.add((key, expr))
+            else:
+                problems.append(f"{where} {sid}: cannot resolve {expr!r}: make it a literal list, or add it to "
+                                "UNRESOLVED_ALLOWED with the reason it is safe")
+        return listed
+
+    for key, where, st in iam_statements():
+        if tp.unquote(st.get("effect", '"Allow"')) == "Deny":
+            continue
+        sid = tp.unquote(st.get("sid", "?"))
+        if "resources" not in st:
+            # A trust policy (or resource policy) statement: who, not what.
+            if "principals" not in st:
+                problems.append(f"{where} {sid}: statement without resources or principals")
+            continue
+        checked += 1
+        actions = elements(key, where, sid, st["actions"])
+        resources = elements(key, where, sid, st["resources"])
+        for a in actions:
+            if "*" in a:
+                problems.append(f"{where} {sid}: wildcard action {a}")
+        for r in resources:
+            if r == "*":
+                extra = [a for a in actions if a not in SERVICE_WIDE_ACTIONS]
+                if extra:
+                    problems.append(f"{where} {sid}: resource '*' for actions with resource-level support: {extra}")
+            elif "*" in r:
+                head = r[: r.index("*")]
+                below_prefix = head.endswith(("/", ":")) or PREFIX_INTERPOLATION.search(head)
+                if not below_prefix or not ("/" in head or "${" in head):
+                    problems.append(f"{where} {sid}: resource wildcard not below a prefix: {r}")
+                if r.count("*") > 1:
+                    problems.append(f"{where} {sid}: several wildcards in {r}")
     assert checked >= 25, f"only {checked} statements found: has the layout changed?"
+    stale = sorted(set(UNRESOLVED_ALLOWED) - used_allowances)
+    assert not stale, f"UNRESOLVED_ALLOWED entries nothing uses: {stale}"
     assert not problems, "\n".join(problems)
+
+
+def test_iam_test_sees_every_statement():
+    """Each `actions =` written in the Terraform is a statement the IAM test checks."""
+    seen: dict[str, int] = {}
+    for key, _, _ in iam_statements():
+        seen[key] = seen.get(key, 0) + 1
+    written = {}
+    for path in sorted(tp.TF_DIR.rglob("*.tf")):
+        if ".terraform" in path.parts:
+            continue
+        code = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+        code = re.sub(r'(?ms)^variable "[^"]+" \{.*?^\}', "", code)
+        n = len(re.findall(r"\bactions\s*=", code))
+        if n:
+            rel = path.relative_to(tp.TF_DIR)
+            written[f"{tp.TF_DIR.name if len(rel.parts) == 1 else rel.parts[-2]}/{rel.name}"] = n
+    assert seen == written
+
+
+def test_iam_resolver_expands_expressions():
+    def resolved(value):
+        unresolved: list[str] = []
+        return resolve_list(value, unresolved), unresolved
+
+    assert resolved('${concat(["${local.p}:network-interface/*"], [for s in var.ids : "${local.p}:subnet/${s}"])}') == (
+        ["${local.p}:network-interface/*", "${local.p}:subnet/${s}"], [],
+    )
+    assert resolved(["${var.a}", '"arn:x/${var.b}/*"']) == (["${var.a}", "arn:x/${var.b}/*"], [])
+    assert resolved("[var.key_arn]") == (["${var.key_arn}"], [])
+    # The resolvable part of a concat is still listed (and checked); the rest is reported.
+    assert resolved('${concat(values(var.m), [for a in values(var.m) : "${a}:*"])}') == (["${a}:*"], ["values(var.m)"])
+    for expr in ("${var.list}", '${concat(var.a, ["x"])}', '${[for s in var.ids : s if s != ""]}'):
+        listed, unresolved = resolved(expr)
+        assert unresolved, expr
+    (st,) = statements_in_expression(
+        'var.k == null ? [] : [{sid = "K", actions = ["kms:Decrypt"], resources = [var.k], conditions = []}]'
+    )
+    assert resolved(st["actions"]) == (["kms:Decrypt"], []) and resolved(st["resources"]) == (["${var.k}"], [])
+
+
+def test_function_policy_statements_come_from_checked_locals():
+    """lambda_function passes policy_statements through (UNRESOLVED_ALLOWED): the root gives it
+    only the locals the IAM test checks."""
+    allowed = re.compile(r'^local\.(function_statements\["[a-z-]+"\]|lake_kms_statements|pg_secret_kms_statements)$')
+    for name, body in tp.lambda_modules().items():
+        expr = body.get("policy_statements")
+        if expr is None:
+            continue
+        parts = split_top(expr[len("${concat("):-2]) if expr.startswith("${concat(") else [expr[2:-1]]
+        assert all(allowed.match(p) for p in parts), f"module {name}: policy_statements = {expr}"
+
+
+def rust_redshift_data_calls() -> set[str]:
+    src = (tp.REPO_ROOT / "shared" / "src" / "serving" / "redshift.rs").read_text()
+    src = re.split(r"(?m)^#\[cfg\(test\)\]", src)[0]
+    calls = set(re.findall(r"\.client\s*\.\s*([a-z_]+)\s*\(\)", src))
+    return {"redshift-data:" + "".join(w.capitalize() for w in c.split("_")) for c in calls}
+
+
+def test_redshift_setup_role_grants_exactly_the_data_api_calls_it_makes():
+    statements = tp.locals_of(tp.TF_DIR)["function_statements"]['"redshift-setup"']
+    granted = {tp.unquote(a) for st in statements for a in st["actions"]}
+    calls = rust_redshift_data_calls()
+    assert calls == {"redshift-data:ExecuteStatement", "redshift-data:DescribeStatement", "redshift-data:CancelStatement"}, calls
+    assert {a for a in granted if a.startswith("redshift-data:")} == calls
+    env = tp.blocks(tp.TF_DIR, "module")["redshift_setup"]["environment"]
+    # With REDSHIFT_SECRET_ARN the Data API authenticates with the secret, not temporary
+    # workgroup credentials.
+    assert ("redshift-serverless:GetCredentials" in granted) == ("REDSHIFT_SECRET_ARN" not in env)
+    assert "secretsmanager:GetSecretValue" in granted
+
+
+def star_statements():
+    """(file, line number, statement sid) of every statement whose resources are ["*"]."""
+    for path in sorted(tp.TF_DIR.rglob("*.tf")):
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if re.search(r'\bresources\s*=\s*\["\*"\]', line):
+                yield path, i, lines
+
+
+def test_every_star_resource_says_why_and_is_documented():
+    readme = (tp.TF_DIR / "README.md").read_text()
+    found = 0
+    for path, i, lines in star_statements():
+        found += 1
+        # The enclosing statement: back to its opening line, plus the comments right above it.
+        j = i
+        while j > 0 and not re.match(r'^\s*(statement\s*\{|dynamic\s+"statement"\s*\{|\{)\s*$', lines[j]):
+            j -= 1
+        k = j
+        while k > 0 and lines[k - 1].strip().startswith("#"):
+            k -= 1
+        comments = " ".join(l.strip() for l in lines[k:i + 1] if l.strip().startswith("#"))
+        where = f"{path.relative_to(tp.TF_DIR)}:{i + 1}"
+        assert "resource-level permissions" in comments, f'{where}: say why "*" (no resource-level permissions)'
+    assert found == 4, found
+    star_actions = set()
+    for key, where, st in iam_statements():
+        if "resources" in st and st["resources"] == ['"*"']:
+            star_actions |= {tp.unquote(a) for a in st["actions"]}
+    section = readme.split("## IAM", 1)[1].split("\n## ", 1)[0] if "## IAM" in readme else ""
+    undocumented = sorted(a for a in star_actions if f"`{a}`" not in section)
+    assert not undocumented, f'terraform/README.md "## IAM" does not list these "*" actions: {undocumented}'
+    assert star_actions <= set(SERVICE_WIDE_ACTIONS)
 
 
 def test_no_wildcard_action_anywhere_but_the_tls_deny():
@@ -336,3 +751,246 @@ def test_failures_end_in_fail_states_that_keep_the_error():
         catches = top[name]["Catch"]
         assert catches[-1]["ErrorEquals"] == ["States.ALL"] and catches[-1]["Next"] in fails
         assert all(c["ResultPath"] == "$.error" for c in catches)
+
+
+# ------------------------------------------------------------------ optional demo source
+DEMO_FLAG = "${var.deploy_demo_source ? 1 : 0}"
+
+
+def test_only_the_demo_source_is_optional_and_it_is_off_by_default():
+    optional = {name: body for name, body in tp.lambda_modules().items() if "count" in body or "for_each" in body}
+    assert {name: tp.crate_of_module(body) for name, body in optional.items()} == {"api_emulator": "api-emulator"}
+    assert optional["api_emulator"]["count"] == DEMO_FLAG
+    assert tp.variable_default(tp.TF_DIR, "deploy_demo_source") is False
+    # The pipeline never calls it: it is a source, reached over HTTP by api-extract.
+    passed = tp.blocks(tp.TF_DIR, "module")["orchestration"]["function_arns"]
+    assert "api-emulator" not in {tp.unquote(k) for k in passed}
+
+
+def test_public_function_url_is_only_the_opt_in_demo_source():
+    """CKV_AWS_258 (AuthType NONE) is skipped in .checkov.yaml for this one resource: any other
+    function URL must not be public, and this one exists only with deploy_demo_source."""
+    urls = {}
+    for directory in all_tf_dirs():
+        for name, body in tp.resources(directory, "aws_lambda_function_url").items():
+            urls[(directory.name, name)] = body
+    public = {k: b for k, b in urls.items() if tp.unquote(b.get("authorization_type")) == "NONE"}
+    assert list(public) == [(tp.TF_DIR.name, "demo_source")], list(public)
+    url = public[(tp.TF_DIR.name, "demo_source")]
+    assert url["count"] == DEMO_FLAG
+    assert url["function_name"] == "${module.api_emulator[0].function_name}"
+    # A month of sessions is larger than a buffered response may be (6 MB).
+    assert tp.unquote(url["invoke_mode"]) == "RESPONSE_STREAM"
+    assert "CKV_AWS_258" in (tp.TF_DIR / ".checkov.yaml").read_text()
+
+
+def test_api_extract_uses_the_demo_source_only_without_api_base_url():
+    env = tp.blocks(tp.TF_DIR, "module")["api_extract"]["environment"]
+    assert env["API_BASE_URL"] == "${local.api_base_url}"
+    assert tp.locals_of(tp.TF_DIR)["api_base_url"] == (
+        "${coalesce(var.api_base_url, one(aws_lambda_function_url.demo_source[*].function_url))}"
+    )
+    variable = tp.blocks(tp.TF_DIR, "variable")["api_base_url"]
+    assert variable["default"] is None
+    conditions = [v["condition"] for v in variable["validation"]]
+    assert conditions == ["${var.api_base_url != null || var.deploy_demo_source}"]
+    outputs = tp.blocks(tp.TF_DIR, "output")
+    assert outputs["demo_source_url"]["value"] == "${one(aws_lambda_function_url.demo_source[*].function_url)}"
+
+
+# ------------------------------------------------------------------ dbt task vs dbt_modeling
+DBT_DIR = tp.REPO_ROOT / "dbt_modeling"
+
+
+def dbt_redshift_env_vars() -> set[str]:
+    """env_var() names the redshift target reads: the project, its models, macros and snapshots,
+    and the `redshift:` output of profiles.yml (the `local:` output is the DuckDB one)."""
+    names = set()
+    files = [DBT_DIR / "dbt_project.yml"] + [
+        p for sub in ("models", "macros", "snapshots", "tests") for p in (DBT_DIR / sub).rglob("*") if p.suffix in (".yml", ".sql")
+    ]
+    for path in files:
+        names |= set(re.findall(r"env_var\(\s*['\"]([A-Z0-9_]+)['\"]", path.read_text()))
+    profiles = (DBT_DIR / "profiles.yml").read_text()
+    redshift = re.split(r"(?m)^\s+redshift:\s*$", profiles)
+    assert len(redshift) == 2, "profiles.yml has no `redshift:` output"
+    names |= set(re.findall(r"env_var\(\s*['\"]([A-Z0-9_]+)['\"]", redshift[1]))
+    return names
+
+
+def test_dbt_task_passes_every_variable_the_redshift_target_reads():
+    task = tp.resources(tp.MODULES_DIR / "serving", "aws_ecs_task_definition")["dbt"]["container_definitions"]
+    passed = dict(re.findall(r'\{name = "([A-Z0-9_]+)", (?:value|valueFrom) = ([^}]+)\}', task))
+    read = dbt_redshift_env_vars()
+    assert {"REDSHIFT_HOST", "REDSHIFT_USER", "DBT_SERVING_SCHEMA", "DBT_BI_SCHEMA", "DBT_SOURCE_SCHEMA"} <= read
+    missing = sorted(read - set(passed))
+    assert not missing, f"dbt_modeling reads {missing}, which the dbt task does not set"
+    # The schemas dbt builds in are the ones redshift-setup creates and grants.
+    assert passed["DBT_SOURCE_SCHEMA"] == "var.external_schema"
+    assert passed["DBT_SERVING_SCHEMA"] == "var.serving_schema"
+    assert passed["DBT_BI_SCHEMA"] == "var.bi_schema"
+    serving = tp.blocks(tp.TF_DIR, "module")["serving"]
+    setup = tp.blocks(tp.TF_DIR, "module")["redshift_setup"]["environment"]
+    for module_var, setup_var in [("external_schema", "EXTERNAL_SCHEMA"), ("serving_schema", "SERVING_SCHEMA"), ("bi_schema", "BI_SCHEMA")]:
+        assert serving[module_var] == f"${{var.{module_var}}}" == setup[setup_var], module_var
+
+
+def test_dbt_image_matches_the_task_and_the_local_pins():
+    dockerfile = (DBT_DIR / "Dockerfile").read_text()
+    args = dict(re.findall(r"(?m)^ARG (\w+)=(\S+)$", dockerfile))
+    requirements = (tp.REPO_ROOT / "local" / "python" / "requirements.txt").read_text()
+    # dbt-redshift pinned exactly; dbt-core inside the local range (e.g. >=1.11,<1.12).
+    assert f"dbt-redshift=={args['DBT_REDSHIFT_VERSION']}" in requirements.split()
+    core = re.search(r"(?m)^dbt-core(\S+)$", requirements).group(1)
+    version = tuple(int(p) for p in args["DBT_CORE_VERSION"].split("."))
+    for bound in core.split(","):
+        op, ref = re.fullmatch(r"(>=|<|==)([\d.]+)", bound).groups()
+        ref_t = tuple(int(p) for p in ref.split("."))
+        assert {">=": version >= ref_t, "<": version < ref_t, "==": version == ref_t}[op], (args, core)
+    assert re.search(r"(?m)^FROM python:3\.11-slim$", dockerfile)
+    assert re.search(r"(?m)^USER (?!root)\w+$", dockerfile), "the image must not run as root"
+    assert '\nENTRYPOINT ["dbt"]\n' in dockerfile
+    cmd = json.loads(re.search(r"(?m)^CMD (\[.*\])$", dockerfile).group(1))
+    # The task's command replaces CMD: keep them the same.
+    default_command = tp.blocks(tp.MODULES_DIR / "serving", "variable")["dbt_command"]["default"]
+    assert [tp.unquote(a) for a in default_command] == cmd == ["build", "--target", "redshift", "--profiles-dir", "."]
+
+
+# ------------------------------------------------------------------ opt-in resources in checkov
+def checkov_tfvars() -> dict:
+    import hcl2
+
+    with (tp.TF_DIR / "tests" / "checkov.tfvars").open() as fh:
+        return {k: tp.unquote(v) for k, v in hcl2.load(fh).items()}
+
+
+def opt_in_variables() -> set[str]:
+    """Root variables that switch resources, dynamic blocks or statements on: bools named
+    deploy_*/enable_* or used as `var.x ? ...`, and nullable ones used as `var.x == null ? ...`."""
+    code = "\n".join(p.read_text() for p in sorted(tp.TF_DIR.glob("*.tf")))
+    names = set()
+    for name, body in tp.blocks(tp.TF_DIR, "variable").items():
+        default = body.get("default", "<required>")
+        if default is False and (name.startswith(("deploy_", "enable_")) or re.search(rf"var\.{name}\s*\?", code)):
+            names.add(name)
+        if default is None and re.search(rf"var\.{name}\s*==\s*null\s*\?", code):
+            names.add(name)
+    # Passed to a module that uses it as a switch there.
+    for directory in sorted(p for p in tp.MODULES_DIR.iterdir() if p.is_dir()):
+        mod_code = "\n".join(p.read_text() for p in sorted(directory.glob("*.tf")))
+        for mvar in re.findall(r"(?:for_each|count)\s*=\s*var\.(\w+)\s*(?:\?|==\s*null\s*\?)", mod_code):
+            for call in tp.blocks(tp.TF_DIR, "module").values():
+                if tp.unquote(call.get("source")) == f"./modules/{directory.name}":
+                    m = re.fullmatch(r"\$\{var\.(\w+)\}", str(call.get(mvar, "")))
+                    if m:
+                        names.add(m.group(1))
+    return names
+
+
+def test_checkov_renders_every_opt_in_resource():
+    opt_in = opt_in_variables()
+    assert {"deploy_demo_source", "enable_table_optimizers", "lake_kms_key_arn", "pg_secret_kms_key_arn",
+            "dbt_read_only_root_filesystem"} <= opt_in, opt_in
+    tfvars = checkov_tfvars()
+    off = sorted(n for n in opt_in if tfvars.get(n) in (None, False))
+    assert not off, f"terraform/tests/checkov.tfvars leaves opt-in variables off (checkov would not scan what they create): {off}"
+    assert tfvars.get("songs_subnet_ids"), "set songs_subnet_ids so the VPC statements and vpc_config are scanned"
+
+
+def test_every_checkov_skip_has_a_reason():
+    lines = (tp.TF_DIR / ".checkov.yaml").read_text().splitlines()
+    start = lines.index("skip-check:")
+    for i, line in enumerate(lines[start + 1:], start + 1):
+        m = re.match(r"^\s*-\s*(CKV\w+)", line)
+        if m:
+            # Its reason is the comment above it, or above the group of skips it belongs to.
+            j = i - 1
+            while re.match(r"^\s*-\s*CKV", lines[j]):
+                j -= 1
+            assert lines[j].strip().startswith("#"), f".checkov.yaml: {m.group(1)} has no reason above it"
+
+
+# ------------------------------------------------------------------ defaults and validations
+def test_first_apply_starts_no_scheduled_runs():
+    """The dbt image is pushed after the first apply: the schedule is off until turned on."""
+    assert tp.variable_default(tp.TF_DIR, "schedule_enabled") is False
+    assert tp.variable_default(tp.MODULES_DIR / "orchestration", "schedule_enabled") is False
+    schedule = tp.resources(tp.MODULES_DIR / "orchestration", "aws_scheduler_schedule")["pipeline"]
+    assert schedule["state"] == '${var.schedule_enabled ? "ENABLED" : "DISABLED"}'
+
+
+def _validations(directory, name):
+    return [v["condition"] for v in tp.blocks(directory, "variable")[name].get("validation", [])]
+
+
+def test_inputs_are_validated():
+    for directory in (tp.TF_DIR, tp.MODULES_DIR / "orchestration"):
+        (cond,) = _validations(directory, "transform_max_concurrency")
+        assert ">= 2" in cond and "<= 1000" in cond, cond
+    for directory in (tp.TF_DIR, tp.MODULES_DIR / "serving"):
+        (cond,) = _validations(directory, "dbt_cpu_architecture")
+        assert re.search(r'contains\(\["X86_64", "ARM64"\], var\.dbt_cpu_architecture\)', cond), cond
+    (cond,) = _validations(tp.TF_DIR, "demo_source_reserved_concurrency")
+    assert "== -1" in cond
+
+
+def test_public_demo_source_has_reserved_concurrency():
+    emulator = tp.lambda_modules()["api_emulator"]
+    assert emulator["reserved_concurrent_executions"] == "${var.demo_source_reserved_concurrency}"
+    assert tp.variable_default(tp.TF_DIR, "demo_source_reserved_concurrency") == 10
+    fn = tp.resources(tp.MODULES_DIR / "lambda_function", "aws_lambda_function")["this"]
+    assert fn["reserved_concurrent_executions"] == "${var.reserved_concurrent_executions}"
+
+
+# ------------------------------------------------------------------ dbt container filesystem
+def test_dbt_read_only_root_filesystem_matches_the_image():
+    """A Fargate bind mount is root-owned 0755 unless the image declares the path as a VOLUME
+    (then ECS copies its content and ownership): read-only root with bind mounts for target/
+    and logs/ works for the non-root dbt user only with those VOLUMEs. The default is on
+    exactly when dbt_modeling/Dockerfile declares them."""
+    task = tp.resources(tp.MODULES_DIR / "serving", "aws_ecs_task_definition")["dbt"]
+    defs = task["container_definitions"]
+    assert "readonlyRootFilesystem = var.dbt_read_only_root_filesystem" in defs
+    paths = {k: tp.unquote(v) for k, v in tp.locals_of(tp.MODULES_DIR / "serving")["dbt_writable_paths"].items()}
+    assert set(paths.values()) == {"/dbt/target", "/dbt/logs"}
+    assert "sourceVolume = name, containerPath = path, readOnly = false" in defs
+    assert task["dynamic"][0]['"volume"']["for_each"] == "${var.dbt_read_only_root_filesystem ? keys(local.dbt_writable_paths) : []}"
+    env = tp.locals_of(tp.MODULES_DIR / "serving")["dbt_path_env"]
+    assert {tp.unquote(e["name"]): e["value"] for e in env} == {
+        "DBT_TARGET_PATH": '${local.dbt_writable_paths["dbt-target"]}',
+        "DBT_LOG_PATH": '${local.dbt_writable_paths["dbt-logs"]}',
+    }
+    dockerfile = (DBT_DIR / "Dockerfile").read_text()
+    assert re.search(r"(?m)^WORKDIR /dbt$", dockerfile) and "chown dbt:dbt /dbt/target /dbt/logs" in dockerfile
+    volumes = set()
+    for m in re.finditer(r"(?m)^VOLUME\s+(.+)$", dockerfile):
+        arg = m.group(1).strip()
+        volumes |= set(json.loads(arg)) if arg.startswith("[") else set(arg.split())
+    declared = set(paths.values()) <= volumes
+    for directory in (tp.TF_DIR, tp.MODULES_DIR / "serving"):
+        assert tp.variable_default(directory, "dbt_read_only_root_filesystem") is declared, (
+            "dbt_modeling/Dockerfile " + ("declares" if declared else "does not declare")
+            + " VOLUME /dbt/target /dbt/logs: set the default of dbt_read_only_root_filesystem accordingly"
+        )
+
+
+# ------------------------------------------------------------------ README vs state machine
+def test_readme_lists_exactly_the_retried_errors():
+    definition = json.loads(tp.render_template(fake_definition_values(terraform_function_arns())))
+    retried = set()
+    for _, state in iter_states(definition["States"]):
+        if state.get("Resource") == "arn:aws:states:::lambda:invoke":
+            retried |= {e for r in state.get("Retry", []) for e in r["ErrorEquals"]}
+    readme = (tp.TF_DIR / "README.md").read_text()
+    m = re.search(r"These errors are retried with backoff:\n\n(.*?)\n\n", readme, re.S)
+    assert m, 'terraform/README.md: no "These errors are retried with backoff:" list'
+    listed = set(re.findall(r"`([A-Za-z.]+)`", m.group(1)))
+    assert listed == retried, f"README lists {sorted(listed)}; the Lambda tasks retry {sorted(retried)}"
+
+
+def test_top_readme_deploy_section_has_the_steps():
+    text = (tp.REPO_ROOT / "README.md").read_text()
+    section = text.split("## Deploy to AWS", 1)[1]
+    for needle in ("make lambda-build", "terraform.tfvars", "terraform init", "terraform apply",
+                   '"start_date"', '"windows"', "dbt", "terraform destroy", "terraform/README.md"):
+        assert needle in section, f'README.md "## Deploy to AWS" does not mention {needle}'

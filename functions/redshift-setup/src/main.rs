@@ -6,6 +6,9 @@ use deftunes::serving::redshift::RedshiftSetup;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
+/// Time kept back from the invocation's deadline to cancel a statement and answer.
+const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     deftunes::telemetry::init_lambda();
@@ -15,7 +18,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     })?;
     let setup = &setup;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        setup.handle(&event.payload).await.map_err(|e| {
+        // Answer before Lambda's own deadline, so a slow statement is cancelled and reported.
+        let remaining = event
+            .context
+            .deadline()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        let deadline = std::time::Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN);
+        setup.handle(&event.payload, Some(deadline)).await.map_err(|e| {
             tracing::error!(error_type = e.error_type(), retryable = e.is_retryable(), error = %e, "redshift setup failed");
             Diagnostic::from(e)
         })

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::ndjson::{ArraySplitter, PartSpooler};
+use super::ndjson::{ArraySplitter, PartSpooler, SpooledPart};
 use super::{
     date_field, eventbridge_schedule_time, landing_partition, parse_request, publish_parts,
     summary, time_field, ExtractBatch, ExtractSummary,
@@ -17,7 +17,7 @@ use super::{
 use crate::config::ApiExtractConfig;
 use crate::error::{Error, Result};
 use crate::storage::Lake;
-use crate::window::{Granularity, Window};
+use crate::window::{Granularity, Tz, Window};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,9 +108,16 @@ struct ApiExtractRequest {
 /// - `{"endpoint", "start_date", "end_date", "ingest_date"?}`: that window;
 /// - `{"endpoint", "scheduled_time"?}`: the previous period before the scheduled time (or now);
 /// - an EventBridge "Scheduled Event": the previous period, for both endpoints.
-pub fn plan(payload: &Value, granularity: Granularity, now: DateTime<Utc>) -> Result<Vec<ApiJob>> {
+///
+/// "Previous" is on the calendar of `tz`, the schedule's time zone.
+pub fn plan(
+    payload: &Value,
+    granularity: Granularity,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<Vec<ApiJob>> {
     if let Some(time) = eventbridge_schedule_time(payload)? {
-        let window = Window::previous(granularity, time);
+        let window = Window::previous(granularity, time, tz);
         return Ok(Endpoint::ALL
             .iter()
             .map(|&e| ApiJob::new(e, window, None))
@@ -133,7 +140,7 @@ pub fn plan(payload: &Value, granularity: Granularity, now: DateTime<Utc>) -> Re
         .parse()?;
     let window = match (start_date, end_date) {
         (Some(s), Some(e)) => Window::new(s, e)?,
-        (None, None) => Window::previous(granularity, scheduled_time.unwrap_or(now)),
+        (None, None) => Window::previous(granularity, scheduled_time.unwrap_or(now), tz),
         _ => {
             return Err(Error::InvalidInput(
                 "api-extract request: give both start_date and end_date, or neither".into(),
@@ -192,7 +199,12 @@ impl ApiExtractor {
 
     /// [`Self::handle`] with an explicit clock (windows derived from "now").
     pub async fn handle_at(&self, payload: &Value, now: DateTime<Utc>) -> Result<Value> {
-        let jobs = plan(payload, self.cfg.granularity, now)?;
+        let jobs = plan(
+            payload,
+            self.cfg.granularity,
+            self.cfg.landing.timezone,
+            now,
+        )?;
         let mut done = Vec::with_capacity(jobs.len());
         for job in &jobs {
             done.push(self.extract(job).await?);
@@ -222,25 +234,21 @@ impl ApiExtractor {
         Ok(url)
     }
 
-    /// Sends the request, retrying timeouts, connection failures, 408, 429 and 5xx with
-    /// exponential backoff and jitter. A 4xx other than those is final.
-    async fn fetch(&self, url: &url::Url) -> Result<reqwest::Response> {
-        let attempt = || async {
-            let sent =
-                tokio::time::timeout(self.cfg.timeout, self.http.get(url.clone()).send()).await;
-            let resp = match sent {
-                Err(_) => {
-                    return Err(Error::SourceUnavailable(format!(
-                        "GET {url}: no response within {:?}",
-                        self.cfg.timeout
-                    )))
-                }
-                Ok(r) => r.map_err(|e| transport_err(url.as_str(), e))?,
-            };
-            let status = resp.status();
-            if status.is_success() {
-                return Ok(resp);
+    /// One attempt: sends the request and streams the whole body into fresh parts. A 4xx other
+    /// than 408/429 is final; so is a body that is not a JSON array.
+    async fn download(&self, url: &url::Url) -> Result<(u64, Vec<SpooledPart>)> {
+        let sent = tokio::time::timeout(self.cfg.timeout, self.http.get(url.clone()).send()).await;
+        let resp = match sent {
+            Err(_) => {
+                return Err(Error::SourceUnavailable(format!(
+                    "GET {url}: no response within {:?}",
+                    self.cfg.timeout
+                )))
             }
+            Ok(r) => r.map_err(|e| transport_err(url.as_str(), e))?,
+        };
+        let status = resp.status();
+        if !status.is_success() {
             let body: String = resp
                 .text()
                 .await
@@ -249,29 +257,12 @@ impl ApiExtractor {
                 .take(300)
                 .collect();
             let msg = format!("GET {url}: HTTP {status}: {body}");
-            if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+            return if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
                 Err(Error::SourceUnavailable(msg))
             } else {
                 Err(Error::SourceRejected(msg))
-            }
-        };
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(self.cfg.retry_base_delay)
-            .with_max_delay(self.cfg.retry_base_delay * 32)
-            .with_max_times(self.cfg.max_attempts.saturating_sub(1) as usize)
-            .with_jitter();
-        attempt
-            .retry(backoff)
-            .when(Error::is_retryable)
-            .notify(|e, wait| tracing::warn!(error = %e, ?wait, "request failed, retrying"))
-            .await
-    }
-
-    /// Extracts one (endpoint, window) into the landing zone.
-    pub async fn extract(&self, job: &ApiJob) -> Result<ExtractSummary> {
-        let url = self.url(job)?;
-        tracing::info!(endpoint = %job.endpoint, window = %job.window, ingest_date = %job.ingest_date, url = %url, "extracting");
-        let resp = self.fetch(&url).await?;
+            };
+        }
         let mut splitter = ArraySplitter::new(format!("GET {url}"));
         let mut spooler =
             PartSpooler::new(&self.cfg.landing.spool_dir, self.cfg.landing.part_max_bytes);
@@ -286,7 +277,30 @@ impl ApiExtractor {
             splitter.feed(&chunk, &mut |rec| spooler.write_line(rec))?;
         }
         let records = splitter.finish()?;
-        let parts = spooler.finish()?;
+        Ok((records, spooler.finish()?))
+    }
+
+    /// [`Self::download`], retrying timeouts (also in the middle of the body), connection
+    /// failures, 408, 429 and 5xx with exponential backoff and jitter. Each attempt starts
+    /// from an empty spool, so a retry never mixes two responses.
+    async fn fetch(&self, url: &url::Url) -> Result<(u64, Vec<SpooledPart>)> {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.cfg.retry_base_delay)
+            .with_max_delay(self.cfg.retry_base_delay.saturating_mul(32))
+            .with_max_times(self.cfg.max_attempts.saturating_sub(1) as usize)
+            .with_jitter();
+        (|| self.download(url))
+            .retry(backoff)
+            .when(Error::is_retryable)
+            .notify(|e, wait| tracing::warn!(error = %e, ?wait, "request failed, retrying"))
+            .await
+    }
+
+    /// Extracts one (endpoint, window) into the landing zone.
+    pub async fn extract(&self, job: &ApiJob) -> Result<ExtractSummary> {
+        let url = self.url(job)?;
+        tracing::info!(endpoint = %job.endpoint, window = %job.window, ingest_date = %job.ingest_date, url = %url, "extracting");
+        let (records, parts) = self.fetch(&url).await?;
         debug_assert_eq!(parts.iter().map(|p| p.records).sum::<u64>(), records);
         let (objects, removed) = publish_parts(&self.lake, &job.stem(), parts).await?;
         let s = summary(
@@ -319,6 +333,7 @@ mod tests {
         let jobs = plan(
             &json!({"endpoint": "sessions", "start_date": "2020-01-01", "end_date": "2020-01-31"}),
             Granularity::Day,
+            Tz::UTC,
             now(),
         )
         .unwrap();
@@ -340,6 +355,7 @@ mod tests {
         let jobs = plan(
             &json!({"endpoint": "users", "start_date": "2020-01-01", "end_date": "2020-01-31", "ingest_date": "2020-02-01"}),
             Granularity::Day,
+            Tz::UTC,
             now(),
         )
         .unwrap();
@@ -350,7 +366,13 @@ mod tests {
 
     #[test]
     fn missing_dates_mean_the_previous_period() {
-        let jobs = plan(&json!({"endpoint": "users"}), Granularity::Month, now()).unwrap();
+        let jobs = plan(
+            &json!({"endpoint": "users"}),
+            Granularity::Month,
+            Tz::UTC,
+            now(),
+        )
+        .unwrap();
         assert_eq!(
             jobs[0].window,
             Window::new(d("2020-03-01"), d("2020-03-31")).unwrap()
@@ -358,6 +380,7 @@ mod tests {
         let jobs = plan(
             &json!({"endpoint": "users", "start_date": null, "end_date": null, "scheduled_time": "2020-02-01T00:00:00Z"}),
             Granularity::Day,
+            Tz::UTC,
             now(),
         )
         .unwrap();
@@ -373,6 +396,7 @@ mod tests {
             &json!({"version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events",
                     "account": "1", "time": "2020-03-01T02:00:00Z", "region": "us-east-1", "resources": [], "detail": {}}),
             Granularity::Month,
+            Tz::UTC,
             now(),
         )
         .unwrap();
@@ -412,7 +436,7 @@ mod tests {
             (json!(["users"]), "api-extract request"),
         ];
         for (payload, needle) in cases {
-            let e = plan(&payload, Granularity::Day, now()).unwrap_err();
+            let e = plan(&payload, Granularity::Day, Tz::UTC, now()).unwrap_err();
             assert_eq!(e.error_type(), "InvalidInput", "{payload}");
             assert!(e.to_string().contains(needle), "{payload}: {e}");
         }

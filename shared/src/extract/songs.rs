@@ -19,6 +19,7 @@ use super::{
 use crate::config::{PasswordSource, PgConfig, SongsExtractConfig, SslMode};
 use crate::error::{aws_sdk_failure, Error, Result};
 use crate::storage::Lake;
+use crate::window::{local_date, Tz};
 
 pub const SOURCE: &str = "rds/songs";
 
@@ -53,16 +54,16 @@ struct SongsExtractRequest {
 }
 
 /// The landing partition for an invocation: `ingest_date` if given, else the day of the schedule
-/// (EventBridge event or Scheduler's `scheduled_time`), else today (UTC).
-pub fn plan(payload: &Value, now: DateTime<Utc>) -> Result<NaiveDate> {
+/// (EventBridge event or Scheduler's `scheduled_time`), else today, on the calendar of `tz`.
+pub fn plan(payload: &Value, tz: Tz, now: DateTime<Utc>) -> Result<NaiveDate> {
     if let Some(time) = eventbridge_schedule_time(payload)? {
-        return Ok(time.date_naive());
+        return Ok(local_date(time, tz));
     }
     const WHAT: &str = "songs-extract request";
     let req: SongsExtractRequest = parse_request(payload, WHAT)?;
     let ingest_date = date_field(WHAT, "ingest_date", req.ingest_date.as_deref())?;
     let scheduled_time = time_field(WHAT, "scheduled_time", req.scheduled_time.as_deref())?;
-    Ok(ingest_date.unwrap_or_else(|| scheduled_time.unwrap_or(now).date_naive()))
+    Ok(ingest_date.unwrap_or_else(|| local_date(scheduled_time.unwrap_or(now), tz)))
 }
 
 /// Classifies database failures: connection trouble, shutdowns, resource exhaustion and
@@ -78,18 +79,47 @@ fn pg_err(context: &str, e: tokio_postgres::Error) -> Error {
                 || c == "40001"
                 || c == "40P01"
         }
-        // No SQLSTATE: I/O, timeout, closed connection.
+        // No SQLSTATE: I/O, timeout, closed connection; or TLS, below.
         None => true,
     };
     let mut msg = format!("{context}: {e}");
     if let Some(src) = e.source() {
         msg.push_str(&format!(": {src}"));
     }
+    if is_tls_setup_failure(&e) {
+        // A server without TLS, an untrusted or mismatched certificate: retrying cannot help.
+        return Error::Configuration(format!(
+            "{msg} (check PG_SSLMODE and PG_SSL_ROOT_CERT against the server)"
+        ));
+    }
     if retryable {
         Error::SourceUnavailable(msg)
     } else {
         Error::SourceRejected(msg)
     }
+}
+
+/// A TLS handshake that failed for a reason of configuration, not of the network: every cause
+/// but an I/O interruption (reset, EOF, timeout) during the handshake.
+fn is_tls_setup_failure(e: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    if e.code().is_some() || !e.to_string().contains("TLS") {
+        return false;
+    }
+    let mut src = e.source();
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | UnexpectedEof | TimedOut | BrokenPipe
+            ) {
+                return false;
+            }
+        }
+        src = s.source();
+    }
+    true
 }
 
 /// Accepts any server certificate: libpq's `sslmode=require` (encryption without authentication).
@@ -318,7 +348,7 @@ impl SongsExtractor {
 
     /// [`Self::handle`] with an explicit clock (the default ingest date is today).
     pub async fn handle_at(&self, payload: &Value, now: DateTime<Utc>) -> Result<ExtractSummary> {
-        let ingest_date = plan(payload, now)?;
+        let ingest_date = plan(payload, self.cfg.landing.timezone, now)?;
         self.extract(ingest_date).await
     }
 
@@ -393,29 +423,49 @@ mod tests {
     #[test]
     fn ingest_date_from_request_schedule_or_now() {
         let now = Utc.with_ymd_and_hms(2020, 4, 2, 6, 0, 0).unwrap();
-        assert_eq!(plan(&json!({}), now).unwrap().to_string(), "2020-04-02");
         assert_eq!(
-            plan(&json!({"ingest_date": "2020-01-01"}), now)
+            plan(&json!({}), Tz::UTC, now).unwrap().to_string(),
+            "2020-04-02"
+        );
+        assert_eq!(
+            plan(&json!({"ingest_date": "2020-01-01"}), Tz::UTC, now)
                 .unwrap()
                 .to_string(),
             "2020-01-01"
         );
         assert_eq!(
-            plan(&json!({"scheduled_time": "2020-03-01T00:00:00Z"}), now)
-                .unwrap()
-                .to_string(),
+            plan(
+                &json!({"scheduled_time": "2020-03-01T00:00:00Z"}),
+                Tz::UTC,
+                now
+            )
+            .unwrap()
+            .to_string(),
             "2020-03-01"
         );
         assert_eq!(
             plan(
                 &json!({"detail-type": "Scheduled Event", "time": "2020-02-01T00:00:00Z"}),
+                Tz::UTC,
                 now
             )
             .unwrap()
             .to_string(),
             "2020-02-01"
         );
-        let e = plan(&json!({"ingest": "2020-01-01"}), now).unwrap_err();
+        // A 01:30 run in Tokyo lands under Tokyo's date, not UTC's day before.
+        let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
+        assert_eq!(
+            plan(
+                &json!({"scheduled_time": "2020-02-29T16:30:00Z"}),
+                tokyo,
+                now
+            )
+            .unwrap()
+            .to_string(),
+            "2020-03-01"
+        );
+        let e = plan(&json!({"ingest": "2020-01-01"}), Tz::UTC, now).unwrap_err();
         assert!(e.to_string().contains("ingest"), "{e}");
     }
 

@@ -272,21 +272,28 @@ impl RedshiftSetup {
         &self.config
     }
 
-    /// The Lambda handler: the payload is ignored (the setup takes no input).
-    pub async fn handle(&self, _payload: &Value) -> Result<Value> {
-        let report = self.run().await?;
+    /// The Lambda handler: the payload is ignored (the setup takes no input). `deadline` is when
+    /// the invocation must have answered (the Lambda's, less a margin): a statement still
+    /// running then is cancelled and reported, rather than the function being killed.
+    pub async fn handle(&self, _payload: &Value, deadline: Option<Instant>) -> Result<Value> {
+        let report = self.run_until(deadline).await?;
         serde_json::to_value(report)
             .map_err(|e| Error::InvalidInput(format!("cannot serialize the setup report: {e}")))
     }
 
     /// Runs every step in order; stops at the first failure.
     pub async fn run(&self) -> Result<SetupReport> {
+        self.run_until(None).await
+    }
+
+    /// [`Self::run`], with every statement bounded by `deadline` as well as by its own timeout.
+    pub async fn run_until(&self, deadline: Option<Instant>) -> Result<SetupReport> {
         let mut statements = Vec::new();
         for step in plan(&self.config) {
             match step {
-                Step::Run(sql) => statements.push(self.execute(&sql).await?.0),
+                Step::Run(sql) => statements.push(self.execute(&sql, deadline).await?.0),
                 Step::UnlessAnyRow { probe, sql } => {
-                    let (report, rows) = self.execute(&probe).await?;
+                    let (report, rows) = self.execute(&probe, deadline).await?;
                     statements.push(report);
                     if rows > 0 {
                         tracing::info!(sql = %sql, "skipped: already in place");
@@ -297,7 +304,7 @@ impl RedshiftSetup {
                             duration_ms: 0,
                         });
                     } else {
-                        statements.push(self.execute(&sql).await?.0);
+                        statements.push(self.execute(&sql, deadline).await?.0);
                     }
                 }
             }
@@ -314,11 +321,23 @@ impl RedshiftSetup {
         })
     }
 
-    /// Submits one statement and polls it to a final status within the statement deadline.
+    /// Submits one statement and polls it to a final status within the statement timeout and
+    /// `run_deadline`, whichever comes first; every Data API call is bounded by it too.
     /// Returns its report and `ResultRows` (rows returned or affected).
-    pub async fn execute(&self, sql: &str) -> Result<(StatementReport, i64)> {
+    pub async fn execute(
+        &self,
+        sql: &str,
+        run_deadline: Option<Instant>,
+    ) -> Result<(StatementReport, i64)> {
         let started = Instant::now();
-        let deadline = started + self.config.statement_timeout;
+        let own = started + self.config.statement_timeout;
+        let deadline = run_deadline.map_or(own, |d| d.min(own));
+        let late = |what: &str| {
+            Error::WarehouseUnavailable(format!(
+                "{what} did not answer before the deadline ({:.1} s after submitting): `{sql}`",
+                started.elapsed().as_secs_f64()
+            ))
+        };
         let mut request = self
             .client
             .execute_statement()
@@ -330,9 +349,9 @@ impl RedshiftSetup {
             Target::Workgroup(w) => request.workgroup_name(w),
             Target::Cluster(c) => request.cluster_identifier(c),
         };
-        let out = request
-            .send()
+        let out = tokio::time::timeout_at(deadline.into(), request.send())
             .await
+            .map_err(|_| late("ExecuteStatement"))?
             .map_err(|e| sdk_err("ExecuteStatement", sql, e))?;
         let id = out
             .id()
@@ -344,14 +363,20 @@ impl RedshiftSetup {
             .to_string();
         tracing::debug!(id = %id, sql = %sql, "statement submitted");
         loop {
-            tokio::time::sleep(self.config.poll_interval).await;
-            let d = self
-                .client
-                .describe_statement()
-                .id(&id)
-                .send()
-                .await
-                .map_err(|e| sdk_err("DescribeStatement", sql, e))?;
+            let wake = (Instant::now() + self.config.poll_interval).min(deadline);
+            tokio::time::sleep_until(wake.into()).await;
+            let described = tokio::time::timeout_at(
+                deadline.into(),
+                self.client.describe_statement().id(&id).send(),
+            )
+            .await;
+            let d = match described {
+                Ok(d) => d.map_err(|e| sdk_err("DescribeStatement", sql, e))?,
+                Err(_) => {
+                    self.cancel(&id).await;
+                    return Err(late("DescribeStatement"));
+                }
+            };
             match d.status() {
                 Some(StatusString::Finished) => {
                     let duration_ms = started.elapsed().as_millis() as u64;
@@ -377,14 +402,28 @@ impl RedshiftSetup {
                 _ => {}
             }
             if Instant::now() >= deadline {
-                if let Err(e) = self.client.cancel_statement().id(&id).send().await {
-                    tracing::warn!(id = %id, error = %DisplayErrorContext(&e), "cannot cancel the statement");
-                }
+                self.cancel(&id).await;
                 return Err(Error::WarehouseUnavailable(format!(
-                    "statement {id} did not finish within {} s (cancelled): `{sql}`",
-                    self.config.statement_timeout.as_secs_f64()
+                    "statement {id} did not finish within {:.1} s (cancelled): `{sql}`",
+                    (deadline - started).as_secs_f64()
                 )));
             }
+        }
+    }
+
+    /// Best effort, a few seconds at most: the caller reports the timeout either way.
+    async fn cancel(&self, id: &str) {
+        let sent = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.client.cancel_statement().id(id).send(),
+        )
+        .await;
+        match sent {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(id = %id, error = %DisplayErrorContext(&e), "cannot cancel the statement")
+            }
+            Err(_) => tracing::warn!(id = %id, "cancelling the statement timed out"),
         }
     }
 }
@@ -780,6 +819,58 @@ mod tests {
         assert_eq!(cancel.num_calls(), 1);
         assert_eq!(exec.num_calls(), 1);
         assert!(desc.num_calls() >= 2);
+    }
+
+    #[tokio::test]
+    async fn the_invocation_deadline_bounds_a_statement() {
+        // Statement timeout of an hour, but the invocation must answer within 50 ms.
+        let mut cfg = fast(RedshiftSetupConfig::from_env(&serverless_env()).unwrap());
+        cfg.statement_timeout = Duration::from_secs(3600);
+        let exec = mock!(Client::execute_statement)
+            .then_output(|| ExecuteStatementOutput::builder().id("long-1").build());
+        let desc = mock!(Client::describe_statement)
+            .then_output(|| describe("long-1", StatusString::Started, 0));
+        let cancel = mock!(Client::cancel_statement)
+            .match_requests(|r| r.id() == Some("long-1"))
+            .then_output(|| CancelStatementOutput::builder().status(true).build());
+        let client = mock_client!(
+            aws_sdk_redshiftdata,
+            RuleMode::MatchAny,
+            [&exec, &desc, &cancel]
+        );
+        let started = Instant::now();
+        let e = RedshiftSetup::new(client, cfg)
+            .run_until(Some(started + Duration::from_millis(50)))
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(e.error_type(), "WarehouseUnavailable", "{e}");
+        assert!(e.to_string().contains("long-1"), "{e}");
+        assert_eq!(cancel.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_aborted_statement_is_an_error() {
+        let cfg = fast(RedshiftSetupConfig::from_env(&serverless_env()).unwrap());
+        let exec = mock!(Client::execute_statement)
+            .then_output(|| ExecuteStatementOutput::builder().id("ab-1").build());
+        let desc = mock!(Client::describe_statement).then_output(|| {
+            DescribeStatementOutput::builder()
+                .id("ab-1")
+                .status(StatusString::Aborted)
+                .error("Query cancelled by user")
+                .build()
+                .unwrap()
+        });
+        let client = mock_client!(aws_sdk_redshiftdata, RuleMode::MatchAny, [&exec, &desc]);
+        let e = RedshiftSetup::new(client, cfg).run().await.unwrap_err();
+        assert_eq!(e.error_type(), "WarehouseRejected", "{e}");
+        assert!(e.to_string().contains("ABORTED"), "{e}");
+        assert!(e.to_string().contains("Query cancelled by user"), "{e}");
     }
 
     #[tokio::test]

@@ -97,12 +97,7 @@ pub async fn build_catalog(
                 props.insert("catalog_id".to_string(), id.clone());
             }
             // A custom Glue endpoint (emulators); in AWS this stays unset.
-            if let Some(ep) = env
-                .var("AWS_ENDPOINT_URL_GLUE")
-                .or_else(|| env.var("AWS_ENDPOINT_URL"))
-            {
-                props.insert("uri".to_string(), ep);
-            }
+            glue_endpoint_props(env, &mut props)?;
             let c = iceberg_catalog_glue::GlueCatalogBuilder::default()
                 .with_storage_factory(factory)
                 .load("glue", props)
@@ -111,6 +106,31 @@ pub async fn build_catalog(
             Ok(Arc::new(c))
         }
     }
+}
+
+/// A custom Glue endpoint (emulators) becomes the catalog's `uri`; in AWS it stays unset. The Glue
+/// catalog would also send S3 traffic to that `uri` when no S3 endpoint is set, so S3 is then
+/// pinned to its regional AWS endpoint: a Glue-only override stays Glue-only.
+fn glue_endpoint_props(env: &dyn Env, props: &mut HashMap<String, String>) -> Result<()> {
+    let Some(ep) = env
+        .var("AWS_ENDPOINT_URL_GLUE")
+        .or_else(|| env.var("AWS_ENDPOINT_URL"))
+    else {
+        return Ok(());
+    };
+    if !props.contains_key("s3.endpoint") {
+        let region = props.get("s3.region").cloned().ok_or_else(|| {
+            Error::Configuration(
+                "AWS_ENDPOINT_URL_GLUE is set without an S3 endpoint: set AWS_REGION too, so S3 stays on AWS".into(),
+            )
+        })?;
+        props.insert(
+            "s3.endpoint".to_string(),
+            format!("https://s3.{region}.amazonaws.com"),
+        );
+    }
+    props.insert("uri".to_string(), ep);
+    Ok(())
 }
 
 /// Loads the table, creating the namespace and table on first use (concurrent creators race
@@ -255,5 +275,49 @@ impl Catalog for GuardedCatalog<'_> {
             ));
         }
         self.inner.update_table(commit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props_for(
+        env: &[(&str, &str)],
+        s3_endpoint: Option<&str>,
+    ) -> Result<HashMap<String, String>> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut props = HashMap::from([("s3.region".to_string(), "eu-west-1".to_string())]);
+        if let Some(ep) = s3_endpoint {
+            props.insert("s3.endpoint".to_string(), ep.to_string());
+        }
+        glue_endpoint_props(&env, &mut props)?;
+        Ok(props)
+    }
+
+    #[test]
+    fn a_glue_only_endpoint_keeps_s3_on_aws() {
+        let p = props_for(&[("AWS_ENDPOINT_URL_GLUE", "http://127.0.0.1:5000")], None).unwrap();
+        assert_eq!(p["uri"], "http://127.0.0.1:5000");
+        assert_eq!(p["s3.endpoint"], "https://s3.eu-west-1.amazonaws.com");
+    }
+
+    #[test]
+    fn an_explicit_s3_endpoint_is_kept_and_aws_leaves_uri_unset() {
+        let p = props_for(
+            &[("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")],
+            Some("http://127.0.0.1:5000"),
+        )
+        .unwrap();
+        assert_eq!(p["uri"], "http://127.0.0.1:5000");
+        assert_eq!(p["s3.endpoint"], "http://127.0.0.1:5000");
+        let p = props_for(&[], None).unwrap();
+        assert!(
+            !p.contains_key("uri") && !p.contains_key("s3.endpoint"),
+            "{p:?}"
+        );
     }
 }

@@ -356,7 +356,7 @@ impl Transformer {
         let mut unknown_fields: BTreeMap<String, u64> = BTreeMap::new();
         let (mut records_in, mut records_committed, mut rows_committed) = (0u64, 0u64, 0u64);
 
-        let mut reader = self.lake.open(key).await?;
+        let mut reader = self.lake.open_version(key, Some(version)).await?;
         let mut line = Vec::with_capacity(64 * 1024);
         let mut line_no = 0u64;
         let mut unknown = Vec::new();
@@ -515,11 +515,7 @@ impl Transformer {
         for attempt in 1..=self.cfg.commit_max_attempts {
             let table = self.catalog.load_table(&ident).await?;
             if let Some(recorded) = recorded_outcome(&table, key, version) {
-                for f in &files {
-                    if let Err(e) = table.file_io().delete(f.file_path()).await {
-                        tracing::warn!(file = f.file_path(), error = %e, "could not delete an unreferenced data file");
-                    }
-                }
+                discard_files(&table, &files).await;
                 return Ok(Err(recorded));
             }
             let tx = Transaction::new(&table);
@@ -549,7 +545,15 @@ impl Transformer {
                         .unwrap_or_default();
                     return Ok(Ok(id));
                 }
-                Err(e) if e.message().contains(ALREADY_COMMITTED) => continue,
+                Err(e) if e.message().contains(ALREADY_COMMITTED) => {
+                    // Another invocation won: answer with its outcome now, even on the last attempt.
+                    let table = self.catalog.load_table(&ident).await?;
+                    if let Some(recorded) = recorded_outcome(&table, key, version) {
+                        discard_files(&table, &files).await;
+                        return Ok(Err(recorded));
+                    }
+                    last_err = format!("{e:#}");
+                }
                 Err(e) if e.retryable() => {
                     last_err = format!("{e:#}");
                     let backoff = 50u64.saturating_mul(1 << attempt.min(6));
@@ -564,6 +568,15 @@ impl Transformer {
             "{key}: gave up after {} commit attempts: {last_err}",
             self.cfg.commit_max_attempts
         )))
+    }
+}
+
+/// Deletes data files that no snapshot references (a lost race); a failure only leaves orphans.
+async fn discard_files(table: &iceberg::table::Table, files: &[iceberg::spec::DataFile]) {
+    for f in files {
+        if let Err(e) = table.file_io().delete(f.file_path()).await {
+            tracing::warn!(file = f.file_path(), error = %e, "could not delete an unreferenced data file");
+        }
     }
 }
 

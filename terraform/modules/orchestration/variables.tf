@@ -39,6 +39,11 @@ variable "transform_max_concurrency" {
   description = "Maximum concurrent transform invocations from SQS (2..1000): bounds commit conflicts and Glue load."
   type        = number
   default     = 2
+
+  validation {
+    condition     = var.transform_max_concurrency >= 2 && var.transform_max_concurrency <= 1000 && floor(var.transform_max_concurrency) == var.transform_max_concurrency
+    error_message = "transform_max_concurrency must be an integer from 2 to 1000 (the SQS event source mapping's maximum concurrency range)."
+  }
 }
 
 variable "transform_timeout" {
@@ -96,7 +101,7 @@ variable "dbt_assign_public_ip" {
 variable "schedule_enabled" {
   description = "Whether the EventBridge Scheduler schedule starts the state machine."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "schedule_expression" {
@@ -108,6 +113,11 @@ variable "schedule_timezone" {
   description = "IANA time zone of the schedule expression."
   type        = string
   default     = "UTC"
+
+  validation {
+    condition     = can(regex("^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", var.schedule_timezone))
+    error_message = "schedule_timezone must be an IANA time zone name such as UTC, Europe/Paris or Asia/Tokyo."
+  }
 }
 
 variable "log_retention_days" {

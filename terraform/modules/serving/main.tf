@@ -5,7 +5,19 @@ data "aws_partition" "current" {}
 locals {
   dbt_image          = coalesce(var.dbt_image, "${aws_ecr_repository.dbt.repository_url}:${var.dbt_image_tag}")
   dbt_container_name = "dbt"
-  admin_secret_arn   = aws_redshiftserverless_namespace.this.admin_password_secret_arn
+
+  # The only paths dbt writes (dbt_modeling/Dockerfile: the project in /dbt is read-only for the
+  # dbt user, target/ and logs/ belong to it). With a read-only root filesystem each becomes a
+  # Fargate bind mount (task storage); DBT_TARGET_PATH / DBT_LOG_PATH point dbt at them.
+  dbt_writable_paths = {
+    dbt-target = "/dbt/target"
+    dbt-logs   = "/dbt/logs"
+  }
+  dbt_path_env = [
+    { name = "DBT_TARGET_PATH", value = local.dbt_writable_paths["dbt-target"] },
+    { name = "DBT_LOG_PATH", value = local.dbt_writable_paths["dbt-logs"] },
+  ]
+  admin_secret_arn = aws_redshiftserverless_namespace.this.admin_password_secret_arn
 }
 
 # ---------------------------------------------------------------- Redshift Serverless
@@ -80,20 +92,39 @@ resource "aws_ecs_task_definition" "dbt" {
     cpu_architecture        = var.dbt_cpu_architecture
   }
 
+  # Bind mounts (task storage, removed with the task) for the paths dbt writes.
+  dynamic "volume" {
+    for_each = var.dbt_read_only_root_filesystem ? keys(local.dbt_writable_paths) : []
+    content {
+      name = volume.value
+    }
+  }
+
   container_definitions = jsonencode([
     {
       name      = local.dbt_container_name
       image     = local.dbt_image
       essential = true
       command   = var.dbt_command
-      # dbt writes target/ and logs/ inside the project directory.
-      readonlyRootFilesystem = false
-      environment = [
+      # dbt writes only target/ and logs/. Read-only root with bind mounts there needs an image
+      # whose Dockerfile declares them as VOLUMEs owned by the dbt user (a Fargate bind mount is
+      # otherwise root-owned 0755, unwritable for the non-root dbt user): see
+      # var.dbt_read_only_root_filesystem.
+      readonlyRootFilesystem = var.dbt_read_only_root_filesystem
+      mountPoints = var.dbt_read_only_root_filesystem ? [
+        for name, path in local.dbt_writable_paths : { sourceVolume = name, containerPath = path, readOnly = false }
+      ] : []
+      environment = concat(local.dbt_path_env, [
         { name = "DBT_TARGET", value = "redshift" },
         { name = "REDSHIFT_HOST", value = aws_redshiftserverless_workgroup.this.endpoint[0].address },
         { name = "REDSHIFT_PORT", value = tostring(aws_redshiftserverless_workgroup.this.endpoint[0].port) },
         { name = "REDSHIFT_DATABASE", value = var.database_name },
-      ]
+        # Read by dbt_modeling (profiles.yml, dbt_project.yml, models/sources.yml): the schemas
+        # redshift-setup creates and grants.
+        { name = "DBT_SOURCE_SCHEMA", value = var.external_schema },
+        { name = "DBT_SERVING_SCHEMA", value = var.serving_schema },
+        { name = "DBT_BI_SCHEMA", value = var.bi_schema },
+      ])
       secrets = [
         { name = "REDSHIFT_USER", valueFrom = "${local.admin_secret_arn}:username::" },
         { name = "REDSHIFT_PASSWORD", valueFrom = "${local.admin_secret_arn}:password::" },

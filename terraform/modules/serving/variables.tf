@@ -62,6 +62,24 @@ variable "kms_key_arn" {
   default     = null
 }
 
+variable "external_schema" {
+  description = "External (Spectrum) schema of the transform tables: dbt's source schema (DBT_SOURCE_SCHEMA)."
+  type        = string
+  default     = "deftunes_transform"
+}
+
+variable "serving_schema" {
+  description = "Schema of the star schema dbt builds (DBT_SERVING_SCHEMA)."
+  type        = string
+  default     = "deftunes_serving"
+}
+
+variable "bi_schema" {
+  description = "Schema of the BI views dbt builds (DBT_BI_SCHEMA)."
+  type        = string
+  default     = "deftunes_bi"
+}
+
 variable "dbt_image" {
   description = "Container image of the dbt_modeling project (entrypoint dbt). null uses <ECR repository>:<dbt_image_tag>."
   type        = string
@@ -78,12 +96,23 @@ variable "dbt_cpu_architecture" {
   description = "CPU architecture of the dbt image (X86_64 or ARM64)."
   type        = string
   default     = "X86_64"
+
+  validation {
+    condition     = contains(["X86_64", "ARM64"], var.dbt_cpu_architecture)
+    error_message = "dbt_cpu_architecture must be X86_64 or ARM64."
+  }
+}
+
+variable "dbt_read_only_root_filesystem" {
+  description = "Run the dbt container with a read-only root filesystem, target/ and logs/ on bind mounts. Needs an image that declares VOLUME [\"/dbt/target\", \"/dbt/logs\"] after giving them to the dbt user (terraform/tests checks the default against dbt_modeling/Dockerfile)."
+  type        = bool
+  default     = false
 }
 
 variable "dbt_command" {
   description = "Command (arguments to the image entrypoint) of the dbt task."
   type        = list(string)
-  default     = ["build", "--target", "redshift"]
+  default     = ["build", "--target", "redshift", "--profiles-dir", "."]
 }
 
 variable "dbt_cpu" {
