@@ -50,18 +50,17 @@ test-rust:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --workspace --all-targets --locked --no-fail-fast
 
-# The demo end to end into a throwaway directory, then the dbt checks on its catalog: incremental
-# fact, no lost join rows, type-2 snapshots; and the Redshift target compiled offline.
+# The demo end to end into a throwaway directory and its dashboard in headless Chromium; then
+# the serving checks on runs of their own: an incremental window (--keep), a changed user and
+# late items ingested through `deftunes transform`, no lost join rows, an idempotent rerun; and
+# the Redshift target compiled offline with its BI models as materialized views.
 test-serving: chromium
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(DEFTUNES) run --dir "$$tmp/run"; \
 	$(DEFTUNES_PYTHON) local/python/dashboard_check.py "$$tmp/run/dashboard.html" \
 	  --warehouse "$$tmp/run/warehouse/warehouse.duckdb"; \
-	$(DEFTUNES_PYTHON) local/python/serving_check.py --catalog "$$tmp/run/catalog/catalog.db" --workdir "$$tmp/check"; \
-	cd dbt_modeling && REDSHIFT_HOST=example.invalid REDSHIFT_PORT=5439 REDSHIFT_USER=dummy \
-	  REDSHIFT_PASSWORD=dummy REDSHIFT_DATABASE=dev DBT_SEND_ANONYMOUS_USAGE_STATS=false \
-	  $(PY_VENV)/bin/dbt compile --target redshift --profiles-dir . --no-populate-cache \
-	  --target-path "$$tmp/dbt-rs/target" --log-path "$$tmp/dbt-rs/logs"
+	$(DEFTUNES_PYTHON) local/python/serving_check.py --deftunes $(DEFTUNES) --workdir "$$tmp/check"; \
+	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --workdir "$$tmp/dbt-rs"
 
 test-terraform:
 	@if [ -x terraform/tests/run.sh ]; then bash terraform/tests/run.sh; else echo "terraform checks not present yet"; fi

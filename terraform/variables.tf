@@ -257,9 +257,9 @@ variable "dbt_cpu_architecture" {
 }
 
 variable "dbt_read_only_root_filesystem" {
-  description = "Run the dbt container with a read-only root filesystem, dbt's target/ and logs/ on task bind mounts (DBT_TARGET_PATH, DBT_LOG_PATH). Needs a dbt image whose Dockerfile declares VOLUME [\"/dbt/target\", \"/dbt/logs\"] owned by the dbt user; dbt_modeling/Dockerfile does not yet, hence false."
+  description = "Run the dbt container with a read-only root filesystem, dbt's target/ and logs/ on task bind mounts (DBT_TARGET_PATH, DBT_LOG_PATH). Needs a dbt image whose Dockerfile declares VOLUME [\"/dbt/target\", \"/dbt/logs\"] owned by the dbt user; dbt_modeling/Dockerfile does."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "dbt_subnet_ids" {

@@ -25,7 +25,8 @@ def main() -> None:
         rows = rel.fetchall()
         total = con.execute(f"SELECT count(*) FROM {schema}.{view}").fetchone()[0]
         print(f"      {schema}.{view} ({total} rows), first {len(rows)}:")
-        widths = [max(len(c), *(len(str(r[i])) for r in rows)) for i, c in enumerate(cols)]
+        # max() over a list: an empty view has no rows, and max() of one int alone raises TypeError.
+        widths = [max([len(c)] + [len(str(r[i])) for r in rows]) for i, c in enumerate(cols)]
         print("        " + "  ".join(c.ljust(w) for c, w in zip(cols, widths)))
         for r in rows:
             print("        " + "  ".join(str(v).ljust(w) for v, w in zip(r, widths)))

@@ -1,36 +1,59 @@
-"""End-to-end check of the dbt serving layer on the local warehouse (DuckDB over the Iceberg tables).
+"""End-to-end check of the dbt serving layer on the local warehouse, driven by the real pipeline.
 
-Proves, on a catalog made by `deftunes run`:
-  1. a first `dbt build` over the windows up to --first-window-end (views filtered by warehouse.py
-     --max-ingest-on) passes every test and the fact holds exactly the Iceberg sessions rows of those windows;
-  2. after lifting the filter, an incremental `dbt build` adds exactly the rows of the later windows (the first
-     windows' rows are kept, not rebuilt: a marker written into one of them survives);
-  3. no session item is lost in a join: every fact row finds its user, song, artist and date dimension rows;
-  4. running the setup (warehouse refresh) twice and `dbt build` again with no new data changes nothing;
-  5. a changed user (place_name overridden in the source view) gets a second type-2 snapshot version.
+Everything the warehouse sees is committed to Iceberg by the `deftunes` CLI (extract + transform, or the
+transform alone on landing objects written here), and every dbt build is `dbt_modeling/run_local.sh`, the
+build `deftunes run` itself runs. `local/python/warehouse.py refresh` is never called before a build: the
+build's on-run-start hook must find the new snapshots by itself.
 
-Usage: serving_check.py --catalog <catalog.db> [--workdir DIR] [--first-window-end 2020-01-31]
-Exits non-zero on the first failure; prints one JSON summary line on success.
+  1. `deftunes run --window-to <first-window-to>`: the build passes every test, the fact holds exactly the
+     Iceberg sessions rows, and the warehouse views point at the catalog's current metadata files;
+  2. `deftunes run --keep --window-from <second-window-from>` (an incremental run into the same lake,
+     catalog and warehouse): the fact grows by exactly the new windows' Iceberg rows and the earlier rows
+     are kept, not rebuilt (a marker written into one of them survives);
+  3. a changed user: a users landing object at a new ingest_on with one existing user whose location
+     changed, `deftunes transform` on it, then a build: snap_users has a second version for that user (the
+     old one closed), dim_users shows the new location, no other user changed;
+  4. items arriving late: new session objects for the latest window and for an older, already loaded
+     window, `deftunes transform`, a build: the fact gains exactly their items, with no duplicate;
+  5. no session item is lost in a join: every fact row finds its user, song, artist and date rows, and the
+     BI views add up to the fact;
+  6. idempotent: `warehouse.py refresh` twice and a build with no new data change no view definition and
+     no row count.
+
+Usage: serving_check.py --deftunes <deftunes binary> [--workdir DIR] [--first-window-to 2020-02-29]
+                        [--second-window-from 2020-03-01]
+The run directory is <workdir>/run (wiped first). Exits non-zero on the first failure; prints one JSON
+summary line on success.
 """
 import argparse
+import datetime
+import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from duckdb_env import connect, extension_dir  # noqa: E402
+from duckdb_env import connect  # noqa: E402
 from warehouse import current_tables, refresh  # noqa: E402
 
-PROJECT = os.path.normpath(os.path.join(HERE, "..", "..", "dbt_modeling"))
+REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+RUN_LOCAL = os.path.join(REPO, "dbt_modeling", "run_local.sh")
 SERVING = "deftunes_serving"
 BI = "deftunes_bi"
 SOURCE = "deftunes_transform"
+# A new location for the changed user (one of two, whichever differs from the user's country).
+NEW_LOCATIONS = (
+    ["45.76404", "4.83566", "Lyon", "FR", "Europe/Paris"],
+    ["41.14961", "-8.61099", "Porto", "PT", "Europe/Lisbon"],
+)
 
 
 class CheckFailed(Exception):
@@ -43,57 +66,135 @@ def ensure(cond: bool, message: str) -> None:
     print(f"  ok  {message}", flush=True)
 
 
-def dbt(workdir: str, warehouse: str, *args: str) -> float:
+def _env() -> dict:
     env = dict(os.environ)
-    env.update(
-        DEFTUNES_WAREHOUSE=warehouse,
-        DEFTUNES_DUCKDB_EXT=extension_dir(),
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-    )
-    cmd = [
-        os.path.join(os.path.dirname(sys.executable), "dbt"), *args,
-        "--target", "local", "--profiles-dir", PROJECT, "--project-dir", PROJECT,
-        "--target-path", os.path.join(workdir, "target"), "--log-path", os.path.join(workdir, "logs"),
-    ]
+    env["DEFTUNES_PYTHON"] = sys.executable
+    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    return env
+
+
+def _run(cmd: list, what: str) -> tuple:
     start = time.monotonic()
-    proc = subprocess.run(cmd, env=env, cwd=PROJECT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True)
     took = time.monotonic() - start
     if proc.returncode != 0:
-        sys.stdout.write(proc.stdout[-6000:])
-        sys.stderr.write(proc.stderr[-3000:])
-        raise CheckFailed(f"dbt {' '.join(args)} failed (exit {proc.returncode})")
-    print(f"  ok  dbt {' '.join(args)} ({took:.1f}s)", flush=True)
-    return took
+        sys.stdout.write(proc.stdout[-8000:])
+        sys.stderr.write(proc.stderr[-4000:])
+        raise CheckFailed(f"{what} failed (exit {proc.returncode})")
+    print(f"  ok  {what} ({took:.1f}s)", flush=True)
+    return proc.stdout, took
 
 
-def iceberg_sessions(catalog: str, max_ingest_on: str | None) -> int:
-    """Rows of the Iceberg sessions table at its current snapshot, read directly (not through the views)."""
-    loc = current_tables(catalog, SOURCE)["sessions"]
-    con = connect()
+class Run:
+    """One run directory of `deftunes run` and its warehouse."""
+
+    def __init__(self, deftunes: str, run_dir: str):
+        self.deftunes = deftunes
+        self.dir = run_dir
+        self.lake = os.path.join(run_dir, "lake")
+        self.catalog = os.path.join(run_dir, "catalog", "catalog.db")
+        self.warehouse = os.path.join(run_dir, "warehouse", "warehouse.duckdb")
+
+    def pipeline(self, *args: str) -> float:
+        return _run([self.deftunes, "run", "--dir", self.dir, *args], f"deftunes run {' '.join(args)}")[1]
+
+    def transform(self, keys: list) -> list:
+        out, _ = _run([self.deftunes, "transform", "--dir", self.dir, *keys], f"deftunes transform ({len(keys)} keys)")
+        outcomes = _outcomes(out)
+        by_key = {o["key"]: o for o in outcomes}
+        for key in keys:
+            o = by_key.get(key)
+            ensure(o is not None and o.get("status") == "committed" and o.get("records_quarantined") == 0,
+                   f"transform committed {os.path.basename(key)} with nothing quarantined")
+        return [by_key[k] for k in keys]
+
+    def build(self) -> float:
+        """`dbt build --target local`, as `deftunes run` runs it (and no warehouse refresh before it)."""
+        return _run([RUN_LOCAL, self.catalog, self.warehouse], "dbt build (run_local.sh)")[1]
+
+    def write_landing(self, key: str, records: list) -> str:
+        path = os.path.join(self.lake, key)
+        if os.path.exists(path):
+            raise CheckFailed(f"landing object already exists: {key}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            for r in records:
+                f.write(json.dumps(r, separators=(",", ":")) + "\n")
+        return key
+
+    def landing_records(self, source: str, ingest_on: str | None = None) -> list:
+        """[(ingest_on, record)] of the landing objects of `source` (e.g. 'api/users'), oldest first."""
+        part = f"ingest_on={ingest_on}" if ingest_on else "ingest_on=*"
+        out = []
+        for path in sorted(glob.glob(os.path.join(self.lake, "landing_zone", source, part, "*.jsonl"))):
+            day = re.search(r"ingest_on=([0-9-]+)", path).group(1)
+            with open(path) as f:
+                out.extend((day, json.loads(line)) for line in f if line.strip())
+        return out
+
+    # --- reading the warehouse and the Iceberg tables ---
+
+    def query(self, sql: str, params=None):
+        con = connect(self.warehouse)
+        try:
+            return con.execute(sql, params or []).fetchall()
+        finally:
+            con.close()
+
+    def scalar(self, sql: str, params=None):
+        return self.query(sql, params)[0][0]
+
+    def execute(self, sql: str, params=None) -> None:
+        con = connect(self.warehouse)
+        try:
+            con.execute(sql, params or [])
+        finally:
+            con.close()
+
+    def iceberg(self, table: str, sql: str = "SELECT count(*) FROM t"):
+        """A query on an Iceberg table at its current snapshot, read directly (not through the views)."""
+        loc = current_tables(self.catalog, SOURCE)[table]
+        con = connect()
+        try:
+            con.execute(f"CREATE VIEW t AS SELECT * FROM iceberg_scan('{loc}')")
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+
+    def fact_rows(self) -> int:
+        return self.scalar(f"SELECT count(*) FROM {SERVING}.fact_session")
+
+    def view_locations(self) -> dict:
+        rows = self.query(
+            "SELECT view_name, sql FROM duckdb_views() WHERE schema_name = ? AND NOT internal", [SOURCE]
+        )
+        out = {}
+        for name, sql in rows:
+            m = re.search(r"iceberg_scan\('((?:[^']|'')*)'\)", sql)
+            out[name] = m.group(1).replace("''", "'") if m else sql
+        return out
+
+    def ensure_views_current(self, when: str) -> None:
+        views, tables = self.view_locations(), current_tables(self.catalog, SOURCE)
+        ensure(views == tables, f"{when}: the {len(views)} warehouse views read the catalog's current metadata")
+
+
+def _outcomes(stdout: str) -> list:
+    """The per-key outcomes printed by `deftunes transform`:
+    {"outcomes": [{"key", "status": "ok", "outcome": {key, status, records_*...}} | {... error}], "failed": n}."""
+    start = stdout.find("{")
     try:
-        where = f" WHERE ingest_on <= DATE '{max_ingest_on}'" if max_ingest_on else ""
-        return con.execute(f"SELECT count(*) FROM iceberg_scan('{loc}'){where}").fetchone()[0]
-    finally:
-        con.close()
+        doc = json.loads(stdout[start:]) if start >= 0 else None
+    except json.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict) or not isinstance(doc.get("outcomes"), list):
+        raise CheckFailed(f"deftunes transform printed no outcomes JSON:\n{stdout[-2000:]}")
+    if doc.get("failed", 0) != 0:
+        raise CheckFailed(f"deftunes transform reports {doc['failed']} failed key(s):\n{stdout[-2000:]}")
+    return [entry.get("outcome") or entry for entry in doc["outcomes"]]
 
 
-def query(warehouse: str, sql: str, params=None):
-    con = connect(warehouse)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
-def execute(warehouse: str, sql: str) -> None:
-    con = connect(warehouse)
-    try:
-        con.execute(sql)
-    finally:
-        con.close()
-
-
-def orphan_counts(warehouse: str) -> dict:
+def orphan_counts(run: Run) -> dict:
     fact = f"{SERVING}.fact_session"
     dims = {
         "user": ("dim_users", "user_key"),
@@ -103,126 +204,151 @@ def orphan_counts(warehouse: str) -> dict:
     }
     out = {}
     for name, (dim, key) in dims.items():
-        out[name] = query(
-            warehouse,
-            f"SELECT count(*) FROM {fact} f LEFT JOIN {SERVING}.{dim} d ON d.{key} = f.{key} WHERE d.{key} IS NULL",
-        )[0][0]
-    out["all_dims_inner_join"] = query(
-        warehouse,
+        out[name] = run.scalar(
+            f"SELECT count(*) FROM {fact} f LEFT JOIN {SERVING}.{dim} d ON d.{key} = f.{key} WHERE d.{key} IS NULL"
+        )
+    out["all_dims_inner_join"] = run.scalar(
         f"""SELECT count(*) FROM {fact} f
             JOIN {SERVING}.dim_users u ON u.user_key = f.user_key
             JOIN {SERVING}.dim_songs s ON s.song_key = f.song_key
             JOIN {SERVING}.dim_artists a ON a.artist_key = f.artist_key
-            JOIN {SERVING}.dim_dates d ON d.date_key = f.date_key""",
-    )[0][0]
+            JOIN {SERVING}.dim_dates d ON d.date_key = f.date_key"""
+    )
     return out
 
 
-def warehouse_state(warehouse: str) -> dict:
+def warehouse_state(run: Run) -> dict:
     """What a rerun of the setup and of `dbt build` must leave as it was: every view's definition and
     every table's row count."""
-    views = dict(query(warehouse, "SELECT schema_name || '.' || view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1"))
-    tables = [r[0] for r in query(warehouse, "SELECT schema_name || '.' || table_name FROM duckdb_tables() ORDER BY 1")]
-    rows = {t: query(warehouse, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+    views = dict(run.query(
+        "SELECT schema_name || '.' || view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1"))
+    tables = [r[0] for r in run.query("SELECT schema_name || '.' || table_name FROM duckdb_tables() ORDER BY 1")]
+    rows = {t: run.scalar(f"SELECT count(*) FROM {t}") for t in tables}
     return {"views": views, "rows": rows}
 
 
-def run(catalog: str, workdir: str, first_window_end: str) -> dict:
-    warehouse = os.path.join(workdir, "warehouse.duckdb")
+def check(run: Run, first_window_to: str, second_window_from: str) -> dict:
     summary = {}
 
-    print(f"[1] first windows only (ingest_on <= {first_window_end})", flush=True)
-    refresh(catalog, warehouse, max_ingest_on=first_window_end)
-    summary["build_first_s"] = round(dbt(workdir, warehouse, "build"), 1)
-    first_expected = iceberg_sessions(catalog, first_window_end)
-    first_fact = query(warehouse, f"SELECT count(*) FROM {SERVING}.fact_session")[0][0]
-    ensure(first_expected > 0, f"Iceberg sessions has rows up to {first_window_end} ({first_expected})")
+    print(f"[1] deftunes run --window-to {first_window_to}", flush=True)
+    summary["run_first_s"] = round(run.pipeline("--window-to", first_window_to), 1)
+    first_expected = run.iceberg("sessions")[0][0]
+    first_fact = run.fact_rows()
+    ensure(first_expected > 0, f"Iceberg sessions has {first_expected} rows")
     ensure(first_fact == first_expected, f"fact_session rows {first_fact} == Iceberg sessions rows {first_expected}")
-    # Mark the rows of the first build: an incremental run must keep them, not rebuild them.
-    execute(warehouse, f"CREATE OR REPLACE TABLE main.first_build_keys AS SELECT session_item_key FROM {SERVING}.fact_session")
-    marked = query(warehouse, f"SELECT min(session_item_key) FROM {SERVING}.fact_session")[0][0]
-    execute(warehouse, f"UPDATE {SERVING}.fact_session SET currency = 'KEPT' WHERE session_item_key = '{marked}'")
+    first_windows = [str(r[0]) for r in run.query(
+        f"SELECT DISTINCT ingest_on FROM {SERVING}.fact_session ORDER BY 1")]
+    ensure(len(first_windows) >= 1 and all(w < second_window_from for w in first_windows),
+           f"the fact holds the first windows only ({', '.join(first_windows)})")
+    run.ensure_views_current("after the first run")
+    # Mark the rows of the first build: the incremental run must keep them, not rebuild them.
+    run.execute(f"CREATE OR REPLACE TABLE main.first_build_keys AS SELECT session_item_key FROM {SERVING}.fact_session")
+    marked, marked_currency = run.query(
+        f"SELECT session_item_key, currency FROM {SERVING}.fact_session WHERE ingest_on = ? "
+        "ORDER BY session_item_key LIMIT 1", [first_windows[0]])[0]
+    run.execute(f"UPDATE {SERVING}.fact_session SET currency = 'KEPT' WHERE session_item_key = ?", [marked])
 
-    print("[2] all windows, incremental build", flush=True)
-    refresh(catalog, warehouse)
-    summary["build_incremental_s"] = round(dbt(workdir, warehouse, "build"), 1)
-    total_expected = iceberg_sessions(catalog, None)
-    later_expected = total_expected - first_expected
-    total_fact = query(warehouse, f"SELECT count(*) FROM {SERVING}.fact_session")[0][0]
-    ensure(later_expected > 0, f"later windows hold {later_expected} session items")
+    print(f"[2] deftunes run --keep --window-from {second_window_from} (incremental)", flush=True)
+    summary["run_incremental_s"] = round(run.pipeline("--keep", "--window-from", second_window_from), 1)
+    run.ensure_views_current("after the incremental run")
+    total_expected = run.iceberg("sessions")[0][0]
+    new_expected = run.iceberg("sessions", f"SELECT count(*) FROM t WHERE ingest_on >= DATE '{second_window_from}'")[0][0]
+    total_fact = run.fact_rows()
+    ensure(new_expected > 0, f"the new windows hold {new_expected} session items in Iceberg")
+    ensure(total_expected == first_expected + new_expected, "the first windows' Iceberg rows are unchanged")
     ensure(total_fact == total_expected, f"fact_session rows {total_fact} == Iceberg sessions rows {total_expected}")
-    ensure(total_fact - first_fact == later_expected, f"incremental build added exactly {later_expected} rows")
-    kept = query(
-        warehouse,
-        f"SELECT count(*) FROM main.first_build_keys k JOIN {SERVING}.fact_session f USING (session_item_key)",
-    )[0][0]
+    ensure(total_fact - first_fact == new_expected, f"the incremental run added exactly {new_expected} rows")
+    kept = run.scalar(
+        f"SELECT count(*) FROM main.first_build_keys k JOIN {SERVING}.fact_session f USING (session_item_key)")
     ensure(kept == first_fact, f"all {first_fact} rows of the first build are still there")
-    late_dupes = query(
-        warehouse,
-        f"SELECT count(*) - count(DISTINCT session_item_key) FROM {SERVING}.fact_session",
-    )[0][0]
-    ensure(late_dupes == 0, "no duplicate session item after the incremental build")
-    marker = query(warehouse, f"SELECT count(*) FROM {SERVING}.fact_session WHERE currency = 'KEPT'")[0][0]
-    ensure(marker == 1, "the build was incremental: a marker written after the first build survived")
-    execute(warehouse, f"UPDATE {SERVING}.fact_session SET currency = 'USD' WHERE currency = 'KEPT'")
-    execute(warehouse, "DROP TABLE main.first_build_keys")
-    windows = [str(r[0]) for r in query(warehouse, f"SELECT DISTINCT ingest_on FROM {SERVING}.fact_session ORDER BY 1")]
+    ensure(run.scalar(f"SELECT count(*) - count(DISTINCT session_item_key) FROM {SERVING}.fact_session") == 0,
+           "no duplicate session item after the incremental run")
+    ensure(run.scalar(f"SELECT count(*) FROM {SERVING}.fact_session WHERE currency = 'KEPT'") == 1,
+           "the build was incremental: a marker written after the first build survived")
+    run.execute(f"UPDATE {SERVING}.fact_session SET currency = ? WHERE session_item_key = ?", [marked_currency, marked])
+    run.execute("DROP TABLE main.first_build_keys")
+    windows = [str(r[0]) for r in run.query(f"SELECT DISTINCT ingest_on FROM {SERVING}.fact_session ORDER BY 1")]
     summary["windows"] = windows
 
-    print("[3] no session item lost in a join", flush=True)
-    orphans = orphan_counts(warehouse)
+    print("[3] a changed user produces a new snapshot version", flush=True)
+    users = run.landing_records("api/users")
+    user_id = sorted(r["user_id"] for _, r in users)[0]
+    latest_day, original = [(d, r) for d, r in users if r["user_id"] == user_id][-1]
+    old_place, old_country = original["user_location"][2], original["user_location"][3]
+    ensure(run.query(f"SELECT place_name, country_code FROM {SERVING}.dim_users WHERE user_id = ?", [user_id])
+           == [(old_place, old_country)], f"user {user_id} is in {old_place}, {old_country} (landed {latest_day})")
+    ensure(run.scalar(f"SELECT count(*) FROM {SERVING}.snap_users WHERE user_id = ?", [user_id]) == 1,
+           f"user {user_id} has one snapshot version")
+    new_location = next(loc for loc in NEW_LOCATIONS if loc[3] != old_country)
+    changed = dict(original, user_location=new_location)
+    users_before = current_tables(run.catalog, SOURCE)["users"]
+    last = datetime.date.fromisoformat(max(windows))
+    day = (last.replace(day=28) + datetime.timedelta(days=4)).replace(day=1).isoformat()  # the next month
+    key = run.write_landing(
+        f"landing_zone/api/users/ingest_on={day}/users_{day}_{day}.part-00000.jsonl", [changed])
+    run.transform([key])
+    ensure(current_tables(run.catalog, SOURCE)["users"] != users_before, "the transform committed a new users snapshot")
+    summary["build_changed_user_s"] = round(run.build(), 1)
+    run.ensure_views_current("after the transform (no warehouse refresh)")
+    rows = run.query(
+        f"SELECT place_name, country_code, dbt_valid_to IS NULL FROM {SERVING}.snap_users "
+        "WHERE user_id = ? ORDER BY dbt_valid_from", [user_id])
+    ensure(len(rows) == 2, f"user {user_id} now has 2 snapshot versions")
+    ensure(rows[0] == (old_place, old_country, False), f"the old version ({old_place}, {old_country}) is closed")
+    ensure(rows[1] == (new_location[2], new_location[3], True),
+           f"the new version ({new_location[2]}, {new_location[3]}) is current")
+    ensure(run.query(f"SELECT place_name, country_code FROM {SERVING}.dim_users WHERE user_id = ?", [user_id])
+           == [(new_location[2], new_location[3])], "dim_users shows the new location")
+    ensure(run.scalar(
+        f"SELECT count(*) FROM (SELECT user_id FROM {SERVING}.snap_users GROUP BY user_id HAVING count(*) > 1)") == 1,
+        "no other user got a new version")
+    ensure(run.fact_rows() == total_expected, "the fact is unchanged by a users-only change")
+
+    print("[4] items arriving late, for the latest window and for an older one, are loaded once", flush=True)
+    late_keys, late_items = [], 0
+    for window in sorted({windows[0], windows[-1]}):
+        original = run.landing_records("api/sessions", window)[0][1]
+        session = dict(original, session_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"late/{original['session_id']}")))
+        late_items += len(session["session_items"])
+        late_keys.append(run.write_landing(
+            f"landing_zone/api/sessions/ingest_on={window}/sessions_late_{window}.part-00000.jsonl", [session]))
+    run.transform(late_keys)
+    summary["build_late_s"] = round(run.build(), 1)
+    run.ensure_views_current("after the late transform (no warehouse refresh)")
+    total_expected = run.iceberg("sessions")[0][0]
+    total_fact_late = run.fact_rows()
+    ensure(total_fact_late == total_expected, f"fact_session rows {total_fact_late} == Iceberg sessions rows {total_expected}")
+    ensure(total_fact_late - total_fact == late_items, f"the late objects added exactly their {late_items} items")
+    ensure(run.scalar(f"SELECT count(*) - count(DISTINCT session_item_key) FROM {SERVING}.fact_session") == 0,
+           "no duplicate session item after reloading the late windows")
+    total_fact = total_fact_late
+
+    print("[5] no session item lost in a join", flush=True)
+    orphans = orphan_counts(run)
     for name in ("user", "song", "artist", "date"):
         ensure(orphans[name] == 0, f"every fact row has its {name} dimension row")
     ensure(orphans["all_dims_inner_join"] == total_fact, "inner join of the fact with all dimensions keeps every row")
-    bi = query(warehouse, f"SELECT round(sum(total_sales), 2), sum(items_sold) FROM {BI}.sales_per_artist_per_year")[0]
-    fact_sum = query(warehouse, f"SELECT round(sum(price), 2) FROM {SERVING}.fact_session")[0][0]
-    ensure(bi[1] == total_fact and bi[0] == fact_sum, f"sales_per_artist_per_year adds up to the fact ({bi[0]})")
-    bi2 = query(warehouse, f"SELECT round(sum(total_sales), 2), sum(items_sold) FROM {BI}.sales_per_country_per_month")[0]
-    ensure(bi2[1] == total_fact and bi2[0] == fact_sum, f"sales_per_country_per_month adds up to the fact ({bi2[0]})")
+    fact_sum = run.scalar(f"SELECT round(sum(price), 2) FROM {SERVING}.fact_session")
+    for view in ("sales_per_artist_per_year", "sales_per_country_per_month"):
+        sales, items = run.query(f"SELECT round(sum(total_sales), 2), sum(items_sold) FROM {BI}.{view}")[0]
+        ensure(items == total_fact and sales == fact_sum, f"{view} adds up to the fact ({sales})")
 
-    print("[4] setup and build again with no new data change nothing", flush=True)
-    before = warehouse_state(warehouse)
-    refresh(catalog, warehouse)
-    refresh(catalog, warehouse)
-    summary["build_rerun_s"] = round(dbt(workdir, warehouse, "build"), 1)
-    after = warehouse_state(warehouse)
+    print("[6] setup and build again with no new data change nothing", flush=True)
+    before = warehouse_state(run)
+    refresh(run.catalog, run.warehouse)
+    refresh(run.catalog, run.warehouse)
+    ensure(warehouse_state(run) == before, "warehouse.py refresh twice changes nothing")
+    summary["build_rerun_s"] = round(run.build(), 1)
+    after = warehouse_state(run)
     ensure(before["views"] == after["views"], f"the {len(after['views'])} view definitions are unchanged")
     ensure(before["rows"] == after["rows"], f"row counts of the {len(after['rows'])} tables are unchanged")
-
-    print("[5] a changed user produces a new snapshot version", flush=True)
-    user_id, place = query(warehouse, f"SELECT user_id, place_name FROM {SERVING}.snap_users ORDER BY user_id LIMIT 1")[0]
-    versions_before = query(warehouse, f"SELECT count(*) FROM {SERVING}.snap_users WHERE user_id = ?", [user_id])[0][0]
-    ensure(versions_before == 1, f"user {user_id} has one snapshot version ({place})")
-    users_loc = current_tables(catalog, SOURCE)["users"]
-    new_place = f"{place} (moved)"
-    execute(
-        warehouse,
-        f"""CREATE OR REPLACE VIEW {SOURCE}.users AS
-            SELECT * REPLACE (CASE WHEN user_id = '{user_id}' THEN '{new_place.replace("'", "''")}'
-                                   ELSE place_name END AS place_name)
-            FROM iceberg_scan('{users_loc}')""",
-    )
-    dbt(workdir, warehouse, "snapshot", "--select", "snap_users")
-    rows = query(
-        warehouse,
-        f"SELECT place_name, dbt_valid_to IS NULL FROM {SERVING}.snap_users WHERE user_id = ? ORDER BY dbt_valid_from",
-        [user_id],
-    )
-    ensure(len(rows) == 2, f"user {user_id} now has 2 snapshot versions")
-    ensure(rows[0] == (place, False), f"old version ({place}) is closed")
-    ensure(rows[1] == (new_place, True), f"new version ({new_place}) is current")
-    others = query(
-        warehouse,
-        f"SELECT count(*) FROM (SELECT user_id FROM {SERVING}.snap_users GROUP BY user_id HAVING count(*) > 1)",
-    )[0][0]
-    ensure(others == 1, "no other user got a new version")
-    refresh(catalog, warehouse)  # back to the real current snapshot
 
     summary.update(
         ok=True,
         fact_rows=total_fact,
         first_windows_rows=first_fact,
-        later_windows_rows=later_expected,
+        new_windows_rows=new_expected,
+        late_items=late_items,
         snapshot_user=user_id,
     )
     return summary
@@ -230,16 +356,21 @@ def run(catalog: str, workdir: str, first_window_end: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--catalog", required=True)
-    parser.add_argument("--workdir", default=None, help="kept if given; a temporary directory otherwise")
-    parser.add_argument("--first-window-end", default="2020-01-31")
+    parser.add_argument("--deftunes", required=True, help="the deftunes binary ($CARGO_TARGET_DIR/debug/deftunes)")
+    parser.add_argument("--workdir", default=None, help="kept if given (wiped first); a temporary directory otherwise")
+    parser.add_argument("--first-window-to", default="2020-02-29")
+    parser.add_argument("--second-window-from", default="2020-03-01")
     args = parser.parse_args()
-    workdir = args.workdir or tempfile.mkdtemp(prefix="deftunes-serving-")
+    deftunes = os.path.abspath(args.deftunes)
+    if not os.access(deftunes, os.X_OK):
+        print(f"FAILED: no deftunes binary at {deftunes} (make build)", file=sys.stderr)
+        sys.exit(2)
+    workdir = os.path.abspath(args.workdir) if args.workdir else tempfile.mkdtemp(prefix="deftunes-serving-")
     if args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
         os.makedirs(workdir)
     try:
-        summary = run(os.path.abspath(args.catalog), workdir, args.first_window_end)
+        summary = check(Run(deftunes, os.path.join(workdir, "run")), args.first_window_to, args.second_window_from)
     except CheckFailed as err:
         print(f"FAILED: {err}", file=sys.stderr)
         sys.exit(1)

@@ -1,43 +1,42 @@
 """Local warehouse: the DuckDB stand-in for Redshift and its Spectrum external schema.
 
-`refresh` creates (or replaces), in a DuckDB database file, a schema named like the Redshift external
-schema (`deftunes_transform`) holding one VIEW per Iceberg table of the catalog namespace. Each view is
-`iceberg_scan('<current metadata location>')`, the location the SQLite catalog records right now, so dbt
-reads the current snapshot and never a stale copy. Re-run it after every transform: it only rewrites views.
+The views themselves are made in one place, the dbt macro `deftunes_transform_views`
+(dbt_modeling/macros/local_warehouse.sql): a schema named like the Redshift external schema
+(`deftunes_transform`) holding one VIEW per Iceberg table of the catalog namespace, each
+`iceberg_scan('<current metadata location>')` as the SQLite catalog records it right now. Every
+`dbt build/run/test/snapshot --target local` runs it first (on-run-start), so dbt never reads a stale snapshot
+and nothing has to be refreshed before a build.
+
+`refresh` is for reading the warehouse without dbt (e.g. after a transform, before any build): it runs that
+same macro through `dbt run-operation`.
 
 Usage:
-  warehouse.py refresh --catalog <catalog.db> --warehouse <warehouse.duckdb>
-                       [--namespace deftunes_transform] [--schema deftunes_transform]
-                       [--max-ingest-on YYYY-MM-DD]
-
-`--max-ingest-on` filters every view to `ingest_on <= date` (used by tests to simulate an earlier state of
-the lake, then an incremental build once the filter is lifted).
+  warehouse.py refresh --catalog <catalog.db> --warehouse <warehouse.duckdb> [--namespace deftunes_transform]
+                       [--schema deftunes_transform]
 """
 import argparse
 import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from duckdb_env import connect  # noqa: E402
+from duckdb_env import connect, extension_dir  # noqa: E402
 
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+PROJECT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "dbt_modeling"))
 
 
 def _quote_lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def current_tables(catalog_db: str, namespace: str) -> dict:
-    """{table: local metadata path} at the catalog's current state."""
+def current_tables(catalog_db: str, namespace: str = "deftunes_transform") -> dict:
+    """{table: local metadata path} at the catalog's current state (read-only)."""
     con = connect()
     try:
-        con.execute(f"ATTACH {_quote_lit(catalog_db)} AS cat (TYPE sqlite, READ_ONLY)")
         rows = con.execute(
-            "SELECT table_name, metadata_location FROM cat.iceberg_tables "
+            f"SELECT table_name, metadata_location FROM sqlite_scan({_quote_lit(catalog_db)}, 'iceberg_tables') "
             "WHERE table_namespace = ? ORDER BY table_name",
             [namespace],
         ).fetchall()
@@ -46,44 +45,45 @@ def current_tables(catalog_db: str, namespace: str) -> dict:
     return {name: loc.removeprefix("file://") for name, loc in rows if loc}
 
 
+def dbt_env(catalog_db: str, warehouse_db: str, namespace: str = "deftunes_transform",
+            schema: str = "deftunes_transform") -> dict:
+    """The environment profiles.yml and the project read for the local target."""
+    env = dict(os.environ)
+    env.update(
+        DEFTUNES_CATALOG=os.path.abspath(catalog_db),
+        DEFTUNES_CATALOG_NAMESPACE=namespace,
+        DBT_SOURCE_SCHEMA=schema,
+        DEFTUNES_WAREHOUSE=os.path.abspath(warehouse_db),
+        DEFTUNES_DUCKDB_EXT=extension_dir(),
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+    )
+    return env
+
+
 def refresh(
     catalog_db: str,
     warehouse_db: str,
     namespace: str = "deftunes_transform",
     schema: str = "deftunes_transform",
-    max_ingest_on: str | None = None,
 ) -> dict:
-    """Point one view per Iceberg table at its current metadata file. Returns {table: metadata path}."""
+    """Point one view per Iceberg table at its current metadata file (the dbt macro, run once).
+    Returns {table: metadata path}."""
     if not os.path.exists(catalog_db):
         raise FileNotFoundError(f"catalog not found: {catalog_db}")
-    tables = current_tables(catalog_db, namespace)
-    if not tables:
-        raise RuntimeError(f"no Iceberg tables in namespace {namespace!r} of {catalog_db}")
-    os.makedirs(os.path.dirname(os.path.abspath(warehouse_db)), exist_ok=True)
-    con = connect(warehouse_db)
-    try:
-        con.execute("BEGIN")
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(schema)}")
-        existing = {
-            r[0]
-            for r in con.execute(
-                "SELECT view_name FROM duckdb_views() WHERE schema_name = ? AND NOT internal", [schema]
-            ).fetchall()
-        }
-        for name, location in tables.items():
-            where = ""
-            if max_ingest_on:
-                where = f" WHERE ingest_on <= DATE {_quote_lit(max_ingest_on)}"
-            con.execute(
-                f"CREATE OR REPLACE VIEW {_quote_ident(schema)}.{_quote_ident(name)} AS "
-                f"SELECT * FROM iceberg_scan({_quote_lit(location)}){where}"
-            )
-        for gone in sorted(existing - set(tables)):
-            con.execute(f"DROP VIEW {_quote_ident(schema)}.{_quote_ident(gone)}")
-        con.execute("COMMIT")
-    finally:
-        con.close()
-    return tables
+    warehouse_db = os.path.abspath(warehouse_db)
+    os.makedirs(os.path.dirname(warehouse_db), exist_ok=True)
+    work = os.path.join(os.path.dirname(warehouse_db), "dbt")
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "dbt"), "run-operation", "deftunes_transform_views",
+        "--target", "local", "--profiles-dir", PROJECT, "--project-dir", PROJECT,
+        "--target-path", os.path.join(work, "target"), "--log-path", os.path.join(work, "logs"),
+    ]
+    proc = subprocess.run(cmd, env=dbt_env(catalog_db, warehouse_db, namespace, schema), cwd=PROJECT,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dbt run-operation deftunes_transform_views failed (exit {proc.returncode}):\n"
+                           f"{proc.stdout[-4000:]}{proc.stderr[-2000:]}")
+    return current_tables(catalog_db, namespace)
 
 
 def main() -> None:
@@ -94,9 +94,8 @@ def main() -> None:
     r.add_argument("--warehouse", required=True, help="DuckDB database file")
     r.add_argument("--namespace", default="deftunes_transform")
     r.add_argument("--schema", default="deftunes_transform")
-    r.add_argument("--max-ingest-on", default=None, help="only rows with ingest_on <= this date")
     args = parser.parse_args()
-    tables = refresh(args.catalog, args.warehouse, args.namespace, args.schema, args.max_ingest_on)
+    tables = refresh(args.catalog, args.warehouse, args.namespace, args.schema)
     print(json.dumps({"warehouse": args.warehouse, "schema": args.schema, "views": tables}))
 
 

@@ -106,7 +106,7 @@ variable "dbt_cpu_architecture" {
 variable "dbt_read_only_root_filesystem" {
   description = "Run the dbt container with a read-only root filesystem, target/ and logs/ on bind mounts. Needs an image that declares VOLUME [\"/dbt/target\", \"/dbt/logs\"] after giving them to the dbt user (terraform/tests checks the default against dbt_modeling/Dockerfile)."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "dbt_command" {

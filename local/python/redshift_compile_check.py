@@ -1,0 +1,91 @@
+"""Offline check of the dbt project on the Redshift target: it compiles without a connection, and every BI
+model (models/bi/) is a materialized view there, recreated by each run with auto refresh off (see the BI
+models' comment: the dims' table rebuild drops dependent materialized views through CASCADE).
+
+Runs `dbt compile --target redshift --no-populate-cache` with placeholder connection settings (nothing
+connects), then reads the manifest it wrote.
+
+Usage: redshift_compile_check.py [--workdir DIR]   (dbt's target/ and logs/ go there; a temp dir otherwise)
+Exits non-zero on failure; prints one JSON summary line on success.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT = os.path.normpath(os.path.join(HERE, "..", "..", "dbt_modeling"))
+# Placeholders only: --no-populate-cache compiles without opening a connection.
+OFFLINE_ENV = {
+    "REDSHIFT_HOST": "example.invalid",
+    "REDSHIFT_PORT": "5439",
+    "REDSHIFT_USER": "dummy",
+    "REDSHIFT_PASSWORD": "dummy",
+    "REDSHIFT_DATABASE": "dev",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+}
+
+
+def compile_redshift(workdir: str) -> dict:
+    env = dict(os.environ, **OFFLINE_ENV)
+    target = os.path.join(workdir, "target")
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "dbt"), "compile",
+        "--target", "redshift", "--profiles-dir", PROJECT, "--project-dir", PROJECT, "--no-populate-cache",
+        "--target-path", target, "--log-path", os.path.join(workdir, "logs"),
+    ]
+    proc = subprocess.run(cmd, env=env, cwd=PROJECT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stdout.write(proc.stdout[-6000:])
+        sys.stderr.write(proc.stderr[-3000:])
+        raise SystemExit(f"FAILED: dbt compile --target redshift exited {proc.returncode}")
+    print("  ok  dbt compile --target redshift --no-populate-cache", flush=True)
+    with open(os.path.join(target, "manifest.json")) as f:
+        return json.load(f)
+
+
+def check(manifest: dict) -> dict:
+    failures = []
+    bi = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "model":
+            continue
+        path = node["original_file_path"].replace(os.sep, "/")
+        if not path.startswith("models/bi/"):
+            continue
+        config = node["config"]
+        bi[node["name"]] = config.get("materialized")
+        if config.get("materialized") != "materialized_view":
+            failures.append(f"{node['name']}: materialized={config.get('materialized')!r}, not 'materialized_view'")
+        if config.get("full_refresh") is not True:
+            failures.append(f"{node['name']}: full_refresh={config.get('full_refresh')!r}, not true "
+                            "(it must be recreated after the dims' table rebuild)")
+        if config.get("auto_refresh") not in (False, None):
+            failures.append(f"{node['name']}: auto_refresh={config.get('auto_refresh')!r}, not false")
+    if not bi:
+        failures.append("no model under models/bi/ in the manifest")
+    if failures:
+        raise SystemExit("FAILED:\n  " + "\n  ".join(failures))
+    for name in sorted(bi):
+        print(f"  ok  {name} is a materialized view on Redshift (full refresh each run, no auto refresh)")
+    return bi
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default=None, help="kept if given; a temporary directory otherwise")
+    args = parser.parse_args()
+    workdir = os.path.abspath(args.workdir) if args.workdir else tempfile.mkdtemp(prefix="deftunes-dbt-rs-")
+    try:
+        bi = check(compile_redshift(workdir))
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps({"ok": True, "bi_models": bi}))
+
+
+if __name__ == "__main__":
+    main()
