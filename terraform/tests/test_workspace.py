@@ -998,3 +998,18 @@ def test_top_readme_deploy_section_has_the_steps():
     for needle in ("make lambda-build", "terraform.tfvars", "terraform init", "terraform apply",
                    '"start_date"', '"windows"', "dbt", "terraform destroy", "terraform/README.md"):
         assert needle in section, f'README.md "## Deploy to AWS" does not mention {needle}'
+
+
+def test_snapshots_outlive_every_redelivery_of_a_landing_event():
+    """Exactly once rests on the snapshot properties naming each committed (key, version): the
+    retention optimizer must keep snapshots longer than an event can still be delivered (queue
+    retention, then a redrive from the DLQ with its own retention)."""
+    queues = tp.resources(tp.MODULES_DIR / "orchestration", "aws_sqs_queue")
+    horizon_s = int(queues["transform"]["message_retention_seconds"]) + int(
+        queues["transform_dlq"]["message_retention_seconds"]
+    )
+    retention_days = tp.variable_default(tp.MODULES_DIR / "catalog", "snapshot_retention_days")
+    assert retention_days * 86400 > horizon_s, (retention_days, horizon_s)
+    validation = tp.blocks(tp.MODULES_DIR / "catalog", "variable")["snapshot_retention_days"]["validation"]
+    floor = int(re.search(r">= (\d+)", validation[0]["condition"]).group(1))
+    assert floor * 86400 >= horizon_s, f"the validation lets {floor} days through, below {horizon_s / 86400} days"

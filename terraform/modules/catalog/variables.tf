@@ -31,9 +31,13 @@ variable "optimized_tables" {
 }
 
 variable "snapshot_retention_days" {
-  description = "Snapshot retention optimizer: days to keep Iceberg snapshots."
+  description = "Snapshot retention optimizer: days to keep Iceberg snapshots. The transform's exactly-once record (which landing object and version each snapshot committed) lives in snapshot properties, so snapshots must outlive any redelivery: the transform queue's 4 days plus a redrive from its DLQ (14 days)."
   type        = number
-  default     = 7
+  default     = 21
+  validation {
+    condition     = var.snapshot_retention_days >= 19
+    error_message = "snapshot_retention_days must be at least 19: a redelivered landing event (4 days in the queue + 14 in the DLQ) must still find the snapshot that committed it."
+  }
 }
 
 variable "snapshots_to_retain" {
