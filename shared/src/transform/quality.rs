@@ -166,10 +166,7 @@ impl CompiledRules {
             }
             m.present[k] += 1;
             if matches!(rule, DatasetRule::Uniqueness { .. }) {
-                m.distinct[k].insert(match cell {
-                    Cell::Str(s) => s.to_string(),
-                    other => format!("{other:?}"),
-                });
+                m.distinct[k].insert(value_hash(&cell));
             }
         }
     }
@@ -202,6 +199,17 @@ impl CompiledRules {
     }
 }
 
+fn value_hash(cell: &Cell<'_>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // Fixed keys: the same value hashes alike in every process.
+    let mut h = std::hash::DefaultHasher::new();
+    match cell {
+        Cell::Str(s) => s.hash(&mut h),
+        other => format!("{other:?}").hash(&mut h),
+    }
+    h.finish()
+}
+
 fn ratio(n: u64, d: u64) -> f64 {
     if d == 0 {
         1.0
@@ -213,7 +221,10 @@ fn ratio(n: u64, d: u64) -> f64 {
 pub struct DatasetMetrics {
     rows: u64,
     present: Vec<u64>,
-    distinct: Vec<HashSet<String>>,
+    /// 64-bit hashes of the values seen, not the values: 8 bytes per distinct id however long it
+    /// is. Two of 10 million distinct ids collide with probability ~3e-6, which could only make
+    /// a ratio look lower by one row in 10 million.
+    distinct: Vec<HashSet<u64>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
