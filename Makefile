@@ -87,8 +87,8 @@ lambda-build: $(LAMBDA_VENV)/bin/cargo-lambda ## Build the Lambda zips (arm64) i
 
 BENCH_MB ?= 200
 .PHONY: bench
-bench: ## Benchmark the transform vs plain arrow-json to Parquet (BENCH_MB MB of sessions; report in .deftunes/bench/)
-	$(CARGO) build --locked -p deftunes-local --bin deftunes
+# The workspace build (not `-p`): one feature resolution, so the bench reuses the tests' build.
+bench: build ## Benchmark the transform vs plain arrow-json to Parquet (BENCH_MB MB of sessions; report in .deftunes/bench/)
 	$(DEFTUNES) bench --mb $(BENCH_MB)
 
 clean: ## Remove the local demo state (.deftunes/)

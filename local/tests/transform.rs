@@ -81,6 +81,15 @@ impl Fixture {
         self.scan(kind).await.iter().map(|b| b.num_rows()).sum()
     }
 
+    /// The quarantine entries (`{"line", "reason", "record"...}`) of an outcome.
+    async fn quarantined(&self, o: &ObjectOutcome) -> Vec<serde_json::Value> {
+        let key = o.quarantine_key.as_deref().expect("a quarantine object");
+        let text = String::from_utf8(self.lake().get_bytes(key).await.unwrap()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     async fn snapshots(&self, kind: TableKind) -> usize {
         let table = self
             .transformer
@@ -520,17 +529,7 @@ async fn bad_input_is_quarantined_with_reasons_and_counts_reconcile() {
     assert_eq!(o.records_in, o.records_committed + o.records_quarantined);
     assert_eq!(f.rows(TableKind::Sessions).await, 2);
 
-    let q = String::from_utf8(
-        f.lake()
-            .get_bytes(o.quarantine_key.as_deref().unwrap())
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let entries: Vec<serde_json::Value> = q
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let entries = f.quarantined(&o).await;
     assert_eq!(entries.len(), 9);
     let reason = |line: u64| {
         entries
@@ -614,16 +613,10 @@ async fn songs_with_bad_ids_are_quarantined_by_the_msd_id_rules() {
         "{o:?}"
     );
     assert_eq!(f.rows(TableKind::Songs).await, 2);
-    let q = String::from_utf8(
-        f.lake()
-            .get_bytes(o.quarantine_key.as_deref().unwrap())
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let reasons: HashMap<u64, String> = q
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let reasons: HashMap<u64, String> = f
+        .quarantined(&o)
+        .await
+        .into_iter()
         .map(|e| {
             (
                 e["line"].as_u64().unwrap(),
