@@ -526,6 +526,35 @@ async fn songs_extract_failures_are_classified() {
         "a TLS mismatch is not worth retrying: {e}"
     );
 
+    // A read slower than PG_STATEMENT_TIMEOUT_SECS is cancelled by the server: retryable.
+    f.postgres
+        .connect()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE VIEW deftunes.slow_songs AS SELECT s.* FROM deftunes.songs s, pg_sleep(3) AS z",
+        )
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let e = songs_extractor(
+        &f,
+        &[
+            ("SONGS_TABLE", "deftunes.slow_songs"),
+            ("PG_STATEMENT_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .handle(&json!({"ingest_date": "2020-01-05"}))
+    .await
+    .unwrap_err();
+    assert_eq!(e.error_type(), "SourceUnavailable", "{e}");
+    assert!(e.to_string().contains("statement timeout"), "{e}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(2_900),
+        "{:?}",
+        t.elapsed()
+    );
+
     // The database goes down: a retryable error, and nothing lands.
     f.postgres.stop().unwrap();
     let e = songs_extractor(&f, &[])

@@ -191,6 +191,9 @@ pub struct PgConfig {
     pub sslmode: SslMode,
     pub ssl_root_cert: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// Server-side limit of one statement (`SET statement_timeout`), so a stuck read fails with
+    /// a typed error before the Lambda's own timeout.
+    pub statement_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +227,10 @@ impl PgConfig {
             connect_timeout: Duration::from_secs(positive(
                 "PG_CONNECT_TIMEOUT_SECS",
                 parse_or(env, "PG_CONNECT_TIMEOUT_SECS", 10)?,
+            )?),
+            statement_timeout: Duration::from_secs(positive(
+                "PG_STATEMENT_TIMEOUT_SECS",
+                parse_or(env, "PG_STATEMENT_TIMEOUT_SECS", 600)?,
             )?),
         })
     }

@@ -78,6 +78,8 @@ fn pg_err(context: &str, e: tokio_postgres::Error) -> Error {
                 || c.starts_with("57P")
                 || c == "40001"
                 || c == "40P01"
+                // statement_timeout: a busy or locked database, worth another try later.
+                || c == "57014"
         }
         // No SQLSTATE: I/O, timeout, closed connection; or TLS, below.
         None => true,
@@ -358,8 +360,16 @@ impl SongsExtractor {
         let password = resolve_password(&self.cfg.pg.password, self.secrets.as_ref()).await?;
         tracing::info!(host = %self.cfg.pg.host, table = %self.cfg.songs_table, %ingest_date, "extracting songs");
         let client = connect(&self.cfg.pg, password.as_deref()).await?;
-        let sql = format!("SELECT row_to_json(t)::text FROM {table} AS t");
         let context = format!("reading {}", self.cfg.songs_table);
+        // A SET rather than a startup option: RDS Proxy refuses startup options.
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {}",
+                self.cfg.pg.statement_timeout.as_millis()
+            ))
+            .await
+            .map_err(|e| pg_err(&context, e))?;
+        let sql = format!("SELECT row_to_json(t)::text FROM {table} AS t");
         let rows = client
             .query_raw(
                 sql.as_str(),
