@@ -16,8 +16,10 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROJECT = os.path.normpath(os.path.join(HERE, "..", "..", "dbt_modeling"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from dbt_cli import PROJECT, dbt_command  # noqa: E402
+
 # Placeholders only: --no-populate-cache compiles without opening a connection.
 OFFLINE_ENV = {
     "REDSHIFT_HOST": "example.invalid",
@@ -32,11 +34,7 @@ OFFLINE_ENV = {
 def compile_redshift(workdir: str) -> dict:
     env = dict(os.environ, **OFFLINE_ENV)
     target = os.path.join(workdir, "target")
-    cmd = [
-        os.path.join(os.path.dirname(sys.executable), "dbt"), "compile",
-        "--target", "redshift", "--profiles-dir", PROJECT, "--project-dir", PROJECT, "--no-populate-cache",
-        "--target-path", target, "--log-path", os.path.join(workdir, "logs"),
-    ]
+    cmd = dbt_command("compile", "redshift", workdir, "--no-populate-cache")
     proc = subprocess.run(cmd, env=env, cwd=PROJECT, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stdout.write(proc.stdout[-6000:])

@@ -22,9 +22,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from dbt_cli import PROJECT, dbt_command  # noqa: E402
 from duckdb_env import connect, extension_dir  # noqa: E402
-
-PROJECT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "dbt_modeling"))
 
 
 def _quote_lit(value: str) -> str:
@@ -73,11 +72,7 @@ def refresh(
     warehouse_db = os.path.abspath(warehouse_db)
     os.makedirs(os.path.dirname(warehouse_db), exist_ok=True)
     work = os.path.join(os.path.dirname(warehouse_db), "dbt")
-    cmd = [
-        os.path.join(os.path.dirname(sys.executable), "dbt"), "run-operation", "deftunes_transform_views",
-        "--target", "local", "--profiles-dir", PROJECT, "--project-dir", PROJECT,
-        "--target-path", os.path.join(work, "target"), "--log-path", os.path.join(work, "logs"),
-    ]
+    cmd = dbt_command("run-operation", "local", work, "deftunes_transform_views")
     proc = subprocess.run(cmd, env=dbt_env(catalog_db, warehouse_db, namespace, schema), cwd=PROJECT,
                           capture_output=True, text=True)
     if proc.returncode != 0:

@@ -17,10 +17,7 @@ use crate::DataArgs;
 
 pub async fn load_songs(data: &DataArgs, replace: bool) -> Result<()> {
     let cfg = PgConfig::from_env(&ProcessEnv)?;
-    let target = format!(
-        "postgresql://{}@{}:{}/{}",
-        cfg.user, cfg.host, cfg.port, cfg.database
-    );
+    let target = cfg.target();
     let secrets = songs::secrets_client(&cfg.password).await;
     let password = songs::resolve_password(&cfg.password, secrets.as_ref()).await?;
     let client = songs::connect(&cfg, password.as_deref()).await?;

@@ -201,12 +201,7 @@ pub async fn transform_keys(dir: &Path, keys: &[String]) -> Result<()> {
     let lake_uri = format!("file://{}", dir.join("lake").display());
     let env = local_transform_env(&lake_uri, &dir.join("catalog").join("catalog.db"));
     let transformer = Transformer::new(TransformConfig::from_env(&env)?, &env).await?;
-    let filter = transformer.lake_filter();
-    let out = deftunes::transform::events::handle(&json!({ "keys": keys }), &filter, |object| {
-        let t = &transformer;
-        async move { Box::pin(t.transform_object(&object)).await }
-    })
-    .await?;
+    let out = transformer.handle(&json!({ "keys": keys })).await?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

@@ -357,21 +357,18 @@ async fn data(
         }
     };
 
-    let mut resp = if decision.stall_body {
+    let mut resp = if decision.stall_body || decision.truncate {
         bytes.truncate(bytes.len() / 2);
-        let chunk = Bytes::from(bytes);
-        let body = Body::from_stream(
-            futures::stream::once(async move { Ok::<_, Infallible>(chunk) })
-                .chain(futures::stream::pending()),
-        );
-        Response::new(body)
-    } else if decision.truncate {
-        bytes.truncate(bytes.len() / 2);
-        // A stream body has no Content-Length: sent chunked, ending cleanly but incomplete.
-        let chunk = Bytes::from(bytes);
-        let body = Body::from_stream(futures::stream::once(
-            async move { Ok::<_, Infallible>(chunk) },
-        ));
+        // A stream body has no Content-Length: sent chunked, then either ending cleanly but
+        // incomplete (truncate) or never ending (stall).
+        let half = futures::stream::once(futures::future::ready(Ok::<_, Infallible>(Bytes::from(
+            bytes,
+        ))));
+        let body = if decision.stall_body {
+            Body::from_stream(half.chain(futures::stream::pending()))
+        } else {
+            Body::from_stream(half)
+        };
         Response::new(body)
     } else {
         Response::new(Body::from(bytes))

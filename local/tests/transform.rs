@@ -393,15 +393,9 @@ async fn every_event_shape_delivered_repeatedly_and_concurrently_commits_once() 
             serde_json::from_slice(&std::fs::read(events_dir.join(name)).unwrap()).unwrap();
         for _ in 0..3 {
             let (t, payload) = (f.transformer.clone(), payload.clone());
-            handles.push(tokio::spawn(async move {
-                let filter = t.lake_filter();
-                let out = deftunes::transform::events::handle(&payload, &filter, |object| {
-                    let t = t.clone();
-                    async move { Box::pin(t.transform_object(&object)).await }
-                })
-                .await;
-                (name, out)
-            }));
+            handles.push(tokio::spawn(
+                async move { (name, t.handle(&payload).await) },
+            ));
         }
     }
     for h in handles {

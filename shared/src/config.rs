@@ -60,8 +60,8 @@ fn at_most(name: &str, v: u64, max: u64) -> Result<u64> {
     Ok(v)
 }
 
-fn positive(name: &str, v: u64) -> Result<u64> {
-    if v == 0 {
+fn positive<T: PartialEq + Default>(name: &str, v: T) -> Result<T> {
+    if v == T::default() {
         return Err(Error::Configuration(format!(
             "environment variable {name} must be greater than 0"
         )));
@@ -132,10 +132,7 @@ impl ApiExtractConfig {
                 "API_TIMEOUT_SECS",
                 parse_or(env, "API_TIMEOUT_SECS", 30)?,
             )?),
-            max_attempts: positive(
-                "API_MAX_ATTEMPTS",
-                parse_or::<u32>(env, "API_MAX_ATTEMPTS", 5)?.into(),
-            )? as u32,
+            max_attempts: positive("API_MAX_ATTEMPTS", parse_or(env, "API_MAX_ATTEMPTS", 5u32)?)?,
             retry_base_delay: Duration::from_millis(at_most(
                 "API_RETRY_BASE_MS",
                 parse_or(env, "API_RETRY_BASE_MS", 500)?,
@@ -204,6 +201,14 @@ pub struct SongsExtractConfig {
 }
 
 impl PgConfig {
+    /// `postgresql://user@host:port/database`, for messages (no password).
+    pub fn target(&self) -> String {
+        format!(
+            "postgresql://{}@{}:{}/{}",
+            self.user, self.host, self.port, self.database
+        )
+    }
+
     /// The `PG_*` variables of songs-extract (also read by `deftunes load-songs`).
     pub fn from_env(env: &dyn Env) -> Result<Self> {
         let password = match (env.var("PG_SECRET_ARN"), env.var("PG_PASSWORD")) {

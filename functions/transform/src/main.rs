@@ -2,7 +2,7 @@
 //! Event parsing and the answer's shape live in `deftunes::transform::events`, the transform in
 //! `deftunes::transform`; this binary only wires the Lambda runtime.
 
-use deftunes::transform::{events, Transformer};
+use deftunes::transform::Transformer;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
@@ -14,14 +14,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tracing::error!(error_type = e.error_type(), error = %e, "cannot start");
     })?;
     let transformer = &transformer;
-    let filter = &transformer.lake_filter();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        events::handle(&event.payload, filter, |object| async move {
-            // Boxed: the Iceberg write future is too deeply nested to inline in this one.
-            Box::pin(transformer.transform_object(&object)).await
-        })
-        .await
-        .map_err(|e| {
+        transformer.handle(&event.payload).await.map_err(|e| {
             tracing::error!(error_type = e.error_type(), retryable = e.is_retryable(), error = %e, "transform failed");
             Diagnostic::from(e)
         })

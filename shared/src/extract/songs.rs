@@ -225,11 +225,7 @@ pub async fn connect(pg: &PgConfig, password: Option<&str>) -> Result<tokio_post
     if let Some(p) = password {
         c.password(p);
     }
-    let target = format!(
-        "postgresql://{}@{}:{}/{}",
-        pg.user, pg.host, pg.port, pg.database
-    );
-    let context = format!("connecting to {target}");
+    let context = format!("connecting to {}", pg.target());
     let client = match pg.sslmode {
         SslMode::Disable => {
             let (client, conn) = c

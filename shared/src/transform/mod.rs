@@ -190,6 +190,8 @@ pub struct Transformer {
     lake: Lake,
     catalog: Arc<dyn Catalog>,
     rules: HashMap<TableKind, CompiledRules>,
+    /// Which event-borne objects belong to this lake (its bucket and prefix).
+    filter: LakeFilter,
 }
 
 /// `landing_zone/api/users/ingest_on=D/users_x.part-00000.jsonl` -> `users_x.part-00000`, plus a
@@ -216,6 +218,7 @@ fn jitter_ms(max: u64) -> u64 {
 impl Transformer {
     pub async fn new(cfg: TransformConfig, env: &dyn Env) -> Result<Self> {
         let lake = Lake::from_uri(&cfg.lake_uri, cfg.s3_force_path_style).await?;
+        let filter = LakeFilter::from(&LakeUri::parse(&cfg.lake_uri)?);
         let catalog =
             build_catalog(&cfg.catalog, &cfg.warehouse, env, cfg.s3_force_path_style).await?;
         let mut rules = HashMap::new();
@@ -227,6 +230,7 @@ impl Transformer {
             lake,
             catalog,
             rules,
+            filter,
         })
     }
 
@@ -248,11 +252,14 @@ impl Transformer {
         &self.lake
     }
 
-    pub fn lake_filter(&self) -> LakeFilter {
-        // LAKE_URI was validated when the lake was built.
-        LakeUri::parse(&self.cfg.lake_uri)
-            .map(|u| LakeFilter::from(&u))
-            .unwrap_or_default()
+    /// Handles one invocation payload (S3/EventBridge/SQS event or direct keys) as the Lambda
+    /// does: see [`events::handle`] for the answer's shape.
+    pub async fn handle(&self, payload: &serde_json::Value) -> Result<serde_json::Value> {
+        events::handle(payload, &self.filter, |object| async move {
+            // Boxed: the Iceberg write future is too deeply nested to inline in the caller's.
+            Box::pin(self.transform_object(&object)).await
+        })
+        .await
     }
 
     pub fn table_ident(&self, kind: TableKind) -> TableIdent {
