@@ -112,6 +112,14 @@ locals {
         resources  = [module.orchestration.transform_queue_arn]
         conditions = []
       },
+      {
+        # Lambda sends a failed asynchronous invocation (the orphan file maintenance) to its
+        # on-failure destination with the function's role.
+        sid        = "MaintenanceFailures"
+        actions    = ["sqs:SendMessage"]
+        resources  = [module.orchestration.maintenance_dlq_arn]
+        conditions = []
+      },
     ]
     "redshift-setup" = [
       {

@@ -260,4 +260,9 @@ module "orchestration" {
   schedule_expression = local.schedule_expression
   schedule_timezone   = var.schedule_timezone
   log_retention_days  = var.log_retention_days
+
+  # Table maintenance: transform's remove_orphan_files on its own schedule.
+  orphan_files_cleanup_enabled     = var.orphan_files_cleanup_enabled
+  orphan_files_schedule_expression = var.orphan_files_schedule_expression
+  orphan_files_older_than_hours    = var.orphan_files_older_than_hours
 }

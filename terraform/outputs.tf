@@ -41,6 +41,16 @@ output "schedule_name" {
   value       = module.orchestration.schedule_name
 }
 
+output "orphan_files_schedule_name" {
+  description = "EventBridge Scheduler schedule of transform's orphan file removal."
+  value       = module.orchestration.orphan_files_schedule_name
+}
+
+output "maintenance_dlq_url" {
+  description = "Queue of failed maintenance invocations of transform (alarm on it)."
+  value       = module.orchestration.maintenance_dlq_url
+}
+
 output "transform_queue_url" {
   description = "SQS queue of landing events feeding transform."
   value       = module.orchestration.transform_queue_url

@@ -303,6 +303,29 @@ variable "schedule_timezone" {
   }
 }
 
+variable "orphan_files_cleanup_enabled" {
+  description = "Invoke transform on orphan_files_schedule_expression to delete the files of the Iceberg tables that no snapshot references (Iceberg's remove_orphan_files)."
+  type        = bool
+  default     = true
+}
+
+variable "orphan_files_schedule_expression" {
+  description = "Schedule expression of the orphan file removal, e.g. rate(1 day) or cron(0 4 * * ? *) (cron in schedule_timezone)."
+  type        = string
+  default     = "rate(1 day)"
+}
+
+variable "orphan_files_older_than_hours" {
+  description = "Safety age of the orphan file removal: an unreferenced file is deleted only when older than this many hours. At least 24: a younger file may belong to a commit still in flight."
+  type        = number
+  default     = 72
+
+  validation {
+    condition     = var.orphan_files_older_than_hours >= 24 && floor(var.orphan_files_older_than_hours) == var.orphan_files_older_than_hours
+    error_message = "orphan_files_older_than_hours must be an integer of at least 24: a younger unreferenced file may belong to a commit still in flight."
+  }
+}
+
 variable "transform_max_concurrency" {
   description = "Maximum concurrent transform invocations from the landing queue (2..1000)."
   type        = number

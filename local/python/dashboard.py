@@ -1,5 +1,6 @@
 """Writes the self-contained HTML dashboard of a local run: both BI views as charts, and the run summary
-(records per stage, quarantined, rule results, timings).
+(records per stage, quarantined, rule results, timings, and the inferred dimension members when the summary
+has them).
 
 Usage: dashboard.py --warehouse <warehouse.duckdb> --summary <run-summary.json> --out <dashboard.html>
 
@@ -66,6 +67,24 @@ def read_warehouse(path: str) -> dict:
     }
 
 
+# The inferred (late-arriving) dimension members the run summary may count, as `bi_preview.py --json` prints
+# them: under "serving" (or at the top level). Absent from summaries of older runs: then not shown.
+INFERRED_KEYS = (("inferred_users", "users"), ("inferred_songs", "songs"), ("inferred_artists", "artists"))
+
+
+def inferred_counts(summary: dict) -> dict:
+    """{summary key: count} of the inferred members the summary records (empty if it records none)."""
+    serving = summary.get("serving")
+    sources = [serving if isinstance(serving, dict) else {}, summary]
+    out = {}
+    for key, _ in INFERRED_KEYS:
+        for src in sources:
+            if isinstance(src.get(key), int) and not isinstance(src.get(key), bool):
+                out[key] = src[key]
+                break
+    return out
+
+
 def _table(headers: list[str], rows: list[list], numeric_from: int = 1) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = []
@@ -80,6 +99,7 @@ def _table(headers: list[str], rows: list[list], numeric_from: int = 1) -> str:
 
 
 def summary_sections(summary: dict, fact_rows: int) -> str:
+    inferred = inferred_counts(summary)
     landing = summary.get("landing", {})
     transform = summary.get("transform", {})
     stages = _table(
@@ -87,12 +107,15 @@ def summary_sections(summary: dict, fact_rows: int) -> str:
         [[s, t["objects"], t["records"], t["expected"]] for s, t in sorted(landing.items())],
     )
     tables = _table(
-        ["table", "objects", "records in", "committed", "quarantined", "rows in table"],
+        ["table", "objects", "records in", "committed", "unchanged", "quarantined", "rows in table"],
         [
-            [name, t["objects"], t["records_in"], t["records_committed"], t["records_quarantined"], t["table_rows"]]
+            [name, t["objects"], t["records_in"], t["records_committed"], t.get("records_unchanged", 0),
+             t["records_quarantined"], t["table_rows"]]
             for name, t in sorted(transform.items())
         ]
-        + [["fact_session (dbt)", "", "", "", "", fact_rows]],
+        + [["fact_session (dbt)", "", "", "", "", "", fact_rows]]
+        + [[f"dim_{name} inferred members (dbt)", "", "", "", "", "", inferred[key]]
+           for key, name in INFERRED_KEYS if key in inferred],
     )
     rules = []
     for name, t in sorted(transform.items()):
@@ -175,10 +198,12 @@ SCRIPT = r"""
     rows.forEach((r, i) => {
       const y = top + i * (barH + gap);
       const w = Math.max(1, (W - left - right) * r.total_sales / max);
-      const name = r.artist_name.length > 30 ? r.artist_name.slice(0, 29) + '…' : r.artist_name;
+      // An inferred artist (known from session items only) may have no name: show its id.
+      const label = r.artist_name || r.artist_id;
+      const name = label.length > 30 ? label.slice(0, 29) + '…' : label;
       el('text', {x: left - 8, y: y + barH * 0.72, 'text-anchor': 'end'}, svg, name);
       const bar = el('rect', {class: 'bar', x: left, y, width: w, height: barH, rx: 3, fill: COLORS[0]}, svg);
-      el('title', {}, bar, `${r.artist_name} (${r.artist_id}): ${money(r.total_sales)}, ${r.items_sold} songs sold`);
+      el('title', {}, bar, `${label} (${r.artist_id}): ${money(r.total_sales)}, ${r.items_sold} songs sold`);
       el('text', {x: left + w + 6, y: y + barH * 0.72}, svg, money(r.total_sales));
     });
     el('line', {class: 'axis', x1: left, x2: left, y1: 0, y2: H - 20}, svg);
@@ -249,6 +274,11 @@ SCRIPT = r"""
 """
 
 
+def _kpi_id(key) -> str:
+    """id="kpi-<key>" for the KPIs a test reads (dashboard_check.py: the inferred members)."""
+    return f' id="kpi-{html.escape(key)}"' if key else ""
+
+
 def render(summary: dict, wh: dict, top_artists: int = 15, top_countries: int = 8) -> str:
     total_sales = sum(r["total_sales"] for r in wh["countries"])
     quarantined = sum(t["records_quarantined"] for t in summary.get("transform", {}).values())
@@ -261,10 +291,17 @@ def render(summary: dict, wh: dict, top_artists: int = 15, top_countries: int = 
         (f"${total_sales:,.0f}", "total sales"),
         (f"{wh['fact_rows']:,}", "songs sold (fact rows)"),
         (f"{len({r['artist_id'] for r in wh['artists']}):,}", "artists with sales"),
-        (f"{len({r['country_code'] for r in wh['countries']}):,}", "buyer countries"),
+        # 'unknown' is the country of buyers not landed yet (inferred members), not a country.
+        (f"{len({r['country_code'] for r in wh['countries'] if r['country_code'] != 'unknown'}):,}", "buyer countries"),
         (f"{quarantined:,}", "records quarantined"),
         ("all passed" if not failed_rules else f"{failed_rules} failed", "dataset rules"),
     ]
+    inferred = inferred_counts(summary)
+    kpi_ids = {}
+    for key, name in INFERRED_KEYS[:2]:  # users and songs; artists are in the summary table
+        if key in inferred:
+            kpi_ids[len(kpis)] = key
+            kpis.append((f"{inferred[key]:,}", f"inferred {name} (not landed yet)"))
     payload = {
         "artists": wh["artists"],
         "countries": wh["countries"],
@@ -273,7 +310,10 @@ def render(summary: dict, wh: dict, top_artists: int = 15, top_countries: int = 
     }
     # `</` cannot end the script element early once escaped; the JSON stays valid.
     data_json = json.dumps(payload, default=str).replace("</", "<\\/")
-    kpi_html = "".join(f'<div class="kpi"><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>' for v, k in kpis)
+    kpi_html = "".join(
+        f'<div class="kpi"{_kpi_id(kpi_ids.get(i))}><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>'
+        for i, (v, k) in enumerate(kpis)
+    )
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en">

@@ -7,7 +7,9 @@ runs its script, and dumps the resulting DOM. The check then asserts:
   - the page references nothing outside itself (no external src/href/url());
   - both charts drew: the artist chart one bar per top artist of the latest year, the country chart
     one stacked segment per (month, series) with sales, as computed here from the warehouse's BI views;
-  - the run summary tables are there.
+  - the run summary tables are there;
+  - if the page shows the inferred dimension members (the run summary had them), they match the warehouse's
+    dim_users / dim_songs rows with is_inferred.
 Exits non-zero with the reason on the first failure.
 """
 import argparse
@@ -21,7 +23,9 @@ from html.parser import HTMLParser
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bi_preview import inferred_members  # noqa: E402
 from dashboard import read_warehouse  # noqa: E402
+from duckdb_env import connect  # noqa: E402
 
 # Without the networking flags Chromium tries Google's hosts at start-up, which a closed network refuses.
 CHROMIUM_FLAGS = [
@@ -47,6 +51,8 @@ class Dom(HTMLParser):
         self.body: dict = {}
         self.rects_in: dict[str, int] = {}
         self.tables = 0
+        self.kpis: dict[str, str] = {}  # kpi id -> its value text
+        self._kpi: str | None = None
         self.external: list[str] = []
         self._stack: list[str] = []  # ids of the open chart containers
 
@@ -58,6 +64,10 @@ class Dom(HTMLParser):
             self.attrs_by_id[a["id"]] = a
         if tag == "table":
             self.tables += 1
+        if tag == "div" and "kpi" in a.get("class", "").split() and a.get("id", "").startswith("kpi-"):
+            self._kpi = a["id"]
+        elif tag == "b" and self._kpi:
+            self.kpis[self._kpi] = ""
         for key in ("src", "href"):
             if a.get(key) and re.match(r"^(https?:)?//", a[key]):
                 self.external.append(f"{tag} {key}={a[key]}")
@@ -70,7 +80,13 @@ class Dom(HTMLParser):
             if chart:
                 self.rects_in[chart] = self.rects_in.get(chart, 0) + 1
 
+    def handle_data(self, data):
+        if self._kpi in self.kpis:
+            self.kpis[self._kpi] += data
+
     def handle_endtag(self, tag):
+        if tag == "b" and self._kpi:
+            self._kpi = None
         if tag == "div" and self._stack:
             self._stack.pop()
 
@@ -145,11 +161,24 @@ def main() -> None:
             )
     if dom.tables < 4:
         failures.append(f"run summary: {dom.tables} tables, want landing, transform, rules and timings")
+    inferred_shown = {k.removeprefix("kpi-"): v for k, v in dom.kpis.items() if k.startswith("kpi-inferred_")}
+    if inferred_shown:
+        con = connect(args.warehouse, read_only=True)
+        try:
+            inferred = inferred_members(con)
+        finally:
+            con.close()
+        for key, text in sorted(inferred_shown.items()):
+            if text.replace(",", "").strip() != str(inferred.get(key)):
+                failures.append(f"KPI {key} shows {text!r}, the warehouse has {inferred.get(key)}")
     if failures:
         print("dashboard check FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
         sys.exit(1)
     print(f"dashboard ok: artist chart {want_artists} bars, country chart {want_countries} segments, "
-          f"{dom.tables} summary tables" + (f", screenshot {args.screenshot}" if args.screenshot else ""))
+          f"{dom.tables} summary tables"
+          + (", " + ", ".join(f"{k} {v}" for k, v in sorted(inferred_shown.items())) if inferred_shown
+             else ", no inferred members in the summary")
+          + (f", screenshot {args.screenshot}" if args.screenshot else ""))
 
 
 if __name__ == "__main__":

@@ -40,8 +40,13 @@ pub struct TableTotals {
     pub objects: u64,
     pub records_in: u64,
     pub records_committed: u64,
+    /// Records the table already held (re-landed by an overlapping window or a full extract).
+    pub records_unchanged: u64,
     pub records_quarantined: u64,
     pub rows_committed: u64,
+    pub rows_unchanged: u64,
+    /// Items quarantined one by one, their records' other items kept.
+    pub rows_quarantined: u64,
     /// Rows in the table's current snapshot, read back from the catalog.
     pub table_rows: u64,
     pub quality_failures: Vec<String>,
@@ -63,7 +68,19 @@ pub struct RunReport {
     pub windows: Vec<Window>,
     pub landing: BTreeMap<String, SourceTotals>,
     pub transform: BTreeMap<TableKind, TableTotals>,
+    /// Late-arriving dimension members of the star schema (absent without serving).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ServingSummary>,
     pub timings_ms: BTreeMap<String, u128>,
+}
+
+/// Dimension members the star schema inferred from the facts because their record has not
+/// landed yet (completed when it does).
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct ServingSummary {
+    pub inferred_users: u64,
+    pub inferred_songs: u64,
+    pub inferred_artists: u64,
 }
 
 fn human_bytes(b: u64) -> String {
@@ -115,7 +132,7 @@ fn python_script(script: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
 
 /// The serving stage locally: DuckDB views over the current Iceberg snapshots (the stand-in for
 /// Redshift Spectrum), `dbt build --target local`, then the first rows of the BI views.
-fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<()> {
+fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<ServingSummary> {
     println!(
         "[6/6] serving: local warehouse {} and dbt build",
         warehouse.display()
@@ -148,15 +165,23 @@ fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<()> {
         "{}",
         python_script("local/python/bi_preview.py", &[warehouse.as_os_str()])?
     );
-    Ok(())
+    let counts = python_script(
+        "local/python/bi_preview.py",
+        &[warehouse.as_os_str(), "--json".as_ref()],
+    )?;
+    serde_json::from_str(counts.trim())
+        .with_context(|| format!("bi_preview.py --json printed {counts:?}"))
 }
 
 fn add_outcome(t: &mut TableTotals, o: &ObjectOutcome) {
     t.objects += 1;
     t.records_in += o.records_in;
     t.records_committed += o.records_committed;
+    t.records_unchanged += o.records_unchanged;
     t.records_quarantined += o.records_quarantined;
     t.rows_committed += o.rows_committed;
+    t.rows_unchanged += o.rows_unchanged;
+    t.rows_quarantined += o.rows_quarantined;
 }
 
 fn env_map(pairs: &[(&str, String)]) -> HashMap<String, String> {
@@ -194,14 +219,16 @@ pub fn local_transform_env(lake_uri: &str, catalog_db: &Path) -> HashMap<String,
 
 /// `deftunes transform`: the given landing keys of `dir`'s lake into its catalog, through the
 /// transform function's direct invocation (`{"keys": [...]}`); prints its per-key outcomes.
-pub async fn transform_keys(dir: &Path, keys: &[String]) -> Result<()> {
+/// Hands `payload` to a transformer of the run directory `dir`, as the transform function would
+/// get it (landing keys, or a maintenance request), and prints the answer.
+pub async fn transform_payload(dir: &Path, payload: &serde_json::Value) -> Result<()> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("no run directory {}", dir.display()))?;
     let lake_uri = format!("file://{}", dir.join("lake").display());
     let env = local_transform_env(&lake_uri, &dir.join("catalog").join("catalog.db"));
     let transformer = Transformer::new(TransformConfig::from_env(&env)?, &env).await?;
-    let out = transformer.handle(&json!({ "keys": keys })).await?;
+    let out = transformer.handle(payload).await?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
@@ -439,16 +466,17 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
     }
     println!("[5/6] transform zone (Iceberg, namespace deftunes_transform) and data quality");
     println!(
-        "      {:<9} {:>8} {:>10} {:>11} {:>10} {:>11}  quality",
-        "table", "objects", "records", "quarantined", "rows", "table rows"
+        "      {:<9} {:>8} {:>10} {:>10} {:>11} {:>10} {:>11}  quality",
+        "table", "objects", "records", "unchanged", "quarantined", "rows", "table rows"
     );
     let mut quality_failed = Vec::new();
     for (name, t) in &transform {
         println!(
-            "      {:<9} {:>8} {:>10} {:>11} {:>10} {:>11}  {}",
+            "      {:<9} {:>8} {:>10} {:>10} {:>11} {:>10} {:>11}  {}",
             name.name(),
             t.objects,
             t.records_in,
+            t.records_unchanged,
             t.records_quarantined,
             t.rows_committed,
             t.table_rows,
@@ -458,9 +486,9 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
                 "FAILED"
             }
         );
-        if t.records_in != t.records_committed + t.records_quarantined {
+        if t.records_in != t.records_committed + t.records_unchanged + t.records_quarantined {
             mismatches.push(format!(
-                "{}: records in != committed + quarantined",
+                "{}: records in != committed + unchanged + quarantined",
                 name.name()
             ));
         }
@@ -489,6 +517,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
         windows,
         landing,
         transform,
+        serving: None,
         timings_ms: timings,
     };
     let warehouse = dir.join("warehouse").join("warehouse.duckdb");
@@ -499,7 +528,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
     }
     if serving {
         let t = Instant::now();
-        serve_locally(&catalog_db, &warehouse)?;
+        report.serving = Some(serve_locally(&catalog_db, &warehouse)?);
         report
             .timings_ms
             .insert("serving".to_string(), t.elapsed().as_millis());

@@ -110,6 +110,15 @@ enum Command {
         #[arg(required = true)]
         keys: Vec<String>,
     },
+    /// Delete the files no snapshot references (crashed or abandoned commits) from every table
+    /// of a run directory's catalog, as the transform function's scheduled maintenance does.
+    RemoveOrphanFiles {
+        #[arg(long, default_value = ".deftunes")]
+        dir: PathBuf,
+        /// Keep unreferenced files younger than this (a commit in flight); at least 1.
+        #[arg(long, default_value_t = 72)]
+        older_than_hours: u64,
+    },
     /// Serve the API emulator in the foreground (what `up` starts in the background).
     ServeApi {
         #[command(flatten)]
@@ -170,7 +179,19 @@ async fn main() -> std::process::ExitCode {
             };
             cli_run::run(&data, &dir, &opts).await.map(|_| ())
         }
-        Command::Transform { dir, keys } => cli_run::transform_keys(&dir, &keys).await,
+        Command::Transform { dir, keys } => {
+            cli_run::transform_payload(&dir, &serde_json::json!({ "keys": keys })).await
+        }
+        Command::RemoveOrphanFiles {
+            dir,
+            older_than_hours,
+        } => {
+            let request = serde_json::json!({
+                "maintenance": "remove_orphan_files",
+                "older_than_hours": older_than_hours,
+            });
+            cli_run::transform_payload(&dir, &request).await
+        }
         Command::ServeApi { data, host, port } => cli_stack::serve_api(&data, host, port).await,
         Command::LoadSongs { data, replace } => cli_load::load_songs(&data, replace).await,
         Command::Bench(args) => cli_bench::bench(&args).await,

@@ -339,6 +339,47 @@ impl Lake {
 
     /// Keys starting with `prefix` (a key prefix, not necessarily a folder), sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .list_modified(prefix)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// The lake key of a full address (`file:///...`, `s3://bucket/...`) inside this lake.
+    pub fn key_of(&self, uri: &str) -> Option<String> {
+        let rest = match self {
+            Lake::Local { root } => {
+                let path = uri.strip_prefix("file://").unwrap_or(uri);
+                let root = std::path::absolute(root).ok()?;
+                Path::new(path)
+                    .strip_prefix(&root)
+                    .ok()?
+                    .to_string_lossy()
+                    .replace('\\', "/")
+            }
+            Lake::S3 { bucket, prefix, .. } => {
+                let in_bucket = uri.strip_prefix("s3://")?.strip_prefix(bucket.as_str())?;
+                let in_bucket = in_bucket.strip_prefix('/')?;
+                if prefix.is_empty() {
+                    in_bucket.to_string()
+                } else {
+                    in_bucket
+                        .strip_prefix(prefix.as_str())?
+                        .strip_prefix('/')?
+                        .to_string()
+                }
+            }
+        };
+        (!rest.is_empty()).then_some(rest)
+    }
+
+    /// Keys starting with `prefix`, sorted, with their last-modified time.
+    pub async fn list_modified(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>> {
         let mut keys = match self {
             Lake::Local { root } => {
                 // Walk only the folder part of the prefix.
@@ -372,7 +413,12 @@ impl Lake {
                         if ft.is_dir() {
                             stack.push(path);
                         } else if rel.starts_with(prefix) {
-                            out.push(rel);
+                            let modified = entry
+                                .metadata()
+                                .await
+                                .and_then(|m| m.modified())
+                                .map_err(|e| io_err("cannot stat", &path, e))?;
+                            out.push((rel, modified));
                         }
                     }
                 }
@@ -401,7 +447,12 @@ impl Lake {
                         .map_err(|e| s3_err(&format!("ListObjectsV2 s3://{bucket}/{full}"), e))?;
                     for obj in page.contents() {
                         if let Some(k) = obj.key() {
-                            out.push(k[strip.min(k.len())..].to_string());
+                            // Unknown age: treated as new, so never deleted as an orphan.
+                            let modified = obj
+                                .last_modified()
+                                .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+                                .unwrap_or_else(std::time::SystemTime::now);
+                            out.push((k[strip.min(k.len())..].to_string(), modified));
                         }
                     }
                 }

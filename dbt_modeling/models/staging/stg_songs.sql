@@ -1,11 +1,12 @@
--- One row per track: the catalogue is appended once per window, the latest ingest_on wins.
+-- One row per track: the latest version wins (latest ingest_on, then latest processing, then latest landing object
+-- as a deterministic tie-break); the transform appends a track again only when its content changed.
 -- Rename and type only; strings stay as they are (empty artist_mbid becomes null, year 0 means unknown and becomes null).
 with ranked as (
     select
         s.*,
         row_number() over (
             partition by track_id
-            order by ingest_on desc, processing_timestamp desc
+            order by ingest_on desc, processing_timestamp desc, source_object desc
         ) as rn
     from {{ source('deftunes_transform', 'songs') }} as s
 )

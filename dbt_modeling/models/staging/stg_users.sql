@@ -1,10 +1,11 @@
--- One row per user: the latest ingest_on wins (then the latest processing). Rename and type only.
+-- One row per user: the latest version wins: the latest ingest_on, then the latest processing, then the latest
+-- landing object (a tie-break only, so that the choice is deterministic). Rename and type only.
 with ranked as (
     select
         u.*,
         row_number() over (
             partition by user_id
-            order by ingest_on desc, processing_timestamp desc
+            order by ingest_on desc, processing_timestamp desc, source_object desc
         ) as rn
     from {{ source('deftunes_transform', 'users') }} as u
 )

@@ -1,12 +1,13 @@
 //! The Iceberg catalog: AWS Glue in AWS, SQLite locally, the same code above it.
 //!
-//! Exactly-once commits rest on [`GuardedCatalog`]: every commit attempt re-checks, against the
+//! Exactly-once commits rest on [`CommitGuard`]: every commit attempt re-checks, against the
 //! table as the catalog sees it at that moment, that no snapshot already records the landing
-//! object. Combined with the catalog's compare-and-swap (SQL `UPDATE ... WHERE
-//! metadata_location = ?`, Glue `VersionId`) and the append's `RefSnapshotIdMatch` requirement,
-//! two invocations racing on the same object commit it once.
+//! object, and that no snapshot added since the identity check appended any of the staged rows.
+//! Combined with the catalog's compare-and-swap (SQL `UPDATE ... WHERE metadata_location = ?`,
+//! Glue `VersionId`) and the append's `RefSnapshotIdMatch` requirement, two invocations racing on
+//! the same object, or on objects holding the same records, append each row once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use iceberg::{
 };
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 
+use super::identity::{data_files_at, read_files};
 use super::tables::TableKind;
 use crate::config::Env;
 use crate::error::{Error, Result};
@@ -24,6 +26,8 @@ use crate::error::{Error, Result};
 pub const PROP_SOURCE_KEY: &str = "deftunes.source-key";
 pub const PROP_SOURCE_VERSION: &str = "deftunes.source-version";
 pub const PROP_OUTCOME: &str = "deftunes.outcome";
+/// A commit attempt's own id: finding it in a snapshot proves the attempt landed.
+pub const PROP_COMMIT_ID: &str = "deftunes.commit-id";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CatalogKind {
@@ -143,7 +147,7 @@ pub async fn ensure_table(
     let ns = NamespaceIdent::new(namespace.to_string());
     let ident = TableIdent::new(ns.clone(), kind.name().to_string());
     if let Ok(t) = catalog.load_table(&ident).await {
-        return Ok(t);
+        return check_schema(t, kind);
     }
     if !catalog.namespace_exists(&ns).await? {
         if let Err(e) = catalog.create_namespace(&ns, HashMap::new()).await {
@@ -176,6 +180,28 @@ pub async fn ensure_table(
     }
 }
 
+/// Refuses a table whose schema lacks a column this release writes (a table created by an older
+/// release): appending to it would fail deep in the writer, or lose record identity.
+fn check_schema(table: Table, kind: TableKind) -> Result<Table> {
+    let expected = kind.schema()?;
+    let current = table.metadata().current_schema();
+    let missing: Vec<&str> = expected
+        .as_struct()
+        .fields()
+        .iter()
+        .filter(|f| current.field_by_name(&f.name).is_none())
+        .map(|f| f.name.as_str())
+        .collect();
+    if missing.is_empty() {
+        Ok(table)
+    } else {
+        Err(Error::Catalog(format!(
+            "table {} lacks the columns {missing:?} this release writes (created by an older release?): migrate or recreate it",
+            table.identifier()
+        )))
+    }
+}
+
 /// The snapshot that recorded `key` at `version`, if any.
 pub fn find_commit<'t>(table: &'t Table, key: &str, version: &str) -> Option<&'t Arc<Snapshot>> {
     table.metadata().snapshots().find(|s| {
@@ -185,96 +211,216 @@ pub fn find_commit<'t>(table: &'t Table, key: &str, version: &str) -> Option<&'t
     })
 }
 
-/// Message of the error a guarded commit fails with when someone else committed first.
-pub const ALREADY_COMMITTED: &str = "landing object already committed by another invocation";
-
-/// A catalog that refuses a commit when the table already records (key, version).
-pub struct GuardedCatalog<'a> {
-    pub inner: &'a dyn Catalog,
-    pub key: &'a str,
-    pub version: &'a str,
+/// The snapshot one of `attempt_ids` committed, if any.
+pub fn find_own_commit(table: &Table, attempt_ids: &[String]) -> Option<i64> {
+    table
+        .metadata()
+        .snapshots()
+        .find(|s| {
+            s.summary()
+                .additional_properties
+                .get(PROP_COMMIT_ID)
+                .is_some_and(|id| attempt_ids.contains(id))
+        })
+        .map(|s| s.snapshot_id())
 }
 
-impl std::fmt::Debug for GuardedCatalog<'_> {
+/// Message of the error a guarded commit fails with when someone else committed first.
+pub const ALREADY_COMMITTED: &str = "landing object already committed by another invocation";
+const ROWS_APPENDED_MEANWHILE: &str = "rows of this object were appended by a concurrent commit";
+const OWN_COMMIT_LANDED: &str = "this commit already landed";
+
+/// Refuses a commit when the table already records (key, version), already holds one of our
+/// attempts, or gained some of the staged rows since `checked` (used as [`Hooked`]'s hook).
+pub struct CommitGuard<'a> {
+    pub kind: TableKind,
+    pub key: &'a str,
+    pub version: &'a str,
+    pub attempt_ids: &'a [String],
+    /// Hashes of the staged rows.
+    pub appended: &'a HashMap<u128, u64>,
+    /// The snapshot up to which the table is known to hold none of the staged rows.
+    pub checked: &'a tokio::sync::Mutex<Option<i64>>,
+    /// Staged rows found appended by a concurrent commit.
+    pub overlap: &'a std::sync::Mutex<HashSet<u128>>,
+}
+
+impl CommitGuard<'_> {
+    /// Reads what the snapshots after `checked` added; records and refuses overlapping rows.
+    async fn check_new_rows(&self, current: &Table) -> iceberg::Result<()> {
+        let head = current.metadata().current_snapshot_id();
+        let mut checked = self.checked.lock().await;
+        if head == *checked {
+            return Ok(());
+        }
+        let as_iceberg =
+            |e: Error| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string());
+        // An expired base snapshot: every file counts as new (slower, still exact).
+        let before = match *checked {
+            Some(id) if current.metadata().snapshot_by_id(id).is_some() => {
+                data_files_at(current, Some(id)).await.map_err(as_iceberg)?
+            }
+            _ => HashSet::new(),
+        };
+        let now = data_files_at(current, head).await.map_err(as_iceberg)?;
+        let added: HashSet<String> = now.difference(&before).cloned().collect();
+        let held = read_files(current, self.kind, &added)
+            .await
+            .map_err(as_iceberg)?;
+        let overlap: HashSet<u128> = self
+            .appended
+            .keys()
+            .filter(|h| held.contains_hash(**h))
+            .copied()
+            .collect();
+        if !overlap.is_empty() {
+            *self.overlap.lock().unwrap_or_else(|p| p.into_inner()) = overlap;
+            return Err(iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                ROWS_APPENDED_MEANWHILE,
+            ));
+        }
+        *checked = head;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for CommitGuard<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GuardedCatalog")
+        f.debug_struct("CommitGuard")
             .field("key", &self.key)
             .finish()
     }
 }
 
 #[async_trait]
-impl Catalog for GuardedCatalog<'_> {
-    async fn list_namespaces(
+impl UpdateHook for CommitGuard<'_> {
+    async fn update_table(
         &self,
-        parent: Option<&NamespaceIdent>,
-    ) -> iceberg::Result<Vec<NamespaceIdent>> {
-        self.inner.list_namespaces(parent).await
-    }
-    async fn create_namespace(
-        &self,
-        ns: &NamespaceIdent,
-        props: HashMap<String, String>,
-    ) -> iceberg::Result<Namespace> {
-        self.inner.create_namespace(ns, props).await
-    }
-    async fn get_namespace(&self, ns: &NamespaceIdent) -> iceberg::Result<Namespace> {
-        self.inner.get_namespace(ns).await
-    }
-    async fn namespace_exists(&self, ns: &NamespaceIdent) -> iceberg::Result<bool> {
-        self.inner.namespace_exists(ns).await
-    }
-    async fn update_namespace(
-        &self,
-        ns: &NamespaceIdent,
-        props: HashMap<String, String>,
-    ) -> iceberg::Result<()> {
-        self.inner.update_namespace(ns, props).await
-    }
-    async fn drop_namespace(&self, ns: &NamespaceIdent) -> iceberg::Result<()> {
-        self.inner.drop_namespace(ns).await
-    }
-    async fn list_tables(&self, ns: &NamespaceIdent) -> iceberg::Result<Vec<TableIdent>> {
-        self.inner.list_tables(ns).await
-    }
-    async fn create_table(
-        &self,
-        ns: &NamespaceIdent,
-        creation: TableCreation,
+        inner: &dyn Catalog,
+        commit: TableCommit,
     ) -> iceberg::Result<Table> {
-        self.inner.create_table(ns, creation).await
-    }
-    async fn load_table(&self, t: &TableIdent) -> iceberg::Result<Table> {
-        self.inner.load_table(t).await
-    }
-    async fn drop_table(&self, t: &TableIdent) -> iceberg::Result<()> {
-        self.inner.drop_table(t).await
-    }
-    async fn purge_table(&self, t: &TableIdent) -> iceberg::Result<()> {
-        self.inner.purge_table(t).await
-    }
-    async fn table_exists(&self, t: &TableIdent) -> iceberg::Result<bool> {
-        self.inner.table_exists(t).await
-    }
-    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> iceberg::Result<()> {
-        self.inner.rename_table(src, dest).await
-    }
-    async fn register_table(
-        &self,
-        t: &TableIdent,
-        metadata_location: String,
-    ) -> iceberg::Result<Table> {
-        self.inner.register_table(t, metadata_location).await
-    }
-    async fn update_table(&self, commit: TableCommit) -> iceberg::Result<Table> {
-        let current = self.inner.load_table(commit.identifier()).await?;
+        let current = inner.load_table(commit.identifier()).await?;
+        if find_own_commit(&current, self.attempt_ids).is_some() {
+            return Err(iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                OWN_COMMIT_LANDED,
+            ));
+        }
         if find_commit(&current, self.key, self.version).is_some() {
             return Err(iceberg::Error::new(
                 iceberg::ErrorKind::DataInvalid,
                 ALREADY_COMMITTED,
             ));
         }
-        self.inner.update_table(commit).await
+        self.check_new_rows(&current).await?;
+        inner.update_table(commit).await
+    }
+}
+
+/// What a [`Hooked`] catalog does instead of the inner catalog's `update_table`.
+#[async_trait]
+pub trait UpdateHook: std::fmt::Debug + Send + Sync {
+    async fn update_table(
+        &self,
+        inner: &dyn Catalog,
+        commit: TableCommit,
+    ) -> iceberg::Result<Table>;
+}
+
+/// Access to a wrapped catalog, borrowed or shared.
+pub trait CatalogRef: std::fmt::Debug + Send + Sync {
+    fn catalog(&self) -> &dyn Catalog;
+}
+
+impl CatalogRef for &dyn Catalog {
+    fn catalog(&self) -> &dyn Catalog {
+        *self
+    }
+}
+
+impl CatalogRef for Arc<dyn Catalog> {
+    fn catalog(&self) -> &dyn Catalog {
+        self.as_ref()
+    }
+}
+
+/// A catalog that passes everything to `inner` but `update_table`, which goes through `hook`
+/// (the commit guard; fault injection in tests).
+#[derive(Debug)]
+pub struct Hooked<C, H> {
+    pub inner: C,
+    pub hook: H,
+}
+
+#[async_trait]
+impl<C: CatalogRef, H: UpdateHook> Catalog for Hooked<C, H> {
+    async fn list_namespaces(
+        &self,
+        parent: Option<&NamespaceIdent>,
+    ) -> iceberg::Result<Vec<NamespaceIdent>> {
+        self.inner.catalog().list_namespaces(parent).await
+    }
+    async fn create_namespace(
+        &self,
+        ns: &NamespaceIdent,
+        props: HashMap<String, String>,
+    ) -> iceberg::Result<Namespace> {
+        self.inner.catalog().create_namespace(ns, props).await
+    }
+    async fn get_namespace(&self, ns: &NamespaceIdent) -> iceberg::Result<Namespace> {
+        self.inner.catalog().get_namespace(ns).await
+    }
+    async fn namespace_exists(&self, ns: &NamespaceIdent) -> iceberg::Result<bool> {
+        self.inner.catalog().namespace_exists(ns).await
+    }
+    async fn update_namespace(
+        &self,
+        ns: &NamespaceIdent,
+        props: HashMap<String, String>,
+    ) -> iceberg::Result<()> {
+        self.inner.catalog().update_namespace(ns, props).await
+    }
+    async fn drop_namespace(&self, ns: &NamespaceIdent) -> iceberg::Result<()> {
+        self.inner.catalog().drop_namespace(ns).await
+    }
+    async fn list_tables(&self, ns: &NamespaceIdent) -> iceberg::Result<Vec<TableIdent>> {
+        self.inner.catalog().list_tables(ns).await
+    }
+    async fn create_table(
+        &self,
+        ns: &NamespaceIdent,
+        creation: TableCreation,
+    ) -> iceberg::Result<Table> {
+        self.inner.catalog().create_table(ns, creation).await
+    }
+    async fn load_table(&self, t: &TableIdent) -> iceberg::Result<Table> {
+        self.inner.catalog().load_table(t).await
+    }
+    async fn drop_table(&self, t: &TableIdent) -> iceberg::Result<()> {
+        self.inner.catalog().drop_table(t).await
+    }
+    async fn purge_table(&self, t: &TableIdent) -> iceberg::Result<()> {
+        self.inner.catalog().purge_table(t).await
+    }
+    async fn table_exists(&self, t: &TableIdent) -> iceberg::Result<bool> {
+        self.inner.catalog().table_exists(t).await
+    }
+    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> iceberg::Result<()> {
+        self.inner.catalog().rename_table(src, dest).await
+    }
+    async fn register_table(
+        &self,
+        t: &TableIdent,
+        metadata_location: String,
+    ) -> iceberg::Result<Table> {
+        self.inner
+            .catalog()
+            .register_table(t, metadata_location)
+            .await
+    }
+    async fn update_table(&self, commit: TableCommit) -> iceberg::Result<Table> {
+        self.hook.update_table(self.inner.catalog(), commit).await
     }
 }
 

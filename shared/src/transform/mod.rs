@@ -1,14 +1,18 @@
 //! Stage 2: landing objects into the Iceberg tables of the transform zone, exactly once, with
-//! record-level quarantine and dataset-level quality reports.
+//! record identity, record-level quarantine and dataset-level quality reports.
 //!
 //! One landing object is one unit of work: it is streamed line by line (bounded memory), each
-//! record becomes rows (or a quarantine entry with its reason), rows are written as Parquet data
-//! files of the object's `ingest_on` partition, and the files are committed in one snapshot whose
-//! properties record the object's key, content version and outcome. A redelivered object finds
-//! that snapshot and returns the recorded outcome instead of committing again.
+//! record becomes rows (or a quarantine entry with its reason; a bad item of a session alone),
+//! rows the table does not hold yet ([`identity`]) are written as Parquet data files of the
+//! object's `ingest_on` partition, and the files are committed in one snapshot whose properties
+//! record the object's key, content version, outcome and the commit attempt's id. A redelivered
+//! object finds that snapshot and returns the recorded outcome; once the snapshot is expired, its
+//! rows are found held and nothing is appended.
 
 pub mod catalog;
 pub mod events;
+pub mod identity;
+pub mod maintenance;
 pub mod quality;
 pub mod tables;
 pub mod writer;
@@ -29,11 +33,13 @@ use crate::config::{parse_or, required, Env, ProcessEnv};
 use crate::error::{Error, Result};
 use crate::storage::{Lake, LakeUri};
 use catalog::{
-    build_catalog, ensure_table, find_commit, CatalogKind, GuardedCatalog, ALREADY_COMMITTED,
+    build_catalog, ensure_table, find_commit, find_own_commit, CatalogKind, CommitGuard, Hooked,
+    ALREADY_COMMITTED,
 };
 use events::{LakeFilter, ObjectRef};
+use identity::{record_hash, IdentityCache};
 use quality::{reason_kind, CompiledRules, QualityReport, RuleSet};
-use tables::{locate, TableKind};
+use tables::{locate, Cell, TableKind};
 use writer::{BatchBuilder, RowMeta};
 
 /// A landing record larger than this is quarantined by reference (its first bytes are kept; the
@@ -125,6 +131,9 @@ pub enum Status {
     AlreadyCommitted,
     /// No row to commit (empty object, or every record quarantined).
     NothingToCommit,
+    /// Every valid record is already held by the table (a re-run, an overlapping window, a
+    /// redelivery after its snapshot expired): nothing appended.
+    Unchanged,
 }
 
 /// What became of one landing object.
@@ -135,11 +144,25 @@ pub struct ObjectOutcome {
     pub table: String,
     pub ingest_on: NaiveDate,
     pub status: Status,
+    /// Source records (lines) read: committed + unchanged + quarantined.
     pub records_in: u64,
+    /// Records with at least one row appended.
     pub records_committed: u64,
+    /// Records whose rows the table already held.
+    #[serde(default)]
+    pub records_unchanged: u64,
+    /// Records with no valid row (each bad item has its quarantine entry).
     pub records_quarantined: u64,
     pub rows_committed: u64,
+    #[serde(default)]
+    pub rows_unchanged: u64,
+    /// Items quarantined one by one (their record's other items kept).
+    #[serde(default)]
+    pub rows_quarantined: u64,
     pub data_files: u64,
+    /// Data files the record-identity check read (its cost; see the transform README).
+    #[serde(default)]
+    pub identity_files_read: u64,
     pub snapshot_id: Option<i64>,
     pub quarantine_key: Option<String>,
     pub quality_report_key: String,
@@ -164,7 +187,13 @@ impl ObjectOutcome {
 pub struct Staged {
     kind: TableKind,
     outcome: ObjectOutcome,
+    report: QualityReport,
     files: Vec<iceberg::spec::DataFile>,
+    /// The rows the files hold: record hash -> the record (line) it came from.
+    appended: HashMap<u128, u64>,
+    /// The snapshot the identity check was made against.
+    base: Option<i64>,
+    file_prefix: String,
 }
 
 impl Staged {
@@ -179,6 +208,8 @@ impl Staged {
     }
 }
 
+// Built and moved once per landing object: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Preparation {
     /// Committed before: its recorded outcome.
     Recorded(ObjectOutcome),
@@ -192,6 +223,18 @@ pub struct Transformer {
     rules: HashMap<TableKind, CompiledRules>,
     /// Which event-borne objects belong to this lake (its bucket and prefix).
     filter: LakeFilter,
+    /// Dimension tables' identity indexes, kept between warm invocations.
+    identities: IdentityCache,
+}
+
+/// How a commit ended.
+enum Committed {
+    /// Our snapshot.
+    Snapshot(i64),
+    /// Another invocation committed the object first: its recorded outcome.
+    Recorded(Box<ObjectOutcome>),
+    /// Concurrent commits appended every row we staged.
+    Nothing,
 }
 
 /// `landing_zone/api/users/ingest_on=D/users_x.part-00000.jsonl` -> `users_x.part-00000`, plus a
@@ -217,10 +260,15 @@ fn jitter_ms(max: u64) -> u64 {
 
 impl Transformer {
     pub async fn new(cfg: TransformConfig, env: &dyn Env) -> Result<Self> {
-        let lake = Lake::from_uri(&cfg.lake_uri, cfg.s3_force_path_style).await?;
-        let filter = LakeFilter::from(&LakeUri::parse(&cfg.lake_uri)?);
         let catalog =
             build_catalog(&cfg.catalog, &cfg.warehouse, env, cfg.s3_force_path_style).await?;
+        Self::with_catalog(cfg, catalog).await
+    }
+
+    /// A transformer committing through `catalog` (a wrapper of the configured one, say).
+    pub async fn with_catalog(cfg: TransformConfig, catalog: Arc<dyn Catalog>) -> Result<Self> {
+        let lake = Lake::from_uri(&cfg.lake_uri, cfg.s3_force_path_style).await?;
+        let filter = LakeFilter::from(&LakeUri::parse(&cfg.lake_uri)?);
         let mut rules = HashMap::new();
         for t in TableKind::ALL {
             rules.insert(t, RuleSet::builtin(t)?.compile(t)?);
@@ -231,6 +279,7 @@ impl Transformer {
             catalog,
             rules,
             filter,
+            identities: IdentityCache::default(),
         })
     }
 
@@ -255,11 +304,31 @@ impl Transformer {
     /// Handles one invocation payload (S3/EventBridge/SQS event or direct keys) as the Lambda
     /// does: see [`events::handle`] for the answer's shape.
     pub async fn handle(&self, payload: &serde_json::Value) -> Result<serde_json::Value> {
+        if let Some(request) = maintenance::Maintenance::parse(payload) {
+            // Boxed like the transform below: keeps the caller's future shallow.
+            return Box::pin(self.maintain(request?)).await;
+        }
         events::handle(payload, &self.filter, |object| async move {
             // Boxed: the Iceberg write future is too deeply nested to inline in the caller's.
             Box::pin(self.transform_object(&object)).await
         })
         .await
+    }
+
+    /// Runs a maintenance request on every table of the namespace; answers with what it did.
+    pub async fn maintain(&self, request: maintenance::Maintenance) -> Result<serde_json::Value> {
+        match request {
+            maintenance::Maintenance::RemoveOrphanFiles { older_than_hours } => {
+                let reports = maintenance::remove_orphan_files_in(
+                    &*self.catalog,
+                    &self.lake,
+                    &self.cfg.namespace,
+                    Duration::from_secs(older_than_hours.saturating_mul(3600)),
+                )
+                .await?;
+                Ok(serde_json::json!({ "remove_orphan_files": reports }))
+            }
+        }
     }
 
     pub fn table_ident(&self, kind: TableKind) -> TableIdent {
@@ -289,38 +358,32 @@ impl Transformer {
             tracing::info!(key = %obj.key, %version, "already committed, returning the recorded outcome");
             return Ok(Preparation::Recorded(outcome));
         }
-        let (outcome, files) = self
+        let staged = self
             .process(kind, ingest_on, &obj.key, &version, &table)
             .await?;
-        Ok(Preparation::Staged(Staged {
-            kind,
-            outcome,
-            files,
-        }))
+        Ok(Preparation::Staged(staged))
     }
 
     /// Second half of [`Self::transform_object`]: the exactly-once commit.
-    pub async fn commit_staged(&self, staged: Staged) -> Result<ObjectOutcome> {
-        let Staged {
-            kind,
-            mut outcome,
-            files,
-        } = staged;
-        if files.is_empty() {
-            outcome.status = Status::NothingToCommit;
+    pub async fn commit_staged(&self, mut staged: Staged) -> Result<ObjectOutcome> {
+        let kind = staged.kind;
+        if staged.files.is_empty() {
+            staged.outcome.status = empty_status(&staged.outcome);
         } else {
-            let (key, version) = (outcome.key.clone(), outcome.version.clone());
-            match self.commit(kind, &key, &version, files, &outcome).await? {
-                Ok(snapshot_id) => outcome.snapshot_id = Some(snapshot_id),
-                Err(recorded) => {
-                    tracing::info!(key = %key, "a concurrent invocation committed it first");
+            match self.commit(&mut staged).await? {
+                Committed::Snapshot(id) => staged.outcome.snapshot_id = Some(id),
+                Committed::Recorded(recorded) => {
+                    tracing::info!(key = %staged.outcome.key, "a concurrent invocation committed it first");
                     return recorded.into_result();
                 }
+                Committed::Nothing => staged.outcome.status = Status::Unchanged,
             }
         }
+        let outcome = staged.outcome;
         tracing::info!(
             key = %outcome.key, table = kind.name(), status = ?outcome.status, records_in = outcome.records_in,
-            rows = outcome.rows_committed, quarantined = outcome.records_quarantined, "transformed"
+            rows = outcome.rows_committed, unchanged = outcome.rows_unchanged,
+            quarantined = outcome.records_quarantined, "transformed"
         );
         outcome.into_result()
     }
@@ -333,7 +396,7 @@ impl Transformer {
         key: &str,
         version: &str,
         table: &iceberg::table::Table,
-    ) -> Result<(ObjectOutcome, Vec<iceberg::spec::DataFile>)> {
+    ) -> Result<Staged> {
         let rules = self
             .rules
             .get(&kind)
@@ -342,8 +405,7 @@ impl Transformer {
         let partition = format!("{}/ingest_on={ingest_on}", kind.name());
         let quarantine_key = format!("quarantine/{partition}/{stem}.jsonl");
         let report_key = format!("quality/{partition}/{stem}.json");
-        let days =
-            (ingest_on - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32;
+        let days = epoch_days(ingest_on);
         let arrow_schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(
             table.metadata().current_schema(),
         )?);
@@ -356,17 +418,22 @@ impl Transformer {
         let mut batch = BatchBuilder::new(kind, arrow_schema, self.cfg.batch_rows, meta);
         let file_prefix = format!("{stem}-{}", uuid::Uuid::new_v4().simple());
         let mut writer =
-            writer::ObjectWriter::new(table, days, file_prefix, self.cfg.target_file_size);
+            writer::ObjectWriter::new(table, days, file_prefix.clone(), self.cfg.target_file_size);
+        let mut identity = self.identities.for_object(table, kind, days).await?;
+        let key_positions = kind.key_positions();
+        let item_column = kind.item_index_column();
         let mut metrics = rules.metrics();
         let mut quarantine = QuarantineSpool::new(&self.cfg.spool_dir, key, version)?;
         let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
         let mut unknown_fields: BTreeMap<String, u64> = BTreeMap::new();
-        let (mut records_in, mut records_committed, mut rows_committed) = (0u64, 0u64, 0u64);
+        let mut c = Counts::default();
 
         let mut reader = self.lake.open_version(key, Some(version)).await?;
         let mut line = Vec::with_capacity(64 * 1024);
         let mut line_no = 0u64;
         let mut unknown = Vec::new();
+        let mut rejected_items = Vec::new();
+        let mut hash_buf = Vec::with_capacity(256);
         loop {
             line.clear();
             let (n, oversized) = read_line_limited(&mut reader, &mut line, MAX_RECORD_BYTES)
@@ -382,65 +449,109 @@ impl Transformer {
             if line.iter().all(u8::is_ascii_whitespace) && !oversized {
                 continue;
             }
-            records_in += 1;
-            let reject = |reason: String,
-                          q: &mut QuarantineSpool,
-                          reasons: &mut BTreeMap<String, u64>,
-                          line: &[u8]| {
-                *reasons.entry(reason_kind(&reason)).or_default() += 1;
-                q.push(line_no, &reason, line, n)
+            c.records_in += 1;
+            let mut reject = |item: Option<i32>, reason: &str, q: &mut QuarantineSpool| {
+                *reasons.entry(reason_kind(reason)).or_default() += 1;
+                q.push(line_no, item, reason, &line, n)
             };
             if oversized {
+                c.records_quarantined += 1;
                 reject(
-                    format!("record is larger than {MAX_RECORD_BYTES} bytes"),
+                    None,
+                    &format!("record is larger than {MAX_RECORD_BYTES} bytes"),
                     &mut quarantine,
-                    &mut reasons,
-                    &line,
                 )?;
                 continue;
             }
-            let value: tables::Json<'_> = match std::str::from_utf8(&line) {
-                Err(e) => {
-                    reject(
-                        format!("malformed record: invalid UTF-8: {e}"),
-                        &mut quarantine,
-                        &mut reasons,
-                        &line,
-                    )?;
+            let parsed: std::result::Result<tables::Json<'_>, String> =
+                match std::str::from_utf8(&line) {
+                    Err(e) => Err(format!("malformed record: invalid UTF-8: {e}")),
+                    Ok(text) => {
+                        serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))
+                    }
+                };
+            let value = match parsed {
+                Ok(v) => v,
+                Err(reason) => {
+                    c.records_quarantined += 1;
+                    reject(None, &reason, &mut quarantine)?;
                     continue;
                 }
-                Ok(text) => match serde_json::from_str(text) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        reject(
-                            format!("malformed JSON: {e}"),
-                            &mut quarantine,
-                            &mut reasons,
-                            &line,
-                        )?;
-                        continue;
-                    }
-                },
             };
             let mut rows = Vec::new();
             unknown.clear();
-            if let Err(reason) = kind.parse(&value, &mut rows, &mut unknown) {
-                reject(reason, &mut quarantine, &mut reasons, &line)?;
+            rejected_items.clear();
+            if let Err(reason) = kind.parse(&value, &mut rows, &mut unknown, &mut rejected_items) {
+                c.records_quarantined += 1;
+                reject(None, &reason, &mut quarantine)?;
                 continue;
             }
             for u in unknown.drain(..) {
                 *unknown_fields.entry(u).or_default() += 1;
             }
-            if let Some(reason) = rows.iter().find_map(|r| rules.check_row(r)) {
-                reject(reason, &mut quarantine, &mut reasons, &line)?;
+            // A row breaking a rule (or without its key) rejects its item, or its whole record
+            // when the table does not explode records into items.
+            let mut record_reason = None;
+            rows.retain(|r| {
+                if record_reason.is_some() {
+                    return false;
+                }
+                let reason = key_positions
+                    .iter()
+                    .find(|&&p| r.get(p).copied().unwrap_or(Cell::Null) == Cell::Null)
+                    .map(|&p| format!("{} is missing (natural key)", kind.data_columns()[p].0))
+                    .or_else(|| rules.check_row(r));
+                match (reason, item_column.and_then(|i| r.get(i))) {
+                    (None, _) => true,
+                    (Some(reason), Some(Cell::I32(item))) => {
+                        rejected_items.push((*item, reason));
+                        false
+                    }
+                    (Some(reason), _) => {
+                        record_reason = Some(reason);
+                        false
+                    }
+                }
+            });
+            if let Some(reason) = record_reason {
+                c.records_quarantined += 1;
+                reject(None, &reason, &mut quarantine)?;
                 continue;
             }
+            rejected_items.sort_by_key(|(i, _)| *i);
+            if rows.is_empty() && rejected_items.windows(2).all(|w| w[0].1 == w[1].1) {
+                // Every item failed alike (a bad session field): one entry for the record.
+                if let Some((_, reason)) = rejected_items.first() {
+                    c.records_quarantined += 1;
+                    reject(None, reason, &mut quarantine)?;
+                    continue;
+                }
+            }
+            for (item, reason) in &rejected_items {
+                reject(Some(*item), reason, &mut quarantine)?;
+            }
+            c.rows_quarantined += rejected_items.len() as u64;
+            if rows.is_empty() {
+                c.records_quarantined += 1;
+                continue;
+            }
+            let mut appended = false;
             for r in &rows {
                 rules.observe(&mut metrics, r);
-                batch.push(r)?;
+                let h = record_hash(r, &mut hash_buf);
+                if identity.admit(r, h, line_no).await? {
+                    batch.push(r, h)?;
+                    c.rows_committed += 1;
+                    appended = true;
+                } else {
+                    c.rows_unchanged += 1;
+                }
             }
-            records_committed += 1;
-            rows_committed += rows.len() as u64;
+            if appended {
+                c.records_committed += 1;
+            } else {
+                c.records_unchanged += 1;
+            }
             if batch.len() >= self.cfg.batch_rows {
                 writer.write(batch.finish()?).await?;
             }
@@ -449,132 +560,231 @@ impl Transformer {
             writer.write(batch.finish()?).await?;
         }
         let files = writer.close().await?;
+        let base = identity.base();
+        let identity_files_read = identity.files_read();
+        let appended = identity.into_appended();
 
-        let records_quarantined = quarantine.count;
         let quarantine_key = quarantine.publish(&self.lake, &quarantine_key).await?;
         let dataset_rules = rules.evaluate(&metrics);
         let passed = dataset_rules.iter().all(|r| r.passed);
+        debug_assert_eq!(
+            c.records_in,
+            c.records_committed + c.records_unchanged + c.records_quarantined
+        );
         let report = QualityReport {
             table: kind.name().to_string(),
             source_key: key.to_string(),
             source_version: version.to_string(),
             ingest_on: ingest_on.to_string(),
-            records_in,
-            records_committed,
-            records_quarantined,
-            rows_committed,
+            records_in: c.records_in,
+            records_committed: c.records_committed,
+            records_unchanged: c.records_unchanged,
+            records_quarantined: c.records_quarantined,
+            rows_committed: c.rows_committed,
+            rows_unchanged: c.rows_unchanged,
+            rows_quarantined: c.rows_quarantined,
             quarantine_reasons: reasons,
             unknown_fields,
             dataset_rules,
             passed,
         };
-        debug_assert_eq!(records_in, records_committed + records_quarantined);
-        let report_json = serde_json::to_vec_pretty(&report)
-            .map_err(|e| Error::Configuration(format!("serializing the quality report: {e}")))?;
-        self.lake.put_bytes(&report_key, &report_json).await?;
+        self.write_report(&report_key, &report).await?;
         let outcome = ObjectOutcome {
             key: key.to_string(),
             version: version.to_string(),
             table: kind.name().to_string(),
             ingest_on,
             status: Status::Committed,
-            records_in,
-            records_committed,
-            records_quarantined,
-            rows_committed,
+            records_in: c.records_in,
+            records_committed: c.records_committed,
+            records_unchanged: c.records_unchanged,
+            records_quarantined: c.records_quarantined,
+            rows_committed: c.rows_committed,
+            rows_unchanged: c.rows_unchanged,
+            rows_quarantined: c.rows_quarantined,
             data_files: files.len() as u64,
+            identity_files_read,
             snapshot_id: None,
             quarantine_key,
             quality_report_key: report_key,
             quality_passed: passed,
         };
-        Ok((outcome, files))
+        Ok(Staged {
+            kind,
+            outcome,
+            report,
+            files,
+            appended,
+            base,
+            file_prefix,
+        })
     }
 
-    /// Appends `files` in one snapshot recording (key, version, outcome). Returns the new
-    /// snapshot id, or the outcome another invocation recorded when it won the race (our files
-    /// are then deleted: nothing references them).
-    async fn commit(
-        &self,
-        kind: TableKind,
-        key: &str,
-        version: &str,
-        files: Vec<iceberg::spec::DataFile>,
-        outcome: &ObjectOutcome,
-    ) -> Result<std::result::Result<i64, ObjectOutcome>> {
+    async fn write_report(&self, key: &str, report: &QualityReport) -> Result<()> {
+        let json = serde_json::to_vec_pretty(report)
+            .map_err(|e| Error::Configuration(format!("serializing the quality report: {e}")))?;
+        self.lake.put_bytes(key, &json).await?;
+        Ok(())
+    }
+
+    /// Appends the staged files in one snapshot recording (key, version, outcome, attempt id).
+    ///
+    /// After any failed attempt the table is read again: a snapshot carrying one of our attempt
+    /// ids means the commit landed and only its acknowledgement was lost (committed, and its
+    /// files are never touched); a snapshot recording the object means another invocation won
+    /// (our files, which nothing references, are deleted); rows a concurrent commit appended
+    /// meanwhile are removed from our files before the next attempt.
+    async fn commit(&self, staged: &mut Staged) -> Result<Committed> {
+        let kind = staged.kind;
         let ident = self.table_ident(kind);
-        let outcome_json = serde_json::to_string(outcome)
-            .map_err(|e| Error::Configuration(format!("serializing the outcome: {e}")))?;
-        let props = HashMap::from([
-            (catalog::PROP_SOURCE_KEY.to_string(), key.to_string()),
-            (
-                catalog::PROP_SOURCE_VERSION.to_string(),
-                version.to_string(),
-            ),
-            (catalog::PROP_OUTCOME.to_string(), outcome_json),
-        ]);
-        let guarded = GuardedCatalog {
-            inner: &*self.catalog,
-            key,
-            version,
-        };
+        let (key, version) = (staged.outcome.key.clone(), staged.outcome.version.clone());
+        let checked = tokio::sync::Mutex::new(staged.base);
+        let mut attempt_ids: Vec<String> = Vec::new();
         let mut last_err = String::new();
         for attempt in 1..=self.cfg.commit_max_attempts {
             let table = self.catalog.load_table(&ident).await?;
-            if let Some(recorded) = recorded_outcome(&table, key, version) {
-                discard_files(&table, &files).await;
-                return Ok(Err(recorded));
+            if let Some(id) = find_own_commit(&table, &attempt_ids) {
+                return Ok(Committed::Snapshot(id));
             }
+            if let Some(recorded) = recorded_outcome(&table, &key, &version) {
+                discard_files(&table, &staged.files).await;
+                return Ok(Committed::Recorded(Box::new(recorded)));
+            }
+            let attempt_id = uuid::Uuid::new_v4().to_string();
+            attempt_ids.push(attempt_id.clone());
+            let outcome_json = serde_json::to_string(&staged.outcome)
+                .map_err(|e| Error::Configuration(format!("serializing the outcome: {e}")))?;
+            let props = HashMap::from([
+                (catalog::PROP_SOURCE_KEY.to_string(), key.clone()),
+                (catalog::PROP_SOURCE_VERSION.to_string(), version.clone()),
+                (catalog::PROP_OUTCOME.to_string(), outcome_json),
+                (catalog::PROP_COMMIT_ID.to_string(), attempt_id),
+            ]);
+            let overlap = std::sync::Mutex::new(std::collections::HashSet::new());
+            let guard = CommitGuard {
+                kind,
+                key: &key,
+                version: &version,
+                attempt_ids: &attempt_ids,
+                appended: &staged.appended,
+                checked: &checked,
+                overlap: &overlap,
+            };
+            let guarded = Hooked {
+                inner: &*self.catalog,
+                hook: guard,
+            };
             let tx = Transaction::new(&table);
             let tx = tx
                 .fast_append()
-                .add_data_files(files.clone())
-                .set_snapshot_properties(props.clone())
+                .add_data_files(staged.files.clone())
+                .set_snapshot_properties(props)
                 .apply(tx)?;
-            match tx.commit(&guarded).await {
+            let err = match tx.commit(&guarded).await {
                 Ok(t) => {
-                    let id = t
-                        .metadata()
-                        .snapshots()
-                        .find(|s| {
-                            s.summary()
-                                .additional_properties
-                                .get(catalog::PROP_SOURCE_KEY)
-                                .map(String::as_str)
-                                == Some(key)
-                                && s.summary()
-                                    .additional_properties
-                                    .get(catalog::PROP_SOURCE_VERSION)
-                                    .map(String::as_str)
-                                    == Some(version)
-                        })
-                        .map(|s| s.snapshot_id())
-                        .unwrap_or_default();
-                    return Ok(Ok(id));
+                    let id = find_own_commit(&t, &attempt_ids).unwrap_or_default();
+                    return Ok(Committed::Snapshot(id));
                 }
-                Err(e) if e.message().contains(ALREADY_COMMITTED) => {
-                    // Another invocation won: answer with its outcome now, even on the last attempt.
-                    let table = self.catalog.load_table(&ident).await?;
-                    if let Some(recorded) = recorded_outcome(&table, key, version) {
-                        discard_files(&table, &files).await;
-                        return Ok(Err(recorded));
-                    }
-                    last_err = format!("{e:#}");
-                }
-                Err(e) if e.retryable() => {
-                    last_err = format!("{e:#}");
-                    let backoff = 50u64.saturating_mul(1 << attempt.min(6));
-                    tracing::debug!(attempt, error = %e, "commit conflict, retrying");
-                    tokio::time::sleep(Duration::from_millis(backoff / 2 + jitter_ms(backoff)))
-                        .await;
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => e,
+            };
+            // Whatever failed, the catalog may have applied the commit (a lost acknowledgement).
+            let table = self.catalog.load_table(&ident).await?;
+            if let Some(id) = find_own_commit(&table, &attempt_ids) {
+                tracing::warn!(key = %key, error = %err, "the commit landed although it reported a failure");
+                return Ok(Committed::Snapshot(id));
             }
+            let overlap = overlap.into_inner().unwrap_or_else(|p| p.into_inner());
+            last_err = format!("{err:#}");
+            if !overlap.is_empty() {
+                tracing::info!(key = %key, rows = overlap.len(), "a concurrent commit appended some of these rows: rewriting without them");
+                if self.drop_rows(&table, staged, &overlap).await? {
+                    return Ok(Committed::Nothing);
+                }
+                continue;
+            }
+            if err.message().contains(ALREADY_COMMITTED) {
+                continue;
+            }
+            if !err.retryable() {
+                discard_files(&table, &staged.files).await;
+                return Err(err.into());
+            }
+            let backoff = 50u64.saturating_mul(1 << attempt.min(6));
+            tracing::debug!(attempt, error = %err, "commit conflict, retrying");
+            tokio::time::sleep(Duration::from_millis(backoff / 2 + jitter_ms(backoff))).await;
         }
+        let table = self.catalog.load_table(&ident).await?;
+        if let Some(id) = find_own_commit(&table, &attempt_ids) {
+            return Ok(Committed::Snapshot(id));
+        }
+        discard_files(&table, &staged.files).await;
         Err(Error::CommitConflict(format!(
             "{key}: gave up after {} commit attempts: {last_err}",
             self.cfg.commit_max_attempts
         )))
+    }
+
+    /// Rewrites the staged files without the rows `held` (appended meanwhile by a concurrent
+    /// commit) and moves those rows to the unchanged counts. Returns whether nothing is left.
+    async fn drop_rows(
+        &self,
+        table: &iceberg::table::Table,
+        staged: &mut Staged,
+        held: &std::collections::HashSet<u128>,
+    ) -> Result<bool> {
+        let days = epoch_days(staged.outcome.ingest_on);
+        let prefix = format!("{}-{}", staged.file_prefix, uuid::Uuid::new_v4().simple());
+        let (files, removed) = writer::rewrite_without(
+            table,
+            &staged.files,
+            held,
+            days,
+            prefix,
+            self.cfg.target_file_size,
+        )
+        .await?;
+        // The old files were never referenced (no snapshot carries our attempt ids).
+        discard_files(table, &staged.files).await;
+        staged.files = files;
+        staged.appended.retain(|h, _| !held.contains(h));
+        let o = &mut staged.outcome;
+        o.rows_committed -= removed;
+        o.rows_unchanged += removed;
+        let records: std::collections::HashSet<u64> = staged.appended.values().copied().collect();
+        o.records_committed = records.len() as u64;
+        o.records_unchanged = o.records_in - o.records_quarantined - o.records_committed;
+        o.data_files = staged.files.len() as u64;
+        let r = &mut staged.report;
+        (r.rows_committed, r.rows_unchanged) = (o.rows_committed, o.rows_unchanged);
+        (r.records_committed, r.records_unchanged) = (o.records_committed, o.records_unchanged);
+        self.write_report(&o.quality_report_key, &staged.report)
+            .await?;
+        Ok(staged.files.is_empty())
+    }
+}
+
+/// An Iceberg `date`: days since 1970-01-01.
+fn epoch_days(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
+}
+
+#[derive(Default)]
+struct Counts {
+    records_in: u64,
+    records_committed: u64,
+    records_unchanged: u64,
+    records_quarantined: u64,
+    rows_committed: u64,
+    rows_unchanged: u64,
+    rows_quarantined: u64,
+}
+
+/// The status of an object that staged no file.
+fn empty_status(o: &ObjectOutcome) -> Status {
+    if o.records_unchanged > 0 {
+        Status::Unchanged
+    } else {
+        Status::NothingToCommit
     }
 }
 
@@ -648,6 +858,9 @@ struct QuarantineEntry<'a> {
     source_key: &'a str,
     source_version: &'a str,
     line: u64,
+    /// The bad item's index when only that item of the record is quarantined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    item_index: Option<i32>,
     reason: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     record: Option<&'a str>,
@@ -670,7 +883,14 @@ impl QuarantineSpool {
         })
     }
 
-    fn push(&mut self, line_no: u64, reason: &str, raw: &[u8], raw_len: usize) -> Result<()> {
+    fn push(
+        &mut self,
+        line_no: u64,
+        item_index: Option<i32>,
+        reason: &str,
+        raw: &[u8],
+        raw_len: usize,
+    ) -> Result<()> {
         let spool_err = |e: std::io::Error| {
             Error::Configuration(format!("quarantine spool in {}: {e}", self.dir.display()))
         };
@@ -696,6 +916,7 @@ impl QuarantineSpool {
             source_key: &self.key,
             source_version: &self.version,
             line: line_no,
+            item_index,
             reason,
             record,
             record_base64,

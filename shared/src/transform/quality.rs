@@ -245,8 +245,14 @@ pub struct QualityReport {
     pub ingest_on: String,
     pub records_in: u64,
     pub records_committed: u64,
+    #[serde(default)]
+    pub records_unchanged: u64,
     pub records_quarantined: u64,
     pub rows_committed: u64,
+    #[serde(default)]
+    pub rows_unchanged: u64,
+    #[serde(default)]
+    pub rows_quarantined: u64,
     pub quarantine_reasons: BTreeMap<String, u64>,
     pub unknown_fields: BTreeMap<String, u64>,
     pub dataset_rules: Vec<RuleResult>,

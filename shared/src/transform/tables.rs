@@ -178,6 +178,10 @@ impl ColType {
     }
 }
 
+/// The content hash of a row's source record (see [`record_hash`]), between the data and the
+/// metadata columns: with the natural key it is the row's identity.
+pub const RECORD_HASH_COLUMN: &str = "record_hash";
+
 /// Columns every table ends with, constant per landing object.
 pub const METADATA_COLUMNS: [(&str, PrimitiveType); 4] = [
     ("ingest_on", PrimitiveType::Date),
@@ -292,19 +296,66 @@ impl TableKind {
         }
     }
 
-    /// Data columns are optional (quality rules, not the writer, decide what is required);
-    /// metadata columns are required.
+    /// The natural key: a row's identity is its key and its [`record_hash`]. Recorded as the
+    /// schema's identifier fields.
+    pub fn key_columns(self) -> &'static [&'static str] {
+        match self {
+            TableKind::Users => &["user_id"],
+            TableKind::Sessions => &["session_id", "item_index"],
+            TableKind::Songs => &["track_id"],
+        }
+    }
+
+    /// The timestamp column whose day bounds the identity check of an object (the rows it is
+    /// compared with are those of the same days), or `None` for dimension-sized tables whose
+    /// whole identity index is kept in memory.
+    pub fn identity_scope(self) -> Option<&'static str> {
+        match self {
+            TableKind::Sessions => Some("session_start_time"),
+            TableKind::Users | TableKind::Songs => None,
+        }
+    }
+
+    /// The column of a row holding the index of the array item it was exploded from: a bad item
+    /// is quarantined alone and its siblings are kept.
+    pub fn item_index_column(self) -> Option<usize> {
+        match self {
+            TableKind::Sessions => Some(2),
+            TableKind::Users | TableKind::Songs => None,
+        }
+    }
+
+    /// Positions of the key columns in a row of data cells.
+    pub fn key_positions(self) -> Vec<usize> {
+        let cols = self.data_columns();
+        self.key_columns()
+            .iter()
+            .filter_map(|k| cols.iter().position(|(n, _)| n == k))
+            .collect()
+    }
+
+    /// Data columns are optional (quality rules, not the writer, decide what is required) but
+    /// for the natural key; `record_hash` and the metadata columns are required.
     pub fn schema(self) -> Result<Schema> {
         let mut fields = Vec::new();
+        let mut key_ids = Vec::new();
         let mut id = 1;
         for (name, t) in self.data_columns() {
-            fields.push(Arc::new(NestedField::optional(
-                id,
-                *name,
-                Type::Primitive(t.iceberg()),
-            )));
+            let ty = Type::Primitive(t.iceberg());
+            fields.push(Arc::new(if self.key_columns().contains(name) {
+                key_ids.push(id);
+                NestedField::required(id, *name, ty)
+            } else {
+                NestedField::optional(id, *name, ty)
+            }));
             id += 1;
         }
+        fields.push(Arc::new(NestedField::required(
+            id,
+            RECORD_HASH_COLUMN,
+            Type::Primitive(PrimitiveType::String),
+        )));
+        id += 1;
         for (name, t) in METADATA_COLUMNS {
             fields.push(Arc::new(NestedField::required(
                 id,
@@ -315,24 +366,29 @@ impl TableKind {
         }
         Schema::builder()
             .with_fields(fields)
+            .with_identifier_field_ids(key_ids)
             .build()
             .map_err(|e| Error::Catalog(format!("schema of {}: {e}", self.name())))
     }
 
     pub fn partition_spec(self) -> Result<UnboundPartitionSpec> {
-        let ingest_on_id = (self.data_columns().len() + 1) as i32;
+        // Data columns, then record_hash, then ingest_on.
+        let ingest_on_id = (self.data_columns().len() + 2) as i32;
         UnboundPartitionSpec::builder()
             .add_partition_field(ingest_on_id, "ingest_on", Transform::Identity)
             .map_err(|e| Error::Catalog(format!("partition spec of {}: {e}", self.name())))
             .map(|b| b.build())
     }
 
-    /// Appends the rows of one landing record to `out`. The error is the quarantine reason.
+    /// Appends the rows of one landing record to `out`. The error is the quarantine reason of
+    /// the whole record; a bad array item of an exploded record is pushed to `rejected_items`
+    /// (its index and reason) and its siblings are kept.
     pub fn parse<'a>(
         self,
         record: &'a Json<'_>,
         out: &mut Vec<Vec<Cell<'a>>>,
         unknown: &mut Vec<String>,
+        rejected_items: &mut Vec<(i32, String)>,
     ) -> std::result::Result<(), String> {
         let obj = record.as_object().ok_or("record is not a JSON object")?;
         match self {
@@ -389,31 +445,40 @@ impl TableKind {
                     );
                 }
                 for (i, item) in items.iter().enumerate() {
-                    let it = item.as_object().ok_or_else(|| {
-                        format!(
-                            "session_items[{i}]: expected an object, found {}",
-                            kind(item)
-                        )
-                    })?;
-                    note_unknown(it, ITEM_FIELDS, "session_items[].", unknown);
-                    let at = |r: std::result::Result<Cell<'a>, String>| {
-                        r.map_err(|e| format!("session_items[{i}].{e}"))
+                    let Some(it) = item.as_object() else {
+                        rejected_items.push((
+                            i as i32,
+                            format!(
+                                "session_items[{i}]: expected an object, found {}",
+                                kind(item)
+                            ),
+                        ));
+                        continue;
                     };
-                    out.push(vec![
-                        user_id,
-                        session_id,
-                        Cell::I32(i as i32),
-                        at(str_field(it, "song_id"))?,
-                        at(str_field(it, "song_name"))?,
-                        at(str_field(it, "artist_id"))?,
-                        at(str_field(it, "artist_name"))?,
-                        at(num_f64(it, "price"))?,
-                        at(str_field(it, "currency"))?,
-                        at(bool_field(it, "liked"))?,
-                        at(ts_field(it, "liked_since"))?,
-                        user_agent,
-                        start,
-                    ]);
+                    note_unknown(it, ITEM_FIELDS, "session_items[].", unknown);
+                    let row = (|| {
+                        Ok::<_, String>(vec![
+                            user_id,
+                            session_id,
+                            Cell::I32(i as i32),
+                            str_field(it, "song_id")?,
+                            str_field(it, "song_name")?,
+                            str_field(it, "artist_id")?,
+                            str_field(it, "artist_name")?,
+                            num_f64(it, "price")?,
+                            str_field(it, "currency")?,
+                            bool_field(it, "liked")?,
+                            ts_field(it, "liked_since")?,
+                            user_agent,
+                            start,
+                        ])
+                    })();
+                    match row {
+                        Ok(row) => out.push(row),
+                        Err(e) => {
+                            rejected_items.push((i as i32, format!("session_items[{i}].{e}")))
+                        }
+                    }
                 }
             }
             TableKind::Songs => {
@@ -640,7 +705,11 @@ mod tests {
             Box::leak(Box::new(serde_json::from_str(text).unwrap()));
         let mut out = Vec::new();
         let mut unknown = Vec::new();
-        kind.parse(record, &mut out, &mut unknown)?;
+        let mut rejected = Vec::new();
+        kind.parse(record, &mut out, &mut unknown, &mut rejected)?;
+        if let Some((_, reason)) = rejected.into_iter().next() {
+            return Err(reason);
+        }
         Ok((out, unknown))
     }
 
@@ -768,11 +837,19 @@ mod tests {
     fn schemas_end_with_metadata_and_partition_on_ingest_on() {
         for t in TableKind::ALL {
             let s = t.schema().unwrap();
-            assert_eq!(s.as_struct().fields().len(), t.data_columns().len() + 4);
+            assert_eq!(s.as_struct().fields().len(), t.data_columns().len() + 5);
             assert_eq!(
                 s.field_by_name("ingest_on").unwrap().id,
-                t.data_columns().len() as i32 + 1
+                t.data_columns().len() as i32 + 2
             );
+            let mut ids: Vec<i32> = s.identifier_field_ids().collect();
+            ids.sort();
+            let names: Vec<&str> = ids
+                .iter()
+                .map(|id| s.field_by_id(*id).unwrap().name.as_str())
+                .collect();
+            assert_eq!(names, t.key_columns());
+            assert!(ids.iter().all(|id| s.field_by_id(*id).unwrap().required));
             t.partition_spec().unwrap();
         }
     }

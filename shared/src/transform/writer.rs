@@ -88,6 +88,7 @@ pub struct RowMeta {
 pub struct BatchBuilder {
     schema: SchemaRef,
     cols: Vec<Col>,
+    hashes: StringBuilder,
     rows: usize,
     capacity: usize,
     types: &'static [(&'static str, ColType)],
@@ -99,6 +100,7 @@ impl BatchBuilder {
         let types = table.data_columns();
         BatchBuilder {
             cols: types.iter().map(|(_, t)| Col::new(*t, capacity)).collect(),
+            hashes: StringBuilder::with_capacity(capacity, capacity * 32),
             schema,
             rows: 0,
             capacity,
@@ -115,11 +117,15 @@ impl BatchBuilder {
         self.rows == 0
     }
 
-    pub fn push(&mut self, row: &[Cell<'_>]) -> Result<()> {
+    /// Appends a row and its `record_hash`.
+    pub fn push(&mut self, row: &[Cell<'_>], hash: u128) -> Result<()> {
         for (col, cell) in self.cols.iter_mut().zip(row.iter().copied()) {
             col.push(cell)
                 .map_err(|e| Error::Catalog(format!("internal: {e}")))?;
         }
+        let mut hex = [0u8; 32];
+        self.hashes
+            .append_value(super::identity::hash_hex(hash, &mut hex));
         self.rows += 1;
         Ok(())
     }
@@ -128,6 +134,7 @@ impl BatchBuilder {
     pub fn finish(&mut self) -> Result<RecordBatch> {
         let n = self.rows;
         let mut arrays: Vec<ArrayRef> = self.cols.iter_mut().map(Col::finish).collect();
+        arrays.push(Arc::new(self.hashes.finish()));
         arrays.push(Arc::new(Date32Array::from(vec![
             self.meta.ingest_on_days;
             n
@@ -237,4 +244,56 @@ impl<'t> ObjectWriter<'t> {
             None => Ok(Vec::new()),
         }
     }
+}
+
+/// Writes `files` again without the rows whose `record_hash` is in `drop` (rows a concurrent
+/// commit appended first). Returns the new files and the number of rows left out. Only staged,
+/// never-committed files are read here: they are at most one landing object's rows.
+pub async fn rewrite_without(
+    table: &Table,
+    files: &[DataFile],
+    drop: &std::collections::HashSet<u128>,
+    ingest_on_days: i32,
+    file_prefix: String,
+    target_file_size: usize,
+) -> Result<(Vec<DataFile>, u64)> {
+    let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(
+        table.metadata().current_schema(),
+    )?);
+    let mut out = ObjectWriter::new(table, ingest_on_days, file_prefix, target_file_size);
+    let mut removed = 0u64;
+    let parquet_err =
+        |path: &str, e: &dyn std::fmt::Display| Error::Catalog(format!("re-reading {path}: {e}"));
+    for f in files {
+        let path = f.file_path();
+        let bytes = table.file_io().new_input(path)?.read().await?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| parquet_err(path, &e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| parquet_err(path, &e))?;
+            let hashes = batch
+                .column_by_name(super::tables::RECORD_HASH_COLUMN)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| parquet_err(path, &"no record_hash column"))?;
+            let keep: arrow_array::BooleanArray = hashes
+                .iter()
+                .map(|h| {
+                    let held = h
+                        .and_then(|h| u128::from_str_radix(h, 16).ok())
+                        .is_some_and(|h| drop.contains(&h));
+                    Some(!held)
+                })
+                .collect();
+            removed += (batch.num_rows() - keep.true_count()) as u64;
+            let kept = arrow_select::filter::filter_record_batch(&batch, &keep)
+                .map_err(|e| parquet_err(path, &e))?;
+            if kept.num_rows() > 0 {
+                let kept = RecordBatch::try_new(schema.clone(), kept.columns().to_vec())
+                    .map_err(|e| parquet_err(path, &e))?;
+                out.write(kept).await?;
+            }
+        }
+    }
+    Ok((out.close().await?, removed))
 }

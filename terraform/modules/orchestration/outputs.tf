@@ -27,3 +27,18 @@ output "schedule_name" {
   description = "EventBridge Scheduler schedule starting the pipeline."
   value       = aws_scheduler_schedule.pipeline.name
 }
+
+output "orphan_files_schedule_name" {
+  description = "EventBridge Scheduler schedule invoking transform's orphan file removal."
+  value       = aws_scheduler_schedule.orphan_files.name
+}
+
+output "maintenance_dlq_arn" {
+  description = "ARN of the queue of failed maintenance invocations (Scheduler dead letters and transform's asynchronous on-failure destination)."
+  value       = aws_sqs_queue.maintenance_dlq.arn
+}
+
+output "maintenance_dlq_url" {
+  description = "Queue of failed maintenance invocations: alarm on its ApproximateNumberOfMessagesVisible."
+  value       = aws_sqs_queue.maintenance_dlq.id
+}

@@ -120,6 +120,29 @@ variable "schedule_timezone" {
   }
 }
 
+variable "orphan_files_cleanup_enabled" {
+  description = "Whether the maintenance schedule invokes transform to remove orphan files of the Iceberg tables."
+  type        = bool
+  default     = true
+}
+
+variable "orphan_files_schedule_expression" {
+  description = "Scheduler expression of the orphan file removal, e.g. rate(1 day) or cron(0 4 * * ? *) (in schedule_timezone)."
+  type        = string
+  default     = "rate(1 day)"
+}
+
+variable "orphan_files_older_than_hours" {
+  description = "Safety age of the orphan file removal: only unreferenced files older than this are deleted (integer, >= 24)."
+  type        = number
+  default     = 72
+
+  validation {
+    condition     = var.orphan_files_older_than_hours >= 24 && floor(var.orphan_files_older_than_hours) == var.orphan_files_older_than_hours
+    error_message = "orphan_files_older_than_hours must be an integer of at least 24: a younger unreferenced file may belong to a commit still in flight."
+  }
+}
+
 variable "log_retention_days" {
   description = "Retention of the state machine's log group."
   type        = number
