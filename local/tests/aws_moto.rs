@@ -379,5 +379,118 @@ async fn extract_to_s3_and_transform_into_glue_tables_against_moto() {
     assert_eq!(table.metadata().snapshots().count(), 1);
     assert_eq!(table.metadata_location().unwrap(), metadata_location);
 
+    // 4. The same bytes rewritten under a new ETag (a multipart upload's ETag is not the MD5 of
+    //    the content, as with SSE-KMS): a new content version, every record already held.
+    let s3_key = format!("{LAKE_PREFIX}/{users_key}");
+    let bytes = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key(&s3_key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let old_etag = s3
+        .head_object()
+        .bucket(BUCKET)
+        .key(&s3_key)
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .map(str::to_string);
+    let upload = s3
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key(&s3_key)
+        .send()
+        .await
+        .unwrap();
+    let upload_id = upload.upload_id().unwrap();
+    let part = s3
+        .upload_part()
+        .bucket(BUCKET)
+        .key(&s3_key)
+        .upload_id(upload_id)
+        .part_number(1)
+        .body(bytes.to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    s3.complete_multipart_upload()
+        .bucket(BUCKET)
+        .key(&s3_key)
+        .upload_id(upload_id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .parts(
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(part.e_tag().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let new_etag = s3
+        .head_object()
+        .bucket(BUCKET)
+        .key(&s3_key)
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .map(str::to_string);
+    assert_ne!(new_etag, old_etag, "the rewrite must change the ETag");
+    let rewritten = t2.transform_object(&obj).await.unwrap();
+    assert_eq!(rewritten.status, Status::Unchanged, "{rewritten:?}");
+    assert_ne!(rewritten.version, first.version);
+    assert_eq!(
+        (rewritten.rows_committed, rewritten.records_unchanged),
+        (0, users_records as u64)
+    );
+    assert_eq!(users_rows(&t2).await, users_records);
+
+    // 5. Orphan-file maintenance on S3: a file nothing references, older than the safety age
+    //    as far as the cleanup can tell, goes; everything referenced stays.
+    let table = t2
+        .catalog()
+        .load_table(&t2.table_ident(TableKind::Users))
+        .await
+        .unwrap();
+    let table_key = t2.lake().key_of(table.metadata().location()).unwrap();
+    let orphan = format!("{LAKE_PREFIX}/{table_key}/data/orphan.parquet");
+    s3.put_object()
+        .bucket(BUCKET)
+        .key(&orphan)
+        .body(b"not referenced".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(7200);
+    let report = deftunes::transform::maintenance::remove_orphan_files(
+        t2.lake(),
+        &table,
+        std::time::Duration::from_secs(3600),
+        later,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.deleted,
+        [orphan
+            .trim_start_matches(&format!("{LAKE_PREFIX}/"))
+            .to_string()],
+        "{report:?}"
+    );
+    assert!(report.referenced >= 3, "{report:?}");
+    assert_eq!(users_rows(&t2).await, users_records);
+
     drop(moto);
 }
