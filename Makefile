@@ -86,10 +86,12 @@ lambda-build: $(LAMBDA_VENV)/bin/cargo-lambda ## Build the Lambda zips (arm64) i
 	@ls -l target/lambda/*/bootstrap.zip
 
 BENCH_MB ?= 200
+# Rows of the prefilled sessions table the record-identity phases commit into (0 skips them).
+BENCH_IDENTITY_ROWS ?= 10000000
 .PHONY: bench
 # The workspace build (not `-p`): one feature resolution, so the bench reuses the tests' build.
-bench: build ## Benchmark the transform vs plain arrow-json to Parquet (BENCH_MB MB of sessions; report in .deftunes/bench/)
-	$(DEFTUNES) bench --mb $(BENCH_MB)
+bench: build ## Benchmark the transform vs plain arrow-json to Parquet, and record identity's cost (report in .deftunes/bench/)
+	$(DEFTUNES) bench --mb $(BENCH_MB) --identity-rows $(BENCH_IDENTITY_ROWS)
 
 clean: ## Remove the local demo state (.deftunes/)
 	rm -rf .deftunes

@@ -7,8 +7,16 @@
 //! the command still succeeds.
 //!
 //! Sizes are decimal: 1 MB = 1,000,000 bytes (file size, throughput and the RSS target).
+//!
+//! Then the cost of record identity ([`identity`]): one day of sessions committed into a
+//! sessions table prefilled with `--identity-rows` rows (and a tenth of it), next to the same
+//! commit into an empty table. A wrong result of those commits fails the command.
+
+#[path = "cli_bench_identity.rs"]
+mod identity;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -54,6 +62,8 @@ pub struct BenchArgs {
     /// Runs of each phase (alternating); the run with the median time is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
+    #[command(flatten)]
+    pub identity: identity::IdentityArgs,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -62,6 +72,10 @@ pub enum Phase {
     Transform,
     /// `arrow-json` into one Parquet file, no Iceberg.
     Baseline,
+    /// Builds a prefilled sessions table (`--table`, `--rows`, `--days-per-commit`).
+    IdentityPrefill,
+    /// Commits one day of sessions into the prefilled `--table`, or into an empty table.
+    IdentityCommit,
 }
 
 impl Phase {
@@ -69,6 +83,8 @@ impl Phase {
         match self {
             Phase::Transform => "transform",
             Phase::Baseline => "baseline",
+            Phase::IdentityPrefill => "identity-prefill",
+            Phase::IdentityCommit => "identity-commit",
         }
     }
 }
@@ -78,11 +94,13 @@ impl Phase {
 pub struct WorkerArgs {
     #[arg(value_enum)]
     pub phase: Phase,
-    /// The NDJSON sessions file.
-    pub file: PathBuf,
+    /// The NDJSON sessions file (all phases but identity-prefill).
+    pub file: Option<PathBuf>,
     /// Scratch space (a temporary directory is created and removed in it).
     #[arg(long)]
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub identity: identity::IdentityWorkerArgs,
 }
 
 /// What a worker prints as its one JSON line.
@@ -221,6 +239,14 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
         println!("warning: {w}");
     }
 
+    let (identity_report, identity_errors) = if args.identity.rows > 0 {
+        println!();
+        let (report, errors) = identity::run(&dir, &args.identity, args.runs).await?;
+        (Some(report), errors)
+    } else {
+        (None, Vec::new())
+    };
+
     let report = json!({
         "file": {
             "path": file.path,
@@ -253,6 +279,7 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
             },
         },
         "warnings": warnings,
+        "identity": identity_report,
         "units": "MB = 10^6 bytes",
     });
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -262,6 +289,12 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
     let body = serde_json::to_vec_pretty(&report)?;
     std::fs::write(&args.out, body).with_context(|| format!("writing {}", args.out.display()))?;
     println!("report: {}", args.out.display());
+    if !identity_errors.is_empty() {
+        bail!(
+            "the identity phases gave wrong results:\n  {}",
+            identity_errors.join("\n  ")
+        );
+    }
     Ok(())
 }
 
@@ -325,6 +358,14 @@ fn print_table(file: &BenchFile, t: &Measurement, b: &Measurement, nproc: usize)
 
 /// Runs one phase in a child process (this executable, `bench-worker`) and parses its line.
 async fn run_worker(phase: Phase, file: &Path, dir: &Path) -> Result<Measurement> {
+    let args: Vec<OsString> = vec![phase.name().into(), file.into(), "--dir".into(), dir.into()];
+    let line = run_worker_line(phase.name(), &args).await?;
+    serde_json::from_str(&line)
+        .with_context(|| format!("parsing the {} worker's measurement: {line}", phase.name()))
+}
+
+/// Runs `deftunes bench-worker ARGS` (this executable) and returns the JSON line it printed last.
+async fn run_worker_line(label: &str, args: &[OsString]) -> Result<String> {
     // `/proc/self/exe` still runs this very binary when a concurrent build replaces the file.
     let proc_exe = PathBuf::from("/proc/self/exe");
     let exe = if proc_exe.exists() {
@@ -334,47 +375,62 @@ async fn run_worker(phase: Phase, file: &Path, dir: &Path) -> Result<Measurement
     };
     let out = tokio::process::Command::new(exe)
         .arg("bench-worker")
-        .arg(phase.name())
-        .arg(file)
-        .arg("--dir")
-        .arg(dir)
+        .args(args)
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .output()
         .await
-        .with_context(|| format!("starting the {} worker", phase.name()))?;
+        .with_context(|| format!("starting the {label} worker"))?;
     if !out.status.success() {
-        bail!("the {} worker failed ({})", phase.name(), out.status);
+        bail!("the {label} worker failed ({})", out.status);
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
+    stdout
         .lines()
         .rev()
         .find(|l| l.trim_start().starts_with('{'))
-        .with_context(|| format!("the {} worker printed no measurement", phase.name()))?;
-    serde_json::from_str(line)
-        .with_context(|| format!("parsing the {} worker's measurement: {line}", phase.name()))
+        .map(str::to_string)
+        .with_context(|| format!("the {label} worker printed no measurement"))
 }
 
 /// `deftunes bench-worker`: one measurement, printed as one JSON line.
 pub async fn worker(args: &WorkerArgs) -> Result<()> {
-    let bytes_in = std::fs::metadata(&args.file)
-        .with_context(|| format!("{}", args.file.display()))?
-        .len();
     let scratch = tempfile::Builder::new()
         .prefix(&format!("{}-", args.phase.name()))
         .tempdir_in(&args.dir)
         .with_context(|| format!("scratch directory in {}", args.dir.display()))?;
-    let mut m = match args.phase {
-        Phase::Transform => transform_phase(&args.file, scratch.path()).await?,
-        Phase::Baseline => {
-            let (file, out) = (args.file.clone(), scratch.path().join("baseline.parquet"));
-            tokio::task::spawn_blocking(move || baseline_phase(&file, &out)).await??
+    let file = || {
+        args.file
+            .clone()
+            .with_context(|| format!("the {} phase needs the NDJSON file", args.phase.name()))
+    };
+    let line = match args.phase {
+        Phase::IdentityPrefill => {
+            let mut m = identity::prefill_worker(&args.identity, scratch.path()).await?;
+            m.peak_rss_bytes = peak_rss_bytes();
+            serde_json::to_string(&m)?
+        }
+        Phase::IdentityCommit => {
+            let m = identity::commit_worker(&file()?, &args.identity, scratch.path()).await?;
+            serde_json::to_string(&m)?
+        }
+        Phase::Transform | Phase::Baseline => {
+            let file = file()?;
+            let bytes_in = std::fs::metadata(&file)
+                .with_context(|| format!("{}", file.display()))?
+                .len();
+            let mut m = if args.phase == Phase::Transform {
+                transform_phase(&file, scratch.path()).await?
+            } else {
+                let out = scratch.path().join("baseline.parquet");
+                tokio::task::spawn_blocking(move || baseline_phase(&file, &out)).await??
+            };
+            m.bytes_in = bytes_in;
+            m.peak_rss_bytes = peak_rss_bytes();
+            serde_json::to_string(&m)?
         }
     };
-    m.bytes_in = bytes_in;
-    m.peak_rss_bytes = peak_rss_bytes();
-    println!("{}", serde_json::to_string(&m)?);
+    println!("{line}");
     Ok(())
 }
 
@@ -389,19 +445,7 @@ async fn transform_phase(file: &Path, scratch: &Path) -> Result<Measurement> {
         std::fs::copy(file, &landed)
             .with_context(|| format!("copying {} into the scratch lake", file.display()))?;
     }
-    std::fs::create_dir_all(scratch.join("catalog"))?;
-    let env: HashMap<String, String> = [
-        ("LAKE_URI", format!("file://{}", lake.display())),
-        ("CATALOG", "sql".into()),
-        (
-            "CATALOG_URI",
-            format!("sqlite:{}/catalog/catalog.db?mode=rwc", scratch.display()),
-        ),
-        ("SPOOL_DIR", scratch.display().to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let env = scratch_env(&lake, &scratch.join("catalog"), scratch);
     let cfg = TransformConfig::from_env(&env)?;
     let transformer = Transformer::new(cfg, &env as &dyn Env).await?;
     let start = Instant::now();
@@ -423,6 +467,22 @@ async fn transform_phase(file: &Path, scratch: &Path) -> Result<Measurement> {
         bytes_out,
         quarantined: outcome.records_quarantined,
     })
+}
+
+/// The transform's settings for a local lake and SQLite catalog (`catalog/catalog.db`).
+fn scratch_env(lake: &Path, catalog: &Path, spool: &Path) -> HashMap<String, String> {
+    [
+        ("LAKE_URI", format!("file://{}", lake.display())),
+        ("CATALOG", "sql".into()),
+        (
+            "CATALOG_URI",
+            format!("sqlite:{}/catalog.db?mode=rwc", catalog.display()),
+        ),
+        ("SPOOL_DIR", spool.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// The practical limit: the same bytes through `arrow-json` (schema inferred from the first

@@ -862,3 +862,60 @@ async fn tables_declare_their_key_and_partition_each_file_by_ingest_on() {
         "{days:?}"
     );
 }
+
+/// Fails every commit in a way that leaves its outcome unknown (a timeout after sending).
+#[derive(Debug)]
+struct UnknownOutcome;
+
+#[async_trait]
+impl UpdateHook for UnknownOutcome {
+    async fn update_table(
+        &self,
+        _: &dyn Catalog,
+        _: TableCommit,
+    ) -> iceberg::Result<iceberg::table::Table> {
+        Err(iceberg::Error::new(
+            iceberg::ErrorKind::Unexpected,
+            "operation timed out after the request was sent",
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_of_a_commit_with_an_unknown_outcome_are_left_to_the_maintenance() {
+    let (f, _) = hooked_fixture(UnknownOutcome, &[], None).await;
+    let ds = dataset();
+    let obj = f
+        .land(&users_key("2020-01-01", 0), &ndjson(&ds.users))
+        .await;
+    let e = f.transformer.transform_object(&obj).await.unwrap_err();
+    assert_eq!(e.error_type(), "CatalogError", "{e}");
+    // The update might still land: its data files must still be there.
+    let (on_disk, referenced) = files_on_disk_and_referenced(&f, TableKind::Users).await;
+    let kept: Vec<_> = on_disk
+        .difference(&referenced)
+        .filter(|p| p.ends_with(".parquet"))
+        .collect();
+    assert!(!kept.is_empty(), "the staged files were deleted");
+    cleanup_and_compare(&f, TableKind::Users).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_older_version_of_the_same_ingest_on_does_not_become_current() {
+    let f = fixture(&[]).await;
+    let ds = dataset();
+    let v1 = ds.users[..3].to_vec();
+    let mut v2 = v1.clone();
+    v2[0].user_lastname.push_str("-Smith");
+    transform(&f, &users_key("2020-01-01", 0), &ndjson(&v1)).await;
+    let o = transform(&f, &users_key("2020-01-01", 1), &ndjson(&v2)).await;
+    assert_eq!(o.rows_committed, 1);
+    // v1 replayed under another part of the same day: nothing appended, v2 stays the latest.
+    let o = transform(&f, &users_key("2020-01-01", 2), &ndjson(&v1)).await;
+    assert_eq!(
+        (o.status, o.rows_committed),
+        (Status::Unchanged, 0),
+        "{o:?}"
+    );
+    assert_eq!(f.rows(TableKind::Users).await, 4);
+}

@@ -230,6 +230,21 @@ pub const ALREADY_COMMITTED: &str = "landing object already committed by another
 const ROWS_APPENDED_MEANWHILE: &str = "rows of this object were appended by a concurrent commit";
 const OWN_COMMIT_LANDED: &str = "this commit already landed";
 
+/// Whether a failed commit attempt is known not to have reached the catalog's table update: the
+/// guard refused it, or the catalog's compare-and-swap did. Any other failure (a timeout, a 5xx)
+/// leaves the outcome unknown, and the staged files must then be left to the orphan-file
+/// maintenance: the update may still land and reference them.
+pub fn refused_before_update(e: &iceberg::Error) -> bool {
+    e.kind() == iceberg::ErrorKind::CatalogCommitConflicts
+        || [
+            ALREADY_COMMITTED,
+            ROWS_APPENDED_MEANWHILE,
+            OWN_COMMIT_LANDED,
+        ]
+        .iter()
+        .any(|m| e.message().contains(m))
+}
+
 /// Refuses a commit when the table already records (key, version), already holds one of our
 /// attempts, or gained some of the staged rows since `checked` (used as [`Hooked`]'s hook).
 pub struct CommitGuard<'a> {
@@ -238,7 +253,7 @@ pub struct CommitGuard<'a> {
     pub version: &'a str,
     pub attempt_ids: &'a [String],
     /// Hashes of the staged rows.
-    pub appended: &'a HashMap<u128, u64>,
+    pub appended: &'a super::identity::Appended,
     /// The snapshot up to which the table is known to hold none of the staged rows.
     pub checked: &'a tokio::sync::Mutex<Option<i64>>,
     /// Staged rows found appended by a concurrent commit.

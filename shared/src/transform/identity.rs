@@ -33,6 +33,36 @@ use crate::error::{Error, Result};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
+/// Keys that are already uniform hashes (xxh3 output) need no second hash: their low 64 bits.
+#[derive(Default, Clone, Copy)]
+pub struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only integer keys are hashed here; fold any other input anyway.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+type BuildPrehashed = std::hash::BuildHasherDefault<Prehashed>;
+/// A set of 128-bit record hashes.
+pub type HashSet128 = HashSet<u128, BuildPrehashed>;
+/// Record hash -> the record (line number) it came from.
+pub type Appended = HashMap<u128, u32, BuildPrehashed>;
+
 /// Appends a canonical encoding of `cell` (type tag, then value) to `buf`.
 fn encode(buf: &mut Vec<u8>, cell: Cell<'_>) {
     match cell {
@@ -94,8 +124,8 @@ struct Latest {
 /// Identities held by (a part of) a table.
 #[derive(Debug, Default)]
 pub struct Held {
-    hashes: HashSet<u128>,
-    latest: HashMap<u64, Latest>,
+    hashes: HashSet128,
+    latest: HashMap<u64, Latest, BuildPrehashed>,
 }
 
 impl Held {
@@ -107,13 +137,14 @@ impl Held {
         }
     }
 
-    /// Whether a row `(key, hash)` of an object of `ingest_on` is already held (see the module).
-    fn holds(&self, key: u64, hash: u128, ingest_on: i32) -> bool {
+    /// Whether a row `(key, hash)` of an object of `ingest_on` is already held (see the module);
+    /// the key is hashed only for records the table holds.
+    fn holds(&self, hash: u128, ingest_on: i32, key: impl FnOnce() -> u64) -> bool {
         self.hashes.contains(&hash)
             && self
                 .latest
-                .get(&key)
-                .is_some_and(|l| l.hash == hash || l.ingest_on > ingest_on)
+                .get(&key())
+                .is_some_and(|l| l.hash == hash || l.ingest_on >= ingest_on)
     }
 
     pub fn contains_hash(&self, hash: u128) -> bool {
@@ -151,9 +182,11 @@ async fn read_tasks(
         .build()
         .read(Box::pin(futures::stream::iter(tasks.into_iter().map(Ok))))?
         .stream();
-    let batches: Vec<arrow_array::RecordBatch> = stream.try_collect().await?;
+    let mut stream = stream;
     let mut buf = Vec::with_capacity(64);
-    for b in &batches {
+    // Folded in as they come: only one batch of identity columns is in memory at a time.
+    while let Some(batch) = stream.try_next().await? {
+        let b = &batch;
         let hashes = column::<StringArray>(b, RECORD_HASH_COLUMN)?;
         let ingest = column::<Date32Array>(b, "ingest_on")?;
         let processing = b
@@ -281,8 +314,21 @@ impl TableIndex {
         if current == self.snapshot_id {
             return Ok(0);
         }
-        let tasks: Vec<FileScanTask> = plan(table, kind, None)
-            .await?
+        let all = plan(table, kind, None).await?;
+        let listed: HashSet<&str> = all.iter().map(|t| t.data_file_path.as_str()).collect();
+        if self.files.iter().any(|f| !listed.contains(f.as_str())) {
+            // Files left the table (a rollback, a compaction by another engine): the rows they
+            // held may be gone, so the index is rebuilt from what the table references now.
+            tracing::info!(
+                table = kind.name(),
+                "data files were removed: rebuilding the identity index"
+            );
+            *self = TableIndex {
+                table_uuid: Some(uuid),
+                ..TableIndex::default()
+            };
+        }
+        let tasks: Vec<FileScanTask> = all
             .into_iter()
             .filter(|t| !self.files.contains(&t.data_file_path))
             .collect();
@@ -325,6 +371,7 @@ impl IdentityCache {
                     .ok_or_else(|| {
                         Error::Configuration(format!("{}: no scope column {col}", kind.name()))
                     })?,
+                last_day: None,
                 days: HashSet::new(),
                 files: HashSet::new(),
                 held: Held::default(),
@@ -346,7 +393,7 @@ impl IdentityCache {
             source: scope,
             key_positions: kind.key_positions(),
             buf: Vec::with_capacity(64),
-            appended: HashMap::new(),
+            appended: Appended::default(),
             files_read,
         })
     }
@@ -355,6 +402,8 @@ impl IdentityCache {
 struct Scoped {
     column: &'static str,
     position: usize,
+    /// The last day checked: rows come clustered by day, so most skip the `days` lookup.
+    last_day: Option<Option<i64>>,
     /// Days (`None`: a null scope value) whose rows were read.
     days: HashSet<Option<i64>>,
     files: HashSet<String>,
@@ -377,7 +426,7 @@ pub struct ObjectIdentity {
     key_positions: Vec<usize>,
     buf: Vec<u8>,
     /// Rows this object appends: hash -> the record (line number) they came from.
-    appended: HashMap<u128, u64>,
+    appended: Appended,
     /// Data files whose identity columns this object's check read.
     files_read: u64,
 }
@@ -390,24 +439,27 @@ impl ObjectIdentity {
 
     /// Decides whether `row` (hash `hash`, from record `record`) is appended (`true`) or already
     /// held (`false`), and remembers an appended row.
-    pub async fn admit(&mut self, row: &[Cell<'_>], hash: u128, record: u64) -> Result<bool> {
-        self.buf.clear();
-        for &p in &self.key_positions {
-            encode(&mut self.buf, row.get(p).copied().unwrap_or(Cell::Null));
-        }
-        let key = twox_hash::XxHash3_64::oneshot(&self.buf);
+    pub async fn admit(&mut self, row: &[Cell<'_>], hash: u128, record: u32) -> Result<bool> {
         // The same record twice in one object is appended once.
         if self.appended.contains_key(&hash) {
             return Ok(false);
         }
+        let (buf, positions) = (&mut self.buf, &self.key_positions);
+        let key = || {
+            buf.clear();
+            for &p in positions {
+                encode(buf, row.get(p).copied().unwrap_or(Cell::Null));
+            }
+            twox_hash::XxHash3_64::oneshot(buf)
+        };
         let held = match &mut self.source {
-            Source::Table(index) => index.held.holds(key, hash, self.ingest_on),
+            Source::Table(index) => index.held.holds(hash, self.ingest_on, key),
             Source::Scoped(s) => {
                 let day = match row.get(s.position) {
                     Some(Cell::Ts(t)) => Some(t.div_euclid(MICROS_PER_DAY)),
                     _ => None,
                 };
-                if s.days.insert(day) {
+                if s.last_day != Some(day) && s.days.insert(day) {
                     let filter = match day {
                         Some(d) => Reference::new(s.column)
                             .greater_than_or_equal_to(Datum::timestamp_micros(d * MICROS_PER_DAY))
@@ -433,13 +485,14 @@ impl ObjectIdentity {
                     self.files_read += tasks.len() as u64;
                     read_tasks(&self.table, self.kind, tasks, &mut s.held).await?;
                 }
-                s.held.holds(key, hash, self.ingest_on)
+                s.last_day = Some(day);
+                s.held.holds(hash, self.ingest_on, key)
             }
         };
         if held {
             return Ok(false);
         }
-        self.appended.entry(hash).or_insert(record);
+        self.appended.insert(hash, record);
         Ok(true)
     }
 
@@ -449,7 +502,7 @@ impl ObjectIdentity {
     }
 
     /// The rows this object appends: hash -> record.
-    pub fn into_appended(self) -> HashMap<u128, u64> {
+    pub fn into_appended(self) -> Appended {
         self.appended
     }
 }
@@ -505,17 +558,20 @@ mod tests {
         held.add(1, v(10, 1, 0xa));
         held.add(1, v(20, 1, 0xb));
         // Replays of the current version, at any ingest_on, are held.
-        assert!(held.holds(1, 0xb, 20) && held.holds(1, 0xb, 30) && held.holds(1, 0xb, 5));
+        let holds = |h: &Held, key: u64, hash: u128, on: i32| h.holds(hash, on, || key);
+        assert!(holds(&held, 1, 0xb, 20) && holds(&held, 1, 0xb, 30) && holds(&held, 1, 0xb, 5));
         // The old version replayed from an older object: held (the newer one stays latest).
-        assert!(held.holds(1, 0xa, 10));
+        assert!(holds(&held, 1, 0xa, 10));
         // The old version again in a newer object: the record changed back, appended.
-        assert!(!held.holds(1, 0xa, 25));
+        assert!(!holds(&held, 1, 0xa, 25));
+        // ... but not from an object of the latest version's own ingest_on (a replay).
+        assert!(holds(&held, 1, 0xa, 20));
         // A new version, a new key: appended.
-        assert!(!held.holds(1, 0xc, 20) && !held.holds(2, 0xa, 20));
+        assert!(!holds(&held, 1, 0xc, 20) && !holds(&held, 2, 0xa, 20));
         // Ties on ingest_on go to the later processing.
         held.add(3, v(5, 2, 0xd));
         held.add(3, v(5, 1, 0xe));
-        assert!(held.holds(3, 0xd, 5) && !held.holds(3, 0xe, 6));
+        assert!(holds(&held, 3, 0xd, 5) && holds(&held, 3, 0xe, 5) && !holds(&held, 3, 0xe, 6));
     }
 
     #[test]

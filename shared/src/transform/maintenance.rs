@@ -98,11 +98,21 @@ pub async fn remove_unreferenced(
             lake.uri_of("")
         ))
     })?;
+    // A reference the lake cannot map (another spelling of the address) fails the run: its file
+    // would otherwise look unreferenced.
     let referenced: HashSet<String> = referenced_files(table)
         .await?
         .iter()
-        .filter_map(|uri| lake.key_of(uri))
-        .collect();
+        .map(|uri| {
+            lake.key_of(uri).ok_or_else(|| {
+                Error::Configuration(format!(
+                    "table {}: referenced file {uri} is outside the lake {}: nothing removed",
+                    table.identifier(),
+                    lake.uri_of("")
+                ))
+            })
+        })
+        .collect::<Result<_>>()?;
     let mut report = OrphanReport {
         table: table.identifier().to_string(),
         ..OrphanReport::default()

@@ -33,8 +33,8 @@ use crate::config::{parse_or, required, Env, ProcessEnv};
 use crate::error::{Error, Result};
 use crate::storage::{Lake, LakeUri};
 use catalog::{
-    build_catalog, ensure_table, find_commit, find_own_commit, CatalogKind, CommitGuard, Hooked,
-    ALREADY_COMMITTED,
+    build_catalog, ensure_table, find_commit, find_own_commit, refused_before_update, CatalogKind,
+    CommitGuard, Hooked, ALREADY_COMMITTED,
 };
 use events::{LakeFilter, ObjectRef};
 use identity::{record_hash, IdentityCache};
@@ -190,7 +190,7 @@ pub struct Staged {
     report: QualityReport,
     files: Vec<iceberg::spec::DataFile>,
     /// The rows the files hold: record hash -> the record (line) it came from.
-    appended: HashMap<u128, u64>,
+    appended: identity::Appended,
     /// The snapshot the identity check was made against.
     base: Option<i64>,
     file_prefix: String,
@@ -539,7 +539,10 @@ impl Transformer {
             for r in &rows {
                 rules.observe(&mut metrics, r);
                 let h = record_hash(r, &mut hash_buf);
-                if identity.admit(r, h, line_no).await? {
+                if identity
+                    .admit(r, h, u32::try_from(line_no).unwrap_or(u32::MAX))
+                    .await?
+                {
                     batch.push(r, h)?;
                     c.rows_committed += 1;
                     appended = true;
@@ -641,13 +644,16 @@ impl Transformer {
         let checked = tokio::sync::Mutex::new(staged.base);
         let mut attempt_ids: Vec<String> = Vec::new();
         let mut last_err = String::new();
+        // Set once an attempt failed in a way that may still land it: from then on our files are
+        // never deleted here (the orphan-file maintenance removes them after its safety age).
+        let mut outcome_unknown = false;
         for attempt in 1..=self.cfg.commit_max_attempts {
             let table = self.catalog.load_table(&ident).await?;
             if let Some(id) = find_own_commit(&table, &attempt_ids) {
                 return Ok(Committed::Snapshot(id));
             }
             if let Some(recorded) = recorded_outcome(&table, &key, &version) {
-                discard_files(&table, &staged.files).await;
+                discard_files(&table, &staged.files, outcome_unknown).await;
                 return Ok(Committed::Recorded(Box::new(recorded)));
             }
             let attempt_id = uuid::Uuid::new_v4().to_string();
@@ -678,6 +684,10 @@ impl Transformer {
             let tx = tx
                 .fast_append()
                 .add_data_files(staged.files.clone())
+                // Staged file names are new on every attempt, and a retry after a lost
+                // acknowledgement is stopped by the guard (our attempt id): the check would
+                // only read every manifest of the table on each commit.
+                .with_check_duplicate(false)
                 .set_snapshot_properties(props)
                 .apply(tx)?;
             let err = match tx.commit(&guarded).await {
@@ -695,9 +705,13 @@ impl Transformer {
             }
             let overlap = overlap.into_inner().unwrap_or_else(|p| p.into_inner());
             last_err = format!("{err:#}");
+            outcome_unknown |= !refused_before_update(&err);
             if !overlap.is_empty() {
                 tracing::info!(key = %key, rows = overlap.len(), "a concurrent commit appended some of these rows: rewriting without them");
-                if self.drop_rows(&table, staged, &overlap).await? {
+                if self
+                    .drop_rows(&table, staged, &overlap, outcome_unknown)
+                    .await?
+                {
                     return Ok(Committed::Nothing);
                 }
                 continue;
@@ -706,7 +720,7 @@ impl Transformer {
                 continue;
             }
             if !err.retryable() {
-                discard_files(&table, &staged.files).await;
+                discard_files(&table, &staged.files, outcome_unknown).await;
                 return Err(err.into());
             }
             let backoff = 50u64.saturating_mul(1 << attempt.min(6));
@@ -717,7 +731,7 @@ impl Transformer {
         if let Some(id) = find_own_commit(&table, &attempt_ids) {
             return Ok(Committed::Snapshot(id));
         }
-        discard_files(&table, &staged.files).await;
+        discard_files(&table, &staged.files, outcome_unknown).await;
         Err(Error::CommitConflict(format!(
             "{key}: gave up after {} commit attempts: {last_err}",
             self.cfg.commit_max_attempts
@@ -731,6 +745,7 @@ impl Transformer {
         table: &iceberg::table::Table,
         staged: &mut Staged,
         held: &std::collections::HashSet<u128>,
+        outcome_unknown: bool,
     ) -> Result<bool> {
         let days = epoch_days(staged.outcome.ingest_on);
         let prefix = format!("{}-{}", staged.file_prefix, uuid::Uuid::new_v4().simple());
@@ -743,14 +758,14 @@ impl Transformer {
             self.cfg.target_file_size,
         )
         .await?;
-        // The old files were never referenced (no snapshot carries our attempt ids).
-        discard_files(table, &staged.files).await;
+        // The old files are referenced by no snapshot (none carries our attempt ids).
+        discard_files(table, &staged.files, outcome_unknown).await;
         staged.files = files;
         staged.appended.retain(|h, _| !held.contains(h));
         let o = &mut staged.outcome;
         o.rows_committed -= removed;
         o.rows_unchanged += removed;
-        let records: std::collections::HashSet<u64> = staged.appended.values().copied().collect();
+        let records: std::collections::HashSet<u32> = staged.appended.values().copied().collect();
         o.records_committed = records.len() as u64;
         o.records_unchanged = o.records_in - o.records_quarantined - o.records_committed;
         o.data_files = staged.files.len() as u64;
@@ -788,8 +803,18 @@ fn empty_status(o: &ObjectOutcome) -> Status {
     }
 }
 
-/// Deletes data files that no snapshot references (a lost race); a failure only leaves orphans.
-async fn discard_files(table: &iceberg::table::Table, files: &[iceberg::spec::DataFile]) {
+/// Deletes staged data files that no snapshot references (a lost race, exhausted attempts). Kept
+/// when an attempt's outcome is unknown (it may still land and reference them): the orphan-file
+/// maintenance removes them after its safety age. A failure to delete only leaves orphans too.
+async fn discard_files(
+    table: &iceberg::table::Table,
+    files: &[iceberg::spec::DataFile],
+    outcome_unknown: bool,
+) {
+    if outcome_unknown {
+        tracing::warn!(files = files.len(), "a commit attempt's outcome is unknown: its files are left to the orphan-file maintenance");
+        return;
+    }
     for f in files {
         if let Err(e) = table.file_io().delete(f.file_path()).await {
             tracing::warn!(file = f.file_path(), error = %e, "could not delete an unreferenced data file");

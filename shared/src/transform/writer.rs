@@ -160,6 +160,10 @@ impl BatchBuilder {
     }
 }
 
+fn record_hash_path() -> parquet::schema::types::ColumnPath {
+    parquet::schema::types::ColumnPath::from(super::tables::RECORD_HASH_COLUMN)
+}
+
 pub type TableWriter =
     DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
@@ -178,6 +182,12 @@ pub async fn data_file_writer(
             ZstdLevel::try_new(3).map_err(|e| Error::Catalog(e.to_string()))?,
         ))
         .set_max_row_group_row_count(Some(128 * 1024))
+        // Random hashes: a dictionary never pays and min/max prune nothing.
+        .set_column_dictionary_enabled(record_hash_path(), false)
+        .set_column_statistics_enabled(
+            record_hash_path(),
+            parquet::file::properties::EnabledStatistics::None,
+        )
         .build();
     let parquet = ParquetWriterBuilder::new(props, schema.clone());
     let rolling = RollingFileWriterBuilder::new(
