@@ -143,18 +143,7 @@ async fn s3_objects(s3: &aws_sdk_s3::Client, prefix: &str) -> BTreeMap<String, u
     while let Some(page) = pages.next().await {
         for o in page.unwrap().contents() {
             let key = o.key().unwrap().to_string();
-            let body = s3
-                .get_object()
-                .bucket(BUCKET)
-                .key(&key)
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-                .unwrap()
-                .into_bytes();
+            let body = object_bytes(s3, &key).await;
             let text = String::from_utf8(body.to_vec()).unwrap();
             for line in text.lines() {
                 serde_json::from_str::<serde_json::Value>(line)
@@ -183,6 +172,31 @@ async fn s3_keys(s3: &aws_sdk_s3::Client, prefix: &str) -> Vec<String> {
         );
     }
     out
+}
+
+async fn object_bytes(s3: &aws_sdk_s3::Client, key: &str) -> bytes::Bytes {
+    s3.get_object()
+        .bucket(BUCKET)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+}
+
+async fn etag(s3: &aws_sdk_s3::Client, key: &str) -> Option<String> {
+    s3.head_object()
+        .bucket(BUCKET)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .map(str::to_string)
 }
 
 async fn users_rows(t: &Transformer) -> usize {
@@ -382,27 +396,8 @@ async fn extract_to_s3_and_transform_into_glue_tables_against_moto() {
     // 4. The same bytes rewritten under a new ETag (a multipart upload's ETag is not the MD5 of
     //    the content, as with SSE-KMS): a new content version, every record already held.
     let s3_key = format!("{LAKE_PREFIX}/{users_key}");
-    let bytes = s3
-        .get_object()
-        .bucket(BUCKET)
-        .key(&s3_key)
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
-    let old_etag = s3
-        .head_object()
-        .bucket(BUCKET)
-        .key(&s3_key)
-        .send()
-        .await
-        .unwrap()
-        .e_tag()
-        .map(str::to_string);
+    let bytes = object_bytes(&s3, &s3_key).await;
+    let old_etag = etag(&s3, &s3_key).await;
     let upload = s3
         .create_multipart_upload()
         .bucket(BUCKET)
@@ -438,15 +433,7 @@ async fn extract_to_s3_and_transform_into_glue_tables_against_moto() {
         .send()
         .await
         .unwrap();
-    let new_etag = s3
-        .head_object()
-        .bucket(BUCKET)
-        .key(&s3_key)
-        .send()
-        .await
-        .unwrap()
-        .e_tag()
-        .map(str::to_string);
+    let new_etag = etag(&s3, &s3_key).await;
     assert_ne!(new_etag, old_etag, "the rewrite must change the ETag");
     let rewritten = t2.transform_object(&obj).await.unwrap();
     assert_eq!(rewritten.status, Status::Unchanged, "{rewritten:?}");
