@@ -268,8 +268,11 @@ impl CommitGuard<'_> {
         if head == *checked {
             return Ok(());
         }
-        let as_iceberg =
-            |e: Error| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string());
+        // Keeps a transient failure (a throttled read) retryable for the commit loop.
+        let as_iceberg = |e: Error| {
+            iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string())
+                .with_retryable(e.is_retryable())
+        };
         // An expired base snapshot: every file counts as new (slower, still exact).
         let before = match *checked {
             Some(id) if current.metadata().snapshot_by_id(id).is_some() => {
