@@ -298,15 +298,30 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// A timed run with its peak RSS: what [`median`] picks from.
+trait Timed: Clone {
+    fn seconds(&self) -> f64;
+    fn peak_rss(&mut self) -> &mut Option<u64>;
+}
+
+impl Timed for Measurement {
+    fn seconds(&self) -> f64 {
+        self.seconds
+    }
+    fn peak_rss(&mut self) -> &mut Option<u64> {
+        &mut self.peak_rss_bytes
+    }
+}
+
 /// The run with the median time, with the highest peak RSS of all runs.
-fn median(runs: &[Measurement]) -> Result<Measurement> {
-    let mut sorted: Vec<&Measurement> = runs.iter().collect();
-    sorted.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+fn median<M: Timed>(runs: &[M]) -> Result<M> {
+    let mut sorted: Vec<&M> = runs.iter().collect();
+    sorted.sort_by(|a, b| a.seconds().total_cmp(&b.seconds()));
     let mut m = sorted
         .get(sorted.len() / 2)
         .map(|m| (*m).clone())
         .context("no measurement")?;
-    m.peak_rss_bytes = runs.iter().filter_map(|r| r.peak_rss_bytes).max();
+    *m.peak_rss() = runs.iter().filter_map(|r| *r.clone().peak_rss()).max();
     Ok(m)
 }
 

@@ -313,7 +313,7 @@ pub async fn run(
         for m in ms {
             check(obj, prefill, m, &mut errors);
         }
-        medians.insert((oi, ti), median(ms)?);
+        medians.insert((oi, ti), super::median(ms)?);
     }
     errors.dedup();
 
@@ -475,16 +475,13 @@ fn check(obj: &Object, prefill: Option<&Prefill>, m: &CommitMeasurement, errors:
     }
 }
 
-/// The run with the median time, with the highest peak RSS of all runs.
-fn median(runs: &[CommitMeasurement]) -> Result<CommitMeasurement> {
-    let mut sorted: Vec<&CommitMeasurement> = runs.iter().collect();
-    sorted.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-    let mut m = sorted
-        .get(sorted.len() / 2)
-        .map(|m| (*m).clone())
-        .context("no measurement")?;
-    m.peak_rss_bytes = runs.iter().filter_map(|r| r.peak_rss_bytes).max();
-    Ok(m)
+impl super::Timed for CommitMeasurement {
+    fn seconds(&self) -> f64 {
+        self.seconds
+    }
+    fn peak_rss(&mut self) -> &mut Option<u64> {
+        &mut self.peak_rss_bytes
+    }
 }
 
 fn rss_diff(a: Option<u64>, b: Option<u64>) -> Option<i64> {

@@ -199,12 +199,15 @@ async fn etag(s3: &aws_sdk_s3::Client, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn users_rows(t: &Transformer) -> usize {
-    let table = t
-        .catalog()
+async fn users_table(t: &Transformer) -> iceberg::table::Table {
+    t.catalog()
         .load_table(&t.table_ident(TableKind::Users))
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn users_rows(t: &Transformer) -> usize {
+    let table = users_table(t).await;
     let batches: Vec<arrow_array::RecordBatch> = table
         .scan()
         .select_all()
@@ -351,11 +354,7 @@ async fn extract_to_s3_and_transform_into_glue_tables_against_moto() {
     assert_eq!(users_rows(&t).await, users_records);
 
     // The table is in the moto Glue catalog and its files in the moto bucket.
-    let table = t
-        .catalog()
-        .load_table(&t.table_ident(TableKind::Users))
-        .await
-        .unwrap();
+    let table = users_table(&t).await;
     let table_root = format!("s3://{BUCKET}/{LAKE_PREFIX}/transform_zone/");
     let metadata_location = table.metadata_location().unwrap().to_string();
     assert!(
@@ -385,11 +384,7 @@ async fn extract_to_s3_and_transform_into_glue_tables_against_moto() {
     assert_eq!(again.snapshot_id, first.snapshot_id);
     assert_eq!(again.rows_committed, first.rows_committed);
     assert_eq!(users_rows(&t2).await, users_records);
-    let table = t2
-        .catalog()
-        .load_table(&t2.table_ident(TableKind::Users))
-        .await
-        .unwrap();
+    let table = users_table(&t2).await;
     assert_eq!(table.metadata().snapshots().count(), 1);
     assert_eq!(table.metadata_location().unwrap(), metadata_location);
 
@@ -446,11 +441,7 @@ async fn extract_to_s3_and_transform_into_glue_tables_against_moto() {
 
     // 5. Orphan-file maintenance on S3: a file nothing references, older than the safety age
     //    as far as the cleanup can tell, goes; everything referenced stays.
-    let table = t2
-        .catalog()
-        .load_table(&t2.table_ident(TableKind::Users))
-        .await
-        .unwrap();
+    let table = users_table(&t2).await;
     let table_key = t2.lake().key_of(table.metadata().location()).unwrap();
     let orphan = format!("{LAKE_PREFIX}/{table_key}/data/orphan.parquet");
     s3.put_object()

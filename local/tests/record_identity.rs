@@ -105,12 +105,7 @@ async fn files_on_disk_and_referenced(
     f: &Fixture,
     kind: TableKind,
 ) -> (HashSet<String>, HashSet<String>) {
-    let table = f
-        .transformer
-        .catalog()
-        .load_table(&f.transformer.table_ident(kind))
-        .await
-        .unwrap();
+    let table = f.table(kind).await;
     let root = table
         .metadata()
         .location()
@@ -145,12 +140,7 @@ async fn every_referenced_file_exists(f: &Fixture, kind: TableKind) {
 
 /// Removes unreferenced files of any age; afterwards disk and metadata agree exactly.
 async fn cleanup_and_compare(f: &Fixture, kind: TableKind) {
-    let table = f
-        .transformer
-        .catalog()
-        .load_table(&f.transformer.table_ident(kind))
-        .await
-        .unwrap();
+    let table = f.table(kind).await;
     let later = SystemTime::now() + Duration::from_secs(60);
     remove_unreferenced(f.lake(), &table, Duration::ZERO, later)
         .await
@@ -570,12 +560,7 @@ async fn a_crash_between_writing_and_committing_then_a_retry_and_cleanup() {
     assert_once_each(&f, TableKind::Users, ds.users.len()).await;
 
     // Young orphans are kept by the safety age; old ones go, referenced files never.
-    let table = f
-        .transformer
-        .catalog()
-        .load_table(&f.transformer.table_ident(TableKind::Users))
-        .await
-        .unwrap();
+    let table = f.table(TableKind::Users).await;
     let r = remove_unreferenced(
         f.lake(),
         &table,
@@ -820,12 +805,7 @@ async fn tables_declare_their_key_and_partition_each_file_by_ingest_on() {
     let mut changed = ds.users[..2].to_vec();
     changed[0].user_name.push('x');
     transform(&f, &users_key("2020-03-01", 0), &ndjson(&changed)).await;
-    let table = f
-        .transformer
-        .catalog()
-        .load_table(&f.transformer.table_ident(TableKind::Users))
-        .await
-        .unwrap();
+    let table = f.table(TableKind::Users).await;
     let schema = table.metadata().current_schema();
     let keys: Vec<&str> = schema
         .identifier_field_ids()

@@ -56,13 +56,16 @@ impl Fixture {
         }
     }
 
-    pub async fn scan(&self, kind: TableKind) -> Vec<RecordBatch> {
-        let table = self
-            .transformer
+    pub async fn table(&self, kind: TableKind) -> iceberg::table::Table {
+        self.transformer
             .catalog()
             .load_table(&self.transformer.table_ident(kind))
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    pub async fn scan(&self, kind: TableKind) -> Vec<RecordBatch> {
+        let table = self.table(kind).await;
         let stream = table
             .scan()
             .select_all()
@@ -88,12 +91,7 @@ impl Fixture {
     }
 
     pub async fn snapshots(&self, kind: TableKind) -> usize {
-        let table = self
-            .transformer
-            .catalog()
-            .load_table(&self.transformer.table_ident(kind))
-            .await
-            .unwrap();
+        let table = self.table(kind).await;
         table.metadata().snapshots().count()
     }
 }

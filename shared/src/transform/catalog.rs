@@ -18,7 +18,7 @@ use iceberg::{
 };
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 
-use super::identity::{data_files_at, read_files};
+use super::identity::{data_files_at, read_added};
 use super::tables::TableKind;
 use crate::config::Env;
 use crate::error::{Error, Result};
@@ -280,9 +280,7 @@ impl CommitGuard<'_> {
             }
             _ => HashSet::new(),
         };
-        let now = data_files_at(current, head).await.map_err(as_iceberg)?;
-        let added: HashSet<String> = now.difference(&before).cloned().collect();
-        let held = read_files(current, self.kind, &added)
+        let held = read_added(current, self.kind, &before)
             .await
             .map_err(as_iceberg)?;
         let overlap: HashSet<u128> = self

@@ -277,12 +277,13 @@ pub async fn data_files_at(table: &Table, snapshot_id: Option<i64>) -> Result<Ha
     Ok(tasks.into_iter().map(|t| t.data_file_path).collect())
 }
 
-/// Identities held in the data files `paths` of `table` (files a concurrent commit added).
-pub async fn read_files(table: &Table, kind: TableKind, paths: &HashSet<String>) -> Result<Held> {
+/// Identities held in the data files of `table`'s current snapshot that are not in `known`
+/// (the files a concurrent commit added since `known` was listed).
+pub async fn read_added(table: &Table, kind: TableKind, known: &HashSet<String>) -> Result<Held> {
     let tasks = plan(table, kind, None)
         .await?
         .into_iter()
-        .filter(|t| paths.contains(&t.data_file_path))
+        .filter(|t| !known.contains(&t.data_file_path))
         .collect();
     let mut held = Held::default();
     read_tasks(table, kind, tasks, &mut held).await?;
