@@ -796,6 +796,31 @@ fn the_record_hash_column_is_hex_and_unique_per_version() {
     });
 }
 
+/// (name, transform) of each field of the table's partition spec.
+fn partition_fields(table: &iceberg::table::Table) -> Vec<(String, String)> {
+    table
+        .metadata()
+        .default_partition_spec()
+        .fields()
+        .iter()
+        .map(|p| (p.name.clone(), p.transform.to_string()))
+        .collect()
+}
+
+async fn plan_all(table: &iceberg::table::Table) -> Vec<iceberg::scan::FileScanTask> {
+    use futures::TryStreamExt;
+    table
+        .scan()
+        .build()
+        .unwrap()
+        .plan_files()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_declare_their_key_and_partition_each_file_by_ingest_on() {
     let f = fixture(&[]).await;
@@ -812,24 +837,11 @@ async fn tables_declare_their_key_and_partition_each_file_by_ingest_on() {
         .map(|id| schema.field_by_id(id).unwrap().name.as_str())
         .collect();
     assert_eq!(keys, ["user_id"]);
-    let spec = table.metadata().default_partition_spec();
-    let fields: Vec<(&str, String)> = spec
-        .fields()
-        .iter()
-        .map(|p| (p.name.as_str(), p.transform.to_string()))
-        .collect();
-    assert_eq!(fields, [("ingest_on", "identity".to_string())]);
-    use futures::TryStreamExt;
-    let tasks: Vec<_> = table
-        .scan()
-        .build()
-        .unwrap()
-        .plan_files()
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    assert_eq!(
+        partition_fields(&table),
+        [("ingest_on".into(), "identity".into())]
+    );
+    let tasks = plan_all(&table).await;
     let mut days: Vec<String> = tasks
         .iter()
         .map(|t| format!("{:?}", t.partition.as_ref().unwrap()))
@@ -841,6 +853,75 @@ async fn tables_declare_their_key_and_partition_each_file_by_ingest_on() {
         days[0].contains("18262") && days[1].contains("18322"),
         "{days:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_partitioned_by_event_day_one_file_per_day_of_an_object() {
+    use arrow_array::TimestampMicrosecondArray;
+    let f = fixture(&[]).await;
+    let ds = dataset();
+    let january = window(&ds, "2020-01-01", "2020-01-31");
+    let o = transform(
+        &f,
+        &sessions_key("2020-02-01", "2020-01-01", "2020-01-31", 0),
+        &ndjson(&january),
+    )
+    .await;
+    assert_eq!(o.status, Status::Committed);
+    let table = f.table(TableKind::Sessions).await;
+    assert_eq!(
+        partition_fields(&table),
+        [("session_start_time_day".into(), "day".into())]
+    );
+    let tasks = plan_all(&table).await;
+    let days: HashSet<i64> = january
+        .iter()
+        .map(|s| {
+            s.session_start_time
+                .and_utc()
+                .timestamp()
+                .div_euclid(86_400)
+        })
+        .collect();
+    // A month of sessions: one file per event day (a daily object writes one file), each
+    // holding only its day's rows, as its partition value says.
+    assert_eq!(tasks.len(), days.len(), "{} files", tasks.len());
+    let mut seen = HashSet::new();
+    let mut rows = 0;
+    for t in &tasks {
+        let partition = format!("{:?}", t.partition.as_ref().unwrap());
+        let bytes = table
+            .file_io()
+            .new_input(&t.data_file_path)
+            .unwrap()
+            .read()
+            .await
+            .unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut file_days = HashSet::new();
+        for b in reader {
+            let b = b.unwrap();
+            rows += b.num_rows();
+            let ts = b
+                .column_by_name("session_start_time")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
+            file_days.extend(ts.iter().map(|v| v.unwrap().div_euclid(86_400_000_000)));
+        }
+        assert_eq!(file_days.len(), 1, "{}: {file_days:?}", t.data_file_path);
+        let day = file_days.into_iter().next().unwrap();
+        assert!(
+            partition.contains(&day.to_string()),
+            "{partition} vs day {day}"
+        );
+        assert!(seen.insert(day), "two files for day {day}");
+    }
+    assert_eq!(rows, items(&january).len());
 }
 
 /// Fails every commit in a way that leaves its outcome unknown (a timeout after sending).

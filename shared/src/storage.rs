@@ -216,14 +216,15 @@ impl Lake {
         Ok(out)
     }
 
-    /// Size and content version of `key`: the S3 ETag, or locally the MD5 of the content.
+    /// Size and content version of `key`: the S3 ETag, or locally an xxh3-128 hash of the content.
     pub async fn head(&self, key: &str) -> Result<ObjectMeta> {
         check_key(key)?;
         match self {
             Lake::Local { root } => {
-                // Like S3's ETag of a single-part upload: the MD5 of the content, so rewriting
-                // identical bytes keeps the version and changed bytes change it.
-                use md5::Digest;
+                // Like S3's ETag of a single-part upload, a hash of the content: rewriting
+                // identical bytes keeps the version, changed bytes change it. xxh3-128, not MD5:
+                // S3 hands its ETag over for free, so the local stand-in must not cost the
+                // transform a second pass at MD5's speed (0.4 s for 200 MB measured).
                 use tokio::io::AsyncReadExt;
                 let p = root.join(key);
                 let mut f = tokio::fs::File::open(&p)
@@ -234,7 +235,7 @@ impl Lake {
                         }
                         _ => io_err("cannot open", &p, e),
                     })?;
-                let mut hasher = md5::Md5::new();
+                let mut hasher = twox_hash::XxHash3_128::new();
                 let mut buf = vec![0u8; 1 << 20];
                 let mut size = 0u64;
                 loop {
@@ -245,14 +246,10 @@ impl Lake {
                     if n == 0 {
                         break;
                     }
-                    hasher.update(&buf[..n]);
+                    hasher.write(&buf[..n]);
                     size += n as u64;
                 }
-                let version = hasher
-                    .finalize()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
+                let version = format!("{:032x}", hasher.finish_128());
                 Ok(ObjectMeta { size, version })
             }
             Lake::S3 {

@@ -418,7 +418,7 @@ impl Transformer {
         let mut batch = BatchBuilder::new(kind, arrow_schema, self.cfg.batch_rows, meta);
         let file_prefix = format!("{stem}-{}", uuid::Uuid::new_v4().simple());
         let mut writer =
-            writer::ObjectWriter::new(table, days, file_prefix.clone(), self.cfg.target_file_size);
+            writer::ObjectWriter::new(table, file_prefix.clone(), self.cfg.target_file_size);
         let mut identity = self.identities.for_object(table, kind, days).await?;
         let key_positions = kind.key_positions();
         let item_column = kind.item_index_column();
@@ -747,13 +747,11 @@ impl Transformer {
         held: &std::collections::HashSet<u128>,
         outcome_unknown: bool,
     ) -> Result<bool> {
-        let days = epoch_days(staged.outcome.ingest_on);
         let prefix = format!("{}-{}", staged.file_prefix, uuid::Uuid::new_v4().simple());
         let (files, removed) = writer::rewrite_without(
             table,
             &staged.files,
             held,
-            days,
             prefix,
             self.cfg.target_file_size,
         )

@@ -371,12 +371,32 @@ impl TableKind {
             .map_err(|e| Error::Catalog(format!("schema of {}: {e}", self.name())))
     }
 
+    /// Tables with an identity scope are partitioned by its day: the identity check of an object
+    /// reads the days it touches, and the manifest list's partition bounds alone then tell which
+    /// manifests hold them, however many snapshots the table has. The others by `ingest_on`.
     pub fn partition_spec(self) -> Result<UnboundPartitionSpec> {
-        // Data columns, then record_hash, then ingest_on.
-        let ingest_on_id = (self.data_columns().len() + 2) as i32;
+        let err = |e: &dyn std::fmt::Display| {
+            Error::Catalog(format!("partition spec of {}: {e}", self.name()))
+        };
+        let (source_id, name, transform) = match self.identity_scope() {
+            Some(column) => {
+                let position = self
+                    .data_columns()
+                    .iter()
+                    .position(|(n, _)| *n == column)
+                    .ok_or_else(|| err(&format!("no column {column}")))?;
+                (position as i32 + 1, format!("{column}_day"), Transform::Day)
+            }
+            // Data columns, then record_hash, then ingest_on.
+            None => (
+                (self.data_columns().len() + 2) as i32,
+                "ingest_on".to_string(),
+                Transform::Identity,
+            ),
+        };
         UnboundPartitionSpec::builder()
-            .add_partition_field(ingest_on_id, "ingest_on", Transform::Identity)
-            .map_err(|e| Error::Catalog(format!("partition spec of {}: {e}", self.name())))
+            .add_partition_field(source_id, name, transform)
+            .map_err(|e| err(&e))
             .map(|b| b.build())
     }
 
@@ -834,7 +854,7 @@ mod tests {
     }
 
     #[test]
-    fn schemas_end_with_metadata_and_partition_on_ingest_on() {
+    fn schemas_end_with_metadata_and_partition_by_identity_scope_or_ingest_on() {
         for t in TableKind::ALL {
             let s = t.schema().unwrap();
             assert_eq!(s.as_struct().fields().len(), t.data_columns().len() + 5);
@@ -850,7 +870,19 @@ mod tests {
                 .collect();
             assert_eq!(names, t.key_columns());
             assert!(ids.iter().all(|id| s.field_by_id(*id).unwrap().required));
-            t.partition_spec().unwrap();
+            let spec = t.partition_spec().unwrap().bind(s.clone()).unwrap();
+            let field = &spec.fields()[0];
+            let source = s.field_by_id(field.source_id).unwrap().name.as_str();
+            match t.identity_scope() {
+                Some(scope) => {
+                    assert_eq!((source, field.transform), (scope, Transform::Day));
+                }
+                None => assert_eq!(
+                    (source, field.transform),
+                    ("ingest_on", Transform::Identity)
+                ),
+            }
+            assert_eq!(spec.fields().len(), 1);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Rows to Arrow record batches, and batches to Parquet data files of an Iceberg table.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -8,7 +9,8 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, Date32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::SchemaRef;
-use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, Struct};
+use iceberg::arrow::RecordBatchPartitionSplitter;
+use iceberg::spec::{DataFile, DataFileFormat, PartitionKey, Struct};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::location_generator::{
@@ -164,24 +166,26 @@ fn record_hash_path() -> parquet::schema::types::ColumnPath {
     parquet::schema::types::ColumnPath::from(super::tables::RECORD_HASH_COLUMN)
 }
 
-pub type TableWriter =
+type FileWriterBuilder =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+type FileWriter =
     DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
-/// A writer of data files into the `ingest_on` partition of `table`, rolling files at
-/// `target_file_size`. Row groups are kept small so memory stays bounded while writing.
-pub async fn data_file_writer(
+/// Data files of `table`, rolling at `target_file_size`. Row groups are kept small so memory
+/// stays bounded while writing.
+fn file_writer_builder(
     table: &Table,
-    ingest_on_days: i32,
     file_prefix: String,
     target_file_size: usize,
-) -> Result<TableWriter> {
+) -> Result<FileWriterBuilder> {
     let metadata = table.metadata();
-    let schema = metadata.current_schema().clone();
     let props = WriterProperties::builder()
+        // Level 1: on the bench object 11% faster than 3 and no larger (the columns are
+        // dictionary-encoded already), with smaller compression contexts.
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).map_err(|e| Error::Catalog(e.to_string()))?,
+            ZstdLevel::try_new(1).map_err(|e| Error::Catalog(e.to_string()))?,
         ))
-        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_max_row_group_row_count(Some(FLUSH_ROWS))
         // Random hashes: a dictionary never pays and min/max prune nothing.
         .set_column_dictionary_enabled(record_hash_path(), false)
         .set_column_statistics_enabled(
@@ -189,7 +193,7 @@ pub async fn data_file_writer(
             parquet::file::properties::EnabledStatistics::None,
         )
         .build();
-    let parquet = ParquetWriterBuilder::new(props, schema.clone());
+    let parquet = ParquetWriterBuilder::new(props, metadata.current_schema().clone());
     let rolling = RollingFileWriterBuilder::new(
         parquet,
         target_file_size,
@@ -197,61 +201,217 @@ pub async fn data_file_writer(
         DefaultLocationGenerator::new(metadata)?,
         DefaultFileNameGenerator::new(file_prefix, None, DataFileFormat::Parquet),
     );
-    let key = PartitionKey::new(
-        metadata.default_partition_spec().as_ref().clone(),
-        schema,
-        Struct::from_iter([Some(Literal::date(ingest_on_days))]),
-    );
-    Ok(DataFileWriterBuilder::new(rolling).build(Some(key)).await?)
+    Ok(DataFileWriterBuilder::new(rolling))
 }
 
-/// The data files of one landing object, opened on its first batch: an object whose records are
-/// all quarantined (or that is empty) writes no file at all.
-pub struct ObjectWriter<'t> {
-    table: &'t Table,
-    ingest_on_days: i32,
-    file_prefix: String,
-    target_file_size: usize,
-    inner: Option<TableWriter>,
+/// Rows a partition gathers before they go to its file: one row group.
+const FLUSH_ROWS: usize = 128 * 1024;
+/// Rows gathered over all partitions before the largest goes to its file: with at most
+/// `MAX_OPEN_FILES` open, memory stays bounded however large the object and however many event
+/// days it spans. Measured on the 200 MB bench object (31 days, shuffled): 245 MB of RSS and 95
+/// files, where a file open per day (iceberg's `FanoutWriter`) took 613 MB.
+const BUFFERED_ROWS: usize = FLUSH_ROWS;
+/// Open Parquet files: each holds a compression context, a dictionary and page buffers per
+/// column (about 11 MB for sessions, measured).
+const MAX_OPEN_FILES: usize = 2;
+
+/// Rows of one partition not yet handed to its file.
+struct Pending {
+    key: Option<PartitionKey>,
+    batches: Vec<RecordBatch>,
+    rows: usize,
 }
 
-impl<'t> ObjectWriter<'t> {
-    pub fn new(
-        table: &'t Table,
-        ingest_on_days: i32,
-        file_prefix: String,
-        target_file_size: usize,
-    ) -> Self {
+/// Rows into data files laid out by the table's own partition spec (whatever it is: the writer
+/// names no column). Rows are gathered per partition and written a row group at a time, to at
+/// most `MAX_OPEN_FILES` open files: a daily object writes one file per day as before, and an
+/// object spanning many days writes a few files per day instead of holding a file open for each.
+struct Sink {
+    builder: FileWriterBuilder,
+    splitter: Option<RecordBatchPartitionSplitter>,
+    pending: HashMap<Struct, Pending>,
+    pending_rows: usize,
+    /// Least recently written first.
+    open: Vec<(Struct, FileWriter)>,
+    files: Vec<DataFile>,
+}
+
+impl Sink {
+    fn new(table: &Table, file_prefix: String, target_file_size: usize) -> Result<Sink> {
+        let metadata = table.metadata();
+        let spec = metadata.default_partition_spec();
+        let splitter = if spec.is_unpartitioned() {
+            None
+        } else {
+            Some(RecordBatchPartitionSplitter::try_new_with_computed_values(
+                metadata.current_schema().clone(),
+                spec.clone(),
+            )?)
+        };
+        Ok(Sink {
+            builder: file_writer_builder(table, file_prefix, target_file_size)?,
+            splitter,
+            pending: HashMap::new(),
+            pending_rows: 0,
+            open: Vec::new(),
+            files: Vec::new(),
+        })
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let parts = match &self.splitter {
+            None => vec![(None, batch)],
+            Some(s) => s
+                .split(&batch)?
+                .into_iter()
+                .map(|(k, b)| (Some(k), b))
+                .collect(),
+        };
+        for (key, part) in parts {
+            let id = key
+                .as_ref()
+                .map(|k| k.data().clone())
+                .unwrap_or_else(Struct::empty);
+            let p = self.pending.entry(id.clone()).or_insert_with(|| Pending {
+                key,
+                batches: Vec::new(),
+                rows: 0,
+            });
+            p.rows += part.num_rows();
+            self.pending_rows += part.num_rows();
+            p.batches.push(part);
+            if p.rows >= FLUSH_ROWS {
+                self.flush(&id).await?;
+            }
+        }
+        while self.pending_rows > BUFFERED_ROWS {
+            let largest = self
+                .pending
+                .iter()
+                .max_by_key(|(_, p)| p.rows)
+                .map(|(id, _)| id.clone());
+            match largest {
+                Some(id) => self.flush(&id).await?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a partition's gathered rows to its file, opening it (and closing the least recently
+    /// written one when too many are open).
+    async fn flush(&mut self, id: &Struct) -> Result<()> {
+        let Some(p) = self.pending.remove(id) else {
+            return Ok(());
+        };
+        self.pending_rows -= p.rows;
+        // Bound first: a scrutinee's temporaries (an iterator over `open`, not `Sync`) would
+        // live across the awaits below.
+        let open = self.open.iter().position(|(k, _)| k == id);
+        let mut writer = match open {
+            Some(i) => self.open.remove(i).1,
+            None => {
+                if self.open.len() >= MAX_OPEN_FILES {
+                    let (_, mut oldest) = self.open.remove(0);
+                    self.files.extend(oldest.close().await?);
+                }
+                self.builder.build(p.key).await?
+            }
+        };
+        for b in p.batches {
+            writer.write(b).await?;
+        }
+        self.open.push((id.clone(), writer));
+        Ok(())
+    }
+
+    async fn close(mut self) -> Result<Vec<DataFile>> {
+        let ids: Vec<Struct> = self.pending.keys().cloned().collect();
+        for id in ids {
+            self.flush(&id).await?;
+        }
+        for (_, mut w) in std::mem::take(&mut self.open) {
+            self.files.extend(w.close().await?);
+        }
+        Ok(self.files)
+    }
+}
+
+/// Batches in flight between the parser and the Parquet encoder.
+const WRITE_QUEUE: usize = 2;
+
+/// The data files of one landing object. Parquet encoding and compression run on a task of
+/// their own, so on two cores (a Lambda of 1,769 MB or more) they overlap with parsing instead of
+/// following it. Files are opened on the first batch: an object whose records are all
+/// quarantined (or that is empty) writes no file at all. Dropped without `close`, the task is
+/// aborted; files it started are left to orphan-file maintenance.
+pub struct ObjectWriter {
+    batches: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
+    task: Option<tokio::task::JoinHandle<Result<Vec<DataFile>>>>,
+}
+
+impl ObjectWriter {
+    pub fn new(table: &Table, file_prefix: String, target_file_size: usize) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(WRITE_QUEUE);
+        let table = table.clone();
+        let task = tokio::spawn(async move {
+            let mut sink = None;
+            while let Some(batch) = rx.recv().await {
+                let s = match &mut sink {
+                    Some(s) => s,
+                    None => sink.insert(Sink::new(&table, file_prefix.clone(), target_file_size)?),
+                };
+                s.write(batch).await?;
+            }
+            match sink {
+                Some(s) => s.close().await,
+                None => Ok(Vec::new()),
+            }
+        });
         Self {
-            table,
-            ingest_on_days,
-            file_prefix,
-            target_file_size,
-            inner: None,
+            batches: Some(tx),
+            task: Some(task),
         }
     }
 
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let w = match &mut self.inner {
-            Some(w) => w,
-            None => self.inner.insert(
-                data_file_writer(
-                    self.table,
-                    self.ingest_on_days,
-                    self.file_prefix.clone(),
-                    self.target_file_size,
-                )
-                .await?,
-            ),
+        let sent = match &self.batches {
+            Some(tx) => tx.send(batch).await.is_ok(),
+            None => false,
         };
-        Ok(w.write(batch).await?)
+        if sent {
+            return Ok(());
+        }
+        // The task stopped taking batches: it failed, and its error says why.
+        self.batches = None;
+        Err(match self.join().await {
+            Err(e) => e,
+            Ok(_) => Error::Catalog("internal: the data file writer stopped early".into()),
+        })
     }
 
     /// The data files written (none when no batch came).
-    pub async fn close(self) -> Result<Vec<DataFile>> {
-        match self.inner {
-            Some(mut w) => Ok(w.close().await?),
-            None => Ok(Vec::new()),
+    pub async fn close(mut self) -> Result<Vec<DataFile>> {
+        self.batches = None;
+        self.join().await
+    }
+
+    async fn join(&mut self) -> Result<Vec<DataFile>> {
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| Error::Catalog(format!("internal: data file writer task: {e}")))?,
+            None => Err(Error::Catalog(
+                "internal: the data file writer was already closed".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
         }
     }
 }
@@ -263,14 +423,13 @@ pub async fn rewrite_without(
     table: &Table,
     files: &[DataFile],
     drop: &std::collections::HashSet<u128>,
-    ingest_on_days: i32,
     file_prefix: String,
     target_file_size: usize,
 ) -> Result<(Vec<DataFile>, u64)> {
     let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(
         table.metadata().current_schema(),
     )?);
-    let mut out = ObjectWriter::new(table, ingest_on_days, file_prefix, target_file_size);
+    let mut out = ObjectWriter::new(table, file_prefix, target_file_size);
     let mut removed = 0u64;
     let parquet_err =
         |path: &str, e: &dyn std::fmt::Display| Error::Catalog(format!("re-reading {path}: {e}"));
