@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -233,8 +233,41 @@ pub async fn transform_payload(dir: &Path, payload: &serde_json::Value) -> Resul
     Ok(())
 }
 
+/// The repository's `pipelines/` folder (`DEFTUNES_PIPELINES` overrides it).
+pub fn pipelines_dir() -> PathBuf {
+    std::env::var_os("DEFTUNES_PIPELINES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines"))
+}
+
+/// Loads and validates a pipeline folder, and prints what it declares.
+pub fn check_pipeline(dir: &Path) -> Result<deftunes::pipeline::Pipeline> {
+    let p = deftunes::pipeline::Pipeline::load(dir)?;
+    println!(
+        "pipeline {} (namespace {}): {} sources, {} tables",
+        p.spec.name,
+        p.spec.namespace,
+        p.spec.sources.len(),
+        p.spec.tables.len()
+    );
+    for (name, t) in &p.spec.tables {
+        let t = t.get_ref();
+        println!(
+            "  {name}: {} columns from {}, key ({}), partitioned by {:?}({})",
+            t.columns.len(),
+            t.source,
+            t.key.join(", "),
+            t.partition.transform,
+            t.partition.column
+        );
+    }
+    Ok(p)
+}
+
 pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunReport> {
     let (part_max_bytes, serving) = (opts.part_max_bytes, opts.serving);
+    // The spec is validated before anything starts: a broken one stops the run here.
+    check_pipeline(&pipelines_dir().join("deftunes"))?;
     let started = Instant::now();
     let mut timings = BTreeMap::new();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -2,7 +2,7 @@
 //!
 //! The same seed and [`Scale`] always give byte-identical data (ChaCha8, one independent stream
 //! per kind of record, so changing the number of sessions does not change the songs or users).
-//! Serialization follows the API contract (`shared/reference/SOURCE_SYSTEM.md`): field names
+//! Serialization follows the API contract (`pipelines/deftunes/README.md`): field names
 //! and order, timestamps as `%Y-%m-%dT%H:%M:%S%.6f` without a zone, `liked_since: null` when a
 //! song is not liked.
 

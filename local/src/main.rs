@@ -138,6 +138,14 @@ enum Command {
         #[arg(long)]
         replace: bool,
     },
+    /// Validate a pipeline folder (its pipeline.toml, rule files and dbt project) and list what
+    /// it declares; an error names the file, the line and what is wrong.
+    CheckPipeline {
+        /// The pipeline folder, e.g. pipelines/deftunes.
+        dir: PathBuf,
+    },
+    /// Print the JSON Schema of pipeline.toml (published as pipelines/pipeline.schema.json).
+    PipelineSchema,
     /// Benchmark the transform on a large sessions file against plain arrow-json to Parquet.
     Bench(cli_bench::BenchArgs),
     /// One measurement of `bench`, in its own process (internal).
@@ -194,6 +202,11 @@ async fn main() -> std::process::ExitCode {
         }
         Command::ServeApi { data, host, port } => cli_stack::serve_api(&data, host, port).await,
         Command::LoadSongs { data, replace } => cli_load::load_songs(&data, replace).await,
+        Command::CheckPipeline { dir } => cli_run::check_pipeline(&dir).map(|_| ()),
+        Command::PipelineSchema => {
+            print!("{}", deftunes::pipeline::json_schema());
+            Ok(())
+        }
         Command::Bench(args) => cli_bench::bench(&args).await,
         Command::BenchWorker(args) => cli_bench::worker(&args).await,
     };

@@ -1,4 +1,4 @@
-//! Data quality rules, kept as data: one JSON rule file per table under `shared/rules/`.
+//! Data quality rules, kept as data: one JSON rule file per table under `pipelines/<name>/rules/`.
 //!
 //! Record rules decide, row by row, what is committed and what is quarantined (with the rule as
 //! the reason). Dataset rules are measured on the rows that were committed and end up in the
@@ -33,6 +33,27 @@ pub enum DatasetRule {
     Completeness { column: String, min: f64 },
 }
 
+impl RecordRule {
+    pub fn column(&self) -> &str {
+        match self {
+            RecordRule::Complete { column }
+            | RecordRule::Length { column, .. }
+            | RecordRule::Max { column, .. }
+            | RecordRule::Min { column, .. } => column,
+        }
+    }
+}
+
+impl DatasetRule {
+    pub fn column(&self) -> &str {
+        match self {
+            DatasetRule::Uniqueness { column, .. } | DatasetRule::Completeness { column, .. } => {
+                column
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSet {
@@ -47,9 +68,9 @@ impl RuleSet {
     /// The rule file shipped for `table`.
     pub fn builtin(table: TableKind) -> Result<RuleSet> {
         let raw = match table {
-            TableKind::Users => include_str!("../../rules/users.json"),
-            TableKind::Sessions => include_str!("../../rules/sessions.json"),
-            TableKind::Songs => include_str!("../../rules/songs.json"),
+            TableKind::Users => include_str!("../../../pipelines/deftunes/rules/users.json"),
+            TableKind::Sessions => include_str!("../../../pipelines/deftunes/rules/sessions.json"),
+            TableKind::Songs => include_str!("../../../pipelines/deftunes/rules/songs.json"),
         };
         Self::parse(raw, table)
     }
@@ -67,6 +88,12 @@ impl RuleSet {
         Ok(rules)
     }
 
+    /// The columns the rules name.
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        let record = self.record_rules.iter().map(RecordRule::column);
+        record.chain(self.dataset_rules.iter().map(DatasetRule::column))
+    }
+
     /// Resolves column names against the table; an unknown column is a configuration error.
     pub fn compile(&self, table: TableKind) -> Result<CompiledRules> {
         let cols = table.data_columns();
@@ -78,26 +105,12 @@ impl RuleSet {
         let record = self
             .record_rules
             .iter()
-            .map(|r| {
-                let col = match r {
-                    RecordRule::Complete { column }
-                    | RecordRule::Length { column, .. }
-                    | RecordRule::Max { column, .. }
-                    | RecordRule::Min { column, .. } => column,
-                };
-                Ok((index(col)?, r.clone()))
-            })
+            .map(|r| Ok((index(r.column())?, r.clone())))
             .collect::<Result<Vec<_>>>()?;
         let dataset = self
             .dataset_rules
             .iter()
-            .map(|r| {
-                let col = match r {
-                    DatasetRule::Uniqueness { column, .. }
-                    | DatasetRule::Completeness { column, .. } => column,
-                };
-                Ok((index(col)?, r.clone()))
-            })
+            .map(|r| Ok((index(r.column())?, r.clone())))
             .collect::<Result<Vec<_>>>()?;
         Ok(CompiledRules { record, dataset })
     }

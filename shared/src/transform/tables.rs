@@ -190,6 +190,44 @@ pub const METADATA_COLUMNS: [(&str, PrimitiveType); 4] = [
     ("source_object", PrimitiveType::String),
 ];
 
+/// The Iceberg schema of a table: its data columns (optional, as quality rules and not the writer
+/// decide what is required, but for the natural key: required, and the schema's identifier
+/// fields), then `record_hash` and the metadata columns (required).
+pub fn table_schema<'n>(
+    table: &str,
+    data_columns: impl Iterator<Item = (&'n str, PrimitiveType)>,
+    key: &[&str],
+) -> Result<Schema> {
+    let mut fields = Vec::new();
+    let mut key_ids = Vec::new();
+    let mut id = 1;
+    for (name, t) in data_columns {
+        let ty = Type::Primitive(t);
+        fields.push(Arc::new(if key.contains(&name) {
+            key_ids.push(id);
+            NestedField::required(id, name, ty)
+        } else {
+            NestedField::optional(id, name, ty)
+        }));
+        id += 1;
+    }
+    for (name, t) in
+        std::iter::once((RECORD_HASH_COLUMN, PrimitiveType::String)).chain(METADATA_COLUMNS)
+    {
+        fields.push(Arc::new(NestedField::required(
+            id,
+            name,
+            Type::Primitive(t),
+        )));
+        id += 1;
+    }
+    Schema::builder()
+        .with_fields(fields)
+        .with_identifier_field_ids(key_ids)
+        .build()
+        .map_err(|e| Error::Catalog(format!("schema of {table}: {e}")))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum TableKind {
@@ -334,41 +372,12 @@ impl TableKind {
             .collect()
     }
 
-    /// Data columns are optional (quality rules, not the writer, decide what is required) but
-    /// for the natural key; `record_hash` and the metadata columns are required.
     pub fn schema(self) -> Result<Schema> {
-        let mut fields = Vec::new();
-        let mut key_ids = Vec::new();
-        let mut id = 1;
-        for (name, t) in self.data_columns() {
-            let ty = Type::Primitive(t.iceberg());
-            fields.push(Arc::new(if self.key_columns().contains(name) {
-                key_ids.push(id);
-                NestedField::required(id, *name, ty)
-            } else {
-                NestedField::optional(id, *name, ty)
-            }));
-            id += 1;
-        }
-        fields.push(Arc::new(NestedField::required(
-            id,
-            RECORD_HASH_COLUMN,
-            Type::Primitive(PrimitiveType::String),
-        )));
-        id += 1;
-        for (name, t) in METADATA_COLUMNS {
-            fields.push(Arc::new(NestedField::required(
-                id,
-                name,
-                Type::Primitive(t),
-            )));
-            id += 1;
-        }
-        Schema::builder()
-            .with_fields(fields)
-            .with_identifier_field_ids(key_ids)
-            .build()
-            .map_err(|e| Error::Catalog(format!("schema of {}: {e}", self.name())))
+        table_schema(
+            self.name(),
+            self.data_columns().iter().map(|(n, t)| (*n, t.iceberg())),
+            self.key_columns(),
+        )
     }
 
     /// Tables with an identity scope are partitioned by its day: the identity check of an object

@@ -1,0 +1,771 @@
+//! Pipeline specs: a pipeline is a folder of declarative files (`pipelines/<name>/pipeline.toml`,
+//! its rule files and its dbt project), loaded and validated before any work starts.
+//!
+//! A spec declares its sources (REST endpoints, SQL tables, files others land in S3), where they
+//! land, and the Iceberg tables built from them: typed columns with field paths into the landing
+//! records, an optional explode path, the natural key and the partitioning. Every error names the
+//! file, the line and what is wrong. `pipelines/pipeline.schema.json` is this module's JSON
+//! Schema ([`json_schema`]), for editors.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use iceberg::spec::{PrimitiveType, Schema, Transform, UnboundPartitionSpec};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::transform::quality::RuleSet;
+use crate::transform::tables::{table_schema, METADATA_COLUMNS, RECORD_HASH_COLUMN};
+
+/// The spec file of a pipeline folder.
+pub const SPEC_FILE: &str = "pipeline.toml";
+
+/// A spec that cannot be used: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct SpecError {
+    pub file: PathBuf,
+    /// 1-based; `None` when the problem is the file as a whole.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl From<SpecError> for crate::error::Error {
+    fn from(e: SpecError) -> Self {
+        crate::error::Error::Configuration(format!("pipeline spec {e}"))
+    }
+}
+
+/// `pipelines/<name>/pipeline.toml`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// The pipeline's name: its folder under `pipelines/`.
+    pub name: String,
+    /// Iceberg namespace (the Glue database in AWS) of its tables.
+    pub namespace: String,
+    /// Where landing objects go, under the lake's `landing_zone/`.
+    #[serde(default)]
+    pub landing: LandingSpec,
+    /// Sources by name.
+    #[schemars(with = "BTreeMap<String, SourceSpec>")]
+    pub sources: BTreeMap<String, Spanned<SourceSpec>>,
+    /// Iceberg tables by name.
+    #[schemars(with = "BTreeMap<String, TableSpec>")]
+    pub tables: BTreeMap<String, Spanned<TableSpec>>,
+    /// The dbt project the serving stage builds, relative to the pipeline folder.
+    #[serde(default)]
+    pub dbt: Option<DbtSpec>,
+}
+
+/// Landing keys: `landing_zone/<source folder>/ingest_on=<YYYY-MM-DD>/<file>`.
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LandingSpec {
+    /// The landing zone's folder under the lake root.
+    #[serde(default = "default_landing_prefix")]
+    pub prefix: String,
+}
+
+impl Default for LandingSpec {
+    fn default() -> Self {
+        LandingSpec {
+            prefix: default_landing_prefix(),
+        }
+    }
+}
+
+fn default_landing_prefix() -> String {
+    "landing_zone".into()
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DbtSpec {
+    /// The dbt project folder, relative to the pipeline folder.
+    pub project: String,
+}
+
+/// One source of landing objects.
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceSpec {
+    /// A REST endpoint the extractor calls (base URL from the function's configuration).
+    Rest {
+        /// Landing folder under the landing zone, e.g. `api/users`.
+        landing: String,
+        /// Path under the base URL, e.g. `/users`.
+        path: String,
+        /// Query parameters carrying the extraction window (both ends inclusive, `YYYY-MM-DD`).
+        #[serde(default)]
+        window: Option<WindowParams>,
+        /// Field path of the record array in the response; absent: the response is the array.
+        #[serde(default)]
+        records: Option<String>,
+        /// The tables' `source_from` value.
+        source_from: String,
+    },
+    /// A SQL table or query the extractor reads.
+    Sql {
+        landing: String,
+        /// `schema.table`; exactly one of `table` and `query`.
+        #[serde(default)]
+        table: Option<String>,
+        #[serde(default)]
+        query: Option<String>,
+        /// A column only growing with new rows: an extraction reads the rows after the last one
+        /// landed. Absent: every extraction reads the whole table.
+        #[serde(default)]
+        incremental_column: Option<String>,
+        source_from: String,
+    },
+    /// Objects another system lands under `prefix` (no extractor).
+    Files {
+        landing: String,
+        format: FileFormat,
+        source_from: String,
+    },
+}
+
+impl SourceSpec {
+    pub fn landing(&self) -> &str {
+        match self {
+            SourceSpec::Rest { landing, .. }
+            | SourceSpec::Sql { landing, .. }
+            | SourceSpec::Files { landing, .. } => landing,
+        }
+    }
+
+    pub fn source_from(&self) -> &str {
+        match self {
+            SourceSpec::Rest { source_from, .. }
+            | SourceSpec::Sql { source_from, .. }
+            | SourceSpec::Files { source_from, .. } => source_from,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WindowParams {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    /// One JSON record per line.
+    Ndjson,
+    /// One JSON document per object.
+    JsonDocument,
+}
+
+/// An Iceberg table built from one source.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    /// The source whose landing objects feed this table.
+    pub source: String,
+    /// Field path of an array whose items each become a row (`session_items`); columns reach
+    /// into the item with `<explode>[].field`.
+    #[serde(default)]
+    pub explode: Option<String>,
+    /// The natural key: column names, required in every row.
+    pub key: Vec<String>,
+    pub partition: PartitionSpecDef,
+    /// Rule file (record and dataset rules), relative to the pipeline folder.
+    #[serde(default)]
+    pub rules: Option<String>,
+    /// Data columns in table order; `record_hash` and the metadata columns follow them.
+    #[schemars(with = "Vec<ColumnSpec>")]
+    pub columns: Vec<Spanned<ColumnSpec>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSpecDef {
+    /// A data column, or `ingest_on`.
+    pub column: String,
+    #[serde(default)]
+    pub transform: PartitionTransform,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionTransform {
+    #[default]
+    Identity,
+    Day,
+    Month,
+    Year,
+}
+
+impl From<PartitionTransform> for Transform {
+    fn from(t: PartitionTransform) -> Transform {
+        match t {
+            PartitionTransform::Identity => Transform::Identity,
+            PartitionTransform::Day => Transform::Day,
+            PartitionTransform::Month => Transform::Month,
+            PartitionTransform::Year => Transform::Year,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    pub name: String,
+    /// `string`, `int`, `long`, `float`, `double`, `decimal(p,s)`, `date`, `timestamp`,
+    /// `boolean`.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Field path into the record: `a.b`, `a[0]`, `<explode>[].c`. Absent: the column's name.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Where the value comes from when not from a field: `item_index`, the position of the
+    /// exploded item.
+    #[serde(default)]
+    pub from: Option<ValueFrom>,
+    /// How text is read: `iso` (timestamps, the default), `epoch_millis` (timestamps from
+    /// numbers), `number_text` (numbers sent as strings).
+    #[serde(default)]
+    pub format: Option<ValueFormat>,
+    /// Inclusive bounds of a number; a value outside quarantines the record.
+    #[serde(default)]
+    pub range: Option<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueFrom {
+    ItemIndex,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueFormat {
+    Iso,
+    EpochMillis,
+    NumberText,
+}
+
+/// A column type of a spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    String,
+    Int,
+    Long,
+    Float,
+    Double,
+    Decimal { precision: u32, scale: u32 },
+    Date,
+    Timestamp,
+    Boolean,
+}
+
+impl ColumnType {
+    pub fn iceberg(self) -> PrimitiveType {
+        match self {
+            ColumnType::String => PrimitiveType::String,
+            ColumnType::Int => PrimitiveType::Int,
+            ColumnType::Long => PrimitiveType::Long,
+            ColumnType::Float => PrimitiveType::Float,
+            ColumnType::Double => PrimitiveType::Double,
+            ColumnType::Decimal { precision, scale } => PrimitiveType::Decimal { precision, scale },
+            ColumnType::Date => PrimitiveType::Date,
+            // Glue rejects timestamptz: UTC in a zone-less timestamp.
+            ColumnType::Timestamp => PrimitiveType::Timestamp,
+            ColumnType::Boolean => PrimitiveType::Boolean,
+        }
+    }
+
+    fn is_number(self) -> bool {
+        matches!(
+            self,
+            ColumnType::Int
+                | ColumnType::Long
+                | ColumnType::Float
+                | ColumnType::Double
+                | ColumnType::Decimal { .. }
+        )
+    }
+}
+
+impl FromStr for ColumnType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        Ok(match t {
+            "string" => ColumnType::String,
+            "int" => ColumnType::Int,
+            "long" => ColumnType::Long,
+            "float" => ColumnType::Float,
+            "double" => ColumnType::Double,
+            "date" => ColumnType::Date,
+            "timestamp" => ColumnType::Timestamp,
+            "boolean" => ColumnType::Boolean,
+            _ => {
+                let bad = || {
+                    format!(
+                        "unknown type {s:?}: expected string, int, long, float, double, \
+                         decimal(p,s), date, timestamp or boolean"
+                    )
+                };
+                let args = t
+                    .strip_prefix("decimal(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .ok_or_else(bad)?;
+                let (p, sc) = args.split_once(',').ok_or_else(bad)?;
+                let precision: u32 = p.trim().parse().map_err(|_| bad())?;
+                let scale: u32 = sc.trim().parse().map_err(|_| bad())?;
+                if !(1..=38).contains(&precision) || scale > precision {
+                    return Err(format!(
+                        "{s:?}: a decimal needs 1 <= precision <= 38 and scale <= precision"
+                    ));
+                }
+                ColumnType::Decimal { precision, scale }
+            }
+        })
+    }
+}
+
+/// One step of a field path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathStep {
+    Field(String),
+    Index(usize),
+    /// `[]`: every item of the explode array.
+    Each,
+}
+
+/// `a.b[0].c`, `items[].price`.
+pub fn parse_path(p: &str) -> Result<Vec<PathStep>, String> {
+    let bad = |why: &str| format!("bad path {p:?}: {why}");
+    let mut steps = Vec::new();
+    for part in p.split('.') {
+        let (name, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if name.is_empty() {
+            return Err(bad("an empty field name"));
+        }
+        if name.contains(']') {
+            return Err(bad("an unopened ]"));
+        }
+        steps.push(PathStep::Field(name.to_string()));
+        while !rest.is_empty() {
+            let close = rest
+                .find(']')
+                .filter(|_| rest.starts_with('['))
+                .ok_or_else(|| bad("expected [index] or []"))?;
+            let inner = &rest[1..close];
+            steps.push(if inner.is_empty() {
+                PathStep::Each
+            } else {
+                PathStep::Index(
+                    inner
+                        .parse()
+                        .map_err(|_| bad(&format!("{inner:?} is not an index")))?,
+                )
+            });
+            rest = &rest[close + 1..];
+        }
+    }
+    Ok(steps)
+}
+
+/// A loaded, validated pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub dir: PathBuf,
+    pub spec: PipelineSpec,
+    pub rules: BTreeMap<String, RuleSet>,
+}
+
+impl Pipeline {
+    /// Loads `<dir>/pipeline.toml` and the files it names, and validates them.
+    pub fn load(dir: &Path) -> Result<Pipeline, SpecError> {
+        let file = dir.join(SPEC_FILE);
+        let text = std::fs::read_to_string(&file).map_err(|e| SpecError {
+            file: file.clone(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::from_str_in(dir, &file, &text)
+    }
+
+    /// `text` as the spec file `file` of the folder `dir`.
+    pub fn from_str_in(dir: &Path, file: &Path, text: &str) -> Result<Pipeline, SpecError> {
+        let at = |span: Option<Range<usize>>, message: String| SpecError {
+            file: file.to_path_buf(),
+            line: span.map(|s| line_of(text, s.start)),
+            message,
+        };
+        let spec: PipelineSpec =
+            toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
+        let mut rules = BTreeMap::new();
+        if spec.tables.is_empty() {
+            return Err(at(None, "no [tables.<name>] declared".into()));
+        }
+        for (name, table) in &spec.tables {
+            let span = Some(table.span());
+            let t = table.get_ref();
+            spec.sources.get(&t.source).ok_or_else(|| {
+                at(
+                    span.clone(),
+                    format!(
+                        "table {name}: unknown source {:?} (declared: {})",
+                        t.source,
+                        spec.sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?;
+            let columns = t
+                .validate(name)
+                .map_err(|(s, m)| at(s.or(span.clone()), m))?;
+            if let Some(r) = &t.rules {
+                let path = dir.join(r);
+                let raw = std::fs::read_to_string(&path).map_err(|e| {
+                    at(
+                        span.clone(),
+                        format!("table {name}: rules {r:?}: cannot read: {e}"),
+                    )
+                })?;
+                let rule_err = |message: String| SpecError {
+                    file: path.clone(),
+                    line: None,
+                    message,
+                };
+                let set: RuleSet = serde_json::from_str(&raw).map_err(|e| SpecError {
+                    file: path.clone(),
+                    line: Some(e.line()),
+                    message: e.to_string(),
+                })?;
+                if set.table != *name {
+                    return Err(rule_err(format!(
+                        "names table {:?}, but the spec uses it for {name}",
+                        set.table
+                    )));
+                }
+                for c in set.columns() {
+                    if !columns.iter().any(|(n, _)| n == c) {
+                        return Err(rule_err(format!("unknown column {c:?} of table {name}")));
+                    }
+                }
+                rules.insert(name.clone(), set);
+            }
+        }
+        if let Some(dbt) = &spec.dbt {
+            if !dir.join(&dbt.project).is_dir() {
+                return Err(at(
+                    None,
+                    format!(
+                        "dbt project {:?}: no such folder beside the spec",
+                        dbt.project
+                    ),
+                ));
+            }
+        }
+        let mut landings = HashSet::new();
+        for (name, source) in &spec.sources {
+            let s = source.get_ref();
+            let span = Some(source.span());
+            if s.landing().is_empty() || s.landing().starts_with('/') || s.landing().contains("..")
+            {
+                return Err(at(
+                    span,
+                    format!(
+                        "source {name}: landing {:?} must be a relative folder",
+                        s.landing()
+                    ),
+                ));
+            }
+            if !landings.insert(s.landing().to_string()) {
+                return Err(at(
+                    span,
+                    format!("source {name}: landing {:?} is used twice", s.landing()),
+                ));
+            }
+            if let SourceSpec::Sql { table, query, .. } = s {
+                if table.is_some() == query.is_some() {
+                    return Err(at(
+                        span,
+                        format!("source {name}: give exactly one of table and query"),
+                    ));
+                }
+            }
+            if let SourceSpec::Rest {
+                records: Some(p), ..
+            } = s
+            {
+                parse_path(p).map_err(|m| at(span.clone(), format!("source {name}: {m}")))?;
+            }
+        }
+        Ok(Pipeline {
+            dir: dir.to_path_buf(),
+            spec,
+            rules,
+        })
+    }
+
+    pub fn table(&self, name: &str) -> Option<&TableSpec> {
+        self.spec.tables.get(name).map(|t| t.get_ref())
+    }
+}
+
+type Located = (Option<Range<usize>>, String);
+
+impl TableSpec {
+    /// Checks the table and returns its data columns with their types.
+    fn validate(&self, table: &str) -> Result<Vec<(String, ColumnType)>, Located> {
+        let err = |span: Option<Range<usize>>, m: String| (span, format!("table {table}: {m}"));
+        let explode = match &self.explode {
+            Some(p) => {
+                let steps = parse_path(p).map_err(|m| err(None, m))?;
+                if steps.iter().any(|s| !matches!(s, PathStep::Field(_))) {
+                    return Err(err(
+                        None,
+                        format!("explode {p:?} must be a plain field path"),
+                    ));
+                }
+                Some(steps)
+            }
+            None => None,
+        };
+        let mut columns: Vec<(String, ColumnType)> = Vec::new();
+        for c in &self.columns {
+            let span = Some(c.span());
+            let c = c.get_ref();
+            let cerr = |m: String| err(span.clone(), format!("column {}: {m}", c.name));
+            if c.name.is_empty() {
+                return Err(err(span, "a column without a name".into()));
+            }
+            let reserved =
+                c.name == RECORD_HASH_COLUMN || METADATA_COLUMNS.iter().any(|(n, _)| *n == c.name);
+            if reserved {
+                return Err(cerr(
+                    "the name is reserved for a column every table has".into(),
+                ));
+            }
+            if columns.iter().any(|(n, _)| *n == c.name) {
+                return Err(cerr("declared twice".into()));
+            }
+            let ty: ColumnType = c.ty.parse().map_err(cerr)?;
+            match (c.from, &c.path) {
+                (Some(ValueFrom::ItemIndex), None) => {
+                    if explode.is_none() {
+                        return Err(cerr("item_index needs the table's explode path".into()));
+                    }
+                    if !matches!(ty, ColumnType::Int | ColumnType::Long) {
+                        return Err(cerr("item_index is an int or long column".into()));
+                    }
+                }
+                (Some(_), Some(_)) => return Err(cerr("give either path or from".into())),
+                (None, path) => {
+                    let p = path.clone().unwrap_or_else(|| c.name.clone());
+                    let steps = parse_path(&p).map_err(cerr)?;
+                    if let Some(each) = steps.iter().position(|s| *s == PathStep::Each) {
+                        let prefix = &steps[..each];
+                        if explode.as_deref() != Some(prefix) {
+                            return Err(cerr(format!(
+                                "bad path {p:?}: [] must follow the explode path ({})",
+                                self.explode.as_deref().unwrap_or("none declared")
+                            )));
+                        }
+                        if steps[each + 1..].contains(&PathStep::Each) {
+                            return Err(cerr(format!("bad path {p:?}: [] twice")));
+                        }
+                    }
+                }
+            }
+            match c.format {
+                Some(ValueFormat::Iso | ValueFormat::EpochMillis)
+                    if ty != ColumnType::Timestamp =>
+                {
+                    return Err(cerr(
+                        "iso and epoch_millis are formats of timestamps".into(),
+                    ));
+                }
+                Some(ValueFormat::NumberText) if !ty.is_number() => {
+                    return Err(cerr("number_text is a format of numbers".into()));
+                }
+                _ => {}
+            }
+            if let Some([lo, hi]) = c.range {
+                if !ty.is_number() || lo > hi {
+                    return Err(cerr("range [low, high] bounds a number column".into()));
+                }
+            }
+            columns.push((c.name.clone(), ty));
+        }
+        if columns.is_empty() {
+            return Err(err(None, "no columns".into()));
+        }
+        if self.key.is_empty() {
+            return Err(err(None, "key: at least one column".into()));
+        }
+        for k in &self.key {
+            if !columns.iter().any(|(n, _)| n == k) {
+                return Err(err(None, format!("key column {k:?} is not a column")));
+            }
+        }
+        let p = &self.partition;
+        let source_type = if p.column == "ingest_on" {
+            Some(ColumnType::Date)
+        } else {
+            columns
+                .iter()
+                .find(|(n, _)| *n == p.column)
+                .map(|(_, t)| *t)
+        };
+        match (source_type, p.transform) {
+            (None, _) => {
+                return Err(err(
+                    None,
+                    format!("partition column {:?} is not a column", p.column),
+                ))
+            }
+            (Some(ColumnType::Date | ColumnType::Timestamp), _)
+            | (Some(_), PartitionTransform::Identity) => {}
+            (Some(t), tr) => {
+                return Err(err(
+                    None,
+                    format!(
+                        "partition {} of {:?} needs a date or timestamp, not {t}",
+                        format!("{tr:?}").to_lowercase(),
+                        p.column
+                    ),
+                ))
+            }
+        }
+        Ok(columns)
+    }
+
+    /// The data columns with their types (the spec is validated: types parse).
+    pub fn data_columns(&self) -> Vec<(String, ColumnType)> {
+        self.columns
+            .iter()
+            .filter_map(|c| {
+                let c = c.get_ref();
+                c.ty.parse().ok().map(|t| (c.name.clone(), t))
+            })
+            .collect()
+    }
+
+    /// The Iceberg schema: data columns (optional but for the key), `record_hash`, metadata.
+    pub fn iceberg_schema(&self, table: &str) -> crate::error::Result<Schema> {
+        let cols = self.data_columns();
+        table_schema(
+            table,
+            cols.iter().map(|(n, t)| (n.as_str(), t.iceberg())),
+            &self.key.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    }
+
+    pub fn partition_spec(&self, table: &str) -> crate::error::Result<UnboundPartitionSpec> {
+        let schema = self.iceberg_schema(table)?;
+        let p = &self.partition;
+        let field = schema.field_by_name(&p.column).ok_or_else(|| {
+            crate::error::Error::Configuration(format!("table {table}: no column {}", p.column))
+        })?;
+        let name = match p.transform {
+            PartitionTransform::Identity => p.column.clone(),
+            t => format!("{}_{}", p.column, format!("{t:?}").to_lowercase()),
+        };
+        UnboundPartitionSpec::builder()
+            .add_partition_field(field.id, name, p.transform.into())
+            .map(|b| b.build())
+            .map_err(|e| {
+                crate::error::Error::Configuration(format!("partition spec of {table}: {e}"))
+            })
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The JSON Schema of `pipeline.toml`, as published in `pipelines/pipeline.schema.json`.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(PipelineSpec);
+    let mut out = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ColumnType::Decimal { precision, scale } => write!(f, "decimal({precision},{scale})"),
+            other => write!(f, "{}", format!("{other:?}").to_lowercase()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_parse_with_decimal_bounds() {
+        assert_eq!(
+            "decimal(10, 2)".parse::<ColumnType>(),
+            Ok(ColumnType::Decimal {
+                precision: 10,
+                scale: 2
+            })
+        );
+        assert!("decimal(40,2)".parse::<ColumnType>().is_err());
+        assert!("decimal(4,5)".parse::<ColumnType>().is_err());
+        assert!("varchar"
+            .parse::<ColumnType>()
+            .unwrap_err()
+            .contains("unknown type"));
+        for t in [
+            "string",
+            "int",
+            "long",
+            "float",
+            "double",
+            "date",
+            "timestamp",
+            "boolean",
+        ] {
+            assert_eq!(t.parse::<ColumnType>().unwrap().to_string(), t);
+        }
+    }
+
+    #[test]
+    fn paths_parse_fields_indexes_and_each() {
+        assert_eq!(
+            parse_path("a.b[0][]").unwrap(),
+            vec![
+                PathStep::Field("a".into()),
+                PathStep::Field("b".into()),
+                PathStep::Index(0),
+                PathStep::Each
+            ]
+        );
+        for bad in ["", "a..b", "a[x]", "a[0", "a]"] {
+            assert!(parse_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lines_are_one_based() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 99), 3);
+    }
+}

@@ -1,0 +1,246 @@
+//! Pipeline specs: the DeFtunes spec describes exactly the tables, landing folders and rules the
+//! code builds today; broken specs are refused with the file, the line and what is wrong; the
+//! published JSON Schema is the one the code generates.
+
+use std::path::{Path, PathBuf};
+
+use deftunes::extract::api::Endpoint;
+use deftunes::pipeline::{json_schema, Pipeline, SpecError, SPEC_FILE};
+use deftunes::transform::quality::RuleSet;
+use deftunes::transform::tables::TableKind;
+
+fn pipelines() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines")
+}
+
+fn deftunes_dir() -> PathBuf {
+    pipelines().join("deftunes")
+}
+
+fn deftunes_text() -> String {
+    std::fs::read_to_string(deftunes_dir().join(SPEC_FILE)).unwrap()
+}
+
+#[test]
+fn the_deftunes_spec_describes_the_tables_the_code_builds() {
+    let p = Pipeline::load(&deftunes_dir()).unwrap();
+    assert_eq!(p.spec.namespace, "deftunes_transform");
+    let names: Vec<&str> = p.spec.tables.keys().map(String::as_str).collect();
+    let mut kinds: Vec<&str> = TableKind::ALL.iter().map(|k| k.name()).collect();
+    kinds.sort();
+    assert_eq!(names, kinds);
+    for kind in TableKind::ALL {
+        let name = kind.name();
+        let t = p.table(name).unwrap();
+        assert_eq!(
+            t.iceberg_schema(name).unwrap(),
+            kind.schema().unwrap(),
+            "{name}: Iceberg schema"
+        );
+        assert_eq!(
+            t.partition_spec(name).unwrap(),
+            kind.partition_spec().unwrap(),
+            "{name}: partition spec"
+        );
+        assert_eq!(t.key, kind.key_columns(), "{name}: natural key");
+        let source = p.spec.sources[&t.source].get_ref();
+        assert_eq!(
+            source.source_from(),
+            kind.source_from(),
+            "{name}: source_from"
+        );
+        let landing = match kind {
+            TableKind::Users => Endpoint::Users.source(),
+            TableKind::Sessions => Endpoint::Sessions.source(),
+            TableKind::Songs => deftunes::extract::songs::SOURCE.to_string(),
+        };
+        assert_eq!(source.landing(), landing, "{name}: landing folder");
+        let (spec_rules, code_rules) = (&p.rules[name], RuleSet::builtin(kind).unwrap());
+        assert_eq!(spec_rules.record_rules, code_rules.record_rules, "{name}");
+        assert_eq!(spec_rules.dataset_rules, code_rules.dataset_rules, "{name}");
+    }
+}
+
+#[test]
+fn the_published_json_schema_is_the_generated_one() {
+    let path = pipelines().join("pipeline.schema.json");
+    let generated = json_schema();
+    if std::env::var_os("DEFTUNES_WRITE_SCHEMA").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let published = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        published == generated,
+        "{} is stale: DEFTUNES_WRITE_SCHEMA=1 cargo test --test pipeline_specs",
+        path.display()
+    );
+    let schema: serde_json::Value = serde_json::from_str(&published).unwrap();
+    for field in ["sources", "tables", "namespace"] {
+        assert!(schema["properties"][field].is_object(), "{field}");
+    }
+}
+
+/// The spec with `from` replaced by `to` (once), loaded from a copy of the DeFtunes folder.
+fn load_changed(from: &str, to: &str) -> (SpecError, String) {
+    let text = deftunes_text();
+    assert!(text.contains(from), "{from:?} not in the spec");
+    let changed = text.replacen(from, to, 1);
+    load_text(&changed)
+}
+
+fn load_text(text: &str) -> (SpecError, String) {
+    let dir = deftunes_dir();
+    let file = dir.join(SPEC_FILE);
+    let err = Pipeline::from_str_in(&dir, &file, text).unwrap_err();
+    (err, text.to_string())
+}
+
+/// 1-based line of the first occurrence of `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).unwrap();
+    text[..at].matches('\n').count() + 1
+}
+
+/// Lines of the `[tables.<name>]` section.
+fn section(text: &str, name: &str) -> std::ops::Range<usize> {
+    let start = line_of(text, &format!("[tables.{name}]"));
+    let end = text
+        .lines()
+        .enumerate()
+        .skip(start)
+        .find(|(_, l)| l.starts_with('['))
+        .map_or(text.lines().count() + 1, |(i, _)| i + 1);
+    start..end
+}
+
+fn assert_names(err: &SpecError, line: std::ops::Range<usize>, what: &str) {
+    let shown = err.to_string();
+    assert!(shown.contains("pipeline.toml:"), "{shown}");
+    let l = err.line.unwrap_or_else(|| panic!("no line in {shown}"));
+    assert!(line.contains(&l), "line {l} not in {line:?}: {shown}");
+    assert!(shown.contains(what), "{shown:?} does not say {what:?}");
+}
+
+/// Where an error must point: the line holding a text, or a table's section.
+enum Place {
+    Line(&'static str),
+    Table(&'static str),
+}
+
+#[test]
+fn a_corpus_of_broken_specs_is_refused_naming_the_place() {
+    use Place::*;
+    let corpus = [
+        (
+            r#"{ name = "duration", type = "float" }"#,
+            r#"{ name = "duration", type = "real" }"#,
+            Line(r#"type = "real""#),
+            "table songs: column duration: unknown type \"real\"",
+        ),
+        (
+            r#"key = ["track_id"]"#,
+            r#"key = ["track"]"#,
+            Table("songs"),
+            "key column \"track\" is not a column",
+        ),
+        (
+            r#"path = "user_location[1]""#,
+            r#"path = "user_location[1""#,
+            Line(r#"path = "user_location[1""#),
+            "bad path \"user_location[1\"",
+        ),
+        (
+            r#"path = "session_items[].price""#,
+            r#"path = "items[].price""#,
+            Line(r#""items[].price""#),
+            "[] must follow the explode path",
+        ),
+        (
+            r#"source = "songs""#,
+            r#"source = "catalogue""#,
+            Table("songs"),
+            "unknown source \"catalogue\" (declared: sessions, songs, users)",
+        ),
+        (
+            "explode = ",
+            "explodes = ",
+            Line("explodes = "),
+            "unknown field `explodes`",
+        ),
+        (
+            r#"{ name = "user_agent", type = "string" }"#,
+            r#"{ name = "user_id", type = "string" }"#,
+            Table("sessions"),
+            "column user_id: declared twice",
+        ),
+        (
+            r#"{ name = "user_agent", type = "string" }"#,
+            r#"{ name = "ingest_on", type = "date" }"#,
+            Table("sessions"),
+            "column ingest_on: the name is reserved",
+        ),
+        (
+            r#"partition = { column = "session_start_time", transform = "day" }"#,
+            r#"partition = { column = "price", transform = "day" }"#,
+            Table("sessions"),
+            "partition day of \"price\" needs a date or timestamp, not double",
+        ),
+        (
+            r#"{ name = "item_index", type = "int", from = "item_index" }"#,
+            r#"{ name = "item_index", type = "string", from = "item_index" }"#,
+            Table("sessions"),
+            "item_index is an int or long column",
+        ),
+    ];
+    for (from, to, place, what) in corpus {
+        let (e, text) = load_changed(from, to);
+        let lines = match place {
+            Line(needle) => {
+                let l = line_of(&text, needle);
+                l..l + 1
+            }
+            Table(name) => section(&text, name),
+        };
+        assert_names(&e, lines, what);
+    }
+}
+
+#[test]
+fn a_duplicate_table_is_refused_where_it_repeats() {
+    let mut text = deftunes_text();
+    text.push_str("\n[tables.songs]\nsource = \"songs\"\n");
+    let (e, text) = load_text(&text);
+    let second = text.rfind("[tables.songs]").unwrap();
+    let l = text[..second].matches('\n').count() + 1;
+    assert_names(&e, l..l + 2, "duplicate");
+}
+
+#[test]
+fn a_missing_dbt_project_is_refused() {
+    let (e, _) = load_changed("../../dbt_modeling", "../../no_such_project");
+    assert!(e.to_string().contains("dbt project"), "{e}");
+}
+
+#[test]
+fn rules_naming_an_unknown_column_are_refused_in_the_rules_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for t in ["users", "sessions", "songs"] {
+        let raw = std::fs::read_to_string(deftunes_dir().join(format!("rules/{t}.json"))).unwrap();
+        let raw = if t == "songs" {
+            raw.replace(r#""column": "track_id""#, r#""column": "trackid""#)
+        } else {
+            raw
+        };
+        std::fs::write(rules.join(format!("{t}.json")), raw).unwrap();
+    }
+    std::fs::create_dir_all(tmp.path().join("dbt")).unwrap();
+    let text = deftunes_text().replace("../../dbt_modeling", "dbt");
+    let err = Pipeline::from_str_in(tmp.path(), &tmp.path().join(SPEC_FILE), &text).unwrap_err();
+    assert!(err.file.ends_with("rules/songs.json"), "{err}");
+    assert!(
+        err.to_string().contains("unknown column \"trackid\""),
+        "{err}"
+    );
+}
