@@ -927,6 +927,8 @@ fn day_batches(
         source_object: landing_key(day, "prefill"),
     };
     let mut builder = BatchBuilder::new(kind, schema, BATCH_ROWS, meta);
+    let shapes = deftunes::transform::records::RecordShape::deftunes()?;
+    let shape = shapes.get(&kind).context("no sessions record shape")?;
     let mut batches = Vec::new();
     let (mut unknown, mut rejected) = (Vec::new(), Vec::new());
     let mut hash_buf = Vec::with_capacity(256);
@@ -935,7 +937,8 @@ fn day_batches(
         let line = serde_json::to_string(&s)?;
         let value: Json<'_> = serde_json::from_str(&line)?;
         let mut rows = Vec::new();
-        kind.parse(&value, &mut rows, &mut unknown, &mut rejected)
+        shape
+            .parse(&value, &mut rows, &mut unknown, &mut rejected)
             .map_err(|e| anyhow::anyhow!("generated session {}: {e}", s.session_id))?;
         ensure!(
             rejected.is_empty() && unknown.is_empty(),

@@ -380,28 +380,15 @@ pub fn parse_path(p: &str) -> Result<Vec<PathStep>, String> {
     Ok(steps)
 }
 
-/// A loaded, validated pipeline.
-#[derive(Debug, Clone)]
-pub struct Pipeline {
-    pub dir: PathBuf,
-    pub spec: PipelineSpec,
-    pub rules: BTreeMap<String, RuleSet>,
-}
+/// The DeFtunes spec, bundled with the functions (its rule files are bundled by the quality
+/// module).
+pub const DEFTUNES_SPEC: &str = include_str!("../../pipelines/deftunes/pipeline.toml");
+pub const DEFTUNES_SPEC_PATH: &str = "pipelines/deftunes/pipeline.toml";
 
-impl Pipeline {
-    /// Loads `<dir>/pipeline.toml` and the files it names, and validates them.
-    pub fn load(dir: &Path) -> Result<Pipeline, SpecError> {
-        let file = dir.join(SPEC_FILE);
-        let text = std::fs::read_to_string(&file).map_err(|e| SpecError {
-            file: file.clone(),
-            line: None,
-            message: format!("cannot read: {e}"),
-        })?;
-        Self::from_str_in(dir, &file, &text)
-    }
-
-    /// `text` as the spec file `file` of the folder `dir`.
-    pub fn from_str_in(dir: &Path, file: &Path, text: &str) -> Result<Pipeline, SpecError> {
+impl PipelineSpec {
+    /// Parses and validates a spec's text (`file` names it in errors); the files it names are
+    /// not read.
+    pub fn parse(file: &Path, text: &str) -> Result<PipelineSpec, SpecError> {
         let at = |span: Option<Range<usize>>, message: String| SpecError {
             file: file.to_path_buf(),
             line: span.map(|s| line_of(text, s.start)),
@@ -409,68 +396,24 @@ impl Pipeline {
         };
         let spec: PipelineSpec =
             toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
-        let mut rules = BTreeMap::new();
         if spec.tables.is_empty() {
             return Err(at(None, "no [tables.<name>] declared".into()));
         }
         for (name, table) in &spec.tables {
             let span = Some(table.span());
             let t = table.get_ref();
-            spec.sources.get(&t.source).ok_or_else(|| {
-                at(
-                    span.clone(),
+            if !spec.sources.contains_key(&t.source) {
+                return Err(at(
+                    span,
                     format!(
                         "table {name}: unknown source {:?} (declared: {})",
                         t.source,
                         spec.sources.keys().cloned().collect::<Vec<_>>().join(", ")
                     ),
-                )
-            })?;
-            let columns = t
-                .validate(name)
-                .map_err(|(s, m)| at(s.or(span.clone()), m))?;
-            if let Some(r) = &t.rules {
-                let path = dir.join(r);
-                let raw = std::fs::read_to_string(&path).map_err(|e| {
-                    at(
-                        span.clone(),
-                        format!("table {name}: rules {r:?}: cannot read: {e}"),
-                    )
-                })?;
-                let rule_err = |message: String| SpecError {
-                    file: path.clone(),
-                    line: None,
-                    message,
-                };
-                let set: RuleSet = serde_json::from_str(&raw).map_err(|e| SpecError {
-                    file: path.clone(),
-                    line: Some(e.line()),
-                    message: e.to_string(),
-                })?;
-                if set.table != *name {
-                    return Err(rule_err(format!(
-                        "names table {:?}, but the spec uses it for {name}",
-                        set.table
-                    )));
-                }
-                for c in set.columns() {
-                    if !columns.iter().any(|(n, _)| n == c) {
-                        return Err(rule_err(format!("unknown column {c:?} of table {name}")));
-                    }
-                }
-                rules.insert(name.clone(), set);
-            }
-        }
-        if let Some(dbt) = &spec.dbt {
-            if !dir.join(&dbt.project).is_dir() {
-                return Err(at(
-                    None,
-                    format!(
-                        "dbt project {:?}: no such folder beside the spec",
-                        dbt.project
-                    ),
                 ));
             }
+            t.validate(name)
+                .map_err(|(s, m)| at(s.or(span.clone()), m))?;
         }
         let mut landings = HashSet::new();
         for (name, source) in &spec.sources {
@@ -507,6 +450,89 @@ impl Pipeline {
                 parse_path(p).map_err(|m| at(span.clone(), format!("source {name}: {m}")))?;
             }
         }
+        Ok(spec)
+    }
+
+    pub fn table(&self, name: &str) -> Option<&TableSpec> {
+        self.tables.get(name).map(|t| t.get_ref())
+    }
+}
+
+/// A loaded, validated pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub dir: PathBuf,
+    pub spec: PipelineSpec,
+    pub rules: BTreeMap<String, RuleSet>,
+}
+
+impl Pipeline {
+    /// Loads `<dir>/pipeline.toml` and the files it names, and validates them.
+    pub fn load(dir: &Path) -> Result<Pipeline, SpecError> {
+        let file = dir.join(SPEC_FILE);
+        let text = std::fs::read_to_string(&file).map_err(|e| SpecError {
+            file: file.clone(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::from_str_in(dir, &file, &text)
+    }
+
+    /// `text` as the spec file `file` of the folder `dir`: the spec, then the files it names.
+    pub fn from_str_in(dir: &Path, file: &Path, text: &str) -> Result<Pipeline, SpecError> {
+        let spec = PipelineSpec::parse(file, text)?;
+        let at = |span: Option<Range<usize>>, message: String| SpecError {
+            file: file.to_path_buf(),
+            line: span.map(|s| line_of(text, s.start)),
+            message,
+        };
+        let mut rules = BTreeMap::new();
+        for (name, table) in &spec.tables {
+            let span = Some(table.span());
+            let t = table.get_ref();
+            let Some(r) = &t.rules else { continue };
+            let path = dir.join(r);
+            let raw = std::fs::read_to_string(&path).map_err(|e| {
+                at(
+                    span.clone(),
+                    format!("table {name}: rules {r:?}: cannot read: {e}"),
+                )
+            })?;
+            let rule_err = |message: String| SpecError {
+                file: path.clone(),
+                line: None,
+                message,
+            };
+            let set: RuleSet = serde_json::from_str(&raw).map_err(|e| SpecError {
+                file: path.clone(),
+                line: Some(e.line()),
+                message: e.to_string(),
+            })?;
+            if set.table != *name {
+                return Err(rule_err(format!(
+                    "names table {:?}, but the spec uses it for {name}",
+                    set.table
+                )));
+            }
+            let columns = t.data_columns();
+            for c in set.columns() {
+                if !columns.iter().any(|(n, _)| n == c) {
+                    return Err(rule_err(format!("unknown column {c:?} of table {name}")));
+                }
+            }
+            rules.insert(name.clone(), set);
+        }
+        if let Some(dbt) = &spec.dbt {
+            if !dir.join(&dbt.project).is_dir() {
+                return Err(at(
+                    None,
+                    format!(
+                        "dbt project {:?}: no such folder beside the spec",
+                        dbt.project
+                    ),
+                ));
+            }
+        }
         Ok(Pipeline {
             dir: dir.to_path_buf(),
             spec,
@@ -515,7 +541,7 @@ impl Pipeline {
     }
 
     pub fn table(&self, name: &str) -> Option<&TableSpec> {
-        self.spec.tables.get(name).map(|t| t.get_ref())
+        self.spec.table(name)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod events;
 pub mod identity;
 pub mod maintenance;
 pub mod quality;
+pub mod records;
 pub mod tables;
 pub mod writer;
 
@@ -221,6 +222,8 @@ pub struct Transformer {
     lake: Lake,
     catalog: Arc<dyn Catalog>,
     rules: HashMap<TableKind, CompiledRules>,
+    /// How a landing record becomes rows, per table (from the bundled pipeline spec).
+    shapes: HashMap<TableKind, records::RecordShape>,
     /// Which event-borne objects belong to this lake (its bucket and prefix).
     filter: LakeFilter,
     /// Dimension tables' identity indexes, kept between warm invocations.
@@ -278,6 +281,7 @@ impl Transformer {
             lake,
             catalog,
             rules,
+            shapes: records::RecordShape::deftunes()?,
             filter,
             identities: IdentityCache::default(),
         })
@@ -401,6 +405,10 @@ impl Transformer {
             .rules
             .get(&kind)
             .ok_or_else(|| Error::Configuration(format!("no rules for {}", kind.name())))?;
+        let shape = self
+            .shapes
+            .get(&kind)
+            .ok_or_else(|| Error::Configuration(format!("no record shape for {}", kind.name())))?;
         let stem = artifact_stem(key, version);
         let partition = format!("{}/ingest_on={ingest_on}", kind.name());
         let quarantine_key = format!("quarantine/{partition}/{stem}.jsonl");
@@ -481,7 +489,7 @@ impl Transformer {
             let mut rows = Vec::new();
             unknown.clear();
             rejected_items.clear();
-            if let Err(reason) = kind.parse(&value, &mut rows, &mut unknown, &mut rejected_items) {
+            if let Err(reason) = shape.parse(&value, &mut rows, &mut unknown, &mut rejected_items) {
                 c.records_quarantined += 1;
                 reject(None, &reason, &mut quarantine)?;
                 continue;
