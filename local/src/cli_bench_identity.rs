@@ -926,7 +926,7 @@ fn day_batches(
         source_from: kind.source_from(),
         source_object: landing_key(day, "prefill"),
     };
-    let mut builder = BatchBuilder::new(kind, schema, BATCH_ROWS, meta);
+    let mut builder = BatchBuilder::new(kind, schema, BATCH_ROWS, meta)?;
     let shapes = deftunes::transform::records::RecordShape::deftunes()?;
     let shape = shapes.get(&kind).context("no sessions record shape")?;
     let mut batches = Vec::new();

@@ -89,6 +89,19 @@ fn encode(buf: &mut Vec<u8>, cell: Cell<'_>) {
             buf.push(6);
             buf.extend_from_slice(&v.to_le_bytes());
         }
+        // Tags of the types added with pipeline specs; the ones above never change.
+        Cell::I64(v) => {
+            buf.push(7);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        Cell::Date(v) => {
+            buf.push(8);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        Cell::Decimal(v) => {
+            buf.push(9);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
     }
 }
 
@@ -237,6 +250,10 @@ fn encode_arrow(buf: &mut Vec<u8>, a: &ArrayRef, i: usize) {
         encode(buf, Cell::Str(s.value(i)));
     } else if let Some(v) = a.as_any().downcast_ref::<Int32Array>() {
         encode(buf, Cell::I32(v.value(i)));
+    } else if let Some(v) = a.as_any().downcast_ref::<arrow_array::Int64Array>() {
+        encode(buf, Cell::I64(v.value(i)));
+    } else if let Some(v) = a.as_any().downcast_ref::<arrow_array::Date32Array>() {
+        encode(buf, Cell::Date(v.value(i)));
     } else {
         // Key columns are strings or ints (checked by a test over every table).
         encode(buf, Cell::Null);
@@ -591,7 +608,8 @@ mod tests {
                     assert!(
                         matches!(
                             t,
-                            super::super::tables::ColType::Str | super::super::tables::ColType::I32
+                            super::super::tables::ColumnType::String
+                                | super::super::tables::ColumnType::Int
                         ),
                         "{}: key column {name} must be a string or an int",
                         kind.name()

@@ -423,7 +423,7 @@ impl Transformer {
             source_from: kind.source_from(),
             source_object: key.to_string(),
         };
-        let mut batch = BatchBuilder::new(kind, arrow_schema, self.cfg.batch_rows, meta);
+        let mut batch = BatchBuilder::new(kind, arrow_schema, self.cfg.batch_rows, meta)?;
         let file_prefix = format!("{stem}-{}", uuid::Uuid::new_v4().simple());
         let mut writer =
             writer::ObjectWriter::new(table, file_prefix.clone(), self.cfg.target_file_size);

@@ -127,6 +127,7 @@ fn number(c: Cell<'_>) -> Option<f64> {
         Cell::F64(v) => Some(v),
         Cell::F32(v) => Some(v as f64),
         Cell::I32(v) => Some(v as f64),
+        Cell::I64(v) => Some(v as f64),
         _ => None,
     }
 }

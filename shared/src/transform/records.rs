@@ -90,15 +90,6 @@ impl RecordShape {
             let ty: ColumnType =
                 c.ty.parse()
                     .map_err(|e| format!("table {table}: column {}: {e}", c.name))?;
-            if matches!(
-                ty,
-                ColumnType::Long | ColumnType::Date | ColumnType::Decimal { .. }
-            ) {
-                return Err(format!(
-                    "table {table}: column {}: {ty} columns are not written by the transform yet",
-                    c.name
-                ));
-            }
             let (source, item, label) = match (c.from, &c.path) {
                 (Some(ValueFrom::ItemIndex), _) => (Source::ItemIndex, true, c.name.clone()),
                 (None, path) => {
@@ -186,7 +177,7 @@ impl RecordShape {
             return Ok(());
         };
         let name = &self.explode_label;
-        let items = match walk(obj, explode).map_err(|e| format!("{name}{e}"))? {
+        let items = match walk(obj, explode)? {
             Some(Json::Array(items)) => items,
             None | Some(Json::Null) => return Err(format!("{name} is missing")),
             Some(other) => return Err(format!("{name}: expected an array, found {}", kind(other))),
@@ -234,19 +225,20 @@ fn labelled(path: &str, column: &str) -> String {
     }
 }
 
-/// The value at `path`, `None` when a field on the way is missing or null. The error (a wrong
-/// shape on the way) starts with the failing step, for the caller to prefix with the path.
+/// The value at `path`, `None` when a field on the way is missing or null. A wrong shape on the
+/// way is an error naming the value that had it (`a.b: expected an object, found a string`).
 fn walk<'j, 'a>(obj: &'j JsonMap<'a>, path: &[Step]) -> Result<Option<&'j Json<'a>>, String> {
     let mut cur: Option<&Json<'a>> = None;
     for (n, step) in path.iter().enumerate() {
+        let wrong = |what: String| Err(format!("{}: {what}", render(&path[..n])));
         cur = match (step, cur) {
             (Step::Field(f), None) if n == 0 => obj.get(f),
             (Step::Field(f), Some(Json::Object(m))) => m.get(f),
             (Step::Index(i), Some(Json::Array(a))) => match a.get(*i) {
                 Some(v) => Some(v),
                 None => {
-                    return Err(format!(
-                        ": expected at least {} items, found {}",
+                    return wrong(format!(
+                        "expected at least {} items, found {}",
                         i + 1,
                         a.len()
                     ))
@@ -254,14 +246,30 @@ fn walk<'j, 'a>(obj: &'j JsonMap<'a>, path: &[Step]) -> Result<Option<&'j Json<'
             },
             (_, None | Some(Json::Null)) => return Ok(None),
             (Step::Field(_), Some(other)) => {
-                return Err(format!(": expected an object, found {}", kind(other)))
+                return wrong(format!("expected an object, found {}", kind(other)))
             }
             (Step::Index(_), Some(other)) => {
-                return Err(format!(": expected an array, found {}", kind(other)))
+                return wrong(format!("expected an array, found {}", kind(other)))
             }
         };
     }
     Ok(cur)
+}
+
+/// `a.b[0].c`.
+fn render(path: &[Step]) -> String {
+    let mut out = String::new();
+    for s in path {
+        match s {
+            Step::Field(f) if out.is_empty() => out.push_str(f),
+            Step::Field(f) => {
+                out.push('.');
+                out.push_str(f);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
 }
 
 impl Column {
@@ -276,14 +284,7 @@ impl Column {
 
     fn read<'a>(&self, obj: &'a JsonMap<'_>, path: &[Step]) -> Result<Cell<'a>, String> {
         let name = &self.label;
-        let value = match walk(obj, path) {
-            Ok(v) => v,
-            // The step that failed names the value on the way, not the column.
-            Err(e) => {
-                let on_the_way = name.split(['[', ' ']).next().unwrap_or(name);
-                return Err(format!("{on_the_way}{e}"));
-            }
-        };
+        let value = walk(obj, path)?;
         let found = |v: &Json<'_>| kind(v);
         let cell = match (self.ty, value) {
             (_, None | Some(Json::Null)) => Cell::Null,
@@ -349,13 +350,92 @@ impl Column {
                     Cell::F64(x)
                 }
             }
-            (ColumnType::Long | ColumnType::Date | ColumnType::Decimal { .. }, Some(_)) => {
-                // Refused by `compile`.
-                Cell::Null
+            (ColumnType::Long, Some(Json::Number(n))) => {
+                let v = n
+                    .as_i64()
+                    .ok_or_else(|| format!("{name}: {n} is not a 64-bit integer"))?;
+                self.check_range(v as f64)?;
+                Cell::I64(v)
+            }
+            (ColumnType::Long, Some(v)) => {
+                return Err(format!("{name}: expected an integer, found {}", found(v)))
+            }
+            (ColumnType::Date, Some(Json::String(s))) => {
+                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .ok()
+                    .map(|d| d.to_epoch_days())
+                    .map(Cell::Date)
+                    .ok_or_else(|| format!("{name}: {s:?} is not a date (YYYY-MM-DD)"))?
+            }
+            (ColumnType::Date, Some(v)) => {
+                return Err(format!(
+                    "{name}: expected a date string, found {}",
+                    found(v)
+                ))
+            }
+            (ColumnType::Decimal { precision, scale }, Some(v)) => {
+                let text = match (v, self.format) {
+                    (Json::Number(n), _) => n.to_string(),
+                    (Json::String(s), Some(ValueFormat::NumberText)) => s.trim().to_string(),
+                    (v, _) => return Err(format!("{name}: expected a number, found {}", found(v))),
+                };
+                let unscaled =
+                    decimal(&text, precision, scale).map_err(|e| format!("{name}: {text}: {e}"))?;
+                self.check_range(unscaled as f64 / 10f64.powi(scale as i32))?;
+                Cell::Decimal(unscaled)
             }
         };
         Ok(cell)
     }
+}
+
+/// The unscaled value of decimal text (`-12.5`, `1e3`, `0.000125E+2`) in `decimal(precision,
+/// scale)`: exact, so digits beyond the scale or the precision are an error, not a rounding.
+fn decimal(text: &str, precision: u32, scale: u32) -> Result<i128, String> {
+    let (mantissa, exp) = match text.find(['e', 'E']) {
+        Some(i) => (
+            &text[..i],
+            text[i + 1..]
+                .parse::<i32>()
+                .map_err(|_| "not a decimal number".to_string())?,
+        ),
+        None => (text, 0),
+    };
+    let (neg, digits) = match mantissa.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, mantissa.strip_prefix('+').unwrap_or(mantissa)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return Err("not a decimal number".into());
+    }
+    // All digits, and where the point falls after applying the exponent.
+    let all: String = format!("{int}{frac}");
+    let point = int.len() as i64 + i64::from(exp);
+    let frac_digits = all.len() as i64 - point;
+    let shift = i64::from(scale) - frac_digits;
+    let (kept, dropped) = if shift >= 0 {
+        (format!("{all}{}", "0".repeat(shift as usize)), "")
+    } else {
+        let cut = all.len() - ((-shift) as usize).min(all.len());
+        (all[..cut].to_string(), &all[cut..])
+    };
+    if dropped.bytes().any(|b| b != b'0') {
+        return Err(format!("more than {scale} decimal places"));
+    }
+    let kept = kept.trim_start_matches('0');
+    if kept.len() > precision as usize {
+        return Err(format!("more than {precision} digits"));
+    }
+    let v: i128 = if kept.is_empty() {
+        0
+    } else {
+        kept.parse()
+            .map_err(|_| "not a decimal number".to_string())?
+    };
+    Ok(if neg { -v } else { v })
 }
 
 fn note_unknown(obj: &JsonMap<'_>, known: &[String], prefix: &str, unknown: &mut Vec<String>) {
@@ -385,6 +465,93 @@ mod tests {
 
     fn deftunes_shapes() -> std::collections::HashMap<TableKind, RecordShape> {
         RecordShape::deftunes().unwrap()
+    }
+
+    #[test]
+    fn decimals_are_exact() {
+        assert_eq!(decimal("12.5", 5, 2), Ok(1250));
+        assert_eq!(decimal("-0.07", 5, 2), Ok(-7));
+        assert_eq!(decimal("1e3", 6, 2), Ok(100_000));
+        assert_eq!(decimal("1.250", 5, 2), Ok(125));
+        assert_eq!(decimal("0.000125E+2", 5, 4), Ok(125));
+        assert!(decimal("1.255", 5, 2)
+            .unwrap_err()
+            .contains("2 decimal places"));
+        assert!(decimal("12345.6", 5, 2).unwrap_err().contains("5 digits"));
+        for bad in ["", ".", "1.2.3", "abc", "1e", "--1"] {
+            assert!(decimal(bad, 5, 2).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn spec_types_long_date_decimal_and_epoch_millis() {
+        let text = r#"
+name = "t"
+namespace = "t"
+[sources.events]
+kind = "files"
+landing = "events"
+format = "ndjson"
+source_from = "events"
+[tables.events]
+source = "events"
+key = ["id"]
+partition = { column = "ts", transform = "day" }
+columns = [
+  { name = "id", type = "long" },
+  { name = "ts", type = "timestamp", format = "epoch_millis" },
+  { name = "day", type = "date", path = "meta.day" },
+  { name = "amount", type = "decimal(9,2)", format = "number_text" },
+  { name = "score", type = "int", range = [0.0, 10.0] },
+]
+"#;
+        let spec = PipelineSpec::parse(Path::new("t.toml"), text).unwrap();
+        let shape = RecordShape::compile("events", spec.table("events").unwrap()).unwrap();
+        let parse = |v: serde_json::Value| {
+            let text: &'static str = Box::leak(v.to_string().into_boxed_str());
+            let record: &'static Json<'static> =
+                Box::leak(Box::new(serde_json::from_str(text).unwrap()));
+            let (mut out, mut unknown, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
+            shape
+                .parse(record, &mut out, &mut unknown, &mut rejected)
+                .map(|_| out.remove(0))
+        };
+        let row = parse(json!({"id": 5_000_000_000i64, "ts": 1541903636796i64,
+            "meta": {"day": "2018-11-11"}, "amount": "12.30", "score": 7}))
+        .unwrap();
+        assert_eq!(
+            row,
+            vec![
+                Cell::I64(5_000_000_000),
+                Cell::Ts(1_541_903_636_796_000),
+                Cell::Date(17_846),
+                Cell::Decimal(1230),
+                Cell::I32(7)
+            ]
+        );
+        for (v, needle) in [
+            (
+                json!({"ts": "2018-11-11"}),
+                "ts: expected epoch milliseconds",
+            ),
+            (
+                json!({"meta": {"day": "11/11/2018"}}),
+                "meta.day (day): \"11/11/2018\" is not a date",
+            ),
+            (
+                json!({"meta": "x"}),
+                "meta: expected an object, found a string",
+            ),
+            (
+                json!({"amount": "1.234"}),
+                "amount: 1.234: more than 2 decimal places",
+            ),
+            (json!({"score": 11}), "score: 11 is out of range"),
+            (json!({"id": 1.5}), "id: 1.5 is not a 64-bit integer"),
+        ] {
+            let e = parse(v.clone()).unwrap_err();
+            assert!(e.contains(needle), "{v}: {e}");
+        }
     }
 
     /// Parses the record as the transform does (from its JSON text); leaked: tests only.

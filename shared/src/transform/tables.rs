@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub use crate::pipeline::ColumnType;
+
 /// A typed value of one row, borrowing strings from the parsed record.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Cell<'a> {
@@ -22,6 +24,11 @@ pub enum Cell<'a> {
     Bool(bool),
     /// Microseconds since the epoch, UTC, no zone.
     Ts(i64),
+    I64(i64),
+    /// Days since the epoch.
+    Date(i32),
+    /// The unscaled value of a `decimal(p,s)` (its column gives the scale).
+    Decimal(i128),
 }
 
 /// One parsed landing record: the shape of `serde_json::Value`, but strings without escapes
@@ -154,30 +161,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for JsonKey<'a> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColType {
-    Str,
-    F64,
-    F32,
-    I32,
-    Bool,
-    Ts,
-}
-
-impl ColType {
-    fn iceberg(self) -> PrimitiveType {
-        match self {
-            ColType::Str => PrimitiveType::String,
-            ColType::F64 => PrimitiveType::Double,
-            ColType::F32 => PrimitiveType::Float,
-            ColType::I32 => PrimitiveType::Int,
-            ColType::Bool => PrimitiveType::Boolean,
-            // Glue rejects timestamptz: UTC in a zone-less timestamp.
-            ColType::Ts => PrimitiveType::Timestamp,
-        }
-    }
-}
-
 /// The content hash of a row's source record (see [`record_hash`]), between the data and the
 /// metadata columns: with the natural key it is the row's identity.
 pub const RECORD_HASH_COLUMN: &str = "record_hash";
@@ -236,49 +219,49 @@ pub enum TableKind {
     Songs,
 }
 
-const USERS: &[(&str, ColType)] = &[
-    ("user_id", ColType::Str),
-    ("user_name", ColType::Str),
-    ("user_lastname", ColType::Str),
-    ("latitude", ColType::F64),
-    ("longitude", ColType::F64),
-    ("place_name", ColType::Str),
-    ("country_code", ColType::Str),
-    ("timezone", ColType::Str),
-    ("user_since", ColType::Ts),
+const USERS: &[(&str, ColumnType)] = &[
+    ("user_id", ColumnType::String),
+    ("user_name", ColumnType::String),
+    ("user_lastname", ColumnType::String),
+    ("latitude", ColumnType::Double),
+    ("longitude", ColumnType::Double),
+    ("place_name", ColumnType::String),
+    ("country_code", ColumnType::String),
+    ("timezone", ColumnType::String),
+    ("user_since", ColumnType::Timestamp),
 ];
 
-const SESSIONS: &[(&str, ColType)] = &[
-    ("user_id", ColType::Str),
-    ("session_id", ColType::Str),
-    ("item_index", ColType::I32),
-    ("song_id", ColType::Str),
-    ("song_name", ColType::Str),
-    ("artist_id", ColType::Str),
-    ("artist_name", ColType::Str),
-    ("price", ColType::F64),
-    ("currency", ColType::Str),
-    ("liked", ColType::Bool),
-    ("liked_since", ColType::Ts),
-    ("user_agent", ColType::Str),
-    ("session_start_time", ColType::Ts),
+const SESSIONS: &[(&str, ColumnType)] = &[
+    ("user_id", ColumnType::String),
+    ("session_id", ColumnType::String),
+    ("item_index", ColumnType::Int),
+    ("song_id", ColumnType::String),
+    ("song_name", ColumnType::String),
+    ("artist_id", ColumnType::String),
+    ("artist_name", ColumnType::String),
+    ("price", ColumnType::Double),
+    ("currency", ColumnType::String),
+    ("liked", ColumnType::Boolean),
+    ("liked_since", ColumnType::Timestamp),
+    ("user_agent", ColumnType::String),
+    ("session_start_time", ColumnType::Timestamp),
 ];
 
-const SONGS: &[(&str, ColType)] = &[
-    ("track_id", ColType::Str),
-    ("title", ColType::Str),
-    ("song_id", ColType::Str),
-    ("release", ColType::Str),
-    ("artist_id", ColType::Str),
-    ("artist_mbid", ColType::Str),
-    ("artist_name", ColType::Str),
-    ("duration", ColType::F32),
-    ("artist_familiarity", ColType::F32),
-    ("artist_hotttnesss", ColType::F32),
-    ("year", ColType::I32),
-    ("track_7digitalid", ColType::I32),
-    ("shs_perf", ColType::I32),
-    ("shs_work", ColType::I32),
+const SONGS: &[(&str, ColumnType)] = &[
+    ("track_id", ColumnType::String),
+    ("title", ColumnType::String),
+    ("song_id", ColumnType::String),
+    ("release", ColumnType::String),
+    ("artist_id", ColumnType::String),
+    ("artist_mbid", ColumnType::String),
+    ("artist_name", ColumnType::String),
+    ("duration", ColumnType::Float),
+    ("artist_familiarity", ColumnType::Float),
+    ("artist_hotttnesss", ColumnType::Float),
+    ("year", ColumnType::Int),
+    ("track_7digitalid", ColumnType::Int),
+    ("shs_perf", ColumnType::Int),
+    ("shs_work", ColumnType::Int),
 ];
 
 impl TableKind {
@@ -301,7 +284,7 @@ impl TableKind {
         }
     }
 
-    pub fn data_columns(self) -> &'static [(&'static str, ColType)] {
+    pub fn data_columns(self) -> &'static [(&'static str, ColumnType)] {
         match self {
             TableKind::Users => USERS,
             TableKind::Sessions => SESSIONS,

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Float32Builder, Float64Builder, Int32Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder,
+    Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, Date32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::SchemaRef;
@@ -22,7 +22,7 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::tables::{Cell, ColType, TableKind};
+use super::tables::{Cell, ColumnType, TableKind};
 use crate::error::{Error, Result};
 
 enum Col {
@@ -32,18 +32,32 @@ enum Col {
     I32(Int32Builder),
     Bool(BooleanBuilder),
     Ts(TimestampMicrosecondBuilder),
+    I64(Int64Builder),
+    Date(Date32Builder),
+    Decimal(Decimal128Builder),
 }
 
 impl Col {
-    fn new(t: ColType, cap: usize) -> Col {
-        match t {
-            ColType::Str => Col::Str(StringBuilder::with_capacity(cap, cap * 16)),
-            ColType::F64 => Col::F64(Float64Builder::with_capacity(cap)),
-            ColType::F32 => Col::F32(Float32Builder::with_capacity(cap)),
-            ColType::I32 => Col::I32(Int32Builder::with_capacity(cap)),
-            ColType::Bool => Col::Bool(BooleanBuilder::with_capacity(cap)),
-            ColType::Ts => Col::Ts(TimestampMicrosecondBuilder::with_capacity(cap)),
-        }
+    fn new(t: ColumnType, cap: usize) -> Result<Col> {
+        Ok(match t {
+            ColumnType::String => Col::Str(StringBuilder::with_capacity(cap, cap * 16)),
+            ColumnType::Double => Col::F64(Float64Builder::with_capacity(cap)),
+            ColumnType::Float => Col::F32(Float32Builder::with_capacity(cap)),
+            ColumnType::Int => Col::I32(Int32Builder::with_capacity(cap)),
+            ColumnType::Boolean => Col::Bool(BooleanBuilder::with_capacity(cap)),
+            ColumnType::Timestamp => Col::Ts(TimestampMicrosecondBuilder::with_capacity(cap)),
+            ColumnType::Long => Col::I64(Int64Builder::with_capacity(cap)),
+            ColumnType::Date => Col::Date(Date32Builder::with_capacity(cap)),
+            ColumnType::Decimal { precision, scale } => Col::Decimal(
+                Decimal128Builder::with_capacity(cap)
+                    .with_precision_and_scale(precision as u8, scale as i8)
+                    .map_err(|e| Error::Catalog(format!("internal: decimal column: {e}")))?,
+            ),
+        })
+    }
+
+    fn all(types: &[(&str, ColumnType)], cap: usize) -> Result<Vec<Col>> {
+        types.iter().map(|(_, t)| Col::new(*t, cap)).collect()
     }
 
     fn push(&mut self, c: Cell<'_>) -> std::result::Result<(), String> {
@@ -60,6 +74,12 @@ impl Col {
             (Col::Bool(b), Cell::Null) => b.append_null(),
             (Col::Ts(b), Cell::Ts(v)) => b.append_value(v),
             (Col::Ts(b), Cell::Null) => b.append_null(),
+            (Col::I64(b), Cell::I64(v)) => b.append_value(v),
+            (Col::I64(b), Cell::Null) => b.append_null(),
+            (Col::Date(b), Cell::Date(v)) => b.append_value(v),
+            (Col::Date(b), Cell::Null) => b.append_null(),
+            (Col::Decimal(b), Cell::Decimal(v)) => b.append_value(v),
+            (Col::Decimal(b), Cell::Null) => b.append_null(),
             (_, c) => return Err(format!("cell {c:?} does not fit its column")),
         }
         Ok(())
@@ -73,6 +93,10 @@ impl Col {
             Col::I32(b) => Arc::new(b.finish()),
             Col::Bool(b) => Arc::new(b.finish()),
             Col::Ts(b) => Arc::new(b.finish()),
+            Col::I64(b) => Arc::new(b.finish()),
+            Col::Date(b) => Arc::new(b.finish()),
+            // The builder keeps its precision and scale across batches.
+            Col::Decimal(b) => Arc::new(b.finish()),
         }
     }
 }
@@ -93,22 +117,27 @@ pub struct BatchBuilder {
     hashes: StringBuilder,
     rows: usize,
     capacity: usize,
-    types: &'static [(&'static str, ColType)],
+    types: &'static [(&'static str, ColumnType)],
     meta: RowMeta,
 }
 
 impl BatchBuilder {
-    pub fn new(table: TableKind, schema: SchemaRef, capacity: usize, meta: RowMeta) -> Self {
+    pub fn new(
+        table: TableKind,
+        schema: SchemaRef,
+        capacity: usize,
+        meta: RowMeta,
+    ) -> Result<Self> {
         let types = table.data_columns();
-        BatchBuilder {
-            cols: types.iter().map(|(_, t)| Col::new(*t, capacity)).collect(),
+        Ok(BatchBuilder {
+            cols: Col::all(types, capacity)?,
             hashes: StringBuilder::with_capacity(capacity, capacity * 32),
             schema,
             rows: 0,
             capacity,
             types,
             meta,
-        }
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -152,11 +181,8 @@ impl BatchBuilder {
             n
         ])));
         self.rows = 0;
-        self.cols = self
-            .types
-            .iter()
-            .map(|(_, t)| Col::new(*t, self.capacity))
-            .collect();
+        // Fresh builders sized for a whole batch (finished ones restart empty).
+        self.cols = Col::all(self.types, self.capacity)?;
         RecordBatch::try_new(self.schema.clone(), arrays)
             .map_err(|e| Error::Catalog(format!("building a record batch: {e}")))
     }
@@ -465,4 +491,47 @@ pub async fn rewrite_without(
         }
     }
     Ok((out.close().await?, removed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::DataType;
+
+    #[test]
+    fn every_spec_type_has_a_column_of_its_arrow_type() {
+        let cases = [
+            (ColumnType::String, Cell::Str("a"), DataType::Utf8),
+            (ColumnType::Int, Cell::I32(1), DataType::Int32),
+            (ColumnType::Long, Cell::I64(1 << 40), DataType::Int64),
+            (ColumnType::Float, Cell::F32(1.5), DataType::Float32),
+            (ColumnType::Double, Cell::F64(1.5), DataType::Float64),
+            (
+                ColumnType::Decimal {
+                    precision: 9,
+                    scale: 2,
+                },
+                Cell::Decimal(1230),
+                DataType::Decimal128(9, 2),
+            ),
+            (ColumnType::Date, Cell::Date(17_846), DataType::Date32),
+            (
+                ColumnType::Timestamp,
+                Cell::Ts(1),
+                DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, None),
+            ),
+            (ColumnType::Boolean, Cell::Bool(true), DataType::Boolean),
+        ];
+        for (ty, cell, arrow) in cases {
+            let mut col = Col::new(ty, 4).unwrap();
+            col.push(cell).unwrap();
+            col.push(Cell::Null).unwrap();
+            assert!(col.push(Cell::Str("x")).is_err() || ty == ColumnType::String);
+            for _ in 0..2 {
+                let a = col.finish();
+                assert_eq!(a.data_type(), &arrow, "{ty}");
+                assert_eq!(a.null_count(), usize::from(!a.is_empty()), "{ty}");
+            }
+        }
+    }
 }
