@@ -55,6 +55,7 @@ fn the_deftunes_spec_describes_the_tables_the_code_builds() {
             TableKind::Songs => deftunes::extract::songs::SOURCE.to_string(),
         };
         assert_eq!(source.landing(), landing, "{name}: landing folder");
+        assert_eq!(source.landing(), kind.landing(), "{name}: landing folder");
         let (spec_rules, code_rules) = (&p.rules[name], RuleSet::builtin(kind).unwrap());
         assert_eq!(spec_rules.record_rules, code_rules.record_rules, "{name}");
         assert_eq!(spec_rules.dataset_rules, code_rules.dataset_rules, "{name}");

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::ndjson::{ArraySplitter, PartSpooler, SpooledPart};
 use super::{
-    date_field, eventbridge_schedule_time, landing_partition, parse_request, publish_parts,
-    summary, time_field, ExtractBatch, ExtractSummary,
+    date_field, eventbridge_schedule_time, parse_request, publish_parts, summary, time_field,
+    ExtractBatch, ExtractSummary, LandingKey,
 };
 use crate::config::ApiExtractConfig;
 use crate::error::{Error, Result};
@@ -84,7 +84,7 @@ impl ApiJob {
     pub fn stem(&self) -> String {
         format!(
             "{}{}_{}_{}.",
-            landing_partition(&self.endpoint.source(), self.ingest_date),
+            LandingKey::partition(&self.endpoint.source(), self.ingest_date),
             self.endpoint,
             self.window.start_date,
             self.window.end_date

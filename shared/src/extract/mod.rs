@@ -67,12 +67,51 @@ impl ExtractBatch {
     }
 }
 
-/// `landing_zone/<source>/ingest_on=YYYY-MM-DD/`
-pub fn landing_partition(source: &str, ingest_date: NaiveDate) -> String {
-    format!(
-        "{LANDING_ZONE}/{source}/ingest_on={}/",
-        ingest_date.format("%Y-%m-%d")
-    )
+/// The landing zone's key layout, `landing_zone/<source folder>/ingest_on=YYYY-MM-DD/<file>`:
+/// the one place that writes or reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandingKey<'k> {
+    /// The source's folder, e.g. `api/users` (one or more segments).
+    pub source: &'k str,
+    pub ingest_on: NaiveDate,
+    /// What follows the partition (a file name).
+    pub file: &'k str,
+}
+
+impl<'k> LandingKey<'k> {
+    /// The folder of a source's objects of one day.
+    pub fn partition(source: &str, ingest_on: NaiveDate) -> String {
+        format!(
+            "{LANDING_ZONE}/{source}/ingest_on={}/",
+            ingest_on.format("%Y-%m-%d")
+        )
+    }
+
+    /// Reads a key (relative to the lake root). Dates are `YYYY-MM-DD`, or `YYYY_MM_DD` as the
+    /// original Glue jobs wrote them.
+    pub fn parse(key: &'k str) -> Result<LandingKey<'k>> {
+        let bad = |why: &str| Error::InvalidInput(format!("{key}: {why}"));
+        let rest = key
+            .strip_prefix(LANDING_ZONE)
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or_else(|| bad(&format!("not under {LANDING_ZONE}/")))?;
+        let at = rest
+            .find("/ingest_on=")
+            .ok_or_else(|| bad("no ingest_on=YYYY-MM-DD partition in the key"))?;
+        let (source, after) = (&rest[..at], &rest[at + "/ingest_on=".len()..]);
+        let (date, file) = after.split_once('/').unwrap_or((after, ""));
+        if source.is_empty() {
+            return Err(bad("no source folder before the partition"));
+        }
+        let ingest_on = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .or_else(|_| NaiveDate::parse_from_str(date, "%Y_%m_%d"))
+            .map_err(|_| bad(&format!("ingest_on={date} is not a date")))?;
+        Ok(LandingKey {
+            source,
+            ingest_on,
+            file,
+        })
+    }
 }
 
 /// The key of part `n` of a run whose parts all start with `stem`.
@@ -196,10 +235,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn landing_keys_round_trip_through_one_layout() {
+        let d = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+        let key = format!(
+            "{}users_x.part-00000.jsonl",
+            LandingKey::partition("api/users", d)
+        );
+        assert_eq!(
+            LandingKey::parse(&key).unwrap(),
+            LandingKey {
+                source: "api/users",
+                ingest_on: d,
+                file: "users_x.part-00000.jsonl"
+            }
+        );
+        let old = LandingKey::parse("landing_zone/rds/songs/ingest_on=2020_01_01/x.csv").unwrap();
+        assert_eq!((old.source, old.ingest_on), ("rds/songs", d));
+        for bad in [
+            "other/api/users/ingest_on=2020-01-01/x",
+            "landing_zone/api/users/x.jsonl",
+            "landing_zone/ingest_on=2020-01-01/x",
+            "landing_zone/api/users/ingest_on=2020-13-01/x",
+        ] {
+            assert_eq!(
+                LandingKey::parse(bad).unwrap_err().error_type(),
+                "InvalidInput",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn key_layout() {
         let d = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
         assert_eq!(
-            landing_partition("api/users", d),
+            LandingKey::partition("api/users", d),
             "landing_zone/api/users/ingest_on=2020-01-01/"
         );
         assert_eq!(

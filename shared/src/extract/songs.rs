@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use super::ndjson::PartSpooler;
 use super::{
-    date_field, eventbridge_schedule_time, landing_partition, parse_request, publish_parts,
-    summary, time_field, ExtractSummary,
+    date_field, eventbridge_schedule_time, parse_request, publish_parts, summary, time_field,
+    ExtractSummary, LandingKey,
 };
 use crate::config::{PasswordSource, PgConfig, SongsExtractConfig, SslMode};
 use crate::error::{aws_sdk_failure, Error, Result};
@@ -386,7 +386,7 @@ impl SongsExtractor {
             }
         }
         let parts = spooler.finish()?;
-        let stem = format!("{}songs.", landing_partition(SOURCE, ingest_date));
+        let stem = format!("{}songs.", LandingKey::partition(SOURCE, ingest_date));
         let (objects, removed) = publish_parts(&self.lake, &stem, parts).await?;
         let s = summary(SOURCE, None, ingest_date, objects, removed);
         tracing::info!(

@@ -275,6 +275,15 @@ impl TableKind {
         }
     }
 
+    /// The landing folder of the table's source (`landing_zone/<folder>/...`).
+    pub fn landing(self) -> &'static str {
+        match self {
+            TableKind::Users => "api/users",
+            TableKind::Sessions => "api/sessions",
+            TableKind::Songs => crate::extract::songs::SOURCE,
+        }
+    }
+
     /// The `source_from` column value.
     pub fn source_from(self) -> &'static str {
         match self {
@@ -415,29 +424,16 @@ fn parse_api_timestamp(s: &str) -> Option<i64> {
 
 /// Which table a landing key feeds, and its `ingest_on` partition.
 pub fn locate(key: &str) -> Result<(TableKind, NaiveDate)> {
-    let kind = if key.starts_with("landing_zone/api/users/") {
-        TableKind::Users
-    } else if key.starts_with("landing_zone/api/sessions/") {
-        TableKind::Sessions
-    } else if key.starts_with("landing_zone/rds/songs/") {
-        TableKind::Songs
-    } else {
-        return Err(Error::InvalidInput(format!(
-            "{key}: not a landing object of a known source (landing_zone/api/users, api/sessions, rds/songs)"
-        )));
-    };
-    let date = key
-        .split('/')
-        .find_map(|seg| seg.strip_prefix("ingest_on="))
+    let k = crate::extract::LandingKey::parse(key)?;
+    let kind = TableKind::ALL
+        .into_iter()
+        .find(|t| t.landing() == k.source)
         .ok_or_else(|| {
             Error::InvalidInput(format!(
-                "{key}: no ingest_on=YYYY-MM-DD partition in the key"
+                "{key}: not a landing object of a known source (landing_zone/api/users, api/sessions, rds/songs)"
             ))
         })?;
-    let ingest_on = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(date, "%Y_%m_%d"))
-        .map_err(|_| Error::InvalidInput(format!("{key}: ingest_on={date} is not a date")))?;
-    Ok((kind, ingest_on))
+    Ok((kind, k.ingest_on))
 }
 
 #[cfg(test)]
