@@ -855,40 +855,13 @@ async fn tables_declare_their_key_and_partition_each_file_by_ingest_on() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_are_partitioned_by_event_day_one_file_per_day_of_an_object() {
+/// Reads every data file of the sessions table: each holds one event day, the one its partition
+/// value names. Returns the files per day and the rows read.
+async fn files_per_day(table: &iceberg::table::Table) -> (HashMap<i64, usize>, usize) {
     use arrow_array::TimestampMicrosecondArray;
-    let f = fixture(&[]).await;
-    let ds = dataset();
-    let january = window(&ds, "2020-01-01", "2020-01-31");
-    let o = transform(
-        &f,
-        &sessions_key("2020-02-01", "2020-01-01", "2020-01-31", 0),
-        &ndjson(&january),
-    )
-    .await;
-    assert_eq!(o.status, Status::Committed);
-    let table = f.table(TableKind::Sessions).await;
-    assert_eq!(
-        partition_fields(&table),
-        [("session_start_time_day".into(), "day".into())]
-    );
-    let tasks = plan_all(&table).await;
-    let days: HashSet<i64> = january
-        .iter()
-        .map(|s| {
-            s.session_start_time
-                .and_utc()
-                .timestamp()
-                .div_euclid(86_400)
-        })
-        .collect();
-    // A month of sessions: one file per event day (a daily object writes one file), each
-    // holding only its day's rows, as its partition value says.
-    assert_eq!(tasks.len(), days.len(), "{} files", tasks.len());
-    let mut seen = HashSet::new();
+    let mut per_day = HashMap::new();
     let mut rows = 0;
-    for t in &tasks {
+    for t in &plan_all(table).await {
         let partition = format!("{:?}", t.partition.as_ref().unwrap());
         let bytes = table
             .file_io()
@@ -919,9 +892,77 @@ async fn sessions_are_partitioned_by_event_day_one_file_per_day_of_an_object() {
             partition.contains(&day.to_string()),
             "{partition} vs day {day}"
         );
-        assert!(seen.insert(day), "two files for day {day}");
+        *per_day.entry(day).or_default() += 1;
     }
+    (per_day, rows)
+}
+
+fn event_days(sessions: &[Session]) -> HashSet<i64> {
+    sessions
+        .iter()
+        .map(|s| {
+            s.session_start_time
+                .and_utc()
+                .timestamp()
+                .div_euclid(86_400)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_partitioned_by_event_day_one_file_per_day_of_an_object() {
+    let f = fixture(&[]).await;
+    let ds = dataset();
+    let january = window(&ds, "2020-01-01", "2020-01-31");
+    let o = transform(
+        &f,
+        &sessions_key("2020-02-01", "2020-01-01", "2020-01-31", 0),
+        &ndjson(&january),
+    )
+    .await;
+    assert_eq!(o.status, Status::Committed);
+    let table = f.table(TableKind::Sessions).await;
+    assert_eq!(
+        partition_fields(&table),
+        [("session_start_time_day".into(), "day".into())]
+    );
+    // A month of sessions: one file per event day (a daily object writes one file), each
+    // holding only its day's rows, as its partition value says.
+    let (per_day, rows) = files_per_day(&table).await;
+    assert_eq!(
+        per_day.keys().copied().collect::<HashSet<_>>(),
+        event_days(&january)
+    );
+    assert!(per_day.values().all(|&n| n == 1), "{per_day:?}");
     assert_eq!(rows, items(&january).len());
+    assert_eq!(o.data_files as usize, per_day.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_files_roll_at_the_target_size_with_every_row_kept() {
+    // Tiny files and batches. A file rolls once its written bytes (completed pages, counted
+    // every 1,024 rows by parquet) pass the target, so the busier days get a second file.
+    let f = fixture(&[("TARGET_FILE_SIZE_BYTES", "4096"), ("BATCH_ROWS", "64")]).await;
+    let ds = dataset();
+    let january = window(&ds, "2020-01-01", "2020-01-31");
+    let o = transform(
+        &f,
+        &sessions_key("2020-02-01", "2020-01-01", "2020-01-31", 0),
+        &ndjson(&january),
+    )
+    .await;
+    assert_eq!(o.status, Status::Committed);
+    let table = f.table(TableKind::Sessions).await;
+    let (per_day, rows) = files_per_day(&table).await;
+    let files: usize = per_day.values().sum();
+    assert!(
+        files > per_day.len(),
+        "{files} files for {} days",
+        per_day.len()
+    );
+    assert_eq!(o.data_files as usize, files);
+    assert_eq!(rows, items(&january).len());
+    assert_once_each(&f, TableKind::Sessions, items(&january).len()).await;
 }
 
 /// Fails every commit in a way that leaves its outcome unknown (a timeout after sending).
