@@ -909,19 +909,29 @@ fn event_days(sessions: &[Session]) -> HashSet<i64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_are_partitioned_by_event_day_one_file_per_day_of_an_object() {
-    let f = fixture(&[]).await;
-    let ds = dataset();
-    let january = window(&ds, "2020-01-01", "2020-01-31");
+/// January's sessions transformed as one object: the sessions, the outcome, the table.
+async fn january_committed(
+    f: &Fixture,
+) -> (
+    Vec<Session>,
+    deftunes::transform::ObjectOutcome,
+    iceberg::table::Table,
+) {
+    let january = window(&dataset(), "2020-01-01", "2020-01-31");
     let o = transform(
-        &f,
+        f,
         &sessions_key("2020-02-01", "2020-01-01", "2020-01-31", 0),
         &ndjson(&january),
     )
     .await;
     assert_eq!(o.status, Status::Committed);
-    let table = f.table(TableKind::Sessions).await;
+    (january, o, f.table(TableKind::Sessions).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_partitioned_by_event_day_one_file_per_day_of_an_object() {
+    let f = fixture(&[]).await;
+    let (january, o, table) = january_committed(&f).await;
     assert_eq!(
         partition_fields(&table),
         [("session_start_time_day".into(), "day".into())]
@@ -943,16 +953,7 @@ async fn data_files_roll_at_the_target_size_with_every_row_kept() {
     // Tiny files and batches. A file rolls once its written bytes (completed pages, counted
     // every 1,024 rows by parquet) pass the target, so the busier days get a second file.
     let f = fixture(&[("TARGET_FILE_SIZE_BYTES", "4096"), ("BATCH_ROWS", "64")]).await;
-    let ds = dataset();
-    let january = window(&ds, "2020-01-01", "2020-01-31");
-    let o = transform(
-        &f,
-        &sessions_key("2020-02-01", "2020-01-01", "2020-01-31", 0),
-        &ndjson(&january),
-    )
-    .await;
-    assert_eq!(o.status, Status::Committed);
-    let table = f.table(TableKind::Sessions).await;
+    let (january, o, table) = january_committed(&f).await;
     let (per_day, rows) = files_per_day(&table).await;
     let files: usize = per_day.values().sum();
     assert!(
