@@ -203,19 +203,7 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
     let nproc = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let mut warnings = Vec::new();
-    if transform.records != file.stamp.records || baseline.records != file.stamp.records {
-        warnings.push(format!(
-            "record counts differ: file {}, transform {}, baseline {}",
-            file.stamp.records, transform.records, baseline.records
-        ));
-    }
-    if transform.quarantined > 0 {
-        warnings.push(format!(
-            "the transform quarantined {} records",
-            transform.quarantined
-        ));
-    }
+    let wrong = wrong_results(file.stamp.records, transform, baseline);
 
     print_table(&file, transform, baseline, nproc);
     println!();
@@ -235,8 +223,8 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
             ""
         }
     );
-    for w in &warnings {
-        println!("warning: {w}");
+    for w in &wrong {
+        println!("WRONG: {w}");
     }
 
     let (identity_report, identity_errors) = if args.identity.rows > 0 {
@@ -278,7 +266,7 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
                 "file_at_least_1gb": file.stamp.bytes >= 1_000_000_000,
             },
         },
-        "warnings": warnings,
+        "wrong_results": wrong,
         "identity": identity_report,
         "units": "MB = 10^6 bytes",
     });
@@ -289,13 +277,44 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
     let body = serde_json::to_vec_pretty(&report)?;
     std::fs::write(&args.out, body).with_context(|| format!("writing {}", args.out.display()))?;
     println!("report: {}", args.out.display());
-    if !identity_errors.is_empty() {
+    // Missed speed or memory targets are a report; a run that computed the wrong thing fails.
+    let wrong: Vec<String> = wrong.into_iter().chain(identity_errors).collect();
+    if !wrong.is_empty() {
         bail!(
-            "the identity phases gave wrong results:\n  {}",
-            identity_errors.join("\n  ")
+            "the bench's own runs gave wrong results:\n  {}",
+            wrong.join("\n  ")
         );
     }
     Ok(())
+}
+
+/// What makes a transform measurement meaningless: it did not read every record of the file, or
+/// did not commit them all (the bench file is valid by construction).
+fn wrong_results(
+    file_records: u64,
+    transform: &Measurement,
+    baseline: &Measurement,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    if transform.records != file_records || baseline.records != file_records {
+        wrong.push(format!(
+            "record counts differ: file {file_records}, transform {}, baseline {}",
+            transform.records, baseline.records
+        ));
+    }
+    if transform.quarantined > 0 {
+        wrong.push(format!(
+            "the transform quarantined {} records",
+            transform.quarantined
+        ));
+    }
+    if transform.rows < transform.records || transform.files == 0 {
+        wrong.push(format!(
+            "the transform wrote {} rows in {} files for {} records",
+            transform.rows, transform.files, transform.records
+        ));
+    }
+    wrong
 }
 
 /// A timed run with its peak RSS: what [`median`] picks from.
@@ -694,5 +713,30 @@ mod tests {
         let status = "Name:\tdeftunes\nVmPeak:\t  200 kB\nVmHWM:\t   1234 kB\n";
         assert_eq!(proc_kb(status, "VmHWM:"), Some(1234 * 1024));
         assert_eq!(proc_kb(status, "VmRSS:"), None);
+    }
+
+    #[test]
+    fn a_run_that_computed_the_wrong_thing_is_wrong_and_a_slow_one_is_not() {
+        let m = |records, rows, files, quarantined| Measurement {
+            records,
+            rows,
+            bytes_in: 1,
+            seconds: 1e9,
+            peak_rss_bytes: Some(u64::MAX),
+            files,
+            bytes_out: 1,
+            quarantined,
+        };
+        let baseline = m(10, 10, 1, 0);
+        assert!(wrong_results(10, &m(10, 30, 1, 0), &baseline).is_empty());
+        for (t, what) in [
+            (m(9, 27, 1, 0), "record counts differ"),
+            (m(10, 27, 1, 1), "quarantined 1 records"),
+            (m(10, 0, 0, 0), "wrote 0 rows in 0 files"),
+        ] {
+            let wrong = wrong_results(10, &t, &baseline);
+            assert!(wrong.iter().any(|w| w.contains(what)), "{wrong:?}");
+        }
+        assert!(!wrong_results(10, &m(10, 30, 1, 0), &m(9, 9, 1, 0)).is_empty());
     }
 }
