@@ -245,3 +245,45 @@ fn rules_naming_an_unknown_column_are_refused_in_the_rules_file() {
         "{err}"
     );
 }
+
+/// DeFtunes' Iceberg tables and landing keys as they were when pipelines became specs
+/// (`tests/golden/deftunes.json`): moving the tables and sources into the spec must not change
+/// them. `DEFTUNES_WRITE_GOLDEN=1` rewrites the file (on purpose only).
+#[test]
+fn deftunes_tables_and_landing_keys_are_unchanged() {
+    use chrono::NaiveDate;
+    use deftunes::extract::api::ApiJob;
+    use deftunes::extract::part_key;
+    use deftunes::window::Window;
+    let day = |d: u32| NaiveDate::from_ymd_opt(2020, 1, d).unwrap();
+    let window = Window::new(day(1), day(31)).unwrap();
+    let mut tables = serde_json::Map::new();
+    for kind in TableKind::ALL {
+        tables.insert(
+            kind.name().into(),
+            serde_json::json!({
+                "schema": kind.schema().unwrap(),
+                "partition_spec": kind.partition_spec().unwrap(),
+                "source_from": kind.source_from(),
+            }),
+        );
+    }
+    let keys = serde_json::json!({
+        "users": part_key(&ApiJob::new(Endpoint::Users, window, None).stem(), 0),
+        "sessions": part_key(&ApiJob::new(Endpoint::Sessions, window, Some(day(2))).stem(), 3),
+        "songs": part_key(&deftunes::extract::songs::stem(day(1)), 0),
+    });
+    let current = serde_json::json!({ "tables": tables, "landing_keys": keys });
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/deftunes.json");
+    if std::env::var_os("DEFTUNES_WRITE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&current).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(current, golden, "DeFtunes' tables or landing keys changed");
+}

@@ -23,6 +23,11 @@ use crate::window::{local_date, Tz};
 
 pub const SOURCE: &str = "rds/songs";
 
+/// Every part of one day's extraction starts with this key prefix.
+pub fn stem(ingest_date: NaiveDate) -> String {
+    format!("{}songs.", LandingKey::partition(SOURCE, ingest_date))
+}
+
 /// Validates `schema.table` (plain identifiers only) and returns it quoted.
 pub fn quote_table(name: &str) -> Result<String> {
     let ok_ident = |s: &str| {
@@ -386,7 +391,7 @@ impl SongsExtractor {
             }
         }
         let parts = spooler.finish()?;
-        let stem = format!("{}songs.", LandingKey::partition(SOURCE, ingest_date));
+        let stem = stem(ingest_date);
         let (objects, removed) = publish_parts(&self.lake, &stem, parts).await?;
         let s = summary(SOURCE, None, ingest_date, objects, removed);
         tracing::info!(
