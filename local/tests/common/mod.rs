@@ -65,16 +65,7 @@ impl Fixture {
     }
 
     pub async fn scan(&self, kind: TableKind) -> Vec<RecordBatch> {
-        let table = self.table(kind).await;
-        let stream = table
-            .scan()
-            .select_all()
-            .build()
-            .unwrap()
-            .to_arrow()
-            .await
-            .unwrap();
-        stream.try_collect().await.unwrap()
+        read_table(&self.table(kind).await, None).await
     }
 
     pub async fn rows(&self, kind: TableKind) -> usize {
@@ -94,6 +85,16 @@ impl Fixture {
         let table = self.table(kind).await;
         table.metadata().snapshots().count()
     }
+}
+
+/// Every row of the table's current snapshot, or of `snapshot`.
+pub async fn read_table(table: &iceberg::table::Table, snapshot: Option<i64>) -> Vec<RecordBatch> {
+    let mut scan = table.scan().select_all();
+    if let Some(id) = snapshot {
+        scan = scan.snapshot_id(id);
+    }
+    let stream = scan.build().unwrap().to_arrow().await.unwrap();
+    stream.try_collect().await.unwrap()
 }
 
 pub fn ndjson<T: serde::Serialize>(records: &[T]) -> Vec<u8> {

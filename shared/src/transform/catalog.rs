@@ -202,6 +202,119 @@ fn check_schema(table: Table, kind: TableKind) -> Result<Table> {
     }
 }
 
+/// What evolving a table's schema to a desired one takes: columns to add (optional, by name and
+/// type) and columns to drop. Columns are matched by name.
+#[derive(Debug, Default, PartialEq)]
+pub struct SchemaChange {
+    pub add: Vec<(String, iceberg::spec::PrimitiveType)>,
+    pub drop: Vec<String>,
+}
+
+/// Plans the evolution of `current` to `desired`, refusing what Iceberg cannot do in place: a
+/// required column added to rows that have no value, a dropped key or partition column, a type
+/// change. Type widening (int to long, float to double, a larger decimal precision) is valid
+/// Iceberg but iceberg-rust 0.10 offers no API for it, so it is refused too, naming the column.
+pub fn plan_schema_change(
+    table: &str,
+    current: &iceberg::spec::Schema,
+    partition_sources: &[i32],
+    desired: &iceberg::spec::Schema,
+) -> Result<SchemaChange> {
+    use iceberg::spec::{PrimitiveType as P, Type};
+    let refuse = |what: String| Err(Error::Catalog(format!("table {table}: {what}")));
+    let mut change = SchemaChange::default();
+    for want in desired.as_struct().fields() {
+        match current.field_by_name(&want.name) {
+            None if want.required => {
+                return refuse(format!(
+                    "cannot add the required column {} (existing rows have no value for it)",
+                    want.name
+                ))
+            }
+            None => match want.field_type.as_ref() {
+                Type::Primitive(p) => change.add.push((want.name.clone(), p.clone())),
+                other => return refuse(format!("column {}: {other} is not supported", want.name)),
+            },
+            Some(have) if have.field_type == want.field_type => {}
+            Some(have) => {
+                let widening = matches!(
+                    (have.field_type.as_ref(), want.field_type.as_ref()),
+                    (Type::Primitive(P::Int), Type::Primitive(P::Long))
+                        | (Type::Primitive(P::Float), Type::Primitive(P::Double))
+                ) || matches!(
+                    (have.field_type.as_ref(), want.field_type.as_ref()),
+                    (
+                        Type::Primitive(P::Decimal { precision: p1, scale: s1 }),
+                        Type::Primitive(P::Decimal { precision: p2, scale: s2 })
+                    ) if s1 == s2 && p2 > p1
+                );
+                return refuse(if widening {
+                    format!(
+                        "column {}: widening {} to {} is valid Iceberg, but iceberg-rust 0.10 cannot \
+                         change a column's type in place; recreate the table or keep {}",
+                        want.name, have.field_type, want.field_type, have.field_type
+                    )
+                } else {
+                    format!(
+                        "column {}: Iceberg cannot change {} to {} in place",
+                        want.name, have.field_type, want.field_type
+                    )
+                });
+            }
+        }
+    }
+    let keys: Vec<i32> = current.identifier_field_ids().collect();
+    for have in current.as_struct().fields() {
+        if desired.field_by_name(&have.name).is_some() {
+            continue;
+        }
+        if keys.contains(&have.id) || partition_sources.contains(&have.id) {
+            return refuse(format!(
+                "cannot drop {}: it is part of the natural key or the partitioning",
+                have.name
+            ));
+        }
+        change.drop.push(have.name.clone());
+    }
+    Ok(change)
+}
+
+/// Evolves `table` in place to `desired` (see [`plan_schema_change`]): one schema update, after
+/// which older snapshots and rows stay readable (added columns read as null).
+pub async fn evolve_schema(
+    catalog: &dyn Catalog,
+    table: Table,
+    desired: &iceberg::spec::Schema,
+) -> Result<(Table, SchemaChange)> {
+    let metadata = table.metadata();
+    let sources: Vec<i32> = metadata
+        .default_partition_spec()
+        .fields()
+        .iter()
+        .map(|f| f.source_id)
+        .collect();
+    let name = table.identifier().to_string();
+    let change = plan_schema_change(&name, metadata.current_schema(), &sources, desired)?;
+    if change == SchemaChange::default() {
+        return Ok((table, change));
+    }
+    use iceberg::transaction::{ApplyTransactionAction, Transaction};
+    let tx = Transaction::new(&table);
+    let mut update = tx.update_schema();
+    for (column, ty) in &change.add {
+        update = update.add_column(iceberg::transaction::AddColumn::optional(
+            column,
+            iceberg::spec::Type::Primitive(ty.clone()),
+        ));
+    }
+    for column in &change.drop {
+        update = update.delete_column(column);
+    }
+    let table = update.apply(tx)?.commit(catalog).await?;
+    tracing::info!(table = %name, added = ?change.add, dropped = ?change.drop, "schema evolved");
+    Ok((table, change))
+}
+
 /// The snapshot that recorded `key` at `version`, if any.
 pub fn find_commit<'t>(table: &'t Table, key: &str, version: &str) -> Option<&'t Arc<Snapshot>> {
     table.metadata().snapshots().find(|s| {
@@ -443,6 +556,118 @@ impl<C: CatalogRef, H: UpdateHook> Catalog for Hooked<C, H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+
+    /// `kind`'s schema with `edit` applied to its fields (ids kept; new fields take fresh ids).
+    fn edited(kind: TableKind, edit: impl FnOnce(&mut Vec<NestedField>)) -> Schema {
+        let s = kind.schema().unwrap();
+        let mut fields: Vec<NestedField> = s
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        edit(&mut fields);
+        let keys: Vec<i32> = s
+            .identifier_field_ids()
+            .filter(|id| fields.iter().any(|f| f.id == *id))
+            .collect();
+        Schema::builder()
+            .with_fields(fields.into_iter().map(Arc::new))
+            .with_identifier_field_ids(keys)
+            .build()
+            .unwrap()
+    }
+
+    fn plan(kind: TableKind, desired: &Schema) -> Result<SchemaChange> {
+        let current = kind.schema().unwrap();
+        let spec = kind
+            .partition_spec()
+            .unwrap()
+            .bind(current.clone())
+            .unwrap();
+        let sources: Vec<i32> = spec.fields().iter().map(|f| f.source_id).collect();
+        plan_schema_change(kind.name(), &current, &sources, desired)
+    }
+
+    #[test]
+    fn schema_changes_add_optional_columns_and_drop_others() {
+        let desired = edited(TableKind::Users, |f| {
+            f.retain(|c| c.name != "timezone");
+            f.push(NestedField::optional(
+                100,
+                "email",
+                Type::Primitive(PrimitiveType::String),
+            ));
+        });
+        assert_eq!(
+            plan(TableKind::Users, &desired).unwrap(),
+            SchemaChange {
+                add: vec![("email".into(), PrimitiveType::String)],
+                drop: vec!["timezone".into()],
+            }
+        );
+        let same = TableKind::Users.schema().unwrap();
+        assert_eq!(
+            plan(TableKind::Users, &same).unwrap(),
+            SchemaChange::default()
+        );
+    }
+
+    #[test]
+    fn schema_changes_iceberg_cannot_make_in_place_are_refused_naming_the_column() {
+        let retype = |kind, column: &'static str, to: PrimitiveType| {
+            edited(kind, |f| {
+                let c = f.iter_mut().find(|c| c.name == column).unwrap();
+                *c.field_type = Type::Primitive(to);
+            })
+        };
+        let cases = [
+            (
+                TableKind::Users,
+                retype(TableKind::Users, "user_name", PrimitiveType::Int),
+                "column user_name: Iceberg cannot change string to int in place",
+            ),
+            (
+                TableKind::Songs,
+                retype(TableKind::Songs, "year", PrimitiveType::Long),
+                "column year: widening int to long is valid Iceberg, but iceberg-rust 0.10",
+            ),
+            (
+                TableKind::Songs,
+                retype(TableKind::Songs, "duration", PrimitiveType::Double),
+                "widening float to double",
+            ),
+            (
+                TableKind::Users,
+                edited(TableKind::Users, |f| f.retain(|c| c.name != "user_id")),
+                "cannot drop user_id: it is part of the natural key",
+            ),
+            (
+                TableKind::Sessions,
+                edited(TableKind::Sessions, |f| {
+                    f.retain(|c| c.name != "session_start_time")
+                }),
+                "cannot drop session_start_time",
+            ),
+            (
+                TableKind::Users,
+                edited(TableKind::Users, |f| {
+                    f.push(NestedField::required(
+                        100,
+                        "email",
+                        Type::Primitive(PrimitiveType::String),
+                    ))
+                }),
+                "cannot add the required column email",
+            ),
+        ];
+        for (kind, desired, what) in cases {
+            let e = plan(kind, &desired).unwrap_err();
+            assert_eq!(e.error_type(), "CatalogError");
+            assert!(e.to_string().contains(what), "{e}");
+        }
+    }
 
     fn props_for(
         env: &[(&str, &str)],
