@@ -37,8 +37,11 @@ impl Endpoint {
     }
 
     /// The landing-zone source folder, `api/<endpoint>`.
-    pub fn source(self) -> String {
-        format!("api/{}", self.as_str())
+    pub fn source(self) -> &'static str {
+        match self {
+            Endpoint::Users => "api/users",
+            Endpoint::Sessions => "api/sessions",
+        }
     }
 }
 
@@ -84,7 +87,7 @@ impl ApiJob {
     pub fn stem(&self) -> String {
         format!(
             "{}{}_{}_{}.",
-            LandingKey::partition(&self.endpoint.source(), self.ingest_date),
+            LandingKey::partition(self.endpoint.source(), self.ingest_date),
             self.endpoint,
             self.window.start_date,
             self.window.end_date
@@ -303,7 +306,7 @@ impl ApiExtractor {
         let parts = self.fetch(&url).await?;
         let (objects, removed) = publish_parts(&self.lake, &job.stem(), parts).await?;
         let s = summary(
-            &job.endpoint.source(),
+            job.endpoint.source(),
             Some(job.window),
             job.ingest_date,
             objects,

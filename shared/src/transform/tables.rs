@@ -278,8 +278,8 @@ impl TableKind {
     /// The landing folder of the table's source (`landing_zone/<folder>/...`).
     pub fn landing(self) -> &'static str {
         match self {
-            TableKind::Users => "api/users",
-            TableKind::Sessions => "api/sessions",
+            TableKind::Users => crate::extract::api::Endpoint::Users.source(),
+            TableKind::Sessions => crate::extract::api::Endpoint::Sessions.source(),
             TableKind::Songs => crate::extract::songs::SOURCE,
         }
     }
