@@ -34,6 +34,17 @@ pub struct SpecError {
     pub message: String,
 }
 
+impl SpecError {
+    /// An error at a byte span of the spec file's `text`.
+    fn at(file: &Path, text: &str, span: Option<Range<usize>>, message: String) -> SpecError {
+        SpecError {
+            file: file.to_path_buf(),
+            line: span.map(|s| line_of(text, s.start)),
+            message,
+        }
+    }
+}
+
 impl From<SpecError> for crate::error::Error {
     fn from(e: SpecError) -> Self {
         crate::error::Error::Configuration(format!("pipeline spec {e}"))
@@ -389,11 +400,8 @@ impl PipelineSpec {
     /// Parses and validates a spec's text (`file` names it in errors); the files it names are
     /// not read.
     pub fn parse(file: &Path, text: &str) -> Result<PipelineSpec, SpecError> {
-        let at = |span: Option<Range<usize>>, message: String| SpecError {
-            file: file.to_path_buf(),
-            line: span.map(|s| line_of(text, s.start)),
-            message,
-        };
+        let at =
+            |span: Option<Range<usize>>, message: String| SpecError::at(file, text, span, message);
         let spec: PipelineSpec =
             toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
         if spec.tables.is_empty() {
@@ -481,11 +489,8 @@ impl Pipeline {
     /// `text` as the spec file `file` of the folder `dir`: the spec, then the files it names.
     pub fn from_str_in(dir: &Path, file: &Path, text: &str) -> Result<Pipeline, SpecError> {
         let spec = PipelineSpec::parse(file, text)?;
-        let at = |span: Option<Range<usize>>, message: String| SpecError {
-            file: file.to_path_buf(),
-            line: span.map(|s| line_of(text, s.start)),
-            message,
-        };
+        let at =
+            |span: Option<Range<usize>>, message: String| SpecError::at(file, text, span, message);
         let mut rules = BTreeMap::new();
         for (name, table) in &spec.tables {
             let span = Some(table.span());

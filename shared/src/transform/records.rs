@@ -48,6 +48,8 @@ pub struct RecordShape {
     columns: Vec<Column>,
     explode: Option<Vec<Step>>,
     explode_label: String,
+    /// `<explode>[].`, how unknown item fields are reported.
+    item_prefix: String,
     /// Top-level fields some column (or the explode path) reads.
     known: Vec<String>,
     /// Item fields some item column reads.
@@ -125,6 +127,7 @@ impl RecordShape {
             columns,
             explode,
             explode_label: spec.explode.clone().unwrap_or_default(),
+            item_prefix: format!("{}[].", spec.explode.as_deref().unwrap_or_default()),
             known,
             known_item,
         })
@@ -185,7 +188,6 @@ impl RecordShape {
         if items.is_empty() {
             return Err(format!("{name} is empty: the record has no item to record"));
         }
-        let prefix = format!("{name}[].");
         for (i, item) in items.iter().enumerate() {
             let Some(it) = item.as_object() else {
                 rejected_items.push((
@@ -194,7 +196,7 @@ impl RecordShape {
                 ));
                 continue;
             };
-            note_unknown(it, &self.known_item, &prefix, unknown);
+            note_unknown(it, &self.known_item, &self.item_prefix, unknown);
             let mut r = row.clone();
             let filled = self
                 .columns
