@@ -8,6 +8,9 @@ Self-contained: data, styles and the chart code are inline; the page loads nothi
 opens from disk with no network. Charts are SVG drawn by the inline script; each chart container gets
 `data-marks` (how many bars it drew) and the body `data-rendered` (how many charts drew), which the
 headless-browser test reads.
+
+Also a library for the other dashboards (sparkify_dashboard.py): query_rows, schema_of, html_table, kpis_html,
+STYLE, CHART_JS_PRELUDE, html_page and write_page.
 """
 import argparse
 import datetime as dt
@@ -24,33 +27,34 @@ from duckdb_env import connect  # noqa: E402
 SERVING = "deftunes_serving"
 
 
-def _rows(con, sql: str) -> list[dict]:
+def query_rows(con, sql: str) -> list[dict]:
     rel = con.execute(sql)
     cols = [d[0] for d in rel.description]
     # DECIMAL sums (Redshift-style numeric prices) become floats: the charts do arithmetic on them.
     return [{c: float(v) if isinstance(v, Decimal) else v for c, v in zip(cols, r)} for r in rel.fetchall()]
 
 
-def _schema_of(con, view: str) -> str:
+def schema_of(con, relation: str) -> str:
+    """The schema of a table or view of the warehouse; exits with a message when there is none."""
     row = con.execute(
-        "SELECT table_schema FROM information_schema.tables WHERE table_name = ? LIMIT 1", [view]
+        "SELECT table_schema FROM information_schema.tables WHERE table_name = ? LIMIT 1", [relation]
     ).fetchone()
     if not row:
-        raise SystemExit(f"dashboard: view {view!r} not found in the warehouse (did dbt build run?)")
+        raise SystemExit(f"dashboard: {relation!r} not found in the warehouse (did dbt build run?)")
     return row[0]
 
 
 def read_warehouse(path: str) -> dict:
     con = connect(path, read_only=True)
     try:
-        artists_schema = _schema_of(con, "sales_per_artist_per_year")
-        countries_schema = _schema_of(con, "sales_per_country_per_month")
-        artists = _rows(
+        artists_schema = schema_of(con, "sales_per_artist_per_year")
+        countries_schema = schema_of(con, "sales_per_country_per_month")
+        artists = query_rows(
             con,
             f"SELECT session_year, artist_id, artist_name, items_sold, round(total_sales, 2) AS total_sales "
             f"FROM {artists_schema}.sales_per_artist_per_year ORDER BY session_year, total_sales DESC, artist_id",
         )
-        countries = _rows(
+        countries = query_rows(
             con,
             f"SELECT session_year, session_month, country_code, items_sold, round(total_sales, 2) AS total_sales "
             f"FROM {countries_schema}.sales_per_country_per_month ORDER BY session_year, session_month, country_code",
@@ -85,7 +89,7 @@ def inferred_counts(summary: dict) -> dict:
     return out
 
 
-def _table(headers: list[str], rows: list[list], numeric_from: int = 1) -> str:
+def html_table(headers: list[str], rows: list[list], numeric_from: int = 1) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = []
     for r in rows:
@@ -102,11 +106,11 @@ def summary_sections(summary: dict, fact_rows: int) -> str:
     inferred = inferred_counts(summary)
     landing = summary.get("landing", {})
     transform = summary.get("transform", {})
-    stages = _table(
+    stages = html_table(
         ["source", "landing objects", "landed records", "expected from source"],
         [[s, t["objects"], t["records"], t["expected"]] for s, t in sorted(landing.items())],
     )
-    tables = _table(
+    tables = html_table(
         ["table", "objects", "records in", "committed", "unchanged", "quarantined", "rows in table"],
         [
             [name, t["objects"], t["records_in"], t["records_committed"], t.get("records_unchanged", 0),
@@ -124,14 +128,14 @@ def summary_sections(summary: dict, fact_rows: int) -> str:
             rules.append([name, rule, f"{r['worst_value']:.4f}", r["threshold"], verdict])
         for failure in t.get("quality_failures", []):
             rules.append([name, failure, "", "", "FAILED"])
-    rules_html = _table(["table", "rule", "worst value", "threshold", "result"], rules, numeric_from=2)
+    rules_html = html_table(["table", "rule", "worst value", "threshold", "result"], rules, numeric_from=2)
     timings = summary.get("timings_ms", {})
     timing_rows = [[k, f"{v / 1000:.1f} s"] for k, v in sorted(timings.items(), key=lambda kv: -kv[1])]
     return f"""
 <section class="panel"><h2>Landing zone (extract)</h2>{stages}</section>
 <section class="panel"><h2>Transform zone (Iceberg) and serving</h2>{tables}</section>
 <section class="panel"><h2>Data quality rules</h2>{rules_html}</section>
-<section class="panel"><h2>Timings</h2>{_table(["stage", "time"], timing_rows)}</section>"""
+<section class="panel"><h2>Timings</h2>{html_table(["stage", "time"], timing_rows)}</section>"""
 
 
 STYLE = """
@@ -162,7 +166,9 @@ select { font:inherit; margin-left:6px; }
 .empty { color:var(--muted); font-style:italic; }
 """
 
-SCRIPT = r"""
+# The start of every dashboard's script: the page's data, SVG helpers. A script continues it and closes the
+# function with `})();`.
+CHART_JS_PRELUDE = r"""
 (function () {
   const data = JSON.parse(document.getElementById('dashboard-data').textContent);
   const NS = 'http://www.w3.org/2000/svg';
@@ -181,7 +187,9 @@ SCRIPT = r"""
     const p = document.createElement('p'); p.className = 'empty'; p.textContent = why; box.appendChild(p);
     box.dataset.marks = '0';
   }
+"""
 
+SCRIPT = CHART_JS_PRELUDE + r"""
   // Top artists of a year: horizontal bars.
   const artistBox = document.getElementById('chart-artists');
   const years = [...new Set(data.artists.map(r => r.session_year))].sort();
@@ -279,6 +287,53 @@ def _kpi_id(key) -> str:
     return f' id="kpi-{html.escape(key)}"' if key else ""
 
 
+def kpis_html(kpis: list[tuple[str, str]], ids: dict | None = None) -> str:
+    """The KPI cards, each (value, label); ids maps a card's index to its `kpi-<id>`."""
+    ids = ids or {}
+    return "".join(
+        f'<div class="kpi"{_kpi_id(ids.get(i))}><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>'
+        for i, (v, k) in enumerate(kpis)
+    )
+
+
+def html_page(title: str, heading: str, intro: str, main: str, payload: dict, script: str) -> str:
+    """The self-contained page: `intro` (HTML) under the heading with the generation time, `main` (HTML) in the
+    grid, `payload` as the JSON data the script reads (CHART_JS_PRELUDE: `data`)."""
+    # `</` cannot end the script element early once escaped; the JSON stays valid.
+    data_json = json.dumps(payload, default=str).replace("</", "<\\/")
+    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>{STYLE}</style>
+</head>
+<body data-rendered="0">
+<header>
+<h1>{html.escape(heading)}</h1>
+<p>{intro}
+Generated {generated}.</p>
+</header>
+<main>
+{main}
+</main>
+<script type="application/json" id="dashboard-data">{data_json}</script>
+<script>{script}</script>
+</body>
+</html>
+"""
+
+
+def write_page(path: str, page: str) -> None:
+    """Writes the page atomically (a reader never sees half a page)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(page)
+    os.replace(tmp, path)
+
+
 def render(summary: dict, wh: dict, top_artists: int = 15, top_countries: int = 8) -> str:
     total_sales = sum(r["total_sales"] for r in wh["countries"])
     quarantined = sum(t["records_quarantined"] for t in summary.get("transform", {}).values())
@@ -308,29 +363,7 @@ def render(summary: dict, wh: dict, top_artists: int = 15, top_countries: int = 
         "top_artists": top_artists,
         "top_countries": top_countries,
     }
-    # `</` cannot end the script element early once escaped; the JSON stays valid.
-    data_json = json.dumps(payload, default=str).replace("</", "<\\/")
-    kpi_html = "".join(
-        f'<div class="kpi"{_kpi_id(kpi_ids.get(i))}><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>'
-        for i, (v, k) in enumerate(kpis)
-    )
-    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>DeFtunes: local pipeline run</title>
-<style>{STYLE}</style>
-</head>
-<body data-rendered="0">
-<header>
-<h1>DeFtunes sales</h1>
-<p>Local pipeline run over {html.escape(period)}: extract, transform (Iceberg), data quality, dbt star schema.
-Generated {generated}.</p>
-</header>
-<main>
-<div class="kpis">{kpi_html}</div>
+    body = f"""<div class="kpis">{kpis_html(kpis, kpi_ids)}</div>
 <section class="panel">
 <h2>Top {top_artists} artists by sales<label>year<select id="artist-year"></select></label></h2>
 <p class="note">{html.escape(wh["artists_view"])}</p>
@@ -342,13 +375,10 @@ Generated {generated}.</p>
 <div id="chart-countries" class="chart" data-marks="0"><p class="empty">The chart needs JavaScript.</p></div>
 <div id="country-legend" class="legend"></div>
 </section>
-{summary_sections(summary, wh["fact_rows"])}
-</main>
-<script type="application/json" id="dashboard-data">{data_json}</script>
-<script>{SCRIPT}</script>
-</body>
-</html>
-"""
+{summary_sections(summary, wh["fact_rows"])}"""
+    intro = (f"Local pipeline run over {html.escape(period)}: extract, transform (Iceberg), data quality, "
+             "dbt star schema.")
+    return html_page("DeFtunes: local pipeline run", "DeFtunes sales", intro, body, payload, SCRIPT)
 
 
 def main() -> None:
@@ -359,11 +389,7 @@ def main() -> None:
     args = parser.parse_args()
     with open(args.summary, encoding="utf-8") as f:
         summary = json.load(f)
-    page = render(summary, read_warehouse(args.warehouse))
-    tmp = args.out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, args.out)
+    write_page(args.out, render(summary, read_warehouse(args.warehouse)))
     print(args.out)
 
 

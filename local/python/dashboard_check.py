@@ -125,15 +125,20 @@ def render_dom(chromium: str, page: str, screenshot: str | None) -> str:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def find_chromium() -> str:
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        raise SystemExit("chromium not found: install Debian's `chromium` (make chromium) or set CHROMIUM")
+    return chromium
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("page")
     parser.add_argument("--warehouse", required=True)
     parser.add_argument("--screenshot", default=None)
     args = parser.parse_args()
-    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
-        raise SystemExit("chromium not found: install Debian's `chromium` (make chromium) or set CHROMIUM")
+    chromium = find_chromium()
 
     with open(args.page, encoding="utf-8") as f:
         source = f.read()

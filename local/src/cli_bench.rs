@@ -505,18 +505,13 @@ async fn transform_phase(file: &Path, scratch: &Path) -> Result<Measurement> {
 
 /// The transform's settings for a local lake and SQLite catalog (`catalog/catalog.db`).
 fn scratch_env(lake: &Path, catalog: &Path, spool: &Path) -> HashMap<String, String> {
-    [
-        ("LAKE_URI", format!("file://{}", lake.display())),
-        ("CATALOG", "sql".into()),
-        (
-            "CATALOG_URI",
-            format!("sqlite:{}/catalog.db?mode=rwc", catalog.display()),
-        ),
-        ("SPOOL_DIR", spool.display().to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    let mut env = crate::cli_run::local_transform_env(
+        &format!("file://{}", lake.display()),
+        &catalog.join("catalog.db"),
+        "deftunes",
+    );
+    env.insert("SPOOL_DIR".into(), spool.display().to_string());
+    env
 }
 
 /// The practical limit: the same bytes through `arrow-json` (schema inferred from the first

@@ -42,7 +42,7 @@ use deftunes::config::Env;
 use deftunes::transform::catalog::ensure_table;
 use deftunes::transform::events::ObjectRef;
 use deftunes::transform::identity::record_hash;
-use deftunes::transform::tables::{Json, TableKind};
+use deftunes::transform::tables::{Json, TableDef};
 use deftunes::transform::writer::{BatchBuilder, ObjectWriter, RowMeta};
 use deftunes::transform::{Preparation, Transformer};
 use deftunes_local::{Dataset, Scale, Session};
@@ -827,12 +827,13 @@ pub async fn prefill_worker(
     )
     .await?;
     let catalog = transformer.catalog().clone();
-    let mut table = ensure_table(
-        catalog.as_ref(),
-        &transformer.config().namespace,
-        TableKind::Sessions,
-    )
-    .await?;
+    let sessions = transformer
+        .tables()
+        .get("sessions")
+        .context("the deftunes pipeline has no sessions table")?
+        .clone();
+    let mut table =
+        ensure_table(catalog.as_ref(), &transformer.config().namespace, &sessions).await?;
     ensure!(
         table.metadata().current_snapshot().is_none(),
         "{} already holds a snapshot",
@@ -846,7 +847,14 @@ pub async fn prefill_worker(
     let start = Instant::now();
     let writer_table = table.clone();
     let mut stream = futures::stream::iter(days.clone())
-        .map(|day| tokio::spawn(write_day(writer_table.clone(), schema.clone(), day)))
+        .map(|day| {
+            tokio::spawn(write_day(
+                writer_table.clone(),
+                sessions.clone(),
+                schema.clone(),
+                day,
+            ))
+        })
         .buffered(parallel);
     let (mut total_rows, mut data_files, mut commits, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut pending: Vec<DataFile> = Vec::new();
@@ -897,12 +905,13 @@ async fn append(
 /// `record_hash` and writer, so a replayed record hashes as the transform hashes it.
 async fn write_day(
     table: Table,
+    kind: TableDef,
     schema: iceberg::spec::SchemaRef,
     day: NaiveDate,
 ) -> Result<(Vec<DataFile>, u64)> {
     let ingest_on = day.succ_opt().unwrap_or(day);
     let (batches, rows) =
-        tokio::task::spawn_blocking(move || day_batches(day, ingest_on, schema)).await??;
+        tokio::task::spawn_blocking(move || day_batches(&kind, day, ingest_on, schema)).await??;
     let mut w = ObjectWriter::new(&table, format!("prefill-{day}"), PREFILL_FILE_BYTES);
     for b in batches {
         w.write(b).await?;
@@ -911,11 +920,11 @@ async fn write_day(
 }
 
 fn day_batches(
+    kind: &TableDef,
     day: NaiveDate,
     ingest_on: NaiveDate,
     schema: iceberg::spec::SchemaRef,
 ) -> Result<(Vec<RecordBatch>, u64)> {
-    let kind = TableKind::Sessions;
     let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema)?);
     let meta = RowMeta {
         ingest_on_days: epoch_days(ingest_on),
@@ -923,12 +932,11 @@ fn day_batches(
             .and_time(NaiveTime::from_hms_opt(1, 0, 0).unwrap_or_default())
             .and_utc()
             .timestamp_micros(),
-        source_from: kind.source_from(),
+        source_from: kind.source_from().to_string(),
         source_object: landing_key(day, "prefill"),
     };
     let mut builder = BatchBuilder::new(kind, schema, BATCH_ROWS, meta)?;
-    let shapes = deftunes::transform::records::RecordShape::deftunes()?;
-    let shape = shapes.get(&kind).context("no sessions record shape")?;
+    let shape = kind.shape();
     let mut batches = Vec::new();
     let (mut unknown, mut rejected) = (Vec::new(), Vec::new());
     let mut hash_buf = Vec::with_capacity(256);
@@ -984,12 +992,11 @@ pub async fn commit_worker(
     .await?;
     let catalog = transformer.catalog().clone();
     // Created (empty) before the clock starts: the comparison is about the check, not creation.
-    let before = ensure_table(
-        catalog.as_ref(),
-        &transformer.config().namespace,
-        TableKind::Sessions,
-    )
-    .await?;
+    let sessions = transformer
+        .tables()
+        .get("sessions")
+        .context("the deftunes pipeline has no sessions table")?;
+    let before = ensure_table(catalog.as_ref(), &transformer.config().namespace, sessions).await?;
     let obj = ObjectRef {
         key: key.to_string(),
         version: None,
@@ -1022,7 +1029,7 @@ pub async fn commit_worker(
         Some(s) => before.manifest_list_reader(s).load().await?.entries().len() as u64,
         None => 0,
     };
-    let ident = transformer.table_ident(TableKind::Sessions);
+    let ident = transformer.table_ident("sessions");
     let t = Instant::now();
     let _ = catalog.load_table(&ident).await?;
     let load_table_seconds = t.elapsed().as_secs_f64();

@@ -19,7 +19,6 @@ use deftunes::extract::ExtractSummary;
 use deftunes::storage::Lake;
 use deftunes::transform::events::ObjectRef;
 use deftunes::transform::quality::QualityReport;
-use deftunes::transform::tables::{locate, TableKind};
 use deftunes::transform::{ObjectOutcome, TransformConfig, Transformer};
 use deftunes::window::Window;
 use deftunes_local::{pg, Dataset, LocalPostgres};
@@ -67,7 +66,7 @@ pub struct RunReport {
     pub catalog: String,
     pub windows: Vec<Window>,
     pub landing: BTreeMap<String, SourceTotals>,
-    pub transform: BTreeMap<TableKind, TableTotals>,
+    pub transform: BTreeMap<String, TableTotals>,
     /// Late-arriving dimension members of the star schema (absent without serving).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serving: Option<ServingSummary>,
@@ -205,14 +204,23 @@ pub struct RunOptions {
     pub keep: bool,
 }
 
-/// The transform function's settings for the local lake and SQLite catalog of `dir`.
-pub fn local_transform_env(lake_uri: &str, catalog_db: &Path) -> HashMap<String, String> {
+/// The transform function's settings for `pipeline` (a folder of [`pipelines_dir`]), the local
+/// lake `lake_uri` and the SQLite catalog `catalog_db`.
+pub fn local_transform_env(
+    lake_uri: &str,
+    catalog_db: &Path,
+    pipeline: &str,
+) -> HashMap<String, String> {
     env_map(&[
         ("LAKE_URI", lake_uri.to_string()),
         ("CATALOG", "sql".into()),
         (
             "CATALOG_URI",
             format!("sqlite:{}?mode=rwc", catalog_db.display()),
+        ),
+        (
+            "PIPELINE_DIR",
+            pipelines_dir().join(pipeline).display().to_string(),
         ),
     ])
 }
@@ -221,12 +229,16 @@ pub fn local_transform_env(lake_uri: &str, catalog_db: &Path) -> HashMap<String,
 /// transform function's direct invocation (`{"keys": [...]}`); prints its per-key outcomes.
 /// Hands `payload` to a transformer of the run directory `dir`, as the transform function would
 /// get it (landing keys, or a maintenance request), and prints the answer.
-pub async fn transform_payload(dir: &Path, payload: &serde_json::Value) -> Result<()> {
+pub async fn transform_payload(
+    dir: &Path,
+    pipeline: &str,
+    payload: &serde_json::Value,
+) -> Result<()> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("no run directory {}", dir.display()))?;
     let lake_uri = format!("file://{}", dir.join("lake").display());
-    let env = local_transform_env(&lake_uri, &dir.join("catalog").join("catalog.db"));
+    let env = local_transform_env(&lake_uri, &dir.join("catalog").join("catalog.db"), pipeline);
     let transformer = Transformer::new(TransformConfig::from_env(&env)?, &env).await?;
     let out = transformer.handle(payload).await?;
     println!("{}", serde_json::to_string_pretty(&out)?);
@@ -348,13 +360,13 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
         ]
         .concat(),
     ))?;
-    let transform_env = local_transform_env(&lake_uri, &catalog_db);
+    let transform_env = local_transform_env(&lake_uri, &catalog_db, "deftunes");
     let transformer =
         Transformer::new(TransformConfig::from_env(&transform_env)?, &transform_env).await?;
     let lake = Lake::from_uri(&lake_uri, false).await?;
     let api = ApiExtractor::new(api_cfg, lake.clone())?;
     let songs = SongsExtractor::new(songs_cfg, lake, None);
-    let mut transform: BTreeMap<TableKind, TableTotals> = BTreeMap::new();
+    let mut transform: BTreeMap<String, TableTotals> = BTreeMap::new();
     let mut transform_ms = 0u128;
 
     println!(
@@ -404,7 +416,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
             .collect();
         let mut quarantined = 0;
         for key in keys {
-            let (table, _) = locate(&key)?;
+            let table = transformer.tables().locate(&key)?.0.name().to_string();
             let outcome = transformer
                 .transform_object(&ObjectRef {
                     key: key.clone(),
@@ -458,7 +470,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
     );
     timings.insert("transform".to_string(), transform_ms);
     for (name, totals) in transform.iter_mut() {
-        let ident = transformer.table_ident(*name);
+        let ident = transformer.table_ident(name);
         let table = transformer.catalog().load_table(&ident).await?;
         totals.table_rows = table
             .metadata()
@@ -506,7 +518,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
     for (name, t) in &transform {
         println!(
             "      {:<9} {:>8} {:>10} {:>10} {:>11} {:>10} {:>11}  {}",
-            name.name(),
+            name,
             t.objects,
             t.records_in,
             t.records_unchanged,
@@ -522,7 +534,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
         if t.records_in != t.records_committed + t.records_unchanged + t.records_quarantined {
             mismatches.push(format!(
                 "{}: records in != committed + unchanged + quarantined",
-                name.name()
+                name
             ));
         }
         quality_failed.extend(t.quality_failures.iter().cloned());
@@ -531,7 +543,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
         for (rule, r) in &t.dataset_rules {
             println!(
                 "      rule {:<9} {:<28} worst {:.4} (threshold {})  {}",
-                name.name(),
+                name,
                 rule,
                 r.worst_value,
                 r.threshold,

@@ -106,6 +106,9 @@ enum Command {
     Transform {
         #[arg(long, default_value = ".deftunes")]
         dir: PathBuf,
+        /// The pipeline (a folder of pipelines/) the keys belong to.
+        #[arg(long, default_value = "deftunes")]
+        pipeline: String,
         /// Landing keys, relative to the lake (`landing_zone/...`).
         #[arg(required = true)]
         keys: Vec<String>,
@@ -115,6 +118,9 @@ enum Command {
     RemoveOrphanFiles {
         #[arg(long, default_value = ".deftunes")]
         dir: PathBuf,
+        /// The pipeline (a folder of pipelines/) whose tables to clean.
+        #[arg(long, default_value = "deftunes")]
+        pipeline: String,
         /// Keep unreferenced files younger than this (a commit in flight); at least 1.
         #[arg(long, default_value_t = 72)]
         older_than_hours: u64,
@@ -187,18 +193,23 @@ async fn main() -> std::process::ExitCode {
             };
             cli_run::run(&data, &dir, &opts).await.map(|_| ())
         }
-        Command::Transform { dir, keys } => {
-            cli_run::transform_payload(&dir, &serde_json::json!({ "keys": keys })).await
+        Command::Transform {
+            dir,
+            pipeline,
+            keys,
+        } => {
+            cli_run::transform_payload(&dir, &pipeline, &serde_json::json!({ "keys": keys })).await
         }
         Command::RemoveOrphanFiles {
             dir,
+            pipeline,
             older_than_hours,
         } => {
             let request = serde_json::json!({
                 "maintenance": "remove_orphan_files",
                 "older_than_hours": older_than_hours,
             });
-            cli_run::transform_payload(&dir, &request).await
+            cli_run::transform_payload(&dir, &pipeline, &request).await
         }
         Command::ServeApi { data, host, port } => cli_stack::serve_api(&data, host, port).await,
         Command::LoadSongs { data, replace } => cli_load::load_songs(&data, replace).await,

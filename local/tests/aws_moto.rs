@@ -22,7 +22,6 @@ use deftunes::extract::api::ApiExtractor;
 use deftunes::extract::ExtractSummary;
 use deftunes::storage::Lake;
 use deftunes::transform::events::ObjectRef;
-use deftunes::transform::tables::TableKind;
 use deftunes::transform::{Status, TransformConfig, Transformer};
 use deftunes_local::{emulator, Dataset, Scale};
 use futures::TryStreamExt;
@@ -201,7 +200,7 @@ async fn etag(s3: &aws_sdk_s3::Client, key: &str) -> Option<String> {
 
 async fn users_table(t: &Transformer) -> iceberg::table::Table {
     t.catalog()
-        .load_table(&t.table_ident(TableKind::Users))
+        .load_table(&t.table_ident("users"))
         .await
         .unwrap()
 }
@@ -329,6 +328,10 @@ async fn extract_to_s3_and_transform_into_glue_tables_against_moto() {
         ("CATALOG", "glue"),
         ("S3_FORCE_PATH_STYLE", "true"),
         ("SPOOL_DIR", &spool_dir),
+        (
+            "PIPELINE_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/deftunes"),
+        ),
     ]);
     transform_env.extend(vars(&aws));
     let transformer = |env: HashMap<String, String>| async move {

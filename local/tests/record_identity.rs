@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use deftunes::transform::catalog::{Hooked, UpdateHook};
 use deftunes::transform::maintenance::{referenced_files, remove_unreferenced};
-use deftunes::transform::tables::TableKind;
 use deftunes::transform::{Preparation, Status, TransformConfig, Transformer};
 use deftunes_local::{Dataset, Scale, Session};
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
@@ -69,18 +68,19 @@ fn items(sessions: &[Session]) -> HashSet<(String, i32)> {
 }
 
 /// Rows per natural key of a table: every count must be 1 for a table without changes.
-async fn rows_per_key(f: &Fixture, kind: TableKind) -> HashMap<String, usize> {
+async fn rows_per_key(f: &Fixture, kind: &str) -> HashMap<String, usize> {
     let mut out = HashMap::new();
     for b in f.scan(kind).await {
         for i in 0..b.num_rows() {
             let key = match kind {
-                TableKind::Sessions => format!(
+                "sessions" => format!(
                     "{}#{}",
                     col::<StringArray>(&b, "session_id").value(i),
                     col::<Int32Array>(&b, "item_index").value(i)
                 ),
-                TableKind::Users => col::<StringArray>(&b, "user_id").value(i).to_string(),
-                TableKind::Songs => col::<StringArray>(&b, "track_id").value(i).to_string(),
+                "users" => col::<StringArray>(&b, "user_id").value(i).to_string(),
+                "songs" => col::<StringArray>(&b, "track_id").value(i).to_string(),
+                other => panic!("no key of table {other}"),
             };
             *out.entry(key).or_default() += 1;
         }
@@ -88,11 +88,11 @@ async fn rows_per_key(f: &Fixture, kind: TableKind) -> HashMap<String, usize> {
     out
 }
 
-async fn assert_once_each(f: &Fixture, kind: TableKind, expected_keys: usize) {
+async fn assert_once_each(f: &Fixture, kind: &str, expected_keys: usize) {
     let per_key = rows_per_key(f, kind).await;
     let dup: Vec<_> = per_key.iter().filter(|(_, n)| **n > 1).take(3).collect();
-    assert!(dup.is_empty(), "{}: keys held twice: {dup:?}", kind.name());
-    assert_eq!(per_key.len(), expected_keys, "{}", kind.name());
+    assert!(dup.is_empty(), "{}: keys held twice: {dup:?}", kind);
+    assert_eq!(per_key.len(), expected_keys, "{}", kind);
 }
 
 async fn transform(f: &Fixture, key: &str, body: &[u8]) -> deftunes::transform::ObjectOutcome {
@@ -103,7 +103,7 @@ async fn transform(f: &Fixture, key: &str, body: &[u8]) -> deftunes::transform::
 /// The files under the table's folder, as full paths, next to what its metadata references.
 async fn files_on_disk_and_referenced(
     f: &Fixture,
-    kind: TableKind,
+    kind: &str,
 ) -> (HashSet<String>, HashSet<String>) {
     let table = f.table(kind).await;
     let root = table
@@ -132,14 +132,14 @@ async fn files_on_disk_and_referenced(
     (on_disk, referenced)
 }
 
-async fn every_referenced_file_exists(f: &Fixture, kind: TableKind) {
+async fn every_referenced_file_exists(f: &Fixture, kind: &str) {
     let (on_disk, referenced) = files_on_disk_and_referenced(f, kind).await;
     let missing: Vec<_> = referenced.difference(&on_disk).collect();
     assert!(missing.is_empty(), "referenced but missing: {missing:?}");
 }
 
 /// Removes unreferenced files of any age; afterwards disk and metadata agree exactly.
-async fn cleanup_and_compare(f: &Fixture, kind: TableKind) {
+async fn cleanup_and_compare(f: &Fixture, kind: &str) {
     let table = f.table(kind).await;
     let later = SystemTime::now() + Duration::from_secs(60);
     remove_unreferenced(f.lake(), &table, Duration::ZERO, later)
@@ -176,13 +176,13 @@ async fn overlapping_windows_and_backfills_hold_each_item_once() {
     }
     assert!(expected.len() > 100, "the windows hold data");
     assert_eq!(appended as usize, expected.len());
-    assert_once_each(&f, TableKind::Sessions, expected.len()).await;
+    assert_once_each(&f, "sessions", expected.len()).await;
 
     // The same users landed by every window: held once.
     for (ingest_on, _, _) in runs {
         transform(&f, &users_key(ingest_on, 0), &ndjson(&ds.users)).await;
     }
-    assert_once_each(&f, TableKind::Users, ds.users.len()).await;
+    assert_once_each(&f, "users", ds.users.len()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,7 +266,7 @@ async fn re_extracts_other_parts_new_etags_and_a_changed_session() {
         (o.status, o.records_unchanged),
         (Status::Unchanged, jan.len() as u64)
     );
-    assert_once_each(&f, TableKind::Sessions, n).await;
+    assert_once_each(&f, "sessions", n).await;
 
     // One session changed at the source, re-landed later: one new version, latest = new price.
     let mut changed = jan.clone();
@@ -278,13 +278,13 @@ async fn re_extracts_other_parts_new_etags_and_a_changed_session() {
     )
     .await;
     assert_eq!((o.rows_committed, o.records_committed), (1, 1), "{o:?}");
-    let per_key = rows_per_key(&f, TableKind::Sessions).await;
+    let per_key = rows_per_key(&f, "sessions").await;
     assert_eq!(per_key.len(), n);
     assert_eq!(per_key.values().sum::<usize>(), n + 1);
     let changed_key = format!("{}#0", changed[0].session_id);
     assert_eq!(per_key[&changed_key], 2);
     let mut versions = Vec::new();
-    for b in f.scan(TableKind::Sessions).await {
+    for b in f.scan("sessions").await {
         for i in 0..b.num_rows() {
             if col::<StringArray>(&b, "session_id").value(i) == changed[0].session_id
                 && col::<Int32Array>(&b, "item_index").value(i) == 0
@@ -332,8 +332,8 @@ async fn songs_extracted_three_times_grow_by_the_changed_songs() {
     );
     let third = transform(&f, &songs_key("2020-03-01"), &ndjson(&songs)).await;
     assert_eq!((third.status, third.rows_committed), (Status::Unchanged, 0));
-    assert_eq!(f.rows(TableKind::Songs).await, songs.len() + 5);
-    assert_eq!(rows_per_key(&f, TableKind::Songs).await.len(), songs.len());
+    assert_eq!(f.rows("songs").await, songs.len() + 5);
+    assert_eq!(rows_per_key(&f, "songs").await.len(), songs.len());
 
     // A warm transformer's index and a cold one (new process) agree.
     let env = env_of(f.dir.path(), &[]);
@@ -361,7 +361,7 @@ async fn redelivery_after_snapshot_expiry_appends_nothing() {
     .await;
 
     // Expire every snapshot but the current one: the record of the old object is gone.
-    let ident = f.transformer.table_ident(TableKind::Sessions);
+    let ident = f.transformer.table_ident("sessions");
     let catalog = f.transformer.catalog();
     let table = catalog.load_table(&ident).await.unwrap();
     let current = table.metadata().current_snapshot_id().unwrap();
@@ -397,7 +397,7 @@ async fn redelivery_after_snapshot_expiry_appends_nothing() {
     );
     let mut all = jan.clone();
     all.extend(feb);
-    assert_once_each(&f, TableKind::Sessions, items(&all).len()).await;
+    assert_once_each(&f, "sessions", items(&all).len()).await;
 }
 
 /// Applies the commit, then reports a retryable failure (the acknowledgement is lost) on the
@@ -459,7 +459,7 @@ async fn hooked_fixture<H: UpdateHook + 'static>(
     plain.transformer.transform_object(&users).await.unwrap();
     if let Some(n) = table_retries {
         let table = catalog
-            .load_table(&plain.transformer.table_ident(TableKind::Users))
+            .load_table(&plain.transformer.table_ident("users"))
             .await
             .unwrap();
         let tx = Transaction::new(&table);
@@ -499,8 +499,8 @@ async fn a_lost_acknowledgement_on_the_first_attempt_is_our_commit() {
     let o = transform(&f, &users_key("2020-01-01", 0), &ndjson(&ds.users)).await;
     assert_eq!(o.status, Status::Committed, "{o:?}");
     assert!(o.snapshot_id.is_some());
-    assert_once_each(&f, TableKind::Users, ds.users.len()).await;
-    every_referenced_file_exists(&f, TableKind::Users).await;
+    assert_once_each(&f, "users", ds.users.len()).await;
+    every_referenced_file_exists(&f, "users").await;
     // A redelivery returns the recorded outcome.
     let again = transform(&f, &users_key("2020-01-01", 0), &ndjson(&ds.users)).await;
     assert_eq!(again.status, Status::AlreadyCommitted);
@@ -517,10 +517,10 @@ async fn a_lost_acknowledgement_on_the_last_attempt_is_our_commit_and_keeps_its_
     let ds = dataset();
     let o = transform(&f, &users_key("2020-01-01", 0), &ndjson(&ds.users)).await;
     assert_eq!(o.status, Status::Committed, "{o:?}");
-    assert_once_each(&f, TableKind::Users, ds.users.len()).await;
-    every_referenced_file_exists(&f, TableKind::Users).await;
+    assert_once_each(&f, "users", ds.users.len()).await;
+    every_referenced_file_exists(&f, "users").await;
     // The table is readable: every data file is there.
-    assert_eq!(f.rows(TableKind::Users).await, ds.users.len());
+    assert_eq!(f.rows("users").await, ds.users.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,13 +534,13 @@ async fn an_exhausted_commit_leaves_no_file_behind_after_cleanup() {
     assert_eq!(e.error_type(), "CommitConflict", "{e}");
     assert!(e.is_retryable());
     // Our data files are gone already; the attempts' metadata files go with the cleanup.
-    let (on_disk, referenced) = files_on_disk_and_referenced(&f, TableKind::Users).await;
+    let (on_disk, referenced) = files_on_disk_and_referenced(&f, "users").await;
     let stray_data: Vec<_> = on_disk
         .difference(&referenced)
         .filter(|p| p.contains("/data/"))
         .collect();
     assert!(stray_data.is_empty(), "{stray_data:?}");
-    cleanup_and_compare(&f, TableKind::Users).await;
+    cleanup_and_compare(&f, "users").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -557,10 +557,10 @@ async fn a_crash_between_writing_and_committing_then_a_retry_and_cleanup() {
     drop(staged); // the invocation dies here
     let o = f.transformer.transform_object(&obj).await.unwrap();
     assert_eq!(o.status, Status::Committed);
-    assert_once_each(&f, TableKind::Users, ds.users.len()).await;
+    assert_once_each(&f, "users", ds.users.len()).await;
 
     // Young orphans are kept by the safety age; old ones go, referenced files never.
-    let table = f.table(TableKind::Users).await;
+    let table = f.table("users").await;
     let r = remove_unreferenced(
         f.lake(),
         &table,
@@ -582,14 +582,14 @@ async fn a_crash_between_writing_and_committing_then_a_retry_and_cleanup() {
     .await
     .unwrap_err();
     assert_eq!(refused.error_type(), "InvalidInput");
-    cleanup_and_compare(&f, TableKind::Users).await;
+    cleanup_and_compare(&f, "users").await;
     for p in orphans {
         assert!(
             !std::path::Path::new(p.trim_start_matches("file://")).exists(),
             "{p}"
         );
     }
-    assert_eq!(f.rows(TableKind::Users).await, ds.users.len());
+    assert_eq!(f.rows("users").await, ds.users.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -645,7 +645,7 @@ async fn concurrent_objects_with_overlapping_records_from_several_processes() {
         committed as usize, expected,
         "rows appended over all processes"
     );
-    assert_once_each(&f, TableKind::Sessions, expected).await;
+    assert_once_each(&f, "sessions", expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -671,7 +671,7 @@ async fn a_half_published_window_rerun_converges() {
     }
     let mut all = jan.clone();
     all.push(feb[0].clone());
-    assert_once_each(&f, TableKind::Sessions, items(&all).len()).await;
+    assert_once_each(&f, "sessions", items(&all).len()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -723,7 +723,7 @@ async fn one_bad_item_is_quarantined_alone_and_its_siblings_commit() {
     );
     assert!(by_item[&2].contains("session_items[2].price"), "{q:?}");
     let held: HashSet<i32> = f
-        .scan(TableKind::Sessions)
+        .scan("sessions")
         .await
         .iter()
         .flat_map(|b| {
@@ -783,7 +783,7 @@ fn the_record_hash_column_is_hex_and_unique_per_version() {
         let ds = dataset();
         transform(&f, &users_key("2020-01-01", 0), &ndjson(&ds.users)).await;
         let mut seen = HashSet::new();
-        for b in f.scan(TableKind::Users).await {
+        for b in f.scan("users").await {
             let h = col::<StringArray>(&b, "record_hash");
             for i in 0..b.num_rows() {
                 assert!(!h.is_null(i));
@@ -830,7 +830,7 @@ async fn tables_declare_their_key_and_partition_each_file_by_ingest_on() {
     let mut changed = ds.users[..2].to_vec();
     changed[0].user_name.push('x');
     transform(&f, &users_key("2020-03-01", 0), &ndjson(&changed)).await;
-    let table = f.table(TableKind::Users).await;
+    let table = f.table("users").await;
     let schema = table.metadata().current_schema();
     let keys: Vec<&str> = schema
         .identifier_field_ids()
@@ -925,7 +925,7 @@ async fn january_committed(
     )
     .await;
     assert_eq!(o.status, Status::Committed);
-    (january, o, f.table(TableKind::Sessions).await)
+    (january, o, f.table("sessions").await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -963,7 +963,7 @@ async fn data_files_roll_at_the_target_size_with_every_row_kept() {
     );
     assert_eq!(o.data_files as usize, files);
     assert_eq!(rows, items(&january).len());
-    assert_once_each(&f, TableKind::Sessions, items(&january).len()).await;
+    assert_once_each(&f, "sessions", items(&january).len()).await;
 }
 
 /// Fails every commit in a way that leaves its outcome unknown (a timeout after sending).
@@ -994,13 +994,13 @@ async fn files_of_a_commit_with_an_unknown_outcome_are_left_to_the_maintenance()
     let e = f.transformer.transform_object(&obj).await.unwrap_err();
     assert_eq!(e.error_type(), "CatalogError", "{e}");
     // The update might still land: its data files must still be there.
-    let (on_disk, referenced) = files_on_disk_and_referenced(&f, TableKind::Users).await;
+    let (on_disk, referenced) = files_on_disk_and_referenced(&f, "users").await;
     let kept: Vec<_> = on_disk
         .difference(&referenced)
         .filter(|p| p.ends_with(".parquet"))
         .collect();
     assert!(!kept.is_empty(), "the staged files were deleted");
-    cleanup_and_compare(&f, TableKind::Users).await;
+    cleanup_and_compare(&f, "users").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1020,5 +1020,5 @@ async fn a_replayed_older_version_of_the_same_ingest_on_does_not_become_current(
         (Status::Unchanged, 0),
         "{o:?}"
     );
-    assert_eq!(f.rows(TableKind::Users).await, 4);
+    assert_eq!(f.rows("users").await, 4);
 }

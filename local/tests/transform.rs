@@ -7,7 +7,6 @@ use arrow_array::{
     Array, BooleanArray, Date32Array, Float32Array, Float64Array, Int32Array, StringArray,
     TimestampMicrosecondArray,
 };
-use deftunes::transform::tables::TableKind;
 use deftunes::transform::{ObjectOutcome, Preparation, Status};
 use deftunes_local::{Dataset, Scale};
 
@@ -53,7 +52,7 @@ async fn tables_hold_flattened_exploded_and_typed_rows() {
     }
 
     // users: location split, user_since typed.
-    let batches = f.scan(TableKind::Users).await;
+    let batches = f.scan("users").await;
     let by_id: HashMap<String, (f64, f64, String, String, String, i64)> = batches
         .iter()
         .flat_map(|b| {
@@ -103,7 +102,7 @@ async fn tables_hold_flattened_exploded_and_typed_rows() {
     }
 
     // sessions: one row per item, typed.
-    let batches = f.scan(TableKind::Sessions).await;
+    let batches = f.scan("sessions").await;
     let items: usize = ds.sessions.iter().map(|s| s.session_items.len()).sum();
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), items);
     let mut seen = HashMap::new();
@@ -137,7 +136,7 @@ async fn tables_hold_flattened_exploded_and_typed_rows() {
     }
 
     // songs: the 14 columns with their types.
-    let batches = f.scan(TableKind::Songs).await;
+    let batches = f.scan("songs").await;
     let mut n = 0;
     let songs: HashMap<&str, &deftunes_local::Song> =
         ds.songs.iter().map(|s| (s.track_id.as_str(), s)).collect();
@@ -226,7 +225,7 @@ async fn duplicate_deliveries_commit_once() {
         assert_eq!(o.rows_committed, outcomes[0].rows_committed);
         assert_eq!(o.snapshot_id, outcomes[0].snapshot_id);
     }
-    assert_eq!(f.rows(TableKind::Sessions).await, items);
+    assert_eq!(f.rows("sessions").await, items);
 
     // Concurrent: five invocations on another object (new records) race; exactly one commits.
     let other = Dataset::generate(
@@ -259,8 +258,8 @@ async fn duplicate_deliveries_commit_once() {
         .iter()
         .map(|s| s.session_items.len())
         .sum();
-    assert_eq!(f.rows(TableKind::Sessions).await, items + items2);
-    assert_eq!(f.snapshots(TableKind::Sessions).await, 2);
+    assert_eq!(f.rows("sessions").await, items + items2);
+    assert_eq!(f.snapshots("sessions").await, 2);
 
     // A new content version of the same key is a new object.
     let obj3 = f.land(&key2, &ndjson(&other.sessions[200..210])).await;
@@ -311,10 +310,10 @@ async fn every_event_shape_delivered_repeatedly_and_concurrently_commits_once() 
         .iter()
         .map(|s| s.session_items.len())
         .sum();
-    assert_eq!(f.rows(TableKind::Users).await, ds.users.len());
-    assert_eq!(f.rows(TableKind::Sessions).await, items);
-    assert_eq!(f.rows(TableKind::Songs).await, ds.songs.len());
-    for kind in [TableKind::Users, TableKind::Sessions, TableKind::Songs] {
+    assert_eq!(f.rows("users").await, ds.users.len());
+    assert_eq!(f.rows("sessions").await, items);
+    assert_eq!(f.rows("songs").await, ds.songs.len());
+    for kind in ["users", "sessions", "songs"] {
         assert_eq!(
             f.snapshots(kind).await,
             1,
@@ -345,7 +344,7 @@ async fn twenty_concurrent_objects_all_land_exactly_once() {
         let o = h.await.unwrap().unwrap();
         assert_eq!(o.status, Status::Committed);
     }
-    let batches = f.scan(TableKind::Sessions).await;
+    let batches = f.scan("sessions").await;
     let mut keys = std::collections::HashSet::new();
     for b in &batches {
         for i in 0..b.num_rows() {
@@ -360,7 +359,7 @@ async fn twenty_concurrent_objects_all_land_exactly_once() {
     }
     let items: usize = ds.sessions.iter().map(|s| s.session_items.len()).sum();
     assert_eq!(keys.len(), items);
-    assert_eq!(f.snapshots(TableKind::Sessions).await, 20);
+    assert_eq!(f.snapshots("sessions").await, 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,12 +382,12 @@ async fn a_crash_before_commit_leaves_the_table_unchanged_and_the_retry_lands() 
         );
     }
     drop(staged); // the invocation dies here
-    assert_eq!(f.rows(TableKind::Users).await, 60);
-    assert_eq!(f.snapshots(TableKind::Users).await, 1);
+    assert_eq!(f.rows("users").await, 60);
+    assert_eq!(f.snapshots("users").await, 1);
 
     let o = f.transformer.transform_object(&obj).await.unwrap();
     assert_eq!(o.status, Status::Committed);
-    assert_eq!(f.rows(TableKind::Users).await, ds.users.len());
+    assert_eq!(f.rows("users").await, ds.users.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,7 +425,7 @@ async fn bad_input_is_quarantined_with_reasons_and_counts_reconcile() {
         o.records_in,
         o.records_committed + o.records_unchanged + o.records_quarantined
     );
-    assert_eq!(f.rows(TableKind::Sessions).await, 1);
+    assert_eq!(f.rows("sessions").await, 1);
 
     let entries = f.quarantined(&o).await;
     assert_eq!(entries.len(), 9);
@@ -489,7 +488,7 @@ async fn bad_input_is_quarantined_with_reasons_and_counts_reconcile() {
         .await;
     let o = f.transformer.transform_object(&empty).await.unwrap();
     assert_eq!((o.status, o.records_in), (Status::NothingToCommit, 0));
-    assert_eq!(f.snapshots(TableKind::Sessions).await, 1);
+    assert_eq!(f.snapshots("sessions").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -511,7 +510,7 @@ async fn songs_with_bad_ids_are_quarantined_by_the_msd_id_rules() {
         (6, 2, 4),
         "{o:?}"
     );
-    assert_eq!(f.rows(TableKind::Songs).await, 2);
+    assert_eq!(f.rows("songs").await, 2);
     let reasons: HashMap<u64, String> = f
         .quarantined(&o)
         .await
@@ -549,7 +548,7 @@ async fn a_failed_dataset_rule_is_data_quality_failed_after_commit() {
     assert!(!e.is_retryable());
     // The rows are committed, each user once (the copies are the same records), and the report
     // says why the object failed.
-    assert_eq!(f.rows(TableKind::Users).await, ds.users.len());
+    assert_eq!(f.rows("users").await, ds.users.len());
     let report_key = e
         .to_string()
         .split("report: ")
@@ -564,5 +563,5 @@ async fn a_failed_dataset_rule_is_data_quality_failed_after_commit() {
     // A redelivery reports the same failure without committing again.
     let e = f.transformer.transform_object(&obj).await.unwrap_err();
     assert_eq!(e.error_type(), "DataQualityFailed");
-    assert_eq!(f.rows(TableKind::Users).await, ds.users.len());
+    assert_eq!(f.rows("users").await, ds.users.len());
 }

@@ -391,10 +391,24 @@ pub fn parse_path(p: &str) -> Result<Vec<PathStep>, String> {
     Ok(steps)
 }
 
-/// The DeFtunes spec, bundled with the functions (its rule files are bundled by the quality
-/// module).
-pub const DEFTUNES_SPEC: &str = include_str!("../../pipelines/deftunes/pipeline.toml");
-pub const DEFTUNES_SPEC_PATH: &str = "pipelines/deftunes/pipeline.toml";
+/// The folder of the pipeline a function runs, from its configuration: `PIPELINE_DIR`, or else
+/// `<PIPELINES_ROOT>/<PIPELINE>`. `PIPELINE` defaults to `deftunes`; `PIPELINES_ROOT` to the
+/// `pipelines/` folder bundled in the Lambda package (`$LAMBDA_TASK_ROOT/pipelines`), or to
+/// `pipelines` under the working directory elsewhere.
+pub fn pipeline_dir(env: &dyn crate::config::Env) -> PathBuf {
+    if let Some(dir) = env.var("PIPELINE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let root = env
+        .var("PIPELINES_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| {
+            env.var("LAMBDA_TASK_ROOT")
+                .map(|r| Path::new(&r).join("pipelines"))
+        })
+        .unwrap_or_else(|| PathBuf::from("pipelines"));
+    root.join(env.var("PIPELINE").unwrap_or_else(|| "deftunes".into()))
+}
 
 impl PipelineSpec {
     /// Parses and validates a spec's text (`file` names it in errors); the files it names are
@@ -642,8 +656,23 @@ impl TableSpec {
             return Err(err(None, "key: at least one column".into()));
         }
         for k in &self.key {
-            if !columns.iter().any(|(n, _)| n == k) {
-                return Err(err(None, format!("key column {k:?} is not a column")));
+            match columns.iter().find(|(n, _)| n == k) {
+                None => return Err(err(None, format!("key column {k:?} is not a column"))),
+                // The types record identity reads back from the table to compare keys.
+                Some((
+                    _,
+                    ColumnType::String
+                    | ColumnType::Int
+                    | ColumnType::Long
+                    | ColumnType::Date
+                    | ColumnType::Timestamp,
+                )) => {}
+                Some((_, t)) => {
+                    return Err(err(
+                        None,
+                        format!("key column {k:?} is a {t}: a key is a string, int, long, date or timestamp"),
+                    ))
+                }
             }
         }
         let p = &self.partition;

@@ -28,6 +28,8 @@ pub enum Lake {
 pub struct ObjectMeta {
     pub size: u64,
     pub version: String,
+    /// When the object was last written (unknown: now).
+    pub last_modified: chrono::DateTime<chrono::Utc>,
 }
 
 /// A parsed `LAKE_URI`.
@@ -250,7 +252,17 @@ impl Lake {
                     size += n as u64;
                 }
                 let version = format!("{:032x}", hasher.finish_128());
-                Ok(ObjectMeta { size, version })
+                let last_modified = f
+                    .metadata()
+                    .await
+                    .and_then(|m| m.modified())
+                    .map(chrono::DateTime::from)
+                    .unwrap_or_else(|_| chrono::Utc::now());
+                Ok(ObjectMeta {
+                    size,
+                    version,
+                    last_modified,
+                })
             }
             Lake::S3 {
                 client,
@@ -272,9 +284,14 @@ impl Lake {
                     .or(out.version_id().filter(|v| *v != "null"))
                     .map(|v| v.trim_matches('"').to_string())
                     .unwrap_or_default();
+                let last_modified = out
+                    .last_modified()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+                    .unwrap_or_else(chrono::Utc::now);
                 Ok(ObjectMeta {
                     size: out.content_length().unwrap_or_default().max(0) as u64,
                     version,
+                    last_modified,
                 })
             }
         }

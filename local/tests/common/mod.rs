@@ -9,7 +9,6 @@ use arrow_array::RecordBatch;
 use deftunes::config::Env;
 use deftunes::storage::Lake;
 use deftunes::transform::events::ObjectRef;
-use deftunes::transform::tables::TableKind;
 use deftunes::transform::{ObjectOutcome, TransformConfig, Transformer};
 use futures::TryStreamExt;
 
@@ -27,6 +26,10 @@ pub fn env_of(dir: &std::path::Path, extra: &[(&str, &str)]) -> HashMap<String, 
             format!("sqlite:{}/catalog/catalog.db?mode=rwc", dir.display()),
         ),
         ("SPOOL_DIR", dir.display().to_string()),
+        (
+            "PIPELINE_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/deftunes").to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -56,7 +59,7 @@ impl Fixture {
         }
     }
 
-    pub async fn table(&self, kind: TableKind) -> iceberg::table::Table {
+    pub async fn table(&self, kind: &str) -> iceberg::table::Table {
         self.transformer
             .catalog()
             .load_table(&self.transformer.table_ident(kind))
@@ -64,11 +67,11 @@ impl Fixture {
             .unwrap()
     }
 
-    pub async fn scan(&self, kind: TableKind) -> Vec<RecordBatch> {
+    pub async fn scan(&self, kind: &str) -> Vec<RecordBatch> {
         read_table(&self.table(kind).await, None).await
     }
 
-    pub async fn rows(&self, kind: TableKind) -> usize {
+    pub async fn rows(&self, kind: &str) -> usize {
         self.scan(kind).await.iter().map(|b| b.num_rows()).sum()
     }
 
@@ -81,7 +84,7 @@ impl Fixture {
             .collect()
     }
 
-    pub async fn snapshots(&self, kind: TableKind) -> usize {
+    pub async fn snapshots(&self, kind: &str) -> usize {
         let table = self.table(kind).await;
         table.metadata().snapshots().count()
     }

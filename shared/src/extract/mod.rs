@@ -67,14 +67,16 @@ impl ExtractBatch {
     }
 }
 
-/// The landing zone's key layout, `landing_zone/<source folder>/ingest_on=YYYY-MM-DD/<file>`:
-/// the one place that writes or reads it.
+/// The landing zone's key layout, `<prefix>/<source folder>/ingest_on=YYYY-MM-DD/<file>` for what
+/// our extractors land, `<prefix>/<source folder>/<any path>` for files other systems land: the
+/// one place that writes or reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LandingKey<'k> {
     /// The source's folder, e.g. `api/users` (one or more segments).
     pub source: &'k str,
-    pub ingest_on: NaiveDate,
-    /// What follows the partition (a file name).
+    /// The `ingest_on=` partition, when the key has one.
+    pub ingest_on: Option<NaiveDate>,
+    /// What follows the source folder and partition (a file name, or a path of others' layout).
     pub file: &'k str,
 }
 
@@ -87,25 +89,49 @@ impl<'k> LandingKey<'k> {
         )
     }
 
-    /// Reads a key (relative to the lake root). Dates are `YYYY-MM-DD`, or `YYYY_MM_DD` as the
-    /// original Glue jobs wrote them.
-    pub fn parse(key: &'k str) -> Result<LandingKey<'k>> {
+    /// Reads a key (relative to the lake root) as an object of one of the `sources` folders
+    /// under `prefix`. Dates are `YYYY-MM-DD`, or `YYYY_MM_DD` as the original Glue jobs wrote
+    /// them.
+    pub fn parse<'s>(
+        prefix: &str,
+        sources: impl IntoIterator<Item = &'s str>,
+        key: &'k str,
+    ) -> Result<LandingKey<'k>> {
         let bad = |why: &str| Error::InvalidInput(format!("{key}: {why}"));
         let rest = key
-            .strip_prefix(LANDING_ZONE)
+            .strip_prefix(prefix)
             .and_then(|r| r.strip_prefix('/'))
-            .ok_or_else(|| bad(&format!("not under {LANDING_ZONE}/")))?;
-        let at = rest
-            .find("/ingest_on=")
-            .ok_or_else(|| bad("no ingest_on=YYYY-MM-DD partition in the key"))?;
-        let (source, after) = (&rest[..at], &rest[at + "/ingest_on=".len()..]);
-        let (date, file) = after.split_once('/').unwrap_or((after, ""));
-        if source.is_empty() {
-            return Err(bad("no source folder before the partition"));
+            .ok_or_else(|| bad(&format!("not under {prefix}/")))?;
+        let mut known = Vec::new();
+        let source = sources
+            .into_iter()
+            .inspect(|s| known.push(format!("{prefix}/{s}/")))
+            .filter(|s| {
+                rest.strip_prefix(*s)
+                    .is_some_and(|r| r.starts_with('/') && r.len() > 1)
+            })
+            .max_by_key(|s| s.len())
+            .map(|s| &rest[..s.len()]);
+        let source = source.ok_or_else(|| {
+            bad(&format!(
+                "not the object of a known source ({})",
+                known.join(", ")
+            ))
+        })?;
+        let after = &rest[source.len() + 1..];
+        let (ingest_on, file) = match after.strip_prefix("ingest_on=") {
+            Some(p) => {
+                let (date, file) = p.split_once('/').unwrap_or((p, ""));
+                let d = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                    .or_else(|_| NaiveDate::parse_from_str(date, "%Y_%m_%d"))
+                    .map_err(|_| bad(&format!("ingest_on={date} is not a date")))?;
+                (Some(d), file)
+            }
+            None => (None, after),
+        };
+        if file.is_empty() || file.ends_with('/') {
+            return Err(bad("no object name after the source folder"));
         }
-        let ingest_on = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-            .or_else(|_| NaiveDate::parse_from_str(date, "%Y_%m_%d"))
-            .map_err(|_| bad(&format!("ingest_on={date} is not a date")))?;
         Ok(LandingKey {
             source,
             ingest_on,
@@ -237,31 +263,40 @@ mod tests {
     #[test]
     fn landing_keys_round_trip_through_one_layout() {
         let d = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+        let sources = ["api/users", "api/sessions", "rds/songs", "log_data"];
+        let parse = |k| LandingKey::parse(LANDING_ZONE, sources, k);
         let key = format!(
             "{}users_x.part-00000.jsonl",
             LandingKey::partition("api/users", d)
         );
         assert_eq!(
-            LandingKey::parse(&key).unwrap(),
+            parse(&key).unwrap(),
             LandingKey {
                 source: "api/users",
-                ingest_on: d,
+                ingest_on: Some(d),
                 file: "users_x.part-00000.jsonl"
             }
         );
-        let old = LandingKey::parse("landing_zone/rds/songs/ingest_on=2020_01_01/x.csv").unwrap();
-        assert_eq!((old.source, old.ingest_on), ("rds/songs", d));
+        let old = parse("landing_zone/rds/songs/ingest_on=2020_01_01/x.csv").unwrap();
+        assert_eq!((old.source, old.ingest_on), ("rds/songs", Some(d)));
+        // Others' layout below the source folder, without a partition.
+        let theirs = parse("landing_zone/log_data/2018/11/2018-11-01-events.json").unwrap();
+        assert_eq!(
+            (theirs.source, theirs.ingest_on, theirs.file),
+            ("log_data", None, "2018/11/2018-11-01-events.json")
+        );
         for bad in [
             "other/api/users/ingest_on=2020-01-01/x",
-            "landing_zone/api/users/x.jsonl",
+            "landing_zone/api/other/ingest_on=2020-01-01/x",
             "landing_zone/ingest_on=2020-01-01/x",
             "landing_zone/api/users/ingest_on=2020-13-01/x",
+            "landing_zone/api/users/ingest_on=2020-01-01/",
+            "landing_zone/api/users/",
+            "landing_zone/api/usersx/ingest_on=2020-01-01/x",
         ] {
-            assert_eq!(
-                LandingKey::parse(bad).unwrap_err().error_type(),
-                "InvalidInput",
-                "{bad}"
-            );
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.error_type(), "InvalidInput", "{bad}");
+            assert!(e.to_string().contains(bad), "{e}");
         }
     }
 

@@ -19,7 +19,7 @@ use iceberg::{
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 
 use super::identity::{data_files_at, read_added};
-use super::tables::TableKind;
+use super::tables::TableDef;
 use crate::config::Env;
 use crate::error::{Error, Result};
 
@@ -142,12 +142,12 @@ fn glue_endpoint_props(env: &dyn Env, props: &mut HashMap<String, String>) -> Re
 pub async fn ensure_table(
     catalog: &dyn Catalog,
     namespace: &str,
-    kind: TableKind,
+    kind: &TableDef,
 ) -> Result<Table> {
     let ns = NamespaceIdent::new(namespace.to_string());
     let ident = TableIdent::new(ns.clone(), kind.name().to_string());
     if let Ok(t) = catalog.load_table(&ident).await {
-        return check_schema(t, kind);
+        return evolve_to_spec(catalog, t, kind).await;
     }
     if !catalog.namespace_exists(&ns).await? {
         if let Err(e) = catalog.create_namespace(&ns, HashMap::new()).await {
@@ -158,8 +158,8 @@ pub async fn ensure_table(
     }
     let creation = TableCreation::builder()
         .name(kind.name().to_string())
-        .schema(kind.schema()?)
-        .partition_spec(kind.partition_spec()?)
+        .schema(kind.schema().clone())
+        .partition_spec(kind.partition_spec().clone())
         .properties([
             ("write.format.default".to_string(), "parquet".to_string()),
             (
@@ -180,26 +180,46 @@ pub async fn ensure_table(
     }
 }
 
-/// Refuses a table whose schema lacks a column this release writes (a table created by an older
-/// release): appending to it would fail deep in the writer, or lose record identity.
-fn check_schema(table: Table, kind: TableKind) -> Result<Table> {
-    let expected = kind.schema()?;
-    let current = table.metadata().current_schema();
-    let missing: Vec<&str> = expected
-        .as_struct()
-        .fields()
-        .iter()
-        .filter(|f| current.field_by_name(&f.name).is_none())
-        .map(|f| f.name.as_str())
-        .collect();
-    if missing.is_empty() {
-        Ok(table)
-    } else {
-        Err(Error::Catalog(format!(
-            "table {} lacks the columns {missing:?} this release writes (created by an older release?): migrate or recreate it",
-            table.identifier()
-        )))
+/// Brings a loaded table to its spec's schema: columns the spec added are added (optional:
+/// older rows read them as null), columns it dropped are dropped, in one schema update; what
+/// Iceberg cannot change in place is refused ([`plan_schema_change`]). Concurrent transforms may
+/// race to make the same change: the loser reloads and finds nothing left to do.
+async fn evolve_to_spec(catalog: &dyn Catalog, table: Table, kind: &TableDef) -> Result<Table> {
+    let desired = kind.schema();
+    if same_columns(table.metadata().current_schema(), desired) {
+        return Ok(table);
     }
+    let ident = table.identifier().clone();
+    match evolve_schema(catalog, table, desired).await {
+        Ok((t, change)) => {
+            tracing::info!(table = %ident, added = ?change.add, dropped = ?change.drop, "evolved the table's schema to its spec");
+            Ok(t)
+        }
+        Err(e) if e.is_retryable() => {
+            let t = catalog.load_table(&ident).await?;
+            if same_columns(t.metadata().current_schema(), desired) {
+                Ok(t)
+            } else {
+                Err(e)
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The same column names, types and requiredness, whatever their ids.
+fn same_columns(a: &iceberg::spec::Schema, b: &iceberg::spec::Schema) -> bool {
+    let cols = |s: &iceberg::spec::Schema| {
+        let mut v: Vec<(String, String, bool)> = s
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| (f.name.clone(), f.field_type.to_string(), f.required))
+            .collect();
+        v.sort();
+        v
+    };
+    cols(a) == cols(b)
 }
 
 /// What evolving a table's schema to a desired one takes: columns to add (optional, by name and
@@ -361,7 +381,7 @@ pub fn refused_before_update(e: &iceberg::Error) -> bool {
 /// Refuses a commit when the table already records (key, version), already holds one of our
 /// attempts, or gained some of the staged rows since `checked` (used as [`Hooked`]'s hook).
 pub struct CommitGuard<'a> {
-    pub kind: TableKind,
+    pub kind: &'a TableDef,
     pub key: &'a str,
     pub version: &'a str,
     pub attempt_ids: &'a [String],
@@ -555,12 +575,17 @@ impl<C: CatalogRef, H: UpdateHook> Catalog for Hooked<C, H> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tables::{repo_tables, TableDef};
     use super::*;
     use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 
+    fn def(name: &str) -> TableDef {
+        repo_tables("deftunes").unwrap().get(name).unwrap().clone()
+    }
+
     /// `kind`'s schema with `edit` applied to its fields (ids kept; new fields take fresh ids).
-    fn edited(kind: TableKind, edit: impl FnOnce(&mut Vec<NestedField>)) -> Schema {
-        let s = kind.schema().unwrap();
+    fn edited(kind: TableDef, edit: impl FnOnce(&mut Vec<NestedField>)) -> Schema {
+        let s = kind.schema().clone();
         let mut fields: Vec<NestedField> = s
             .as_struct()
             .fields()
@@ -579,20 +604,16 @@ mod tests {
             .unwrap()
     }
 
-    fn plan(kind: TableKind, desired: &Schema) -> Result<SchemaChange> {
-        let current = kind.schema().unwrap();
-        let spec = kind
-            .partition_spec()
-            .unwrap()
-            .bind(current.clone())
-            .unwrap();
+    fn plan(kind: TableDef, desired: &Schema) -> Result<SchemaChange> {
+        let current = kind.schema().clone();
+        let spec = kind.partition_spec().clone().bind(current.clone()).unwrap();
         let sources: Vec<i32> = spec.fields().iter().map(|f| f.source_id).collect();
         plan_schema_change(kind.name(), &current, &sources, desired)
     }
 
     #[test]
     fn schema_changes_add_optional_columns_and_drop_others() {
-        let desired = edited(TableKind::Users, |f| {
+        let desired = edited(def("users"), |f| {
             f.retain(|c| c.name != "timezone");
             f.push(NestedField::optional(
                 100,
@@ -601,22 +622,19 @@ mod tests {
             ));
         });
         assert_eq!(
-            plan(TableKind::Users, &desired).unwrap(),
+            plan(def("users"), &desired).unwrap(),
             SchemaChange {
                 add: vec![("email".into(), PrimitiveType::String)],
                 drop: vec!["timezone".into()],
             }
         );
-        let same = TableKind::Users.schema().unwrap();
-        assert_eq!(
-            plan(TableKind::Users, &same).unwrap(),
-            SchemaChange::default()
-        );
+        let same = def("users").schema().clone();
+        assert_eq!(plan(def("users"), &same).unwrap(), SchemaChange::default());
     }
 
     #[test]
     fn schema_changes_iceberg_cannot_make_in_place_are_refused_naming_the_column() {
-        let retype = |kind, column: &'static str, to: PrimitiveType| {
+        let retype = |kind: TableDef, column: &'static str, to: PrimitiveType| {
             edited(kind, |f| {
                 let c = f.iter_mut().find(|c| c.name == column).unwrap();
                 *c.field_type = Type::Primitive(to);
@@ -624,35 +642,35 @@ mod tests {
         };
         let cases = [
             (
-                TableKind::Users,
-                retype(TableKind::Users, "user_name", PrimitiveType::Int),
+                def("users"),
+                retype(def("users"), "user_name", PrimitiveType::Int),
                 "column user_name: Iceberg cannot change string to int in place",
             ),
             (
-                TableKind::Songs,
-                retype(TableKind::Songs, "year", PrimitiveType::Long),
+                def("songs"),
+                retype(def("songs"), "year", PrimitiveType::Long),
                 "column year: widening int to long is valid Iceberg, but iceberg-rust 0.10",
             ),
             (
-                TableKind::Songs,
-                retype(TableKind::Songs, "duration", PrimitiveType::Double),
+                def("songs"),
+                retype(def("songs"), "duration", PrimitiveType::Double),
                 "widening float to double",
             ),
             (
-                TableKind::Users,
-                edited(TableKind::Users, |f| f.retain(|c| c.name != "user_id")),
+                def("users"),
+                edited(def("users"), |f| f.retain(|c| c.name != "user_id")),
                 "cannot drop user_id: it is part of the natural key",
             ),
             (
-                TableKind::Sessions,
-                edited(TableKind::Sessions, |f| {
+                def("sessions"),
+                edited(def("sessions"), |f| {
                     f.retain(|c| c.name != "session_start_time")
                 }),
                 "cannot drop session_start_time",
             ),
             (
-                TableKind::Users,
-                edited(TableKind::Users, |f| {
+                def("users"),
+                edited(def("users"), |f| {
                     f.push(NestedField::required(
                         100,
                         "email",

@@ -32,6 +32,7 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::config::{parse_or, required, Env, ProcessEnv};
 use crate::error::{Error, Result};
+use crate::pipeline::{pipeline_dir, FileFormat, Pipeline};
 use crate::storage::{Lake, LakeUri};
 use catalog::{
     build_catalog, ensure_table, find_commit, find_own_commit, refused_before_update, CatalogKind,
@@ -39,8 +40,8 @@ use catalog::{
 };
 use events::{LakeFilter, ObjectRef};
 use identity::{record_hash, IdentityCache};
-use quality::{reason_kind, CompiledRules, QualityReport, RuleSet};
-use tables::{locate, Cell, TableKind};
+use quality::{reason_kind, QualityReport};
+use tables::{Cell, TableDef, Tables};
 use writer::{BatchBuilder, RowMeta};
 
 /// A landing record larger than this is quarantined by reference (its first bytes are kept; the
@@ -59,6 +60,8 @@ pub struct TransformConfig {
     pub commit_max_attempts: u32,
     pub s3_force_path_style: bool,
     pub spool_dir: PathBuf,
+    /// The pipeline whose landing objects this transform takes ([`pipeline_dir`]).
+    pub pipeline: Pipeline,
 }
 
 impl TransformConfig {
@@ -100,11 +103,14 @@ impl TransformConfig {
                 Ok(v)
             }
         };
+        let pipeline = Pipeline::load(&pipeline_dir(env))?;
         Ok(TransformConfig {
             lake_uri,
             catalog,
             warehouse,
-            namespace: parse_or(env, "ICEBERG_NAMESPACE", "deftunes_transform".to_string())?,
+            // The spec's, unless a deployment keeps its tables elsewhere.
+            namespace: parse_or(env, "ICEBERG_NAMESPACE", pipeline.spec.namespace.clone())?,
+            pipeline,
             target_file_size: positive(
                 "TARGET_FILE_SIZE_BYTES",
                 parse_or(env, "TARGET_FILE_SIZE_BYTES", 128 << 20)?,
@@ -186,7 +192,7 @@ impl ObjectOutcome {
 
 /// Data files written for one object and not committed yet.
 pub struct Staged {
-    kind: TableKind,
+    kind: TableDef,
     outcome: ObjectOutcome,
     report: QualityReport,
     files: Vec<iceberg::spec::DataFile>,
@@ -221,9 +227,8 @@ pub struct Transformer {
     cfg: TransformConfig,
     lake: Lake,
     catalog: Arc<dyn Catalog>,
-    rules: HashMap<TableKind, CompiledRules>,
-    /// How a landing record becomes rows, per table (from the bundled pipeline spec).
-    shapes: HashMap<TableKind, records::RecordShape>,
+    /// The pipeline's tables: how a landing record becomes rows, the quality rules.
+    tables: Tables,
     /// Which event-borne objects belong to this lake (its bucket and prefix).
     filter: LakeFilter,
     /// Dimension tables' identity indexes, kept between warm invocations.
@@ -244,7 +249,10 @@ enum Committed {
 /// short form of the version so each content version has its own quarantine and report.
 fn artifact_stem(key: &str, version: &str) -> String {
     let base = key.rsplit('/').next().unwrap_or(key);
-    let base = base.strip_suffix(".jsonl").unwrap_or(base);
+    let base = [".jsonl", ".json"]
+        .iter()
+        .find_map(|ext| base.strip_suffix(ext))
+        .unwrap_or(base);
     let v: String = version
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
@@ -272,16 +280,12 @@ impl Transformer {
     pub async fn with_catalog(cfg: TransformConfig, catalog: Arc<dyn Catalog>) -> Result<Self> {
         let lake = Lake::from_uri(&cfg.lake_uri, cfg.s3_force_path_style).await?;
         let filter = LakeFilter::from(&LakeUri::parse(&cfg.lake_uri)?);
-        let mut rules = HashMap::new();
-        for t in TableKind::ALL {
-            rules.insert(t, RuleSet::builtin(t)?.compile(t)?);
-        }
+        let tables = Tables::compile(&cfg.pipeline)?;
         Ok(Transformer {
             cfg,
             lake,
             catalog,
-            rules,
-            shapes: records::RecordShape::deftunes()?,
+            tables,
             filter,
             identities: IdentityCache::default(),
         })
@@ -335,11 +339,16 @@ impl Transformer {
         }
     }
 
-    pub fn table_ident(&self, kind: TableKind) -> TableIdent {
+    pub fn table_ident(&self, table: &str) -> TableIdent {
         TableIdent::new(
             iceberg::NamespaceIdent::new(self.cfg.namespace.clone()),
-            kind.name().to_string(),
+            table.to_string(),
         )
+    }
+
+    /// The pipeline's tables.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
     }
 
     /// Transforms one landing object exactly once and returns its outcome (the recorded one
@@ -354,9 +363,12 @@ impl Transformer {
     /// First half of [`Self::transform_object`]: writes data files, quarantine and report, and
     /// commits nothing. A crash after this leaves the table unchanged (the files are unreferenced).
     pub async fn prepare(&self, obj: &ObjectRef) -> Result<Preparation> {
-        let (kind, ingest_on) = locate(&obj.key)?;
+        let (kind, ingest_on) = self.tables.locate(&obj.key)?;
         // The version read now is the content this run will see; the event's may be stale.
-        let version = self.lake.head(&obj.key).await?.version;
+        let head = self.lake.head(&obj.key).await?;
+        let version = head.version;
+        // An object landed by others without a partition in its key: the day it landed.
+        let ingest_on = ingest_on.unwrap_or_else(|| head.last_modified.date_naive());
         let table = ensure_table(&*self.catalog, &self.cfg.namespace, kind).await?;
         if let Some(outcome) = recorded_outcome(&table, &obj.key, &version) {
             tracing::info!(key = %obj.key, %version, "already committed, returning the recorded outcome");
@@ -370,7 +382,7 @@ impl Transformer {
 
     /// Second half of [`Self::transform_object`]: the exactly-once commit.
     pub async fn commit_staged(&self, mut staged: Staged) -> Result<ObjectOutcome> {
-        let kind = staged.kind;
+        let kind = staged.kind.clone();
         if staged.files.is_empty() {
             staged.outcome.status = empty_status(&staged.outcome);
         } else {
@@ -395,20 +407,13 @@ impl Transformer {
     /// Streams the object into data files, the quarantine object and the quality report.
     async fn process(
         &self,
-        kind: TableKind,
+        kind: &TableDef,
         ingest_on: NaiveDate,
         key: &str,
         version: &str,
         table: &iceberg::table::Table,
     ) -> Result<Staged> {
-        let rules = self
-            .rules
-            .get(&kind)
-            .ok_or_else(|| Error::Configuration(format!("no rules for {}", kind.name())))?;
-        let shape = self
-            .shapes
-            .get(&kind)
-            .ok_or_else(|| Error::Configuration(format!("no record shape for {}", kind.name())))?;
+        let (rules, shape) = (kind.rules(), kind.shape());
         let stem = artifact_stem(key, version);
         let partition = format!("{}/ingest_on={ingest_on}", kind.name());
         let quarantine_key = format!("quarantine/{partition}/{stem}.jsonl");
@@ -420,7 +425,7 @@ impl Transformer {
         let meta = RowMeta {
             ingest_on_days: days,
             processing_micros: Utc::now().timestamp_micros(),
-            source_from: kind.source_from(),
+            source_from: kind.source_from().to_string(),
             source_object: key.to_string(),
         };
         let mut batch = BatchBuilder::new(kind, arrow_schema, self.cfg.batch_rows, meta)?;
@@ -444,9 +449,18 @@ impl Transformer {
         let mut hash_buf = Vec::with_capacity(256);
         loop {
             line.clear();
-            let (n, oversized) = read_line_limited(&mut reader, &mut line, MAX_RECORD_BYTES)
-                .await
-                .map_err(|e| Error::StorageUnavailable(format!("reading {key}: {e}")))?;
+            let read = match kind.format() {
+                FileFormat::Ndjson => {
+                    read_line_limited(&mut reader, &mut line, MAX_RECORD_BYTES).await
+                }
+                // The whole object is the record: read once.
+                FileFormat::JsonDocument if line_no == 0 => {
+                    read_all_limited(&mut reader, &mut line, MAX_RECORD_BYTES).await
+                }
+                FileFormat::JsonDocument => Ok((0, false)),
+            };
+            let (n, oversized) =
+                read.map_err(|e| Error::StorageUnavailable(format!("reading {key}: {e}")))?;
             if n == 0 {
                 break;
             }
@@ -621,7 +635,7 @@ impl Transformer {
             quality_passed: passed,
         };
         Ok(Staged {
-            kind,
+            kind: kind.clone(),
             outcome,
             report,
             files,
@@ -646,8 +660,8 @@ impl Transformer {
     /// (our files, which nothing references, are deleted); rows a concurrent commit appended
     /// meanwhile are removed from our files before the next attempt.
     async fn commit(&self, staged: &mut Staged) -> Result<Committed> {
-        let kind = staged.kind;
-        let ident = self.table_ident(kind);
+        let kind = staged.kind.clone();
+        let ident = self.table_ident(kind.name());
         let (key, version) = (staged.outcome.key.clone(), staged.outcome.version.clone());
         let checked = tokio::sync::Mutex::new(staged.base);
         let mut attempt_ids: Vec<String> = Vec::new();
@@ -676,7 +690,7 @@ impl Transformer {
             ]);
             let overlap = std::sync::Mutex::new(std::collections::HashSet::new());
             let guard = CommitGuard {
-                kind,
+                kind: &kind,
                 key: &key,
                 version: &version,
                 attempt_ids: &attempt_ids,
@@ -851,6 +865,24 @@ async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin + ?Sized>(
     buf: &mut Vec<u8>,
     limit: usize,
 ) -> std::io::Result<(usize, bool)> {
+    read_limited(r, buf, limit, Some(b'\n')).await
+}
+
+/// Reads the rest of the stream (one JSON document) as [`read_line_limited`] reads a line.
+async fn read_all_limited<R: tokio::io::AsyncBufRead + Unpin + ?Sized>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<(usize, bool)> {
+    read_limited(r, buf, limit, None).await
+}
+
+async fn read_limited<R: tokio::io::AsyncBufRead + Unpin + ?Sized>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    limit: usize,
+    until: Option<u8>,
+) -> std::io::Result<(usize, bool)> {
     let mut total = 0;
     let mut oversized = false;
     loop {
@@ -858,7 +890,7 @@ async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin + ?Sized>(
         if chunk.is_empty() {
             return Ok((total, oversized));
         }
-        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+        let (take, done) = match until.and_then(|u| chunk.iter().position(|&b| b == u)) {
             Some(i) => (i + 1, true),
             None => (chunk.len(), false),
         };
@@ -1018,14 +1050,19 @@ mod tests {
 
     #[test]
     fn config_defaults_derive_the_warehouse() {
-        let env: HashMap<String, String> = [("LAKE_URI", "s3://lake/dev"), ("CATALOG", "glue")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let pipeline = concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/deftunes");
+        let env: HashMap<String, String> = [
+            ("LAKE_URI", "s3://lake/dev"),
+            ("CATALOG", "glue"),
+            ("PIPELINE_DIR", pipeline),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let c = TransformConfig::from_env(&env).unwrap();
         assert_eq!(c.warehouse, "s3://lake/dev/transform_zone");
         assert_eq!(c.namespace, "deftunes_transform");
-        let env: HashMap<String, String> = [("LAKE_URI", "/tmp/lake")]
+        let env: HashMap<String, String> = [("LAKE_URI", "/tmp/lake"), ("PIPELINE_DIR", pipeline)]
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();

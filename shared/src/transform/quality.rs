@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::tables::{Cell, TableKind};
+use super::tables::{Cell, ColumnType};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -65,23 +65,13 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// The rule file shipped for `table`.
-    pub fn builtin(table: TableKind) -> Result<RuleSet> {
-        let raw = match table {
-            TableKind::Users => include_str!("../../../pipelines/deftunes/rules/users.json"),
-            TableKind::Sessions => include_str!("../../../pipelines/deftunes/rules/sessions.json"),
-            TableKind::Songs => include_str!("../../../pipelines/deftunes/rules/songs.json"),
-        };
-        Self::parse(raw, table)
-    }
-
-    pub fn parse(raw: &str, table: TableKind) -> Result<RuleSet> {
+    /// A rule file's text, for `table`.
+    pub fn parse(raw: &str, table: &str) -> Result<RuleSet> {
         let rules: RuleSet = serde_json::from_str(raw)
-            .map_err(|e| Error::Configuration(format!("rules for {}: {e}", table.name())))?;
-        if rules.table != table.name() {
+            .map_err(|e| Error::Configuration(format!("rules for {table}: {e}")))?;
+        if rules.table != table {
             return Err(Error::Configuration(format!(
-                "rules file for {} names table {:?}",
-                table.name(),
+                "rules file for {table} names table {:?}",
                 rules.table
             )));
         }
@@ -95,11 +85,10 @@ impl RuleSet {
     }
 
     /// Resolves column names against the table; an unknown column is a configuration error.
-    pub fn compile(&self, table: TableKind) -> Result<CompiledRules> {
-        let cols = table.data_columns();
+    pub fn compile(&self, table: &str, cols: &[(String, ColumnType)]) -> Result<CompiledRules> {
         let index = |c: &str| {
-            cols.iter().position(|(n, _)| *n == c).ok_or_else(|| {
-                Error::Configuration(format!("rules for {}: unknown column {c:?}", table.name()))
+            cols.iter().position(|(n, _)| n == c).ok_or_else(|| {
+                Error::Configuration(format!("rules for {table}: unknown column {c:?}"))
             })
         };
         let record = self
@@ -291,36 +280,39 @@ pub fn reason_kind(reason: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn builtin_rules_compile_for_every_table() {
-        for t in TableKind::ALL {
-            RuleSet::builtin(t).unwrap().compile(t).unwrap();
-        }
+    fn rules_of(table: &str) -> CompiledRules {
+        super::super::tables::repo_tables("deftunes")
+            .unwrap()
+            .get(table)
+            .unwrap()
+            .rules()
+            .clone()
+    }
+
+    fn users_columns() -> Vec<(String, ColumnType)> {
+        vec![("user_id".into(), ColumnType::String)]
     }
 
     #[test]
     fn bad_rule_files_are_configuration_errors() {
-        let e = RuleSet::parse(r#"{"table":"users","record_rules":[{"check":"complete","column":"nope"}],"dataset_rules":[]}"#, TableKind::Users)
+        let e = RuleSet::parse(r#"{"table":"users","record_rules":[{"check":"complete","column":"nope"}],"dataset_rules":[]}"#, "users")
             .unwrap()
-            .compile(TableKind::Users)
+            .compile("users", &users_columns())
             .unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
-        let e = RuleSet::parse(r#"{"table":"users","record_rules":[{"check":"regex","column":"user_id"}],"dataset_rules":[]}"#, TableKind::Users)
+        let e = RuleSet::parse(r#"{"table":"users","record_rules":[{"check":"regex","column":"user_id"}],"dataset_rules":[]}"#, "users")
             .unwrap_err();
         assert_eq!(e.error_type(), "Configuration");
         assert!(RuleSet::parse(
             r#"{"table":"songs","record_rules":[],"dataset_rules":[]}"#,
-            TableKind::Users
+            "users"
         )
         .is_err());
     }
 
     #[test]
     fn session_rules_quarantine_bad_ids_and_prices() {
-        let rules = RuleSet::builtin(TableKind::Sessions)
-            .unwrap()
-            .compile(TableKind::Sessions)
-            .unwrap();
+        let rules = rules_of("sessions");
         let uuid = "6b287203-7cab-4f1a-b1a4-2b5076294682";
         let row = |user: Cell<'static>, price: Cell<'static>| {
             vec![
@@ -368,10 +360,7 @@ mod tests {
 
     #[test]
     fn uniqueness_is_measured_on_committed_rows() {
-        let rules = RuleSet::builtin(TableKind::Users)
-            .unwrap()
-            .compile(TableKind::Users)
-            .unwrap();
+        let rules = rules_of("users");
         let mut m = rules.metrics();
         let ids: Vec<String> = (0..100).map(|i| format!("{i:036}")).collect();
         for id in &ids {

@@ -5,15 +5,8 @@
 //! or only its item (a column of the explode array's item: the siblings are kept). Fields no
 //! column reads are reported as unknown.
 
-use std::collections::HashMap;
-use std::path::Path;
-
-use super::tables::{parse_timestamp, Cell, Json, JsonMap, TableKind};
-use crate::error::Error;
-use crate::pipeline::{
-    parse_path, ColumnType, PathStep, PipelineSpec, TableSpec, ValueFormat, ValueFrom,
-    DEFTUNES_SPEC, DEFTUNES_SPEC_PATH,
-};
+use super::tables::{parse_timestamp, Cell, Json, JsonMap};
+use crate::pipeline::{parse_path, ColumnType, PathStep, TableSpec, ValueFormat, ValueFrom};
 
 /// One step into a JSON value.
 #[derive(Debug, Clone)]
@@ -131,29 +124,6 @@ impl RecordShape {
             known,
             known_item,
         })
-    }
-
-    /// The shapes of DeFtunes' tables, from the spec bundled with the functions.
-    pub fn deftunes() -> crate::error::Result<HashMap<TableKind, RecordShape>> {
-        let spec = PipelineSpec::parse(Path::new(DEFTUNES_SPEC_PATH), DEFTUNES_SPEC)?;
-        TableKind::ALL
-            .iter()
-            .map(|&kind| {
-                let t = spec.table(kind.name()).ok_or_else(|| {
-                    Error::Configuration(format!("{DEFTUNES_SPEC_PATH}: no table {}", kind.name()))
-                })?;
-                let shape = RecordShape::compile(kind.name(), t)
-                    .map_err(|e| Error::Configuration(format!("{DEFTUNES_SPEC_PATH}: {e}")))?;
-                // Until the tables themselves come from the spec, the two must agree.
-                if t.iceberg_schema(kind.name())? != kind.schema()? {
-                    return Err(Error::Configuration(format!(
-                        "{DEFTUNES_SPEC_PATH}: table {} differs from the code's schema",
-                        kind.name()
-                    )));
-                }
-                Ok((kind, shape))
-            })
-            .collect()
     }
 
     /// Appends the rows of one landing record to `out`. The error is the quarantine reason of
@@ -462,12 +432,9 @@ fn kind(v: &Json<'_>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::tables::TableKind;
+    use crate::pipeline::PipelineSpec;
     use serde_json::json;
-
-    fn deftunes_shapes() -> std::collections::HashMap<TableKind, RecordShape> {
-        RecordShape::deftunes().unwrap()
-    }
+    use std::path::Path;
 
     #[test]
     fn decimals_are_exact() {
@@ -558,7 +525,7 @@ columns = [
 
     /// Parses the record as the transform does (from its JSON text); leaked: tests only.
     fn rows(
-        kind: TableKind,
+        table: &str,
         v: &serde_json::Value,
     ) -> std::result::Result<(Vec<Vec<Cell<'static>>>, Vec<String>), String> {
         let text: &'static str = Box::leak(v.to_string().into_boxed_str());
@@ -567,7 +534,12 @@ columns = [
         let mut out = Vec::new();
         let mut unknown = Vec::new();
         let mut rejected = Vec::new();
-        deftunes_shapes()[&kind].parse(record, &mut out, &mut unknown, &mut rejected)?;
+        let tables = crate::transform::tables::repo_tables("deftunes").unwrap();
+        tables
+            .get(table)
+            .unwrap()
+            .shape()
+            .parse(record, &mut out, &mut unknown, &mut rejected)?;
         if let Some((_, reason)) = rejected.into_iter().next() {
             return Err(reason);
         }
@@ -578,7 +550,7 @@ columns = [
     fn users_are_flattened_and_typed() {
         let v = json!({"user_id": "a3141825-3a8c-4968-a3af-5362011ef7d5", "user_name": "Elizabeth", "user_lastname": "Carey",
             "user_location": ["46.32313", "-0.45877", "Niort", "FR", "Europe/Paris"], "user_since": "2020-12-22T14:15:35.936090"});
-        let (r, unknown) = rows(TableKind::Users, &v).unwrap();
+        let (r, unknown) = rows("users", &v).unwrap();
         assert!(unknown.is_empty());
         assert_eq!(r.len(), 1);
         assert_eq!(r[0][3], Cell::F64(46.32313));
@@ -586,7 +558,7 @@ columns = [
         assert_eq!(r[0][5], Cell::Str("Niort"));
         assert_eq!(r[0][7], Cell::Str("Europe/Paris"));
         assert_eq!(r[0][8], Cell::Ts(1_608_646_535_936_090));
-        assert_eq!(r[0].len(), TableKind::Users.data_columns().len());
+        assert_eq!(r[0].len(), 9);
     }
 
     #[test]
@@ -598,7 +570,7 @@ columns = [
                 {"song_id": "TRCPHWV128F4228647", "song_name": "L", "artist_id": "ARRLMTZ1187B9AB6DD", "artist_name": "C",
                  "price": 0.69, "currency": "USD", "liked": false, "liked_since": null, "promo": "x"}],
             "device": "phone"});
-        let (r, unknown) = rows(TableKind::Sessions, &v).unwrap();
+        let (r, unknown) = rows("sessions", &v).unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(r[1][2], Cell::I32(1));
         assert_eq!(r[1][7], Cell::F64(0.69));
@@ -614,7 +586,7 @@ columns = [
             "release": "Healing of All Nations", "artist_id": "ARP06GY1187B98B0F0", "artist_mbid": "106e0414-95a7-45e9-8176-bbc938deed68",
             "artist_name": "Yami Bolo", "duration": 146.49425, "artist_familiarity": 0.4955022, "artist_hotttnesss": 0.3224826,
             "year": 2001, "track_7digitalid": 8562838, "shs_perf": -1, "shs_work": 0});
-        let (r, _) = rows(TableKind::Songs, &v).unwrap();
+        let (r, _) = rows("songs", &v).unwrap();
         assert_eq!(r[0][7], Cell::F32(146.49425));
         assert_eq!(r[0][10], Cell::I32(2001));
         assert_eq!(r[0][12], Cell::I32(-1));
@@ -623,45 +595,37 @@ columns = [
     #[test]
     fn wrong_shapes_give_reasons_naming_the_field() {
         let cases = [
+            ("users", json!({"user_id": 5}), "user_id: expected a string"),
             (
-                TableKind::Users,
-                json!({"user_id": 5}),
-                "user_id: expected a string",
-            ),
-            (
-                TableKind::Users,
+                "users",
                 json!({"user_location": ["1", "2"]}),
                 "user_location",
             ),
             (
-                TableKind::Users,
+                "users",
                 json!({"user_location": ["abc", "2", "p", "FR", "tz"]}),
                 "latitude",
             ),
+            ("users", json!({"user_since": "yesterday"}), "user_since"),
             (
-                TableKind::Users,
-                json!({"user_since": "yesterday"}),
-                "user_since",
-            ),
-            (
-                TableKind::Sessions,
+                "sessions",
                 json!({"session_items": "none"}),
                 "session_items: expected an array",
             ),
-            (TableKind::Sessions, json!({"session_items": []}), "empty"),
+            ("sessions", json!({"session_items": []}), "empty"),
             (
-                TableKind::Sessions,
+                "sessions",
                 json!({"user_id": "u"}),
                 "session_items is missing",
             ),
             (
-                TableKind::Sessions,
+                "sessions",
                 json!({"session_items": [{"price": "1.00"}]}),
                 "session_items[0].price",
             ),
-            (TableKind::Songs, json!({"year": 2001.5}), "year"),
-            (TableKind::Songs, json!({"duration": "long"}), "duration"),
-            (TableKind::Songs, json!([1, 2]), "not a JSON object"),
+            ("songs", json!({"year": 2001.5}), "year"),
+            ("songs", json!({"duration": "long"}), "duration"),
+            ("songs", json!([1, 2]), "not a JSON object"),
         ];
         for (kind, v, needle) in cases {
             let e = rows(kind, &v).unwrap_err();

@@ -5,11 +5,15 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
-use iceberg::spec::{NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec};
+use iceberg::spec::{NestedField, PrimitiveType, Schema, Type, UnboundPartitionSpec};
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::quality::{CompiledRules, RuleSet};
+use super::records::RecordShape;
 use crate::error::{Error, Result};
+use crate::extract::LandingKey;
+use crate::pipeline::{FileFormat, PartitionTransform, Pipeline, SourceSpec, ValueFrom};
 
 pub use crate::pipeline::ColumnType;
 
@@ -211,169 +215,254 @@ pub fn table_schema<'n>(
         .map_err(|e| Error::Catalog(format!("schema of {table}: {e}")))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum TableKind {
-    Users,
-    Sessions,
-    Songs,
+/// A transform-zone table as its pipeline spec declares it, compiled once at start: its columns,
+/// key, partitioning, record shape and quality rules, and the source it is built from. Cheap to
+/// clone; equal, ordered and hashed by name (a pipeline's tables have distinct names).
+#[derive(Clone)]
+pub struct TableDef(Arc<TableInner>);
+
+struct TableInner {
+    name: String,
+    /// The source's landing folder (`api/users`, `song_data`).
+    landing: String,
+    source_from: String,
+    format: FileFormat,
+    columns: Vec<(String, ColumnType)>,
+    key: Vec<String>,
+    key_positions: Vec<usize>,
+    identity_scope: Option<String>,
+    item_index: Option<usize>,
+    schema: Schema,
+    partition_spec: UnboundPartitionSpec,
+    shape: RecordShape,
+    rules: CompiledRules,
 }
 
-const USERS: &[(&str, ColumnType)] = &[
-    ("user_id", ColumnType::String),
-    ("user_name", ColumnType::String),
-    ("user_lastname", ColumnType::String),
-    ("latitude", ColumnType::Double),
-    ("longitude", ColumnType::Double),
-    ("place_name", ColumnType::String),
-    ("country_code", ColumnType::String),
-    ("timezone", ColumnType::String),
-    ("user_since", ColumnType::Timestamp),
-];
+impl std::fmt::Debug for TableDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TableDef({})", self.name())
+    }
+}
 
-const SESSIONS: &[(&str, ColumnType)] = &[
-    ("user_id", ColumnType::String),
-    ("session_id", ColumnType::String),
-    ("item_index", ColumnType::Int),
-    ("song_id", ColumnType::String),
-    ("song_name", ColumnType::String),
-    ("artist_id", ColumnType::String),
-    ("artist_name", ColumnType::String),
-    ("price", ColumnType::Double),
-    ("currency", ColumnType::String),
-    ("liked", ColumnType::Boolean),
-    ("liked_since", ColumnType::Timestamp),
-    ("user_agent", ColumnType::String),
-    ("session_start_time", ColumnType::Timestamp),
-];
+impl PartialEq for TableDef {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+impl Eq for TableDef {}
+impl std::hash::Hash for TableDef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state)
+    }
+}
+impl PartialOrd for TableDef {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TableDef {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name().cmp(other.name())
+    }
+}
 
-const SONGS: &[(&str, ColumnType)] = &[
-    ("track_id", ColumnType::String),
-    ("title", ColumnType::String),
-    ("song_id", ColumnType::String),
-    ("release", ColumnType::String),
-    ("artist_id", ColumnType::String),
-    ("artist_mbid", ColumnType::String),
-    ("artist_name", ColumnType::String),
-    ("duration", ColumnType::Float),
-    ("artist_familiarity", ColumnType::Float),
-    ("artist_hotttnesss", ColumnType::Float),
-    ("year", ColumnType::Int),
-    ("track_7digitalid", ColumnType::Int),
-    ("shs_perf", ColumnType::Int),
-    ("shs_work", ColumnType::Int),
-];
+impl Serialize for TableDef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
 
-impl TableKind {
-    pub const ALL: [TableKind; 3] = [TableKind::Users, TableKind::Sessions, TableKind::Songs];
+impl TableDef {
+    /// Compiles table `name` of a loaded pipeline (its spec is validated: errors here are the
+    /// spec's, named by table).
+    pub fn compile(pipeline: &Pipeline, name: &str) -> Result<TableDef> {
+        let cfg = |m: String| {
+            Error::Configuration(format!(
+                "pipeline {}: table {name}: {m}",
+                pipeline.spec.name
+            ))
+        };
+        let spec = pipeline
+            .table(name)
+            .ok_or_else(|| cfg("not declared".into()))?;
+        let source = pipeline
+            .spec
+            .sources
+            .get(&spec.source)
+            .map(|s| s.get_ref())
+            .ok_or_else(|| cfg(format!("unknown source {}", spec.source)))?;
+        let format = match source {
+            SourceSpec::Files { format, .. } => *format,
+            // Our extractors land NDJSON parts.
+            SourceSpec::Rest { .. } | SourceSpec::Sql { .. } => FileFormat::Ndjson,
+        };
+        let columns = spec.data_columns();
+        let position = |c: &str| columns.iter().position(|(n, _)| n == c);
+        let key_positions = spec
+            .key
+            .iter()
+            .map(|k| position(k).ok_or_else(|| cfg(format!("no key column {k}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let identity_scope = (spec.partition.transform == PartitionTransform::Day
+            && position(&spec.partition.column)
+                .is_some_and(|p| columns[p].1 == ColumnType::Timestamp))
+        .then(|| spec.partition.column.clone());
+        let item_index = spec
+            .columns
+            .iter()
+            .position(|c| c.get_ref().from == Some(ValueFrom::ItemIndex));
+        let shape = RecordShape::compile(name, spec).map_err(cfg)?;
+        let empty = RuleSet {
+            table: name.to_string(),
+            description: String::new(),
+            record_rules: vec![],
+            dataset_rules: vec![],
+        };
+        let rules = pipeline
+            .rules
+            .get(name)
+            .unwrap_or(&empty)
+            .compile(name, &columns)?;
+        Ok(TableDef(Arc::new(TableInner {
+            name: name.to_string(),
+            landing: source.landing().to_string(),
+            source_from: source.source_from().to_string(),
+            format,
+            schema: spec.iceberg_schema(name)?,
+            partition_spec: spec.partition_spec(name)?,
+            key: spec.key.clone(),
+            columns,
+            key_positions,
+            identity_scope,
+            item_index,
+            shape,
+            rules,
+        })))
+    }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            TableKind::Users => "users",
-            TableKind::Sessions => "sessions",
-            TableKind::Songs => "songs",
-        }
+    pub fn name(&self) -> &str {
+        &self.0.name
     }
 
     /// The landing folder of the table's source (`landing_zone/<folder>/...`).
-    pub fn landing(self) -> &'static str {
-        match self {
-            TableKind::Users => crate::extract::api::Endpoint::Users.source(),
-            TableKind::Sessions => crate::extract::api::Endpoint::Sessions.source(),
-            TableKind::Songs => crate::extract::songs::SOURCE,
-        }
+    pub fn landing(&self) -> &str {
+        &self.0.landing
     }
 
     /// The `source_from` column value.
-    pub fn source_from(self) -> &'static str {
-        match self {
-            TableKind::Users => "api_users",
-            TableKind::Sessions => "api_sessions",
-            TableKind::Songs => "postgres_rds",
-        }
+    pub fn source_from(&self) -> &str {
+        &self.0.source_from
     }
 
-    pub fn data_columns(self) -> &'static [(&'static str, ColumnType)] {
-        match self {
-            TableKind::Users => USERS,
-            TableKind::Sessions => SESSIONS,
-            TableKind::Songs => SONGS,
-        }
+    /// How its landing objects hold records.
+    pub fn format(&self) -> FileFormat {
+        self.0.format
+    }
+
+    pub fn data_columns(&self) -> &[(String, ColumnType)] {
+        &self.0.columns
     }
 
     /// The natural key: a row's identity is its key and its [`record_hash`]. Recorded as the
     /// schema's identifier fields.
-    pub fn key_columns(self) -> &'static [&'static str] {
-        match self {
-            TableKind::Users => &["user_id"],
-            TableKind::Sessions => &["session_id", "item_index"],
-            TableKind::Songs => &["track_id"],
-        }
+    pub fn key_columns(&self) -> &[String] {
+        &self.0.key
     }
 
     /// The timestamp column whose day bounds the identity check of an object (the rows it is
-    /// compared with are those of the same days), or `None` for dimension-sized tables whose
-    /// whole identity index is kept in memory.
-    pub fn identity_scope(self) -> Option<&'static str> {
-        match self {
-            TableKind::Sessions => Some("session_start_time"),
-            TableKind::Users | TableKind::Songs => None,
-        }
+    /// compared with are those of the same days): the column of a `day` partition. `None` for
+    /// tables partitioned otherwise (dimension-sized: their whole identity index is kept in
+    /// memory).
+    pub fn identity_scope(&self) -> Option<&str> {
+        self.0.identity_scope.as_deref()
     }
 
     /// The column of a row holding the index of the array item it was exploded from: a bad item
     /// is quarantined alone and its siblings are kept.
-    pub fn item_index_column(self) -> Option<usize> {
-        match self {
-            TableKind::Sessions => Some(2),
-            TableKind::Users | TableKind::Songs => None,
-        }
+    pub fn item_index_column(&self) -> Option<usize> {
+        self.0.item_index
     }
 
     /// Positions of the key columns in a row of data cells.
-    pub fn key_positions(self) -> Vec<usize> {
-        let cols = self.data_columns();
-        self.key_columns()
+    pub fn key_positions(&self) -> &[usize] {
+        &self.0.key_positions
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.0.schema
+    }
+
+    /// The spec's partitioning. A table partitioned by the day of an event timestamp has its
+    /// identity check read only the days an object touches: the manifest list's partition bounds
+    /// alone tell which manifests hold them, however many snapshots the table has.
+    pub fn partition_spec(&self) -> &UnboundPartitionSpec {
+        &self.0.partition_spec
+    }
+
+    pub fn shape(&self) -> &RecordShape {
+        &self.0.shape
+    }
+
+    pub fn rules(&self) -> &CompiledRules {
+        &self.0.rules
+    }
+}
+
+/// The tables of one pipeline, and where their landing objects are.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pipeline: String,
+    namespace: String,
+    landing_prefix: String,
+    tables: Vec<TableDef>,
+}
+
+impl Tables {
+    pub fn compile(pipeline: &Pipeline) -> Result<Tables> {
+        Ok(Tables {
+            pipeline: pipeline.spec.name.clone(),
+            namespace: pipeline.spec.namespace.clone(),
+            landing_prefix: pipeline.spec.landing.prefix.clone(),
+            tables: pipeline
+                .spec
+                .tables
+                .keys()
+                .map(|name| TableDef::compile(pipeline, name))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
+    /// The spec's Iceberg namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &TableDef> {
+        self.tables.iter()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TableDef> {
+        self.tables.iter().find(|t| t.name() == name)
+    }
+
+    /// Which table a landing key feeds, and the `ingest_on` date its key carries (`None` for
+    /// objects landed by others without one: their landing day is the object's).
+    pub fn locate(&self, key: &str) -> Result<(&TableDef, Option<NaiveDate>)> {
+        let k = LandingKey::parse(
+            &self.landing_prefix,
+            self.tables.iter().map(TableDef::landing),
+            key,
+        )?;
+        let table = self
+            .tables
             .iter()
-            .filter_map(|k| cols.iter().position(|(n, _)| n == k))
-            .collect()
-    }
-
-    pub fn schema(self) -> Result<Schema> {
-        table_schema(
-            self.name(),
-            self.data_columns().iter().map(|(n, t)| (*n, t.iceberg())),
-            self.key_columns(),
-        )
-    }
-
-    /// Tables with an identity scope are partitioned by its day: the identity check of an object
-    /// reads the days it touches, and the manifest list's partition bounds alone then tell which
-    /// manifests hold them, however many snapshots the table has. The others by `ingest_on`.
-    pub fn partition_spec(self) -> Result<UnboundPartitionSpec> {
-        let err = |e: &dyn std::fmt::Display| {
-            Error::Catalog(format!("partition spec of {}: {e}", self.name()))
-        };
-        let (source_id, name, transform) = match self.identity_scope() {
-            Some(column) => {
-                let position = self
-                    .data_columns()
-                    .iter()
-                    .position(|(n, _)| *n == column)
-                    .ok_or_else(|| err(&format!("no column {column}")))?;
-                (position as i32 + 1, format!("{column}_day"), Transform::Day)
-            }
-            // Data columns, then record_hash, then ingest_on.
-            None => (
-                (self.data_columns().len() + 2) as i32,
-                "ingest_on".to_string(),
-                Transform::Identity,
-            ),
-        };
-        UnboundPartitionSpec::builder()
-            .add_partition_field(source_id, name, transform)
-            .map_err(|e| err(&e))
-            .map(|b| b.build())
+            .find(|t| t.landing() == k.source)
+            .ok_or_else(|| Error::InvalidInput(format!("{key}: no table of {}", k.source)))?;
+        Ok((table, k.ingest_on))
     }
 }
 
@@ -422,53 +511,62 @@ fn parse_api_timestamp(s: &str) -> Option<i64> {
     Some(date.and_time(time).and_utc().timestamp_micros())
 }
 
-/// Which table a landing key feeds, and its `ingest_on` partition.
-pub fn locate(key: &str) -> Result<(TableKind, NaiveDate)> {
-    let k = crate::extract::LandingKey::parse(key)?;
-    let kind = TableKind::ALL
-        .into_iter()
-        .find(|t| t.landing() == k.source)
-        .ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "{key}: not a landing object of a known source (landing_zone/api/users, api/sessions, rds/songs)"
-            ))
-        })?;
-    Ok((kind, k.ingest_on))
+/// The tables of a pipeline of this repository's `pipelines/` folder, for tests.
+#[doc(hidden)]
+pub fn repo_tables(pipeline: &str) -> Result<Tables> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../pipelines")
+        .join(pipeline);
+    Tables::compile(&Pipeline::load(&dir)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use iceberg::spec::Transform;
 
     #[test]
     fn keys_locate_tables_and_partitions() {
-        let (k, d) = locate("landing_zone/api/sessions/ingest_on=2020-01-01/sessions_2020-01-01_2020-01-31.part-00000.jsonl").unwrap();
+        let tables = repo_tables("deftunes").unwrap();
+        let (k, d) = tables.locate("landing_zone/api/sessions/ingest_on=2020-01-01/sessions_2020-01-01_2020-01-31.part-00000.jsonl").unwrap();
         assert_eq!(
-            (k, d.to_string().as_str()),
-            (TableKind::Sessions, "2020-01-01")
+            (k.name(), d.unwrap().to_string().as_str()),
+            ("sessions", "2020-01-01")
         );
-        let (k, d) = locate("landing_zone/rds/songs/ingest_on=2020_02_01/x.jsonl").unwrap();
+        let (k, d) = tables
+            .locate("landing_zone/rds/songs/ingest_on=2020_02_01/x.jsonl")
+            .unwrap();
         assert_eq!(
-            (k, d.to_string().as_str()),
-            (TableKind::Songs, "2020-02-01")
+            (k.name(), d.unwrap().to_string().as_str()),
+            ("songs", "2020-02-01")
         );
         for bad in [
             "landing_zone/api/other/ingest_on=2020-01-01/x",
-            "landing_zone/api/users/x.jsonl",
             "landing_zone/api/users/ingest_on=2020-13-01/x",
+            "landing_zone/song_data/A/B/C/x.json",
         ] {
             assert_eq!(
-                locate(bad).unwrap_err().error_type(),
+                tables.locate(bad).unwrap_err().error_type(),
                 "InvalidInput",
                 "{bad}"
             );
         }
+        let sparkify = repo_tables("sparkify").unwrap();
+        let (k, d) = sparkify
+            .locate("landing_zone/song_data/A/B/C/TRABCEI128F424C983.json")
+            .unwrap();
+        assert_eq!((k.name(), d), ("staging_songs", None));
+        assert_eq!(k.format(), FileFormat::JsonDocument);
     }
 
     #[test]
     fn schemas_end_with_metadata_and_partition_by_identity_scope_or_ingest_on() {
-        for t in TableKind::ALL {
-            let s = t.schema().unwrap();
+        let (deftunes, sparkify) = (
+            repo_tables("deftunes").unwrap(),
+            repo_tables("sparkify").unwrap(),
+        );
+        for t in deftunes.iter().chain(sparkify.iter()) {
+            let s = t.schema();
             assert_eq!(s.as_struct().fields().len(), t.data_columns().len() + 5);
             assert_eq!(
                 s.field_by_name("ingest_on").unwrap().id,
@@ -482,7 +580,7 @@ mod tests {
                 .collect();
             assert_eq!(names, t.key_columns());
             assert!(ids.iter().all(|id| s.field_by_id(*id).unwrap().required));
-            let spec = t.partition_spec().unwrap().bind(s.clone()).unwrap();
+            let spec = t.partition_spec().clone().bind(s.clone()).unwrap();
             let field = &spec.fields()[0];
             let source = s.field_by_id(field.source_id).unwrap().name.as_str();
             match t.identity_scope() {

@@ -22,7 +22,7 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::tables::{Cell, ColumnType, TableKind};
+use super::tables::{Cell, ColumnType, TableDef, METADATA_COLUMNS, RECORD_HASH_COLUMN};
 use crate::error::{Error, Result};
 
 enum Col {
@@ -56,7 +56,7 @@ impl Col {
         })
     }
 
-    fn all(types: &[(&str, ColumnType)], cap: usize) -> Result<Vec<Col>> {
+    fn all(types: &[(String, ColumnType)], cap: usize) -> Result<Vec<Col>> {
         types.iter().map(|(_, t)| Col::new(*t, cap)).collect()
     }
 
@@ -106,7 +106,7 @@ impl Col {
 pub struct RowMeta {
     pub ingest_on_days: i32,
     pub processing_micros: i64,
-    pub source_from: &'static str,
+    pub source_from: String,
     pub source_object: String,
 }
 
@@ -117,25 +117,54 @@ pub struct BatchBuilder {
     hashes: StringBuilder,
     rows: usize,
     capacity: usize,
-    types: &'static [(&'static str, ColumnType)],
+    table: TableDef,
+    /// For each field of the table's current schema, its array among ours (data columns,
+    /// `record_hash`, metadata): an evolved table's added columns come after the metadata.
+    order: Vec<usize>,
     meta: RowMeta,
 }
 
 impl BatchBuilder {
     pub fn new(
-        table: TableKind,
+        table: &TableDef,
         schema: SchemaRef,
         capacity: usize,
         meta: RowMeta,
     ) -> Result<Self> {
-        let types = table.data_columns();
+        let ours: Vec<&str> = table
+            .data_columns()
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain(std::iter::once(RECORD_HASH_COLUMN))
+            .chain(METADATA_COLUMNS.iter().map(|(n, _)| *n))
+            .collect();
+        let order = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                ours.iter().position(|n| n == f.name()).ok_or_else(|| {
+                    Error::Catalog(format!(
+                        "table {} has a column {} its spec does not declare",
+                        table.name(),
+                        f.name()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if order.len() != ours.len() {
+            return Err(Error::Catalog(format!(
+                "table {}: its schema lacks columns of its spec",
+                table.name()
+            )));
+        }
         Ok(BatchBuilder {
-            cols: Col::all(types, capacity)?,
+            cols: Col::all(table.data_columns(), capacity)?,
             hashes: StringBuilder::with_capacity(capacity, capacity * 32),
             schema,
             rows: 0,
             capacity,
-            types,
+            table: table.clone(),
+            order,
             meta,
         })
     }
@@ -173,7 +202,12 @@ impl BatchBuilder {
         arrays.push(Arc::new(TimestampMicrosecondArray::from(
             vec![self.meta.processing_micros; n],
         )));
-        arrays.push(Arc::new(StringArray::from(vec![self.meta.source_from; n])));
+        arrays.push(Arc::new(StringArray::from(vec![
+            self.meta
+                .source_from
+                .as_str();
+            n
+        ])));
         arrays.push(Arc::new(StringArray::from(vec![
             self.meta
                 .source_object
@@ -182,7 +216,8 @@ impl BatchBuilder {
         ])));
         self.rows = 0;
         // Fresh builders sized for a whole batch (finished ones restart empty).
-        self.cols = Col::all(self.types, self.capacity)?;
+        self.cols = Col::all(self.table.data_columns(), self.capacity)?;
+        let arrays = self.order.iter().map(|&i| arrays[i].clone()).collect();
         RecordBatch::try_new(self.schema.clone(), arrays)
             .map_err(|e| Error::Catalog(format!("building a record batch: {e}")))
     }
