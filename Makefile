@@ -41,8 +41,10 @@ chromium: ## Install Debian's chromium (headless browser for the dashboard test)
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; }
 
-demo: build python ## Run the pipeline locally end to end (local Postgres, API emulator, local lake)
-	$(DEFTUNES) run
+# The pipeline `make demo` runs: deftunes (API emulator, local Postgres) or sparkify (files landed in the lake).
+PIPELINE ?= deftunes
+demo: build python ## Run a pipeline locally end to end (PIPELINE=deftunes|sparkify)
+	$(DEFTUNES) run --pipeline $(PIPELINE)
 
 test: build python moto test-rust test-serving test-terraform ## Run all tests (Rust, serving/dbt end to end, Terraform checks)
 
@@ -60,7 +62,12 @@ test-serving: chromium
 	$(DEFTUNES_PYTHON) local/python/dashboard_check.py "$$tmp/run/dashboard.html" \
 	  --warehouse "$$tmp/run/warehouse/warehouse.duckdb"; \
 	$(DEFTUNES_PYTHON) local/python/serving_check.py --deftunes $(DEFTUNES) --workdir "$$tmp/check"; \
-	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --workdir "$$tmp/dbt-rs"
+	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --workdir "$$tmp/dbt-rs"; \
+	$(DEFTUNES) run --pipeline sparkify --dir "$$tmp/sparkify"; \
+	$(DEFTUNES_PYTHON) local/python/sparkify_dashboard_check.py "$$tmp/sparkify/dashboard.html" \
+	  --warehouse "$$tmp/sparkify/warehouse/warehouse.duckdb" --summary "$$tmp/sparkify/run-summary.json"; \
+	$(DEFTUNES_PYTHON) local/python/sparkify_scratch_check.py --workdir "$$tmp/sparkify-scratch"; \
+	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --project pipelines/sparkify/dbt --workdir "$$tmp/sparkify-rs"
 
 test-terraform:
 	@if [ -x terraform/tests/run.sh ]; then bash terraform/tests/run.sh; else echo "terraform checks not present yet"; fi
@@ -81,7 +88,7 @@ $(LAMBDA_VENV)/bin/cargo-lambda:
 lambda-build: $(LAMBDA_VENV)/bin/cargo-lambda ## Build the Lambda zips (arm64) into target/lambda/<function>/bootstrap.zip
 	rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 	PATH="$(LAMBDA_VENV)/bin:$$PATH" CARGO_TARGET_DIR=$(DEFTUNES_CACHE)/target-lambda \
-	  cargo lambda build --release --arm64 --output-format zip --lambda-dir target/lambda \
+	  cargo lambda build --release --arm64 --output-format zip --lambda-dir target/lambda --include pipelines \
 	  $(foreach f,$(notdir $(wildcard functions/*)),-p $(f))
 	@ls -l target/lambda/*/bootstrap.zip
 

@@ -137,6 +137,8 @@ module "transform" {
     CATALOG           = "glue"
     ICEBERG_WAREHOUSE = module.catalog.warehouse_uri
     ICEBERG_NAMESPACE = module.catalog.database_name
+    # The pipeline folder bundled in the package (pipelines/deftunes): its tables and rules.
+    PIPELINE = "deftunes"
   }
 
   policy_statements = concat(local.function_statements["transform"], local.lake_kms_statements)

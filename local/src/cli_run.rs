@@ -70,7 +70,20 @@ pub struct RunReport {
     /// Late-arriving dimension members of the star schema (absent without serving).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serving: Option<ServingSummary>,
+    /// Rows per warehouse table after serving (`<schema>.<table>`), the run's row-count report.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub row_counts: BTreeMap<String, u64>,
+    /// The end-to-end checks of the run: what was expected, what was found.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<String, Check>,
     pub timings_ms: BTreeMap<String, u128>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub expected: u64,
+    pub found: u64,
+    pub passed: bool,
 }
 
 /// Dimension members the star schema inferred from the facts because their record has not
@@ -82,7 +95,7 @@ pub struct ServingSummary {
     pub inferred_artists: u64,
 }
 
-fn human_bytes(b: u64) -> String {
+pub(crate) fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = b as f64;
     let mut u = 0;
@@ -98,7 +111,7 @@ fn human_bytes(b: u64) -> String {
 }
 
 /// The venv with DuckDB and dbt (`make python`), as the Makefile exports it.
-fn python() -> Result<String> {
+pub(crate) fn python() -> Result<String> {
     let python = std::env::var("DEFTUNES_PYTHON").unwrap_or_else(|_| {
         format!(
             "{}/.cache/deftunes/venv-py/bin/python",
@@ -113,7 +126,7 @@ fn python() -> Result<String> {
 
 /// Runs one of the repository's Python helpers; its stdout is returned, its failure is an error
 /// carrying what it printed.
-fn python_script(script: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
+pub(crate) fn python_script(script: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
     let out = std::process::Command::new(python()?)
         .arg(script)
         .args(args)
@@ -129,23 +142,25 @@ fn python_script(script: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The serving stage locally: DuckDB views over the current Iceberg snapshots (the stand-in for
-/// Redshift Spectrum), `dbt build --target local`, then the first rows of the BI views.
-fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<ServingSummary> {
-    println!(
-        "[6/6] serving: local warehouse {} and dbt build",
-        warehouse.display()
-    );
-    let project = Path::new("dbt_modeling");
+/// `dbt build --target local` of a pipeline's dbt project on the DuckDB warehouse, whose source
+/// views its on-run-start hook points at the current Iceberg snapshots (the stand-in for Redshift
+/// Spectrum). Prints dbt's tally.
+pub(crate) fn dbt_build_locally(project: &Path, catalog_db: &Path, warehouse: &Path) -> Result<()> {
     if !project.join("dbt_project.yml").exists() {
-        bail!("dbt_modeling/ not found: run from the repository root (or pass --no-serving)");
+        bail!(
+            "{}: no dbt project (dbt_project.yml) there (or pass --no-serving)",
+            project.display()
+        );
     }
-    let out = std::process::Command::new(project.join("run_local.sh"))
+    let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dbt_modeling/run_local.sh");
+    let out = std::process::Command::new(&runner)
+        .arg("--project")
+        .arg(project)
         .arg(catalog_db)
         .arg(warehouse)
         .env("DEFTUNES_PYTHON", python()?)
         .output()
-        .context("running dbt_modeling/run_local.sh")?;
+        .with_context(|| format!("running {}", runner.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
@@ -160,6 +175,16 @@ fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<ServingSummary> 
     {
         println!("      {}", line.trim());
     }
+    Ok(())
+}
+
+/// DeFtunes' serving stage locally: the dbt build, then the first rows of the BI views.
+fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<ServingSummary> {
+    println!(
+        "[6/6] serving: local warehouse {} and dbt build",
+        warehouse.display()
+    );
+    dbt_build_locally(Path::new("dbt_modeling"), catalog_db, warehouse)?;
     print!(
         "{}",
         python_script("local/python/bi_preview.py", &[warehouse.as_os_str()])?
@@ -245,6 +270,143 @@ pub async fn transform_payload(
     Ok(())
 }
 
+/// Transforms `keys` one by one as the state machine's transform step does, adding each outcome
+/// to its table's totals; returns the records quarantined.
+pub(crate) async fn transform_keys(
+    transformer: &Transformer,
+    keys: Vec<String>,
+    transform: &mut BTreeMap<String, TableTotals>,
+) -> Result<u64> {
+    let mut quarantined = 0;
+    for key in keys {
+        let table = transformer.tables().locate(&key)?.0.name().to_string();
+        let outcome = transformer
+            .transform_object(&ObjectRef {
+                key: key.clone(),
+                version: None,
+            })
+            .await;
+        let totals = transform.entry(table).or_default();
+        match outcome {
+            Ok(o) => {
+                quarantined += o.records_quarantined;
+                add_outcome(totals, &o);
+                let raw = transformer.lake().get_bytes(&o.quality_report_key).await?;
+                let report: QualityReport = serde_json::from_slice(&raw)?;
+                for r in report.dataset_rules {
+                    let name = format!(
+                        "{} {}",
+                        r.rule["check"].as_str().unwrap_or("rule"),
+                        r.column
+                    );
+                    let e = totals.dataset_rules.entry(name).or_insert(RuleSummary {
+                        worst_value: r.value,
+                        threshold: r.threshold,
+                        passed: true,
+                    });
+                    e.worst_value = e.worst_value.min(r.value);
+                    e.passed &= r.passed;
+                }
+            }
+            Err(e) if e.error_type() == "DataQualityFailed" => {
+                totals.quality_failures.push(e.to_string())
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(quarantined)
+}
+
+/// Each table's row count at its current snapshot, from the catalog.
+pub(crate) async fn read_table_rows(
+    transformer: &Transformer,
+    transform: &mut BTreeMap<String, TableTotals>,
+) -> Result<()> {
+    for (name, totals) in transform.iter_mut() {
+        let ident = transformer.table_ident(name);
+        let table = transformer.catalog().load_table(&ident).await?;
+        totals.table_rows = table
+            .metadata()
+            .current_snapshot()
+            .and_then(|s| {
+                s.summary()
+                    .additional_properties
+                    .get("total-records")
+                    .cloned()
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+    }
+    Ok(())
+}
+
+/// Prints the transform stage's totals and dataset rules; adds inconsistent tables to
+/// `mismatches` and returns the dataset-rule failures.
+pub(crate) fn print_transform(
+    transform: &BTreeMap<String, TableTotals>,
+    mismatches: &mut Vec<String>,
+) -> Vec<String> {
+    println!(
+        "      {:<14} {:>8} {:>10} {:>10} {:>11} {:>10} {:>11}  quality",
+        "table", "objects", "records", "unchanged", "quarantined", "rows", "table rows"
+    );
+    let mut quality_failed = Vec::new();
+    for (name, t) in transform {
+        println!(
+            "      {:<14} {:>8} {:>10} {:>10} {:>11} {:>10} {:>11}  {}",
+            name,
+            t.objects,
+            t.records_in,
+            t.records_unchanged,
+            t.records_quarantined,
+            t.rows_committed,
+            t.table_rows,
+            if t.quality_failures.is_empty() {
+                "passed"
+            } else {
+                "FAILED"
+            }
+        );
+        if t.records_in != t.records_committed + t.records_unchanged + t.records_quarantined {
+            mismatches.push(format!(
+                "{}: records in != committed + unchanged + quarantined",
+                name
+            ));
+        }
+        quality_failed.extend(t.quality_failures.iter().cloned());
+    }
+    for (name, t) in transform {
+        for (rule, r) in &t.dataset_rules {
+            println!(
+                "      rule {:<14} {:<28} worst {:.4} (threshold {})  {}",
+                name,
+                rule,
+                r.worst_value,
+                r.threshold,
+                if r.passed { "passed" } else { "FAILED" }
+            );
+        }
+    }
+    quality_failed
+}
+
+/// The run directory, made absolute. A fresh run starts from an empty lake, catalog and
+/// warehouse, so its summary and the star schema describe this run only (an incremental dbt
+/// model would keep older rows); `keep` keeps them (an incremental run).
+pub(crate) fn run_dir(dir: &Path, keep: bool) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    if !keep {
+        for stale in ["lake", "catalog", "warehouse"].map(|d| dir.join(d)) {
+            if stale.exists() {
+                std::fs::remove_dir_all(&stale)
+                    .with_context(|| format!("removing {}", stale.display()))?;
+            }
+        }
+    }
+    Ok(dir)
+}
+
 /// The repository's `pipelines/` folder (`DEFTUNES_PIPELINES` overrides it).
 pub fn pipelines_dir() -> PathBuf {
     std::env::var_os("DEFTUNES_PIPELINES")
@@ -282,20 +444,9 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
     check_pipeline(&pipelines_dir().join("deftunes"))?;
     let started = Instant::now();
     let mut timings = BTreeMap::new();
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dir = dir.canonicalize()?;
+    let dir = run_dir(dir, opts.keep)?;
     let lake_dir = dir.join("lake");
     let catalog_db = dir.join("catalog").join("catalog.db");
-    // A fresh run starts from an empty lake, catalog and warehouse, so its summary and the
-    // star schema describe this run only (an incremental dbt model would keep older rows).
-    if !opts.keep {
-        for stale in [&lake_dir, &dir.join("catalog"), &dir.join("warehouse")] {
-            if stale.exists() {
-                std::fs::remove_dir_all(stale)
-                    .with_context(|| format!("removing {}", stale.display()))?;
-            }
-        }
-    }
     let windows = Window::monthly(
         opts.window_from.unwrap_or(data.from),
         opts.window_to.unwrap_or(data.to),
@@ -414,43 +565,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
             .iter()
             .flat_map(|s| s.keys.clone())
             .collect();
-        let mut quarantined = 0;
-        for key in keys {
-            let table = transformer.tables().locate(&key)?.0.name().to_string();
-            let outcome = transformer
-                .transform_object(&ObjectRef {
-                    key: key.clone(),
-                    version: None,
-                })
-                .await;
-            let totals = transform.entry(table).or_default();
-            match outcome {
-                Ok(o) => {
-                    quarantined += o.records_quarantined;
-                    add_outcome(totals, &o);
-                    let raw = transformer.lake().get_bytes(&o.quality_report_key).await?;
-                    let report: QualityReport = serde_json::from_slice(&raw)?;
-                    for r in report.dataset_rules {
-                        let name = format!(
-                            "{} {}",
-                            r.rule["check"].as_str().unwrap_or("rule"),
-                            r.column
-                        );
-                        let e = totals.dataset_rules.entry(name).or_insert(RuleSummary {
-                            worst_value: r.value,
-                            threshold: r.threshold,
-                            passed: true,
-                        });
-                        e.worst_value = e.worst_value.min(r.value);
-                        e.passed &= r.passed;
-                    }
-                }
-                Err(e) if e.error_type() == "DataQualityFailed" => {
-                    totals.quality_failures.push(e.to_string())
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let quarantined = transform_keys(&transformer, keys, &mut transform).await?;
         transform_ms += tt.elapsed().as_millis();
         println!(
             "      [{}/{}] {w}: users {:>5}  sessions {:>6}  songs {:>6}  extract {:.1}s, transform {:.1}s, quarantined {}",
@@ -469,21 +584,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
         t.elapsed().as_millis() - transform_ms,
     );
     timings.insert("transform".to_string(), transform_ms);
-    for (name, totals) in transform.iter_mut() {
-        let ident = transformer.table_ident(name);
-        let table = transformer.catalog().load_table(&ident).await?;
-        totals.table_rows = table
-            .metadata()
-            .current_snapshot()
-            .and_then(|s| {
-                s.summary()
-                    .additional_properties
-                    .get("total-records")
-                    .cloned()
-            })
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-    }
+    read_table_rows(&transformer, &mut transform).await?;
 
     emulator.stop().await;
     postgres.stop()?;
@@ -509,48 +610,11 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
             mismatches.push(source.clone());
         }
     }
-    println!("[5/6] transform zone (Iceberg, namespace deftunes_transform) and data quality");
     println!(
-        "      {:<9} {:>8} {:>10} {:>10} {:>11} {:>10} {:>11}  quality",
-        "table", "objects", "records", "unchanged", "quarantined", "rows", "table rows"
+        "[5/6] transform zone (Iceberg, namespace {}) and data quality",
+        transformer.config().namespace
     );
-    let mut quality_failed = Vec::new();
-    for (name, t) in &transform {
-        println!(
-            "      {:<9} {:>8} {:>10} {:>10} {:>11} {:>10} {:>11}  {}",
-            name,
-            t.objects,
-            t.records_in,
-            t.records_unchanged,
-            t.records_quarantined,
-            t.rows_committed,
-            t.table_rows,
-            if t.quality_failures.is_empty() {
-                "passed"
-            } else {
-                "FAILED"
-            }
-        );
-        if t.records_in != t.records_committed + t.records_unchanged + t.records_quarantined {
-            mismatches.push(format!(
-                "{}: records in != committed + unchanged + quarantined",
-                name
-            ));
-        }
-        quality_failed.extend(t.quality_failures.iter().cloned());
-    }
-    for (name, t) in &transform {
-        for (rule, r) in &t.dataset_rules {
-            println!(
-                "      rule {:<9} {:<28} worst {:.4} (threshold {})  {}",
-                name,
-                rule,
-                r.worst_value,
-                r.threshold,
-                if r.passed { "passed" } else { "FAILED" }
-            );
-        }
-    }
+    let quality_failed = print_transform(&transform, &mut mismatches);
     println!(
         "      quality reports: {}, quarantine: {}",
         lake_dir.join("quality").display(),
@@ -563,6 +627,8 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
         landing,
         transform,
         serving: None,
+        row_counts: BTreeMap::new(),
+        checks: BTreeMap::new(),
         timings_ms: timings,
     };
     let warehouse = dir.join("warehouse").join("warehouse.duckdb");

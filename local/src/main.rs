@@ -11,6 +11,7 @@
 mod cli_bench;
 mod cli_load;
 mod cli_run;
+mod cli_run_sparkify;
 mod cli_stack;
 
 use std::path::PathBuf;
@@ -82,6 +83,10 @@ enum Command {
     Run {
         #[command(flatten)]
         data: DataArgs,
+        /// The pipeline to run (a folder of pipelines/ with a local data generator): deftunes
+        /// (API and PostgreSQL sources) or sparkify (files landed in S3).
+        #[arg(long, default_value = "deftunes")]
+        pipeline: String,
         #[arg(long, default_value = ".deftunes")]
         dir: PathBuf,
         /// Maximum size of one landing object.
@@ -177,6 +182,7 @@ async fn main() -> std::process::ExitCode {
         Command::Down { dir } => cli_stack::down(&dir),
         Command::Run {
             data,
+            pipeline,
             dir,
             part_max_bytes,
             no_serving,
@@ -191,7 +197,15 @@ async fn main() -> std::process::ExitCode {
                 window_to,
                 keep,
             };
-            cli_run::run(&data, &dir, &opts).await.map(|_| ())
+            match pipeline.as_str() {
+                "deftunes" => cli_run::run(&data, &dir, &opts).await.map(|_| ()),
+                "sparkify" => cli_run_sparkify::run(data.seed, &dir, &opts)
+                    .await
+                    .map(|_| ()),
+                other => Err(anyhow::anyhow!(
+                    "no local run for pipeline {other:?}: deftunes and sparkify have data generators"
+                )),
+            }
         }
         Command::Transform {
             dir,

@@ -17,7 +17,11 @@ use common::{col, env_of, ndjson, read_table};
 fn pipeline_copy(to: &Path, edit: impl FnOnce(String) -> String) {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/deftunes");
     std::fs::create_dir_all(to.join("rules")).unwrap();
-    for f in ["rules/users.json", "rules/sessions.json", "rules/songs.json"] {
+    for f in [
+        "rules/users.json",
+        "rules/sessions.json",
+        "rules/songs.json",
+    ] {
         std::fs::copy(from.join(f), to.join(f)).unwrap();
     }
     let spec = std::fs::read_to_string(from.join("pipeline.toml")).unwrap();
@@ -113,7 +117,11 @@ async fn a_spec_that_gains_and_loses_columns_evolves_its_table_in_place() {
         .iter()
         .map(|b| b.num_rows() - col::<StringArray>(b, "email").null_count())
         .sum();
-    assert_eq!(emails, second.len(), "older rows read the added column as null");
+    assert_eq!(
+        emails,
+        second.len(),
+        "older rows read the added column as null"
+    );
     assert!(now.iter().all(|b| b.column_by_name("timezone").is_none()));
 
     // The first snapshot still reads with the schema it was written with.
