@@ -486,6 +486,10 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
     let common = [
         ("LAKE_URI", lake_uri.clone()),
         ("PART_MAX_BYTES", part_max_bytes.to_string()),
+        (
+            "PIPELINE_DIR",
+            pipelines_dir().join("deftunes").display().to_string(),
+        ),
     ];
     let api_cfg = ApiExtractConfig::from_env(&env_map(
         &[
@@ -532,9 +536,9 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
         let tw = Instant::now();
         // The payloads the state machine's three parallel branches send.
         let users_req =
-            json!({"endpoint": "users", "start_date": w.start_date, "end_date": w.end_date});
+            json!({"source": "users", "start_date": w.start_date, "end_date": w.end_date});
         let sessions_req =
-            json!({"endpoint": "sessions", "start_date": w.start_date, "end_date": w.end_date});
+            json!({"source": "sessions", "start_date": w.start_date, "end_date": w.end_date});
         let songs_req = json!({"ingest_date": w.start_date});
         let (users, sessions, song_rows) = tokio::join!(
             api.handle(&users_req),

@@ -267,6 +267,10 @@ async fn extract_to_s3_and_transform_into_glue_tables_against_moto() {
         ("API_BASE_URL", &api.base_url),
         ("SPOOL_DIR", &spool_dir),
         ("S3_FORCE_PATH_STYLE", "true"),
+        (
+            "PIPELINE_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/deftunes"),
+        ),
         ("API_RETRY_BASE_MS", "20"),
         ("API_TIMEOUT_SECS", "5"),
     ]);

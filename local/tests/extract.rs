@@ -29,10 +29,14 @@ fn small_scale() -> Scale {
 }
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    [(
+        "PIPELINE_DIR",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/deftunes"),
+    )]
+    .iter()
+    .chain(pairs)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 struct ApiFixture {

@@ -104,6 +104,8 @@ impl LandingConfig {
 pub struct ApiExtractConfig {
     pub landing: LandingConfig,
     pub api_base_url: url::Url,
+    /// The REST sources of the pipeline (`PIPELINE`, see [`crate::pipeline::pipeline_dir`]).
+    pub endpoints: Vec<crate::extract::api::Endpoint>,
     pub granularity: Granularity,
     pub timeout: Duration,
     pub max_attempts: u32,
@@ -124,9 +126,18 @@ impl ApiExtractConfig {
             let path = format!("{}/", api_base_url.path());
             api_base_url.set_path(&path);
         }
+        let pipeline = crate::pipeline::Pipeline::load(&crate::pipeline::pipeline_dir(env))?;
+        let endpoints = crate::extract::api::Endpoint::all(&pipeline)?;
+        if endpoints.is_empty() {
+            return Err(Error::Configuration(format!(
+                "pipeline {} declares no REST source for api-extract",
+                pipeline.spec.name
+            )));
+        }
         Ok(ApiExtractConfig {
             landing: LandingConfig::from_env(env)?,
             api_base_url,
+            endpoints,
             granularity: parse_or(env, "WINDOW_GRANULARITY", Granularity::Day)?,
             timeout: Duration::from_secs(positive(
                 "API_TIMEOUT_SECS",
@@ -259,10 +270,14 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [(
+            "PIPELINE_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/deftunes"),
+        )]
+        .iter()
+        .chain(pairs)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     #[test]

@@ -160,7 +160,7 @@ impl SourceSpec {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct WindowParams {
     pub start: String,
@@ -562,6 +562,80 @@ impl Pipeline {
     pub fn table(&self, name: &str) -> Option<&TableSpec> {
         self.spec.table(name)
     }
+
+    /// What a deployment of this pipeline wires (`pipelines/<name>/deploy.json`, read by
+    /// Terraform, which cannot read TOML): the extract function and request of each source our
+    /// functions extract (one state machine branch each), the landing prefixes whose new objects
+    /// trigger the transform, the namespace, the tables and the dbt project.
+    pub fn deploy_plan(&self) -> DeployPlan {
+        let spec = &self.spec;
+        let prefix = |landing: &str| format!("{}/{landing}/", spec.landing.prefix);
+        DeployPlan {
+            name: spec.name.clone(),
+            namespace: spec.namespace.clone(),
+            landing_prefixes: spec
+                .sources
+                .values()
+                .map(|s| prefix(s.get_ref().landing()))
+                .collect(),
+            extracts: spec
+                .sources
+                .iter()
+                .filter_map(|(name, s)| {
+                    let (function, windowed) = match s.get_ref() {
+                        SourceSpec::Rest { window, .. } => ("api-extract", window.is_some()),
+                        SourceSpec::Sql { .. } => ("songs-extract", false),
+                        SourceSpec::Files { .. } => return None,
+                    };
+                    Some(DeployExtract {
+                        source: name.clone(),
+                        function: function.into(),
+                        windowed,
+                        landing_prefix: prefix(s.get_ref().landing()),
+                    })
+                })
+                .collect(),
+            tables: spec.tables.keys().cloned().collect(),
+            dbt_project: spec.dbt.as_ref().map(|d| d.project.clone()),
+        }
+    }
+}
+
+/// A pipeline of this repository's `pipelines/` folder, for tests.
+#[doc(hidden)]
+pub fn repo_pipeline(name: &str) -> Result<Pipeline, SpecError> {
+    Pipeline::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../pipelines")
+            .join(name),
+    )
+}
+
+/// The file beside a spec that Terraform reads ([`Pipeline::deploy_plan`]).
+pub const DEPLOY_FILE: &str = "deploy.json";
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeployPlan {
+    pub name: String,
+    pub namespace: String,
+    /// `<landing prefix>/<source folder>/` of every source: object-created events under them
+    /// trigger the transform.
+    pub landing_prefixes: Vec<String>,
+    /// The sources our functions extract, one state machine branch each.
+    pub extracts: Vec<DeployExtract>,
+    pub tables: Vec<String>,
+    /// Relative to the pipeline folder.
+    pub dbt_project: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeployExtract {
+    pub source: String,
+    /// The function crate that extracts it (`functions/<function>`); its request is
+    /// `{"source": <source>}`, plus `start_date`/`end_date` when `windowed`.
+    pub function: String,
+    pub windowed: bool,
+    pub landing_prefix: String,
 }
 
 type Located = (Option<Range<usize>>, String);

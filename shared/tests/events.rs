@@ -18,8 +18,11 @@ fn sample_events_parse_into_handler_inputs() {
         let payload: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         if name.starts_with("api-extract") {
-            let jobs = deftunes::extract::api::plan(&payload, Granularity::Day, Tz::UTC, now)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let pipeline = deftunes::pipeline::repo_pipeline("deftunes").unwrap();
+            let endpoints = deftunes::extract::api::Endpoint::all(&pipeline).unwrap();
+            let jobs =
+                deftunes::extract::api::plan(&payload, &endpoints, Granularity::Day, Tz::UTC, now)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!jobs.is_empty(), "{name}");
         } else if name.starts_with("songs-extract") {
             deftunes::extract::songs::plan(&payload, Tz::UTC, now)

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use deftunes::extract::api::Endpoint;
-use deftunes::pipeline::{json_schema, Pipeline, SpecError, SPEC_FILE};
+use deftunes::pipeline::{json_schema, Pipeline, SpecError, DEPLOY_FILE, SPEC_FILE};
 use deftunes::transform::tables::Tables;
 
 fn pipelines() -> PathBuf {
@@ -29,14 +29,41 @@ fn the_deftunes_spec_declares_its_three_tables_from_three_sources() {
     assert_eq!(
         landing,
         [
-            ("sessions", Endpoint::Sessions.source()),
+            ("sessions", "api/sessions"),
             ("songs", deftunes::extract::songs::SOURCE),
-            ("users", Endpoint::Users.source())
+            ("users", "api/users")
         ]
     );
     for t in tables.iter() {
         assert!(p.rules.contains_key(t.name()), "{}: rules", t.name());
     }
+}
+
+/// Every pipeline folder's `deploy.json` (what Terraform wires) is the one its spec gives;
+/// `DEFTUNES_WRITE_SCHEMA=1` rewrites them with the JSON Schema.
+#[test]
+fn each_pipelines_deploy_file_is_generated_from_its_spec() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(pipelines()).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.join(SPEC_FILE).is_file() {
+            continue;
+        }
+        seen += 1;
+        let p = Pipeline::load(&dir).unwrap();
+        let generated = serde_json::to_string_pretty(&p.deploy_plan()).unwrap() + "\n";
+        let path = dir.join(DEPLOY_FILE);
+        if std::env::var_os("DEFTUNES_WRITE_SCHEMA").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let published = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            published == generated,
+            "{} is stale: DEFTUNES_WRITE_SCHEMA=1 cargo test --test pipeline_specs",
+            path.display()
+        );
+    }
+    assert!(seen >= 2, "the deftunes and sparkify pipelines");
 }
 
 #[test]
@@ -234,6 +261,8 @@ fn deftunes_tables_and_landing_keys_are_unchanged() {
     use deftunes::window::Window;
     let day = |d: u32| NaiveDate::from_ymd_opt(2020, 1, d).unwrap();
     let window = Window::new(day(1), day(31)).unwrap();
+    let endpoints = Endpoint::all(&Pipeline::load(&deftunes_dir()).unwrap()).unwrap();
+    let endpoint = |name: &str| endpoints.iter().find(|e| e.name == name).unwrap().clone();
     let mut tables = serde_json::Map::new();
     let deftunes = Tables::compile(&Pipeline::load(&deftunes_dir()).unwrap()).unwrap();
     for kind in deftunes.iter() {
@@ -252,8 +281,8 @@ fn deftunes_tables_and_landing_keys_are_unchanged() {
         );
     }
     let keys = serde_json::json!({
-        "users": part_key(&ApiJob::new(Endpoint::Users, window, None).stem(), 0),
-        "sessions": part_key(&ApiJob::new(Endpoint::Sessions, window, Some(day(2))).stem(), 3),
+        "users": part_key(&ApiJob::new(endpoint("users"), window, None).stem(), 0),
+        "sessions": part_key(&ApiJob::new(endpoint("sessions"), window, Some(day(2))).stem(), 3),
         "songs": part_key(&deftunes::extract::songs::stem(day(1)), 0),
     });
     let current = serde_json::json!({ "tables": tables, "landing_keys": keys });

@@ -1,12 +1,11 @@
 //! Extraction of the DeFtunes API (`/users`, `/sessions`) into `landing_zone/api/<endpoint>/`.
 
 use std::fmt;
-use std::str::FromStr;
 
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::ndjson::{ArraySplitter, PartSpooler, SpooledPart};
@@ -16,56 +15,73 @@ use super::{
 };
 use crate::config::ApiExtractConfig;
 use crate::error::{Error, Result};
+use crate::pipeline::{Pipeline, SourceSpec, WindowParams};
 use crate::storage::Lake;
 use crate::window::{Granularity, Tz, Window};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Endpoint {
-    Users,
-    Sessions,
+/// A REST source of the pipeline spec: where to call and where its records land.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The source's name in the spec (`users`): requests name it and it starts the file names.
+    pub name: String,
+    /// The landing-zone source folder (`api/users`).
+    pub landing: String,
+    /// Path under the base URL (`/users`).
+    pub path: String,
+    /// Query parameters carrying the window's first and last day; `None`: the endpoint takes no
+    /// window and each extraction reads what it serves.
+    pub window: Option<WindowParams>,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 2] = [Endpoint::Users, Endpoint::Sessions];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Users => "users",
-            Endpoint::Sessions => "sessions",
+    /// The REST sources of `pipeline`, in spec order.
+    pub fn all(pipeline: &Pipeline) -> Result<Vec<Endpoint>> {
+        let mut out = Vec::new();
+        for (name, source) in &pipeline.spec.sources {
+            if let SourceSpec::Rest {
+                landing,
+                path,
+                window,
+                records,
+                ..
+            } = source.get_ref()
+            {
+                if let Some(r) = records {
+                    // The extractor streams a bare array; a wrapped one needs a streaming path.
+                    return Err(Error::Configuration(format!(
+                        "pipeline {}: source {name}: records = {r:?}: api-extract reads responses that are a JSON array; a record path is not supported yet",
+                        pipeline.spec.name
+                    )));
+                }
+                out.push(Endpoint {
+                    name: name.clone(),
+                    landing: landing.clone(),
+                    path: path.clone(),
+                    window: window.clone(),
+                });
+            }
         }
+        Ok(out)
     }
 
-    /// The landing-zone source folder, `api/<endpoint>`.
-    pub fn source(self) -> &'static str {
-        match self {
-            Endpoint::Users => "api/users",
-            Endpoint::Sessions => "api/sessions",
-        }
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// The landing-zone source folder, e.g. `api/users`.
+    pub fn source(&self) -> &str {
+        &self.landing
     }
 }
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Endpoint {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "users" => Ok(Endpoint::Users),
-            "sessions" => Ok(Endpoint::Sessions),
-            other => Err(Error::InvalidInput(format!(
-                "unknown endpoint {other:?}: expected \"users\" or \"sessions\""
-            ))),
-        }
+        f.write_str(&self.name)
     }
 }
 
 /// One extraction to perform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiJob {
     pub endpoint: Endpoint,
     pub window: Window,
@@ -99,7 +115,9 @@ impl ApiJob {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ApiExtractRequest {
-    endpoint: Option<String>,
+    /// The spec's source name (`endpoint`, its older name, is accepted).
+    #[serde(alias = "endpoint")]
+    source: Option<String>,
     start_date: Option<String>,
     end_date: Option<String>,
     ingest_date: Option<String>,
@@ -107,23 +125,24 @@ struct ApiExtractRequest {
     scheduled_time: Option<String>,
 }
 
-/// Turns an invocation payload into jobs:
-/// - `{"endpoint", "start_date", "end_date", "ingest_date"?}`: that window;
-/// - `{"endpoint", "scheduled_time"?}`: the previous period before the scheduled time (or now);
-/// - an EventBridge "Scheduled Event": the previous period, for both endpoints.
+/// Turns an invocation payload into jobs of `endpoints`:
+/// - `{"source", "start_date", "end_date", "ingest_date"?}`: that window;
+/// - `{"source", "scheduled_time"?}`: the previous period before the scheduled time (or now);
+/// - an EventBridge "Scheduled Event": the previous period, for every endpoint.
 ///
 /// "Previous" is on the calendar of `tz`, the schedule's time zone.
 pub fn plan(
     payload: &Value,
+    endpoints: &[Endpoint],
     granularity: Granularity,
     tz: Tz,
     now: DateTime<Utc>,
 ) -> Result<Vec<ApiJob>> {
     if let Some(time) = eventbridge_schedule_time(payload)? {
         let window = Window::previous(granularity, time, tz);
-        return Ok(Endpoint::ALL
+        return Ok(endpoints
             .iter()
-            .map(|&e| ApiJob::new(e, window, None))
+            .map(|e| ApiJob::new(e.clone(), window, None))
             .collect());
     }
     const WHAT: &str = "api-extract request";
@@ -132,15 +151,29 @@ pub fn plan(
     let end_date = date_field(WHAT, "end_date", req.end_date.as_deref())?;
     let ingest_date = date_field(WHAT, "ingest_date", req.ingest_date.as_deref())?;
     let scheduled_time = time_field(WHAT, "scheduled_time", req.scheduled_time.as_deref())?;
-    let endpoint: Endpoint = req
-        .endpoint
-        .as_deref()
+    let names = || {
+        endpoints
+            .iter()
+            .map(|e| format!("{:?}", e.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let name = req.source.as_deref().ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "api-extract request: \"source\" is required (one of {})",
+            names()
+        ))
+    })?;
+    let endpoint = endpoints
+        .iter()
+        .find(|e| e.name == name)
+        .cloned()
         .ok_or_else(|| {
-            Error::InvalidInput(
-                "api-extract request: \"endpoint\" is required (\"users\" or \"sessions\")".into(),
-            )
-        })?
-        .parse()?;
+            Error::InvalidInput(format!(
+                "api-extract request: unknown source {name:?}: expected one of {}",
+                names()
+            ))
+        })?;
     let window = match (start_date, end_date) {
         (Some(s), Some(e)) => Window::new(s, e)?,
         (None, None) => Window::previous(granularity, scheduled_time.unwrap_or(now), tz),
@@ -204,6 +237,7 @@ impl ApiExtractor {
     pub async fn handle_at(&self, payload: &Value, now: DateTime<Utc>) -> Result<Value> {
         let jobs = plan(
             payload,
+            &self.cfg.endpoints,
             self.cfg.granularity,
             self.cfg.landing.timezone,
             now,
@@ -224,16 +258,19 @@ impl ApiExtractor {
         let mut url = self
             .cfg
             .api_base_url
-            .join(job.endpoint.as_str())
+            // Relative: the base URL's path (`/prod/`) is kept.
+            .join(job.endpoint.path.trim_start_matches('/'))
             .map_err(|e| {
                 Error::Configuration(format!(
                     "API_BASE_URL cannot be joined with {}: {e}",
-                    job.endpoint
+                    job.endpoint.path
                 ))
             })?;
-        url.query_pairs_mut()
-            .append_pair("start_date", &job.window.start_date.to_string())
-            .append_pair("end_date", &job.window.end_date.to_string());
+        if let Some(w) = &job.endpoint.window {
+            url.query_pairs_mut()
+                .append_pair(&w.start, &job.window.start_date.to_string())
+                .append_pair(&w.end, &job.window.end_date.to_string());
+        }
         Ok(url)
     }
 
@@ -326,6 +363,19 @@ mod tests {
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2020, 4, 2, 6, 0, 0).unwrap()
     }
+    fn endpoints() -> Vec<Endpoint> {
+        Endpoint::all(&crate::pipeline::repo_pipeline("deftunes").unwrap()).unwrap()
+    }
+
+    fn plan(
+        payload: &Value,
+        granularity: Granularity,
+        tz: Tz,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ApiJob>> {
+        super::plan(payload, &endpoints(), granularity, tz, now)
+    }
+
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()
     }
@@ -340,7 +390,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(jobs.len(), 1);
-        assert_eq!(jobs[0].endpoint, Endpoint::Sessions);
+        assert_eq!(jobs[0].endpoint.name, "sessions");
         assert_eq!(
             jobs[0].window,
             Window::new(d("2020-01-01"), d("2020-01-31")).unwrap()
@@ -403,8 +453,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            jobs.iter().map(|j| j.endpoint).collect::<Vec<_>>(),
-            Endpoint::ALL
+            jobs.iter()
+                .map(|j| j.endpoint.name.as_str())
+                .collect::<Vec<_>>(),
+            ["sessions", "users"]
         );
         assert!(jobs
             .iter()
@@ -416,9 +468,13 @@ mod tests {
         let cases = [
             (
                 json!({"start_date": "2020-01-01", "end_date": "2020-01-31"}),
-                "endpoint",
+                "\"source\" is required (one of \"sessions\", \"users\")",
             ),
-            (json!({"endpoint": "songs"}), "songs"),
+            (json!({"endpoint": "songs"}), "unknown source \"songs\""),
+            (
+                json!({"source": "playlists"}),
+                "unknown source \"playlists\"",
+            ),
             (
                 json!({"endpoint": "users", "start_date": "2020-01-01"}),
                 "both",

@@ -514,10 +514,7 @@ fn parse_api_timestamp(s: &str) -> Option<i64> {
 /// The tables of a pipeline of this repository's `pipelines/` folder, for tests.
 #[doc(hidden)]
 pub fn repo_tables(pipeline: &str) -> Result<Tables> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../pipelines")
-        .join(pipeline);
-    Tables::compile(&Pipeline::load(&dir)?)
+    Tables::compile(&crate::pipeline::repo_pipeline(pipeline)?)
 }
 
 #[cfg(test)]
