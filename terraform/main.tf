@@ -80,6 +80,8 @@ module "api_extract" {
     API_MAX_ATTEMPTS = "5"
     PART_MAX_BYTES   = "67108864"
     SPOOL_DIR        = "/tmp"
+    # The pipeline folder bundled in the package (pipelines/deftunes): its REST sources.
+    PIPELINE = "deftunes"
   }
 
   policy_statements = concat(local.function_statements["api-extract"], local.lake_kms_statements)
@@ -116,6 +118,8 @@ module "songs_extract" {
     PG_CONNECT_TIMEOUT_SECS = "10"
     # A scheduled run lands under the schedule's local date (ingest_on).
     WINDOW_TIMEZONE = var.schedule_timezone
+    # The pipeline folder bundled in the package (pipelines/deftunes): its SQL sources.
+    PIPELINE = "deftunes"
   }
 
   policy_statements = concat(local.function_statements["songs-extract"], local.pg_secret_kms_statements, local.lake_kms_statements)

@@ -539,7 +539,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
             json!({"source": "users", "start_date": w.start_date, "end_date": w.end_date});
         let sessions_req =
             json!({"source": "sessions", "start_date": w.start_date, "end_date": w.end_date});
-        let songs_req = json!({"ingest_date": w.start_date});
+        let songs_req = json!({"source": "songs", "ingest_date": w.start_date});
         let (users, sessions, song_rows) = tokio::join!(
             api.handle(&users_req),
             api.handle(&sessions_req),
@@ -547,7 +547,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
         );
         let users: ExtractSummary = serde_json::from_value(users?)?;
         let sessions: ExtractSummary = serde_json::from_value(sessions?)?;
-        let song_rows = song_rows?;
+        let song_rows: ExtractSummary = serde_json::from_value(song_rows?)?;
         let expected = [
             dataset.users_between(w.start_date, w.end_date).len() as u64,
             dataset.sessions_between(w.start_date, w.end_date).len() as u64,

@@ -447,10 +447,12 @@ fn songs_extractor(f: &SongsFixture, overrides: &[(&str, &str)]) -> SongsExtract
 async fn songs_extract_lands_the_whole_table_with_types() {
     let f = songs_fixture().await;
     let ex = songs_extractor(&f, &[("PART_MAX_BYTES", "100000")]);
-    let s = ex
-        .handle(&json!({"ingest_date": "2020-01-01"}))
-        .await
-        .unwrap();
+    let s: ExtractSummary = serde_json::from_value(
+        ex.handle(&json!({"source": "songs", "ingest_date": "2020-01-01"}))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(s.records, f.dataset.songs.len() as u64);
     assert!(s.objects.len() > 1, "expected several parts");
     assert!(s
@@ -486,10 +488,9 @@ async fn songs_extract_lands_the_whole_table_with_types() {
         assert!(row["artist_hotttnesss"].is_number());
     }
     // Rerun for the same day: same objects, same count.
-    let again = ex
-        .handle(&json!({"ingest_date": "2020-01-01"}))
-        .await
-        .unwrap();
+    let again: ExtractSummary =
+        serde_json::from_value(ex.handle(&json!({"ingest_date": "2020-01-01"})).await.unwrap())
+            .unwrap();
     assert_eq!(again.keys, s.keys);
     assert_eq!(again.records, s.records);
     assert_eq!(again.records, f.dataset.songs.len() as u64);

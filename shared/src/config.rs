@@ -208,7 +208,8 @@ pub struct PgConfig {
 pub struct SongsExtractConfig {
     pub landing: LandingConfig,
     pub pg: PgConfig,
-    pub songs_table: String,
+    /// The SQL sources of the pipeline (`PIPELINE`, see [`crate::pipeline::pipeline_dir`]).
+    pub sources: Vec<crate::extract::songs::SqlSource>,
 }
 
 impl PgConfig {
@@ -255,12 +256,35 @@ impl PgConfig {
 impl SongsExtractConfig {
     pub fn from_env(env: &dyn Env) -> Result<Self> {
         let pg = PgConfig::from_env(env)?;
-        let songs_table = parse_or(env, "SONGS_TABLE", "deftunes.songs".to_string())?;
-        crate::extract::songs::quote_table(&songs_table)?;
+        let pipeline = crate::pipeline::Pipeline::load(&crate::pipeline::pipeline_dir(env))?;
+        let mut sources = crate::extract::songs::SqlSource::all(&pipeline)?;
+        if sources.is_empty() {
+            return Err(Error::Configuration(format!(
+                "pipeline {} declares no SQL source for songs-extract",
+                pipeline.spec.name
+            )));
+        }
+        // Points the pipeline's one table source elsewhere (a renamed table, a test's).
+        if let Some(table) = env.var("SONGS_TABLE") {
+            crate::extract::songs::quote_table(&table)
+                .map_err(|e| Error::Configuration(format!("SONGS_TABLE: {e}")))?;
+            let mut tables = sources
+                .iter_mut()
+                .filter(|s| matches!(s.relation, crate::extract::songs::Relation::Table(_)));
+            match (tables.next(), tables.next()) {
+                (Some(s), None) => s.relation = crate::extract::songs::Relation::Table(table),
+                _ => {
+                    return Err(Error::Configuration(format!(
+                        "SONGS_TABLE={table:?}: the pipeline {} needs exactly one SQL table source to override",
+                        pipeline.spec.name
+                    )))
+                }
+            }
+        }
         Ok(SongsExtractConfig {
             landing: LandingConfig::from_env(env)?,
             pg,
-            songs_table,
+            sources,
         })
     }
 }
@@ -357,7 +381,10 @@ mod tests {
         let c = SongsExtractConfig::from_env(&env(&base)).unwrap();
         assert!(matches!(c.pg.password, PasswordSource::None));
         assert_eq!(c.pg.sslmode, SslMode::Require);
-        assert_eq!(c.songs_table, "deftunes.songs");
+        assert_eq!(
+            c.sources[0].relation,
+            crate::extract::songs::Relation::Table("deftunes.songs".into())
+        );
         let mut e = env(&base);
         e.insert(
             "PG_SECRET_ARN".into(),

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use deftunes::extract::api::Endpoint;
+use deftunes::extract::songs::SqlSource;
 use deftunes::pipeline::{json_schema, Pipeline, SpecError, DEPLOY_FILE, SPEC_FILE};
 use deftunes::transform::tables::Tables;
 
@@ -30,7 +31,7 @@ fn the_deftunes_spec_declares_its_three_tables_from_three_sources() {
         landing,
         [
             ("sessions", "api/sessions"),
-            ("songs", deftunes::extract::songs::SOURCE),
+            ("songs", "rds/songs"),
             ("users", "api/users")
         ]
     );
@@ -283,7 +284,7 @@ fn deftunes_tables_and_landing_keys_are_unchanged() {
     let keys = serde_json::json!({
         "users": part_key(&ApiJob::new(endpoint("users"), window, None).stem(), 0),
         "sessions": part_key(&ApiJob::new(endpoint("sessions"), window, Some(day(2))).stem(), 3),
-        "songs": part_key(&deftunes::extract::songs::stem(day(1)), 0),
+        "songs": part_key(&SqlSource::all(&Pipeline::load(&deftunes_dir()).unwrap()).unwrap()[0].stem(day(1)), 0),
     });
     let current = serde_json::json!({ "tables": tables, "landing_keys": keys });
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/deftunes.json");

@@ -1,5 +1,5 @@
-//! Extraction of the songs catalogue (`deftunes.songs` in PostgreSQL / RDS) into
-//! `landing_zone/rds/songs/ingest_on=YYYY-MM-DD/`.
+//! Extraction of the SQL sources of a pipeline spec (DeFtunes: the songs catalogue,
+//! `deftunes.songs` in PostgreSQL / RDS) into `landing_zone/<landing>/ingest_on=YYYY-MM-DD/`.
 //!
 //! PostgreSQL renders each row as JSON itself (`row_to_json`), so numbers stay numbers, nulls stay
 //! null and the column order is the table's: the landing zone keeps the source types.
@@ -17,15 +17,95 @@ use super::{
     ExtractSummary, LandingKey,
 };
 use crate::config::{PasswordSource, PgConfig, SongsExtractConfig, SslMode};
+use crate::pipeline::{Pipeline, SourceSpec};
 use crate::error::{aws_sdk_failure, Error, Result};
 use crate::storage::Lake;
 use crate::window::{local_date, Tz};
 
-pub const SOURCE: &str = "rds/songs";
+/// A SQL source of the pipeline spec: what to read and where it lands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlSource {
+    /// The source's name in the spec (`songs`): requests name it and it starts the file names.
+    pub name: String,
+    /// The landing-zone source folder (`rds/songs`).
+    pub landing: String,
+    pub relation: Relation,
+}
 
-/// Every part of one day's extraction starts with this key prefix.
-pub fn stem(ingest_date: NaiveDate) -> String {
-    format!("{}songs.", LandingKey::partition(SOURCE, ingest_date))
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relation {
+    /// `[schema.]table`, plain identifiers.
+    Table(String),
+    /// A `SELECT` whose rows are the records.
+    Query(String),
+}
+
+impl SqlSource {
+    /// The SQL sources of `pipeline`, in spec order.
+    pub fn all(pipeline: &Pipeline) -> Result<Vec<SqlSource>> {
+        let mut out = Vec::new();
+        for (name, source) in &pipeline.spec.sources {
+            if let SourceSpec::Sql {
+                landing,
+                table,
+                query,
+                incremental_column,
+                ..
+            } = source.get_ref()
+            {
+                if let Some(c) = incremental_column {
+                    // Needs a high-water mark kept between runs; every run reads it all today.
+                    return Err(Error::Configuration(format!(
+                        "pipeline {}: source {name}: incremental_column = {c:?}: songs-extract reads whole tables; incremental extraction is not supported yet",
+                        pipeline.spec.name
+                    )));
+                }
+                let relation = match (table, query) {
+                    (Some(t), None) => {
+                        quote_table(t)?;
+                        Relation::Table(t.clone())
+                    }
+                    (None, Some(q)) => Relation::Query(q.clone()),
+                    // The spec loader refuses both and neither.
+                    _ => {
+                        return Err(Error::Configuration(format!(
+                            "source {name}: give exactly one of table and query"
+                        )))
+                    }
+                };
+                out.push(SqlSource {
+                    name: name.clone(),
+                    landing: landing.clone(),
+                    relation,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every part of one day's extraction starts with this key prefix.
+    pub fn stem(&self, ingest_date: NaiveDate) -> String {
+        format!(
+            "{}{}.",
+            LandingKey::partition(&self.landing, ingest_date),
+            self.name
+        )
+    }
+
+    /// What the extraction selects from, as SQL.
+    fn from_clause(&self) -> Result<String> {
+        match &self.relation {
+            Relation::Table(t) => quote_table(t),
+            Relation::Query(q) => Ok(format!("({q})")),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.relation {
+            Relation::Table(t) => t.clone(),
+            Relation::Query(_) => format!("the query of source {}", self.name),
+        }
+    }
 }
 
 /// Validates `schema.table` (plain identifiers only) and returns it quoted.
@@ -41,7 +121,7 @@ pub fn quote_table(name: &str) -> Result<String> {
     let parts: Vec<&str> = name.split('.').collect();
     if parts.is_empty() || parts.len() > 2 || !parts.iter().all(|p| ok_ident(p)) {
         return Err(Error::Configuration(format!(
-            "SONGS_TABLE={name:?} is not a [schema.]table name made of letters, digits and underscores"
+            "table {name:?} is not a [schema.]table name made of letters, digits and underscores"
         )));
     }
     Ok(parts
@@ -54,21 +134,27 @@ pub fn quote_table(name: &str) -> Result<String> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SongsExtractRequest {
+    /// The spec's source name; absent: every SQL source of the pipeline.
+    source: Option<String>,
     ingest_date: Option<String>,
     scheduled_time: Option<String>,
 }
 
-/// The landing partition for an invocation: `ingest_date` if given, else the day of the schedule
-/// (EventBridge event or Scheduler's `scheduled_time`), else today, on the calendar of `tz`.
-pub fn plan(payload: &Value, tz: Tz, now: DateTime<Utc>) -> Result<NaiveDate> {
+/// What an invocation asks: which source (`None`: all) into which landing partition:
+/// `ingest_date` if given, else the day of the schedule (EventBridge event or Scheduler's
+/// `scheduled_time`), else today, on the calendar of `tz`.
+pub fn plan(payload: &Value, tz: Tz, now: DateTime<Utc>) -> Result<(Option<String>, NaiveDate)> {
     if let Some(time) = eventbridge_schedule_time(payload)? {
-        return Ok(local_date(time, tz));
+        return Ok((None, local_date(time, tz)));
     }
     const WHAT: &str = "songs-extract request";
     let req: SongsExtractRequest = parse_request(payload, WHAT)?;
     let ingest_date = date_field(WHAT, "ingest_date", req.ingest_date.as_deref())?;
     let scheduled_time = time_field(WHAT, "scheduled_time", req.scheduled_time.as_deref())?;
-    Ok(ingest_date.unwrap_or_else(|| local_date(scheduled_time.unwrap_or(now), tz)))
+    Ok((
+        req.source,
+        ingest_date.unwrap_or_else(|| local_date(scheduled_time.unwrap_or(now), tz)),
+    ))
 }
 
 /// Classifies database failures: connection trouble, shutdowns, resource exhaustion and
@@ -345,23 +431,55 @@ impl SongsExtractor {
         Ok(Self::new(cfg, lake, secrets))
     }
 
-    pub async fn handle(&self, payload: &Value) -> Result<ExtractSummary> {
+    /// Handles one invocation payload; the output is an [`ExtractSummary`] for one source, an
+    /// [`ExtractBatch`] for several.
+    pub async fn handle(&self, payload: &Value) -> Result<Value> {
         self.handle_at(payload, Utc::now()).await
     }
 
     /// [`Self::handle`] with an explicit clock (the default ingest date is today).
-    pub async fn handle_at(&self, payload: &Value, now: DateTime<Utc>) -> Result<ExtractSummary> {
-        let ingest_date = plan(payload, self.cfg.landing.timezone, now)?;
-        self.extract(ingest_date).await
+    pub async fn handle_at(&self, payload: &Value, now: DateTime<Utc>) -> Result<Value> {
+        let (source, ingest_date) = plan(payload, self.cfg.landing.timezone, now)?;
+        let sources: Vec<&SqlSource> = match &source {
+            None => self.cfg.sources.iter().collect(),
+            Some(name) => vec![self
+                .cfg
+                .sources
+                .iter()
+                .find(|s| s.name == *name)
+                .ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "songs-extract request: unknown source {name:?}: expected one of {}",
+                        self.cfg
+                            .sources
+                            .iter()
+                            .map(|s| format!("{:?}", s.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?],
+        };
+        let mut done = Vec::with_capacity(sources.len());
+        for s in sources {
+            done.push(self.extract(s, ingest_date).await?);
+        }
+        let out = if done.len() == 1 {
+            serde_json::to_value(&done[0])
+        } else {
+            serde_json::to_value(super::ExtractBatch::new(done))
+        };
+        out.map_err(|e| Error::InvalidInput(format!("cannot serialize the summary: {e}")))
     }
 
-    /// Streams the whole table into `landing_zone/rds/songs/ingest_on=<ingest_date>/songs.part-*.jsonl`.
-    pub async fn extract(&self, ingest_date: NaiveDate) -> Result<ExtractSummary> {
-        let table = quote_table(&self.cfg.songs_table)?;
+    /// Streams the whole relation of `source` into
+    /// `landing_zone/<landing>/ingest_on=<ingest_date>/<name>.part-*.jsonl`.
+    pub async fn extract(&self, source: &SqlSource, ingest_date: NaiveDate) -> Result<ExtractSummary> {
+        let from = source.from_clause()?;
+        let what = source.describe();
         let password = resolve_password(&self.cfg.pg.password, self.secrets.as_ref()).await?;
-        tracing::info!(host = %self.cfg.pg.host, table = %self.cfg.songs_table, %ingest_date, "extracting songs");
+        tracing::info!(host = %self.cfg.pg.host, source = %source.name, relation = %what, %ingest_date, "extracting");
         let client = connect(&self.cfg.pg, password.as_deref()).await?;
-        let context = format!("reading {}", self.cfg.songs_table);
+        let context = format!("reading {what}");
         // A SET rather than a startup option: RDS Proxy refuses startup options.
         client
             .batch_execute(&format!(
@@ -370,7 +488,7 @@ impl SongsExtractor {
             ))
             .await
             .map_err(|e| pg_err(&context, e))?;
-        let sql = format!("SELECT row_to_json(t)::text FROM {table} AS t");
+        let sql = format!("SELECT row_to_json(t)::text FROM {from} AS t");
         let rows = client
             .query_raw(
                 sql.as_str(),
@@ -387,18 +505,19 @@ impl SongsExtractor {
             spooler.write_line(line.as_bytes())?;
             n += 1;
             if n.is_multiple_of(100_000) {
-                tracing::info!(rows = n, "streaming songs");
+                tracing::info!(rows = n, source = %source.name, "streaming");
             }
         }
         let parts = spooler.finish()?;
-        let stem = stem(ingest_date);
+        let stem = source.stem(ingest_date);
         let (objects, removed) = publish_parts(&self.lake, &stem, parts).await?;
-        let s = summary(SOURCE, None, ingest_date, objects, removed);
+        let s = summary(&source.landing, None, ingest_date, objects, removed);
         tracing::info!(
+            source = %source.name,
             records = s.records,
             bytes = s.bytes,
             objects = s.objects.len(),
-            "extracted songs"
+            "extracted"
         );
         Ok(s)
     }
@@ -411,6 +530,31 @@ mod tests {
     use aws_smithy_mocks::{mock, mock_client};
     use chrono::TimeZone;
     use serde_json::json;
+
+    #[test]
+    fn sql_sources_come_from_the_spec_with_their_landing_stems() {
+        let p = crate::pipeline::repo_pipeline("deftunes").unwrap();
+        let sources = SqlSource::all(&p).unwrap();
+        assert_eq!(sources.len(), 1);
+        assert_eq!(
+            sources[0].relation,
+            Relation::Table("deftunes.songs".into())
+        );
+        let d = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+        assert_eq!(
+            sources[0].stem(d),
+            "landing_zone/rds/songs/ingest_on=2020-01-01/songs."
+        );
+        let query = SqlSource {
+            name: "recent".into(),
+            landing: "rds/recent".into(),
+            relation: Relation::Query("SELECT * FROM deftunes.songs WHERE year > 2000".into()),
+        };
+        assert_eq!(
+            query.from_clause().unwrap(),
+            "(SELECT * FROM deftunes.songs WHERE year > 2000)"
+        );
+    }
 
     #[test]
     fn table_names_are_validated_and_quoted() {
@@ -435,7 +579,7 @@ mod tests {
     fn ingest_date_from_request_schedule_or_now() {
         let now = Utc.with_ymd_and_hms(2020, 4, 2, 6, 0, 0).unwrap();
         assert_eq!(
-            plan(&json!({}), Tz::UTC, now).unwrap().to_string(),
+            plan(&json!({}), Tz::UTC, now).unwrap().1.to_string(),
             "2020-04-02"
         );
         assert_eq!(
@@ -451,6 +595,7 @@ mod tests {
                 now
             )
             .unwrap()
+            .1
             .to_string(),
             "2020-03-01"
         );
@@ -461,8 +606,13 @@ mod tests {
                 now
             )
             .unwrap()
+            .1
             .to_string(),
             "2020-02-01"
+        );
+        assert_eq!(
+            plan(&json!({"source": "songs"}), Tz::UTC, now).unwrap().0.as_deref(),
+            Some("songs")
         );
         // A 01:30 run in Tokyo lands under Tokyo's date, not UTC's day before.
         let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
@@ -473,6 +623,7 @@ mod tests {
                 now
             )
             .unwrap()
+            .1
             .to_string(),
             "2020-03-01"
         );
