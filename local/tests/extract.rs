@@ -488,9 +488,12 @@ async fn songs_extract_lands_the_whole_table_with_types() {
         assert!(row["artist_hotttnesss"].is_number());
     }
     // Rerun for the same day: same objects, same count.
-    let again: ExtractSummary =
-        serde_json::from_value(ex.handle(&json!({"ingest_date": "2020-01-01"})).await.unwrap())
-            .unwrap();
+    let again: ExtractSummary = serde_json::from_value(
+        ex.handle(&json!({"ingest_date": "2020-01-01"}))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(again.keys, s.keys);
     assert_eq!(again.records, s.records);
     assert_eq!(again.records, f.dataset.songs.len() as u64);
@@ -573,4 +576,78 @@ async fn songs_extract_failures_are_classified() {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A pipeline whose SQL sources are a query and a table: each lands under its own folder, a
+/// request names one, and a request without a name extracts both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_sources_of_a_spec_land_a_query_and_a_table_each_under_its_folder() {
+    let f = songs_fixture().await;
+    let spec_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        spec_dir.path().join("pipeline.toml"),
+        r#"
+name = "catalogue"
+namespace = "catalogue"
+[sources.recent]
+kind = "sql"
+landing = "rds/recent"
+query = "SELECT track_id, title, year FROM deftunes.songs WHERE year >= 2000"
+source_from = "postgres"
+[sources.songs]
+kind = "sql"
+landing = "rds/all_songs"
+table = "deftunes.songs"
+source_from = "postgres"
+[tables.recent]
+source = "recent"
+key = ["track_id"]
+partition = { column = "ingest_on" }
+columns = [
+  { name = "track_id", type = "string" },
+  { name = "title", type = "string" },
+  { name = "year", type = "int" },
+]
+"#,
+    )
+    .unwrap();
+    let dir = spec_dir.path().display().to_string();
+    let ex = songs_extractor(&f, &[("PIPELINE_DIR", &dir)]);
+    let recent: ExtractSummary = serde_json::from_value(
+        ex.handle(&json!({"source": "recent", "ingest_date": "2020-01-01"}))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let expected = f.dataset.songs.iter().filter(|s| s.year >= 2000).count();
+    assert!(expected > 0 && expected < f.dataset.songs.len());
+    assert_eq!(recent.records, expected as u64);
+    assert!(recent
+        .keys
+        .iter()
+        .all(|k| k.starts_with("landing_zone/rds/recent/ingest_on=2020-01-01/recent.part-")));
+    let lake = Lake::local(f.lake_dir.path());
+    let rows = landed_records(&lake, &recent.keys).await;
+    assert!(rows
+        .iter()
+        .all(|r| r.as_object().unwrap().len() == 3 && r["year"].as_i64().unwrap() >= 2000));
+
+    let both = ex
+        .handle(&json!({"ingest_date": "2020-01-02"}))
+        .await
+        .unwrap();
+    let sources: Vec<&str> = both["extracts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["rds/recent", "rds/all_songs"]);
+    assert_eq!(
+        both["records"].as_u64().unwrap(),
+        (expected + f.dataset.songs.len()) as u64
+    );
+    let e = ex.handle(&json!({"source": "users"})).await.unwrap_err();
+    assert_eq!(e.error_type(), "InvalidInput");
+    assert!(e.to_string().contains("unknown source \"users\""), "{e}");
 }

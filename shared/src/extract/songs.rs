@@ -17,8 +17,8 @@ use super::{
     ExtractSummary, LandingKey,
 };
 use crate::config::{PasswordSource, PgConfig, SongsExtractConfig, SslMode};
-use crate::pipeline::{Pipeline, SourceSpec};
 use crate::error::{aws_sdk_failure, Error, Result};
+use crate::pipeline::{Pipeline, SourceSpec};
 use crate::storage::Lake;
 use crate::window::{local_date, Tz};
 
@@ -93,7 +93,7 @@ impl SqlSource {
     }
 
     /// What the extraction selects from, as SQL.
-    fn from_clause(&self) -> Result<String> {
+    fn select_from(&self) -> Result<String> {
         match &self.relation {
             Relation::Table(t) => quote_table(t),
             Relation::Query(q) => Ok(format!("({q})")),
@@ -473,8 +473,12 @@ impl SongsExtractor {
 
     /// Streams the whole relation of `source` into
     /// `landing_zone/<landing>/ingest_on=<ingest_date>/<name>.part-*.jsonl`.
-    pub async fn extract(&self, source: &SqlSource, ingest_date: NaiveDate) -> Result<ExtractSummary> {
-        let from = source.from_clause()?;
+    pub async fn extract(
+        &self,
+        source: &SqlSource,
+        ingest_date: NaiveDate,
+    ) -> Result<ExtractSummary> {
+        let from = source.select_from()?;
         let what = source.describe();
         let password = resolve_password(&self.cfg.pg.password, self.secrets.as_ref()).await?;
         tracing::info!(host = %self.cfg.pg.host, source = %source.name, relation = %what, %ingest_date, "extracting");
@@ -551,7 +555,7 @@ mod tests {
             relation: Relation::Query("SELECT * FROM deftunes.songs WHERE year > 2000".into()),
         };
         assert_eq!(
-            query.from_clause().unwrap(),
+            query.select_from().unwrap(),
             "(SELECT * FROM deftunes.songs WHERE year > 2000)"
         );
     }
@@ -585,6 +589,7 @@ mod tests {
         assert_eq!(
             plan(&json!({"ingest_date": "2020-01-01"}), Tz::UTC, now)
                 .unwrap()
+                .1
                 .to_string(),
             "2020-01-01"
         );
@@ -611,7 +616,10 @@ mod tests {
             "2020-02-01"
         );
         assert_eq!(
-            plan(&json!({"source": "songs"}), Tz::UTC, now).unwrap().0.as_deref(),
+            plan(&json!({"source": "songs"}), Tz::UTC, now)
+                .unwrap()
+                .0
+                .as_deref(),
             Some("songs")
         );
         // A 01:30 run in Tokyo lands under Tokyo's date, not UTC's day before.
