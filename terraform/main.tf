@@ -7,6 +7,10 @@ locals {
   region     = data.aws_region.current.region
   partition  = data.aws_partition.current.partition
 
+  # What the pipeline's spec wires (generated from pipelines/<pipeline>/pipeline.toml): its
+  # extracts become the state machine's Parallel branches.
+  pipeline_deploy = jsondecode(file("${path.root}/../pipelines/${var.pipeline}/deploy.json"))
+
   # cargo-lambda writes target/lambda/<crate>/bootstrap.zip at the repository root.
   lambda_artifacts_dir = coalesce(var.lambda_artifacts_dir, "${path.root}/../target/lambda")
 
@@ -80,8 +84,8 @@ module "api_extract" {
     API_MAX_ATTEMPTS = "5"
     PART_MAX_BYTES   = "67108864"
     SPOOL_DIR        = "/tmp"
-    # The pipeline folder bundled in the package (pipelines/deftunes): its REST sources.
-    PIPELINE = "deftunes"
+    # The pipeline folder bundled in the package (pipelines/<pipeline>): its REST sources.
+    PIPELINE = var.pipeline
   }
 
   policy_statements = concat(local.function_statements["api-extract"], local.lake_kms_statements)
@@ -118,8 +122,8 @@ module "songs_extract" {
     PG_CONNECT_TIMEOUT_SECS = "10"
     # A scheduled run lands under the schedule's local date (ingest_on).
     WINDOW_TIMEZONE = var.schedule_timezone
-    # The pipeline folder bundled in the package (pipelines/deftunes): its SQL sources.
-    PIPELINE = "deftunes"
+    # The pipeline folder bundled in the package (pipelines/<pipeline>): its SQL sources.
+    PIPELINE = var.pipeline
   }
 
   policy_statements = concat(local.function_statements["songs-extract"], local.pg_secret_kms_statements, local.lake_kms_statements)
@@ -141,8 +145,8 @@ module "transform" {
     CATALOG           = "glue"
     ICEBERG_WAREHOUSE = module.catalog.warehouse_uri
     ICEBERG_NAMESPACE = module.catalog.database_name
-    # The pipeline folder bundled in the package (pipelines/deftunes): its tables and rules.
-    PIPELINE = "deftunes"
+    # The pipeline folder bundled in the package (pipelines/<pipeline>): its tables and rules.
+    PIPELINE = var.pipeline
   }
 
   policy_statements = concat(local.function_statements["transform"], local.lake_kms_statements)
@@ -246,6 +250,9 @@ module "orchestration" {
     "transform"      = module.transform.function_arn
     "redshift-setup" = module.redshift_setup.function_arn
   }
+
+  # One Extract -> Transform branch per source of pipelines/<pipeline>/deploy.json.
+  extracts = local.pipeline_deploy.extracts
 
   bucket_name               = module.data_lake.bucket_name
   landing_prefix            = local.zones["landing_zone"]

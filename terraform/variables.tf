@@ -5,6 +5,17 @@ variable "project" {
   default     = "deftunes"
 }
 
+variable "pipeline" {
+  description = "The pipeline folder under pipelines/: its deploy.json gives the state machine's extract branches, and the functions load its spec (PIPELINE)."
+  type        = string
+  default     = "deftunes"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9_-]*$", var.pipeline))
+    error_message = "pipeline must be a folder name under pipelines/ (lower-case letters, digits, _ and -; no path)."
+  }
+}
+
 variable "aws_region" {
   description = "AWS region of the deployment."
   type        = string

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -28,7 +29,7 @@ from botocore.exceptions import ClientError
 import pytest
 
 import tfparse as tp
-from test_workspace import fake_definition_values, terraform_function_arns
+from test_workspace import default_pipeline_extracts, fake_definition_values, iter_states, terraform_function_arns
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/deftunes-pipeline-states"
@@ -204,12 +205,17 @@ def fake(fake_aws):
 
 
 # ------------------------------------------------------------------ canned results
+# Where each source lands: the landing_prefix of every deploy.json extract the tests render.
+LANDING_PREFIXES = {e["source"]: e["landing_prefix"] for e in default_pipeline_extracts()}
+
+
 def extract_ok(payload):
-    source = f"api/{payload['endpoint']}" if "endpoint" in payload else "rds/songs"
+    """Both extract functions: the request names its source (api-extract and songs-extract)."""
+    prefix = LANDING_PREFIXES[payload["source"]]
     day = payload.get("start_date", "2020-01-01")
-    key = f"landing_zone/{source}/ingest_on={day}/part-00000.jsonl"
+    key = f"{prefix}ingest_on={day}/part-00000.jsonl"
     return ("ok", {
-        "source": source, "start_date": payload.get("start_date", day), "end_date": payload.get("end_date", day),
+        "source": prefix.removeprefix("landing_zone/").rstrip("/"), "start_date": payload.get("start_date", day), "end_date": payload.get("end_date", day),
         "ingest_date": day, "objects": [{"key": key, "records": 10, "bytes": 1000}],
         "keys": [key], "records": 10, "bytes": 1000,
     })
@@ -283,17 +289,115 @@ def test_dbt_task_parameters(rendered):
     assert params["Overrides"]["ContainerOverrides"][0]["Name"] == "dbt"
 
 
+# ------------------------------------------------------------------ branches from deploy.json
+def assert_branches_are(definition: dict, extracts: list[dict]):
+    """One Parallel branch per extract, in deploy.json's order: Extract <source> (its function;
+    the window merged into {"source": <source>} when windowed, {"source": <source>} alone
+    otherwise) -> Transform <source>, and the result named after the source by branch index."""
+    process = definition["States"]["Process windows"]
+    parallel = process["ItemProcessor"]["States"]["Extract and transform sources"]
+    sources = [e["source"] for e in extracts]
+    assert [b["StartAt"] for b in parallel["Branches"]] == [f"Extract {s}" for s in sources]
+    lambda_retry = definition["States"]["Set up Redshift"]["Retry"]
+    for i, (branch, e) in enumerate(zip(parallel["Branches"], extracts)):
+        s = e["source"]
+        assert set(branch["States"]) == {f"Extract {s}", f"Transform {s}"}
+        extract, transform = branch["States"][f"Extract {s}"], branch["States"][f"Transform {s}"]
+        request = f"$.{s}_request"
+        assert extract["Parameters"] == {
+            "FunctionName": FUNCTION_ARNS[e["function"]],
+            "Payload.$": f"States.JsonMerge($.request, {request}, false)" if e["windowed"] else request,
+        }
+        assert extract["Next"] == f"Transform {s}" and extract["ResultPath"] == "$.landed"
+        assert transform["Parameters"] == {"FunctionName": FUNCTION_ARNS["transform"],
+                                           "Payload": {"keys.$": "$.landed.summary.keys"}}
+        assert transform["End"] is True and transform["ResultPath"] == "$.transformed"
+        assert extract["Retry"] == transform["Retry"] == lambda_retry
+        assert parallel["ResultSelector"][s] == {"landed.$": f"$[{i}].landed.summary",
+                                                 "transformed.$": f"$[{i}].transformed.outcome"}
+    assert set(parallel["ResultSelector"]) == set(sources)
+    selector = process["ItemSelector"]
+    assert {k: v for k, v in selector.items() if k.endswith("_request")} == {f"{s}_request": {"source": s} for s in sources}
+    assert selector["request"] == {} and selector["window.$"] == "$$.Map.Item.Value"
+
+
+def test_root_passes_the_extracts_of_the_pipeline_deploy_json():
+    assert tp.locals_of(tp.TF_DIR)["pipeline_deploy"] == (
+        '${jsondecode(file("${path.root}/../pipelines/${var.pipeline}/deploy.json"))}'
+    )
+    assert tp.blocks(tp.TF_DIR, "module")["orchestration"]["extracts"] == "${local.pipeline_deploy.extracts}"
+    assert tp.definition_vars()["extracts"] == "${var.extracts}"
+    assert tp.variable_default(tp.TF_DIR, "pipeline") == "deftunes"
+    # var.pipeline is a folder name: every pipelines/<name> passes, a path does not.
+    (validation,) = tp.blocks(tp.TF_DIR, "variable")["pipeline"]["validation"]
+    pattern = re.fullmatch(r'\$\{can\(regex\("(.+)", var\.pipeline\)\)\}', validation["condition"]).group(1)
+    folders = [p.parent.name for p in (tp.REPO_ROOT / "pipelines").glob("*/deploy.json")]
+    assert "deftunes" in folders and all(re.search(pattern, f) for f in folders), folders
+    assert not any(re.search(pattern, bad) for bad in ("../deftunes", "deftunes/", "", ".hidden", "a/b"))
+
+
+def test_branches_are_exactly_the_deploy_json_extracts(rendered):
+    extracts = default_pipeline_extracts()
+    assert {e["source"] for e in extracts} == {"users", "sessions", "songs"}
+    assert_branches_are(rendered, extracts)
+
+
+OTHER_EXTRACTS = {
+    # Two windowed REST sources, no SQL source; not in alphabetical order (the index -> name
+    # mapping of the results must follow the branches).
+    "two-windowed": [
+        {"source": "orders", "function": "api-extract", "windowed": True, "landing_prefix": "landing_zone/api/orders/"},
+        {"source": "customers", "function": "api-extract", "windowed": True, "landing_prefix": "landing_zone/api/customers/"},
+    ],
+    "one-sql": [
+        {"source": "tracks", "function": "songs-extract", "windowed": False, "landing_prefix": "landing_zone/rds/tracks/"},
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(OTHER_EXTRACTS))
+def test_another_extract_list_renders_a_valid_state_machine(sfn, fake, monkeypatch, case):
+    extracts = OTHER_EXTRACTS[case]
+    definition = json.loads(tp.render_template({**fake_definition_values(FUNCTION_ARNS), "extracts": extracts}))
+    assert_branches_are(definition, extracts)
+    lambda_tasks = [n for n, s in iter_states(definition["States"]) if s.get("Resource") == "arn:aws:states:::lambda:invoke"]
+    assert len(lambda_tasks) == 2 * len(extracts) + 1
+
+    # Accepted by moto's validation, and executed end to end.
+    sfn.create_state_machine(name=f"other-{case}-as-rendered", definition=json.dumps(definition), roleArn=ROLE_ARN)
+    arn = sfn.create_state_machine(name=f"other-{case}", definition=json.dumps(with_dbt_stand_in(definition)),
+                                   roleArn=ROLE_ARN)["stateMachineArn"]
+    for e in extracts:
+        monkeypatch.setitem(LANDING_PREFIXES, e["source"], e["landing_prefix"])
+    happy(fake)
+    window = {"start_date": "2020-01-01", "end_date": "2020-01-31"}
+    desc, execution = run(sfn, arn, window)
+    assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
+
+    for function in ("api-extract", "songs-extract"):
+        expected = [{**window, "source": e["source"]} if e["windowed"] else {"source": e["source"]}
+                    for e in extracts if e["function"] == function]
+        got = fake.calls_of(function)
+        assert sorted(got, key=lambda p: p["source"]) == sorted(expected, key=lambda p: p["source"]), function
+    (processed,) = json.loads(desc["output"])["windows_processed"]
+    assert set(processed["sources"]) == {e["source"] for e in extracts}
+    for e in extracts:
+        key = f"{e['landing_prefix']}ingest_on=2020-01-01/part-00000.jsonl"
+        assert processed["sources"][e["source"]]["landed"]["keys"] == [key], e["source"]
+        assert processed["sources"][e["source"]]["transformed"]["outcomes"] == [{"key": key, "status": "committed"}]
+
+
 def test_happy_path_with_a_window(sfn, state_machine, fake):
     happy(fake)
     desc, execution = run(sfn, state_machine, {"start_date": "2020-01-01", "end_date": "2020-01-31"})
     assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
 
-    api = sorted(fake.calls_of("api-extract"), key=lambda p: p["endpoint"])
+    api = sorted(fake.calls_of("api-extract"), key=lambda p: p["source"])
     assert api == [
-        {"start_date": "2020-01-01", "end_date": "2020-01-31", "endpoint": "sessions"},
-        {"start_date": "2020-01-01", "end_date": "2020-01-31", "endpoint": "users"},
+        {"start_date": "2020-01-01", "end_date": "2020-01-31", "source": "sessions"},
+        {"start_date": "2020-01-01", "end_date": "2020-01-31", "source": "users"},
     ]
-    assert fake.calls_of("songs-extract") == [{}]
+    assert fake.calls_of("songs-extract") == [{"source": "songs"}]
     transformed = sorted(k for p in fake.calls_of("transform") for k in p["keys"])
     assert transformed == [
         "landing_zone/api/sessions/ingest_on=2020-01-01/part-00000.jsonl",
@@ -317,17 +421,19 @@ def test_no_input_and_scheduled_input_let_the_function_derive_the_window(sfn, st
     happy(fake)
     desc, execution = run(sfn, state_machine, {})
     assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
-    assert sorted(p["endpoint"] for p in fake.calls_of("api-extract")) == ["sessions", "users"]
-    assert all(set(p) == {"endpoint"} for p in fake.calls_of("api-extract"))
+    assert sorted(p["source"] for p in fake.calls_of("api-extract")) == ["sessions", "users"]
+    assert all(set(p) == {"source"} for p in fake.calls_of("api-extract"))
 
     fake.reset()
     happy(fake)
     desc, execution = run(sfn, state_machine, {"scheduled_time": "2020-02-01T01:30:00Z"})
     assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
-    assert sorted(fake.calls_of("api-extract"), key=lambda p: p["endpoint"]) == [
-        {"scheduled_time": "2020-02-01T01:30:00Z", "endpoint": "sessions"},
-        {"scheduled_time": "2020-02-01T01:30:00Z", "endpoint": "users"},
+    assert sorted(fake.calls_of("api-extract"), key=lambda p: p["source"]) == [
+        {"scheduled_time": "2020-02-01T01:30:00Z", "source": "sessions"},
+        {"scheduled_time": "2020-02-01T01:30:00Z", "source": "users"},
     ]
+    # songs is not windowed: it gets its source only, whatever the window.
+    assert fake.calls_of("songs-extract") == [{"source": "songs"}]
 
 
 def test_backfill_runs_the_windows_in_order_then_serving_once(sfn, state_machine, fake):
@@ -339,7 +445,7 @@ def test_backfill_runs_the_windows_in_order_then_serving_once(sfn, state_machine
     ]
     desc, execution = run(sfn, state_machine, {"windows": windows})
     assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
-    users = [p["start_date"] for p in fake.calls_of("api-extract") if p["endpoint"] == "users"]
+    users = [p["start_date"] for p in fake.calls_of("api-extract") if p["source"] == "users"]
     assert users == ["2020-01-01", "2020-02-01", "2020-03-01"]
     assert len(fake.calls_of("songs-extract")) == 3
     assert len(fake.calls_of("transform")) == 9
@@ -352,7 +458,7 @@ def test_non_retryable_error_fails_the_execution_and_keeps_the_error(sfn, state_
     happy(fake)
     fake.behaviour["api-extract"] = lambda p: (
         ("error", "InvalidInput", "end_date 2020-01-01 is before start_date 2020-01-31")
-        if p["endpoint"] == "sessions" else extract_ok(p)
+        if p["source"] == "sessions" else extract_ok(p)
     )
     desc, execution = run(sfn, state_machine, {"start_date": "2020-01-31", "end_date": "2020-01-01"})
     assert desc["status"] == "FAILED", desc
@@ -361,7 +467,7 @@ def test_non_retryable_error_fails_the_execution_and_keeps_the_error(sfn, state_
     states = entered_states(sfn, execution)
     assert "Pipeline failed" in states and "Pipeline succeeded" not in states
     # Not retried, and nothing downstream ran.
-    assert [p["endpoint"] for p in fake.calls_of("api-extract")].count("sessions") == 1
+    assert [p["source"] for p in fake.calls_of("api-extract")].count("sessions") == 1
     assert fake.calls_of("redshift-setup") == []
     assert fake.calls_of("dbt-stand-in") == []
 
@@ -409,8 +515,8 @@ def test_console_default_input_reaches_success_without_unknown_fields(sfn, state
     happy(fake)
     desc, execution = run(sfn, state_machine, {"Comment": "Insert your JSON here"})
     assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
-    api = sorted(fake.calls_of("api-extract"), key=lambda p: p["endpoint"])
-    assert api == [{"endpoint": "sessions"}, {"endpoint": "users"}]
+    api = sorted(fake.calls_of("api-extract"), key=lambda p: p["source"])
+    assert api == [{"source": "sessions"}, {"source": "users"}]
     assert all("Comment" not in json.dumps(p) for _, p in fake.calls)
     (window,) = json.loads(desc["output"])["windows_processed"]
     assert window["window"] == {}
@@ -427,10 +533,10 @@ def test_unknown_fields_are_dropped_from_windows_and_backfills(sfn, state_machin
     }
     desc, execution = run(sfn, state_machine, payload)
     assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
-    users = [p for p in fake.calls_of("api-extract") if p["endpoint"] == "users"]
+    users = [p for p in fake.calls_of("api-extract") if p["source"] == "users"]
     assert users == [
-        {"start_date": "2020-01-01", "end_date": "2020-01-31", "endpoint": "users"},
-        {"start_date": "2020-02-01", "end_date": "2020-02-29", "endpoint": "users"},
+        {"start_date": "2020-01-01", "end_date": "2020-01-31", "source": "users"},
+        {"start_date": "2020-02-01", "end_date": "2020-02-29", "source": "users"},
     ]
     assert all("Comment" not in json.dumps(p) and "note" not in p for _, p in fake.calls)
 
@@ -439,9 +545,9 @@ def test_unknown_fields_are_dropped_from_windows_and_backfills(sfn, state_machin
     desc, execution = run(sfn, state_machine, {"start_date": "2020-01-01", "end_date": "2020-01-02",
                                                "scheduled_time": "2020-01-03T01:30:00Z", "Comment": "x"})
     assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
-    assert sorted(fake.calls_of("api-extract"), key=lambda p: p["endpoint"]) == [
-        {"start_date": "2020-01-01", "end_date": "2020-01-02", "scheduled_time": "2020-01-03T01:30:00Z", "endpoint": "sessions"},
-        {"start_date": "2020-01-01", "end_date": "2020-01-02", "scheduled_time": "2020-01-03T01:30:00Z", "endpoint": "users"},
+    assert sorted(fake.calls_of("api-extract"), key=lambda p: p["source"]) == [
+        {"start_date": "2020-01-01", "end_date": "2020-01-02", "scheduled_time": "2020-01-03T01:30:00Z", "source": "sessions"},
+        {"start_date": "2020-01-01", "end_date": "2020-01-02", "scheduled_time": "2020-01-03T01:30:00Z", "source": "users"},
     ]
 
 
@@ -456,7 +562,7 @@ def test_a_single_date_still_reaches_the_function_which_rejects_it(sfn, state_ma
     assert desc["status"] == "FAILED", explain(sfn, execution)
     assert desc["error"] == "InvalidInput"
     assert {json.dumps(p, sort_keys=True) for p in fake.calls_of("api-extract")} <= {
-        json.dumps({"start_date": "2020-01-01", "endpoint": e}, sort_keys=True) for e in ("users", "sessions")
+        json.dumps({"start_date": "2020-01-01", "source": e}, sort_keys=True) for e in ("users", "sessions")
     }
 
 

@@ -660,6 +660,10 @@ def terraform_function_arns() -> dict[str, str]:
     }
 
 
+def default_pipeline_extracts() -> list[dict]:
+    return tp.deploy_json(tp.variable_default(tp.TF_DIR, "pipeline"))["extracts"]
+
+
 def fake_definition_values(function_arns: dict[str, str]) -> dict:
     """Values for local.definition_vars: function ARNs as Terraform would pass them, the rest
     fake but well-formed. Shared with test_state_machine.py."""
@@ -675,6 +679,8 @@ def fake_definition_values(function_arns: dict[str, str]) -> dict:
         "dbt_subnet_ids": ["subnet-0a", "subnet-0b", "subnet-0c"],
         "dbt_security_group_ids": ["sg-0dbt"],
         "dbt_assign_public_ip": "DISABLED",
+        # What the root passes: the extracts of the default pipeline's deploy.json.
+        "extracts": default_pipeline_extracts(),
     }
     for name in tp.definition_vars():
         values.setdefault(name, fake.get(name))
@@ -684,7 +690,13 @@ def fake_definition_values(function_arns: dict[str, str]) -> dict:
 
 
 def test_definition_vars_are_exactly_the_template_variables():
-    assert set(tp.definition_vars()) == tp.template_variables()
+    """templatefile() needs every definition var (rendering without one fails) and nothing else
+    (it renders with exactly these)."""
+    values = fake_definition_values(terraform_function_arns())
+    json.loads(tp.render_template(values))
+    for name in values:
+        with pytest.raises(RuntimeError, match=f'vars map does not contain key "{name}"'):
+            tp.render_template({k: v for k, v in values.items() if k != name})
     orchestration = tp.resources(tp.MODULES_DIR / "orchestration", "aws_sfn_state_machine")["pipeline"]
     assert orchestration["definition"] == (
         '${templatefile("${path.module}/state_machine.asl.json.tftpl", local.definition_vars)}'
@@ -738,7 +750,8 @@ def test_lambda_tasks_retry_exactly_the_retryable_errors():
         assert not retried & (NON_RETRYABLE | {"States.ALL", "States.TaskFailed"}), f"{name} retries {sorted(retried & NON_RETRYABLE)}"
         for r in state["Retry"]:
             assert r.get("BackoffRate", 1) > 1 and r.get("MaxAttempts", 3) >= 2, f"{name}: retry without backoff"
-    assert lambda_tasks == 7  # 3 extracts, 3 transforms, redshift setup
+    assert lambda_tasks == 2 * len(default_pipeline_extracts()) + 1  # extract and transform per source, redshift setup
+
 
 def test_failures_end_in_fail_states_that_keep_the_error():
     definition = json.loads(tp.render_template(fake_definition_values(terraform_function_arns())))

@@ -1,10 +1,15 @@
 """Helpers shared by the Terraform tests: parse the HCL, resolve the few expressions the
-tests need, render the state machine template as Terraform's templatefile() would."""
+tests need, render the state machine template with Terraform's own templatefile()."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
+import shutil
+import subprocess
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -108,38 +113,38 @@ def workspace_crates() -> dict[str, Path]:
 
 
 # ------------------------------------------------------------------ template rendering
-_PLACEHOLDER = re.compile(r"\$\{\s*(?:jsonencode\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)|([A-Za-z_][A-Za-z0-9_]*))\s*\}")
-
-
-def template_variables(text: str | None = None) -> set[str]:
-    text = STATE_MACHINE_TEMPLATE.read_text() if text is None else text
-    return {a or b for a, b in _PLACEHOLDER.findall(text)}
+def terraform_exe() -> str:
+    exe = shutil.which("terraform")
+    if exe is None:
+        raise RuntimeError("terraform is not on PATH: the tests render templates with its templatefile()")
+    return exe
 
 
 def render_template(values: dict, text: str | None = None) -> str:
-    """templatefile() for the subset the state machine template may use: ${name} (string)
-    and ${jsonencode(name)}. Anything else (directives, other functions, unknown names) is
-    an error, so a template change that this renderer would not reproduce fails loudly."""
-    text = STATE_MACHINE_TEMPLATE.read_text() if text is None else text
-    if "%{" in text or "$${" in text:
-        raise ValueError("template directives/escapes are not supported by the test renderer")
+    """The state machine template (or `text`) rendered by Terraform's own templatefile(), in
+    `terraform console` (no configuration, no provider, no network). `values` reach the
+    template through jsondecode(), so lists of objects are what a module variable of type
+    list(object) holds. A missing variable or a template error raises RuntimeError."""
+    with tempfile.TemporaryDirectory(prefix="tf-render-") as tmp:
+        tmp = Path(tmp)
+        template = STATE_MACHINE_TEMPLATE
+        if text is not None:
+            template = tmp / "template.tftpl"
+            template.write_text(text)
+        (tmp / "values.json").write_text(json.dumps(values))
+        expr = f'base64encode(templatefile({json.dumps(str(template))}, jsondecode(file("values.json"))))\n'
+        proc = subprocess.run([terraform_exe(), "console", "-no-color"], input=expr, cwd=tmp, capture_output=True, text=True,
+                              timeout=60, env=dict(os.environ, TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1"))
+        out = proc.stdout.strip()
+        if proc.returncode != 0 or not re.fullmatch(r'"[A-Za-z0-9+/=]*"', out):
+            # Terraform wraps its messages: collapsed to one line, so that callers can match them.
+            raise RuntimeError("templatefile() failed: " + " ".join((proc.stderr + out).split()))
+        return base64.b64decode(out[1:-1]).decode()
 
-    def sub(m):
-        enc, plain = m.group(1), m.group(2)
-        name = enc or plain
-        if name not in values:
-            raise KeyError(f"template variable {name!r} has no value")
-        if enc:
-            return json.dumps(values[name])
-        value = values[name]
-        if not isinstance(value, str):
-            raise TypeError(f"${{{name}}} needs a string, got {type(value).__name__}")
-        return value
 
-    rendered = _PLACEHOLDER.sub(sub, text)
-    if "${" in rendered:
-        raise ValueError("unrendered interpolation left in the template: " + rendered[rendered.index("${"):][:80])
-    return rendered
+def deploy_json(pipeline: str) -> dict:
+    """pipelines/<pipeline>/deploy.json, as the root module reads it."""
+    return json.loads((REPO_ROOT / "pipelines" / pipeline / "deploy.json").read_text())
 
 
 def definition_vars() -> dict[str, str]:

@@ -20,6 +20,8 @@ locals {
     dbt_subnet_ids              = var.dbt_subnet_ids
     dbt_security_group_ids      = var.dbt_security_group_ids
     dbt_assign_public_ip        = var.dbt_assign_public_ip ? "ENABLED" : "DISABLED"
+    # One Parallel branch per extract (Extract <source> -> Transform <source>), in this order.
+    extracts = var.extracts
   }
 }
 

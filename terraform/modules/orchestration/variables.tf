@@ -13,6 +13,30 @@ variable "function_arns" {
   }
 }
 
+variable "extracts" {
+  description = "The sources the state machine extracts, one Parallel branch each, in order (the `extracts` of pipelines/<pipeline>/deploy.json): source name, extract function (api-extract or songs-extract) and whether it takes the window (start_date, end_date, scheduled_time)."
+  type = list(object({
+    source   = string
+    function = string
+    windowed = bool
+  }))
+
+  validation {
+    condition     = length(var.extracts) > 0
+    error_message = "extracts needs at least one source: a Parallel state needs a branch."
+  }
+
+  validation {
+    condition     = alltrue([for e in var.extracts : can(regex("^[a-z][a-z0-9_]*$", e.source))]) && length(distinct([for e in var.extracts : e.source])) == length(var.extracts)
+    error_message = "Each extract source must be a distinct lower-case name ([a-z][a-z0-9_]*): it names states and result fields."
+  }
+
+  validation {
+    condition     = alltrue([for e in var.extracts : contains(["api-extract", "songs-extract"], e.function)])
+    error_message = "An extract's function must be api-extract or songs-extract."
+  }
+}
+
 variable "bucket_name" {
   description = "Data lake bucket whose landing_zone/ object-created events feed the transform queue."
   type        = string
