@@ -55,7 +55,10 @@ test-rust:
 # The demo end to end into a throwaway directory and its dashboard in headless Chromium; then
 # the serving checks on runs of their own: an incremental window (--keep), a changed user and
 # late items ingested through `deftunes transform`, no lost join rows, an idempotent rerun; and
-# the Redshift target compiled offline with its BI models as materialized views.
+# the Redshift target compiled offline with its BI models as materialized views. Then Sparkify: its run
+# (counts checked against the generator and the raw files), its dashboard, its spec changed under the
+# loaded table (evolved in place, read by DuckDB and dbt), its dbt tests on hand-made edge cases, and its
+# Redshift compile.
 test-serving: chromium
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(DEFTUNES) run --dir "$$tmp/run"; \
@@ -66,6 +69,8 @@ test-serving: chromium
 	$(DEFTUNES) run --pipeline sparkify --dir "$$tmp/sparkify"; \
 	$(DEFTUNES_PYTHON) local/python/sparkify_dashboard_check.py "$$tmp/sparkify/dashboard.html" \
 	  --warehouse "$$tmp/sparkify/warehouse/warehouse.duckdb" --summary "$$tmp/sparkify/run-summary.json"; \
+	$(DEFTUNES_PYTHON) local/python/evolution_check.py --deftunes $(DEFTUNES) --run "$$tmp/sparkify" \
+	  --workdir "$$tmp/evolution"; \
 	$(DEFTUNES_PYTHON) local/python/sparkify_scratch_check.py --workdir "$$tmp/sparkify-scratch"; \
 	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --project pipelines/sparkify/dbt --workdir "$$tmp/sparkify-rs"
 
