@@ -390,6 +390,29 @@ pub(crate) fn print_transform(
     quality_failed
 }
 
+/// Writes `<dir>/dashboard.html` with a dashboard script (`--warehouse --summary --out`).
+pub(crate) fn write_dashboard(
+    script: &str,
+    warehouse: &Path,
+    summary: &Path,
+    dir: &Path,
+) -> Result<()> {
+    let dashboard = dir.join("dashboard.html");
+    python_script(
+        script,
+        &[
+            "--warehouse".as_ref(),
+            warehouse.as_os_str(),
+            "--summary".as_ref(),
+            summary.as_os_str(),
+            "--out".as_ref(),
+            dashboard.as_os_str(),
+        ],
+    )?;
+    println!("      dashboard: file://{}", dashboard.display());
+    Ok(())
+}
+
 /// The run directory, made absolute. A fresh run starts from an empty lake, catalog and
 /// warehouse, so its summary and the star schema describe this run only (an incremental dbt
 /// model would keep older rows); `keep` keeps them (an incremental run).
@@ -661,19 +684,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
     println!("      timings: {}", timing_line.join(", "));
     println!("      run summary: {}", report_path.display());
     if serving {
-        let dashboard = dir.join("dashboard.html");
-        let _ = python_script(
-            "local/python/dashboard.py",
-            &[
-                "--warehouse".as_ref(),
-                warehouse.as_os_str(),
-                "--summary".as_ref(),
-                report_path.as_os_str(),
-                "--out".as_ref(),
-                dashboard.as_os_str(),
-            ],
-        )?;
-        println!("      dashboard: file://{}", dashboard.display());
+        write_dashboard("local/python/dashboard.py", &warehouse, &report_path, &dir)?;
     }
     if !mismatches.is_empty() {
         bail!(

@@ -12,8 +12,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli_run::{
     check_pipeline, dbt_build_locally, local_transform_env, pipelines_dir, print_transform,
-    python_script, read_table_rows, run_dir, transform_keys, Check, RunOptions, RunReport,
-    SourceTotals,
+    python_script, read_table_rows, run_dir, transform_keys, write_dashboard, Check, RunOptions,
+    RunReport, SourceTotals,
 };
 use deftunes::transform::{TransformConfig, Transformer};
 use deftunes_local::sparkify::{count_plays_in_files, SparkifyData, SparkifyScale};
@@ -219,19 +219,12 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
     println!("      run summary: {}", report_path.display());
     if serving {
         println!("[5/5] dashboard");
-        let dashboard = dir.join("dashboard.html");
-        python_script(
+        write_dashboard(
             "local/python/sparkify_dashboard.py",
-            &[
-                "--warehouse".as_ref(),
-                warehouse.as_os_str(),
-                "--summary".as_ref(),
-                report_path.as_os_str(),
-                "--out".as_ref(),
-                dashboard.as_os_str(),
-            ],
+            &warehouse,
+            &report_path,
+            &dir,
         )?;
-        println!("      dashboard: file://{}", dashboard.display());
     }
     if !mismatches.is_empty() {
         bail!("the run's counts differ: {}", mismatches.join(", "));

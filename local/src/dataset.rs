@@ -196,7 +196,8 @@ fn window<T>(
     }
 }
 
-fn stream(seed: u64, n: u64) -> ChaCha8Rng {
+/// An independent ChaCha8 stream `n` of `seed` (one per kind of record).
+pub(crate) fn stream(seed: u64, n: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(n);
     rng
@@ -205,7 +206,7 @@ fn stream(seed: u64, n: u64) -> ChaCha8Rng {
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
 /// `prefix` + 16 uppercase alphanumerics, unique within `seen`.
-fn msd_id(rng: &mut ChaCha8Rng, prefix: &str, seen: &mut HashSet<String>) -> String {
+pub(crate) fn msd_id(rng: &mut ChaCha8Rng, prefix: &str, seen: &mut HashSet<String>) -> String {
     loop {
         let mut id = String::with_capacity(18);
         id.push_str(prefix);
@@ -234,7 +235,7 @@ fn pick<'a>(rng: &mut ChaCha8Rng, items: &[&'a str]) -> &'a str {
     items[rng.random_range(0..items.len())]
 }
 
-fn round_to(x: f64, decimals: i32) -> f64 {
+pub(crate) fn round_to(x: f64, decimals: i32) -> f64 {
     let f = 10f64.powi(decimals);
     (x * f).round() / f
 }

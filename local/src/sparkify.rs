@@ -26,9 +26,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{Days, NaiveDate, NaiveTime};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+
+use crate::dataset::{msd_id, round_to, stream};
 
 /// How much data to generate, and over which days.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,38 +312,11 @@ fn json_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn stream(seed: u64, n: u64) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(n);
-    rng
-}
-
-const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-
-/// `prefix` + 16 uppercase alphanumerics, unique within `seen`.
-fn msd_id(rng: &mut ChaCha8Rng, prefix: &str, seen: &mut HashSet<String>) -> String {
-    loop {
-        let mut id = String::with_capacity(18);
-        id.push_str(prefix);
-        for _ in 0..16 {
-            id.push(ALNUM[rng.random_range(0..ALNUM.len())] as char);
-        }
-        if seen.insert(id.clone()) {
-            return id;
-        }
-    }
-}
-
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T], default: T) -> T {
     if items.is_empty() {
         return default;
     }
     items[rng.random_range(0..items.len())]
-}
-
-fn round_to(x: f64, decimals: i32) -> f64 {
-    let f = 10f64.powi(decimals);
-    (x * f).round() / f
 }
 
 /// Epoch milliseconds of `day` 00:00 UTC.

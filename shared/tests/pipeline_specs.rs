@@ -40,6 +40,21 @@ fn the_deftunes_spec_declares_its_three_tables_from_three_sources() {
     }
 }
 
+/// Asserts that the file at `path` holds `generated` (rewritten first with
+/// `DEFTUNES_WRITE_SCHEMA=1`); returns what it holds.
+fn published_is_generated(path: &Path, generated: &str) -> String {
+    if std::env::var_os("DEFTUNES_WRITE_SCHEMA").is_some() {
+        std::fs::write(path, generated).unwrap();
+    }
+    let published = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        published == generated,
+        "{} is stale: DEFTUNES_WRITE_SCHEMA=1 cargo test --test pipeline_specs",
+        path.display()
+    );
+    published
+}
+
 /// Every pipeline folder's `deploy.json` (what Terraform wires) is the one its spec gives;
 /// `DEFTUNES_WRITE_SCHEMA=1` rewrites them with the JSON Schema.
 #[test]
@@ -53,16 +68,7 @@ fn each_pipelines_deploy_file_is_generated_from_its_spec() {
         seen += 1;
         let p = Pipeline::load(&dir).unwrap();
         let generated = serde_json::to_string_pretty(&p.deploy_plan()).unwrap() + "\n";
-        let path = dir.join(DEPLOY_FILE);
-        if std::env::var_os("DEFTUNES_WRITE_SCHEMA").is_some() {
-            std::fs::write(&path, &generated).unwrap();
-        }
-        let published = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            published == generated,
-            "{} is stale: DEFTUNES_WRITE_SCHEMA=1 cargo test --test pipeline_specs",
-            path.display()
-        );
+        published_is_generated(&dir.join(DEPLOY_FILE), &generated);
     }
     assert!(seen >= 2, "the deftunes and sparkify pipelines");
 }
@@ -71,15 +77,7 @@ fn each_pipelines_deploy_file_is_generated_from_its_spec() {
 fn the_published_json_schema_is_the_generated_one() {
     let path = pipelines().join("pipeline.schema.json");
     let generated = json_schema();
-    if std::env::var_os("DEFTUNES_WRITE_SCHEMA").is_some() {
-        std::fs::write(&path, &generated).unwrap();
-    }
-    let published = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        published == generated,
-        "{} is stale: DEFTUNES_WRITE_SCHEMA=1 cargo test --test pipeline_specs",
-        path.display()
-    );
+    let published = published_is_generated(&path, &generated);
     let schema: serde_json::Value = serde_json::from_str(&published).unwrap();
     for field in ["sources", "tables", "namespace"] {
         assert!(schema["properties"][field].is_object(), "{field}");
