@@ -381,16 +381,21 @@ def render(summary: dict, wh: dict, top_artists: int = 15, top_countries: int = 
     return html_page("DeFtunes: local pipeline run", "DeFtunes sales", intro, body, payload, SCRIPT)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def dashboard_main(description: str, render_page, read) -> None:
+    """The command line of a dashboard: `--warehouse --summary --out`; writes render_page(summary, read(warehouse))."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--warehouse", required=True)
     parser.add_argument("--summary", required=True, help="run-summary.json written by `deftunes run`")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     with open(args.summary, encoding="utf-8") as f:
         summary = json.load(f)
-    write_page(args.out, render(summary, read_warehouse(args.warehouse)))
+    write_page(args.out, render_page(summary, read(args.warehouse)))
     print(args.out)
+
+
+def main() -> None:
+    dashboard_main(__doc__.splitlines()[0], render, read_warehouse)
 
 
 if __name__ == "__main__":

@@ -132,29 +132,33 @@ def find_chromium() -> str:
     return chromium
 
 
+def load_page(page: str, screenshot: str | None) -> tuple:
+    """The page rendered in headless Chromium, and the failures of a page that is not self-contained
+    (a remote url() in its stylesheet, an external resource)."""
+    with open(page, encoding="utf-8") as f:
+        source = f.read()
+    failures = []
+    if re.search(r"url\(\s*['\"]?(https?:)?//", source):
+        failures.append("the stylesheet loads a remote url()")
+    dom = Dom()
+    dom.feed(render_dom(find_chromium(), page, screenshot))
+    if dom.external:
+        failures.append(f"the page references external resources: {dom.external}")
+    return dom, failures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("page")
     parser.add_argument("--warehouse", required=True)
     parser.add_argument("--screenshot", default=None)
     args = parser.parse_args()
-    chromium = find_chromium()
-
-    with open(args.page, encoding="utf-8") as f:
-        source = f.read()
-    failures = []
-    if re.search(r"url\(\s*['\"]?(https?:)?//", source):
-        failures.append("the stylesheet loads a remote url()")
-
-    dom = Dom()
-    dom.feed(render_dom(chromium, args.page, args.screenshot))
+    dom, failures = load_page(args.page, args.screenshot)
     want_artists, want_countries = expected_marks(read_warehouse(args.warehouse))
     got = {
         "chart-artists": int(dom.attrs_by_id.get("chart-artists", {}).get("data-marks", "0")),
         "chart-countries": int(dom.attrs_by_id.get("chart-countries", {}).get("data-marks", "0")),
     }
-    if dom.external:
-        failures.append(f"the page references external resources: {dom.external}")
     if dom.body.get("data-rendered") != "2":
         failures.append(f"body data-rendered={dom.body.get('data-rendered')!r}, want '2' (both charts drawn)")
     for chart, want in (("chart-artists", want_artists), ("chart-countries", want_countries)):

@@ -8,16 +8,14 @@ anywhere; each chart container gets `data-marks` (bars drawn) and the body `data
 which sparkify_dashboard_check.py reads in headless Chromium. The summary's `row_counts` ({table: rows}) may
 be absent: the page says so.
 """
-import argparse
 import html
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dashboard import (  # noqa: E402
-    CHART_JS_PRELUDE, html_page, html_table, kpis_html, query_rows, schema_of, write_page,
+    CHART_JS_PRELUDE, dashboard_main, html_page, html_table, kpis_html, query_rows, schema_of,
 )
 from duckdb_env import connect  # noqa: E402
 
@@ -167,15 +165,7 @@ def render(summary: dict, wh: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--warehouse", required=True)
-    parser.add_argument("--summary", required=True, help="run-summary.json of the run")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    with open(args.summary, encoding="utf-8") as f:
-        summary = json.load(f)
-    write_page(args.out, render(summary, read_warehouse(args.warehouse)))
-    print(args.out)
+    dashboard_main(__doc__.splitlines()[0], render, read_warehouse)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ Exits non-zero with the reasons on failure.
 import argparse
 import json
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from dashboard_check import Dom, find_chromium, render_dom  # noqa: E402
+from dashboard_check import load_page  # noqa: E402
 from sparkify_dashboard import read_warehouse, row_counts  # noqa: E402
 
 CHARTS = {"chart-hours": "hours", "chart-levels": "levels", "chart-locations": "locations"}
@@ -29,16 +28,7 @@ def main() -> None:
     parser.add_argument("--summary", default=None)
     parser.add_argument("--screenshot", default=None)
     args = parser.parse_args()
-    chromium = find_chromium()
-    with open(args.page, encoding="utf-8") as f:
-        source = f.read()
-    failures = []
-    if re.search(r"url\(\s*['\"]?(https?:)?//", source):
-        failures.append("the stylesheet loads a remote url()")
-    dom = Dom()
-    dom.feed(render_dom(chromium, args.page, args.screenshot))
-    if dom.external:
-        failures.append(f"the page references external resources: {dom.external}")
+    dom, failures = load_page(args.page, args.screenshot)
     wh = read_warehouse(args.warehouse)
     want = {chart: len(wh[key]) for chart, key in CHARTS.items()}
     for chart, n in want.items():

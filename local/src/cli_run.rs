@@ -79,6 +79,30 @@ pub struct RunReport {
     pub timings_ms: BTreeMap<String, u128>,
 }
 
+impl RunReport {
+    /// What the stages before serving found; serving, row counts and checks are filled later.
+    pub fn new(
+        lake_uri: &str,
+        catalog_db: &Path,
+        windows: Vec<Window>,
+        landing: BTreeMap<String, SourceTotals>,
+        transform: BTreeMap<String, TableTotals>,
+        timings_ms: BTreeMap<String, u128>,
+    ) -> RunReport {
+        RunReport {
+            lake: lake_uri.to_string(),
+            catalog: catalog_db.display().to_string(),
+            windows,
+            landing,
+            transform,
+            serving: None,
+            row_counts: BTreeMap::new(),
+            checks: BTreeMap::new(),
+            timings_ms,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Check {
     pub expected: u64,
@@ -647,17 +671,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
         lake_dir.join("quality").display(),
         lake_dir.join("quarantine").display()
     );
-    let mut report = RunReport {
-        lake: lake_uri,
-        catalog: catalog_db.display().to_string(),
-        windows,
-        landing,
-        transform,
-        serving: None,
-        row_counts: BTreeMap::new(),
-        checks: BTreeMap::new(),
-        timings_ms: timings,
-    };
+    let mut report = RunReport::new(&lake_uri, &catalog_db, windows, landing, transform, timings);
     let warehouse = dir.join("warehouse").join("warehouse.duckdb");
     // As in the state machine, a failed dataset rule stops the run before serving.
     let serving = serving && quality_failed.is_empty();

@@ -102,17 +102,7 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
     let mut mismatches = Vec::new();
     let quality_failed = print_transform(&transform, &mut mismatches);
 
-    let mut report = RunReport {
-        lake: lake_uri,
-        catalog: catalog_db.display().to_string(),
-        windows: vec![],
-        landing,
-        transform,
-        serving: None,
-        row_counts: BTreeMap::new(),
-        checks: BTreeMap::new(),
-        timings_ms: timings,
-    };
+    let mut report = RunReport::new(&lake_uri, &catalog_db, vec![], landing, transform, timings);
     let warehouse = dir.join("warehouse").join("warehouse.duckdb");
     let serving = opts.serving && quality_failed.is_empty();
     if !quality_failed.is_empty() {

@@ -94,7 +94,7 @@ impl<'k> LandingKey<'k> {
     /// them.
     pub fn parse<'s>(
         prefix: &str,
-        sources: impl IntoIterator<Item = &'s str>,
+        sources: impl IntoIterator<Item = &'s str> + Clone,
         key: &'k str,
     ) -> Result<LandingKey<'k>> {
         let bad = |why: &str| Error::InvalidInput(format!("{key}: {why}"));
@@ -102,10 +102,9 @@ impl<'k> LandingKey<'k> {
             .strip_prefix(prefix)
             .and_then(|r| r.strip_prefix('/'))
             .ok_or_else(|| bad(&format!("not under {prefix}/")))?;
-        let mut known = Vec::new();
         let source = sources
+            .clone()
             .into_iter()
-            .inspect(|s| known.push(format!("{prefix}/{s}/")))
             .filter(|s| {
                 rest.strip_prefix(*s)
                     .is_some_and(|r| r.starts_with('/') && r.len() > 1)
@@ -113,6 +112,10 @@ impl<'k> LandingKey<'k> {
             .max_by_key(|s| s.len())
             .map(|s| &rest[..s.len()]);
         let source = source.ok_or_else(|| {
+            let known: Vec<String> = sources
+                .into_iter()
+                .map(|s| format!("{prefix}/{s}/"))
+                .collect();
             bad(&format!(
                 "not the object of a known source ({})",
                 known.join(", ")
