@@ -597,8 +597,31 @@ impl Pipeline {
                 .collect(),
             tables: spec.tables.keys().cloned().collect(),
             dbt_project: spec.dbt.as_ref().map(|d| d.project.clone()),
+            dbt_project_dir: spec.dbt.as_ref().map(|d| {
+                let folder = self
+                    .dir
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                repo_relative(&format!("pipelines/{folder}/{}", d.project))
+            }),
         }
     }
+}
+
+/// `path` with its `.` and `..` components resolved lexically (no file system access).
+fn repo_relative(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
 }
 
 /// A pipeline of this repository's `pipelines/` folder, for tests.
@@ -626,6 +649,9 @@ pub struct DeployPlan {
     pub tables: Vec<String>,
     /// Relative to the pipeline folder.
     pub dbt_project: Option<String>,
+    /// The same folder relative to the repository root (`pipelines/<folder>/<dbt_project>`,
+    /// `..` resolved): where the dbt image holds it (its build context is the repository root).
+    pub dbt_project_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -850,6 +876,18 @@ impl fmt::Display for ColumnType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repo_relative_resolves_dots_lexically() {
+        assert_eq!(
+            repo_relative("pipelines/deftunes/../../dbt_modeling"),
+            "dbt_modeling"
+        );
+        assert_eq!(
+            repo_relative("pipelines/sparkify/./dbt/"),
+            "pipelines/sparkify/dbt"
+        );
+    }
 
     #[test]
     fn types_parse_with_decimal_bounds() {
