@@ -4,12 +4,14 @@ Usage: evolution_check.py --deftunes <deftunes binary> --run <sparkify run dir> 
 
 Takes the lake and catalog of a finished `deftunes run --pipeline sparkify --dir <run>` and:
 1. copies pipelines/ (and the dbt macros the Sparkify project reads) into <workdir>, where the spec's
-   `staging_songs` gains a column `genre` and loses `num_songs`, and the dbt staging model drops `num_songs`
+   `staging_songs` gains a column `genre`, loses `num_songs` and widens `year` from int to long (a year past
+   int's range arrives), and the dbt staging model drops `num_songs`
    with it (a spec and its models change together);
 2. lands one new song document carrying `genre` and transforms it through `deftunes transform` with the
    changed spec (DEFTUNES_PIPELINES points at the copy): the transform evolves the table in place;
 3. checks with DuckDB (iceberg_scan of the current metadata): one table, every older row still there with a
-   null `genre`, the new row with its genre, no `num_songs`; the catalog holds the same table (one row);
+   null `genre`, the new row with its genre, no `num_songs`, `year` a BIGINT whose older values read
+   unchanged (their sum is the one before); the catalog holds the same table (one row);
 4. runs the changed dbt project's build (run_local.sh --project) on the run's warehouse: it passes and
    stg_songs counts every song.
 Exits non-zero naming the first failed check.
@@ -36,6 +38,10 @@ def fail(msg: str) -> None:
 
 def ok(msg: str) -> None:
     print(f"  ok  {msg}")
+
+
+# Past int's range: only a widened column holds it.
+BIG_YEAR = 3_000_000_000
 
 
 def edit(path: str, old: str, new: str) -> None:
@@ -65,7 +71,7 @@ def main() -> None:
     run = os.path.abspath(args.run)
     catalog = os.path.join(run, "catalog", "catalog.db")
     con, scan = songs_table(catalog)
-    before = con.execute(f"SELECT count(*) FROM {scan}").fetchone()[0]
+    before, year_sum = con.execute(f"SELECT count(*), sum(year) FROM {scan}").fetchone()
     con.close()
 
     # 1. The changed spec and models, in a copy laid out as the repository is.
@@ -75,9 +81,11 @@ def main() -> None:
     shutil.copytree(os.path.join(REPO, "dbt_modeling", "macros"), os.path.join(work, "dbt_modeling", "macros"))
     spec = os.path.join(work, "pipelines", "sparkify", "pipeline.toml")
     edit(spec, '  { name = "num_songs", type = "int" },\n', "")
-    edit(spec, '  { name = "year", type = "int" },\n', '  { name = "year", type = "int" },\n  { name = "genre", type = "string" },\n')
+    edit(spec, '  { name = "year", type = "int" },\n', '  { name = "year", type = "long" },\n  { name = "genre", type = "string" },\n')
     stg = os.path.join(work, "pipelines", "sparkify", "dbt", "models", "staging", "stg_songs.sql")
     edit(stg, "    cast(num_songs as integer)                      as num_songs,\n", "")
+    edit(stg, "    cast(nullif(year, 0) as integer)                as year,\n",
+         "    cast(nullif(year, 0) as bigint)                 as year,\n")
     schema_yml = os.path.join(work, "pipelines", "sparkify", "dbt", "models", "staging", "schema.yml")
     if "num_songs" in open(schema_yml).read():
         fail(f"{schema_yml} documents num_songs: drop it there too")
@@ -85,7 +93,7 @@ def main() -> None:
     # 2. A new song document with the new field, through the transform with the changed spec.
     doc = {"num_songs": 1, "artist_id": "ARZZZEVOLVED00001", "artist_latitude": None, "artist_longitude": None,
            "artist_location": "", "artist_name": "Evolved", "song_id": "SOZZZEVOLVED00001", "title": "New Column",
-           "duration": 200.5, "year": 2024, "genre": "ambient"}
+           "duration": 200.5, "year": BIG_YEAR, "genre": "ambient"}
     path = os.path.join(run, "lake", NEW_KEY)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
@@ -107,6 +115,12 @@ def main() -> None:
     if (total, genres) != (before + 1, 1):
         fail(f"expected {before + 1} rows with 1 genre, found {total} rows with {genres}")
     ok(f"{before} older rows read genre as null, the new row has it ({total} rows)")
+    year_type = con.execute(f"SELECT typeof(year) FROM {scan} LIMIT 1").fetchone()[0]
+    older_sum, big = con.execute(
+        f"SELECT sum(year) FILTER (WHERE genre IS NULL), max(year) FROM {scan}").fetchone()
+    if (year_type, older_sum, big) != ("BIGINT", year_sum, BIG_YEAR):
+        fail(f"year after widening: type {year_type}, older sum {older_sum} (was {year_sum}), max {big}")
+    ok(f"year widened to BIGINT in place: older values unchanged (sum {older_sum}), {BIG_YEAR} held")
     con.close()
 
     # 4. The changed dbt project builds on the evolved table.

@@ -832,8 +832,13 @@ pub async fn prefill_worker(
         .get("sessions")
         .context("the deftunes pipeline has no sessions table")?
         .clone();
-    let mut table =
-        ensure_table(catalog.as_ref(), &transformer.config().namespace, &sessions).await?;
+    let mut table = ensure_table(
+        catalog.as_ref(),
+        &transformer.config().catalog,
+        &transformer.config().namespace,
+        &sessions,
+    )
+    .await?;
     ensure!(
         table.metadata().current_snapshot().is_none(),
         "{} already holds a snapshot",
@@ -996,7 +1001,13 @@ pub async fn commit_worker(
         .tables()
         .get("sessions")
         .context("the deftunes pipeline has no sessions table")?;
-    let before = ensure_table(catalog.as_ref(), &transformer.config().namespace, sessions).await?;
+    let before = ensure_table(
+        catalog.as_ref(),
+        &transformer.config().catalog,
+        &transformer.config().namespace,
+        sessions,
+    )
+    .await?;
     let obj = ObjectRef {
         key: key.to_string(),
         version: None,

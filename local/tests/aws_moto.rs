@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+
+mod common;
 use deftunes::config::{ApiExtractConfig, Env};
 use deftunes::extract::api::ApiExtractor;
 use deftunes::extract::ExtractSummary;
@@ -385,7 +387,7 @@ async fn extract_to_s3_and_transform_into_glue_tables_against_moto() {
     drop(t);
 
     // 3. Redelivery to a fresh transformer (a new Lambda instance): the state lives in moto.
-    let t2 = transformer(transform_env).await;
+    let t2 = transformer(transform_env.clone()).await;
     let again = t2.transform_object(&obj).await.unwrap();
     assert_eq!(again.status, Status::AlreadyCommitted, "{again:?}");
     assert_eq!(again.snapshot_id, first.snapshot_id);
@@ -476,6 +478,101 @@ async fn extract_to_s3_and_transform_into_glue_tables_against_moto() {
     );
     assert!(report.referenced >= 3, "{report:?}");
     assert_eq!(users_rows(&t2).await, users_records);
+    drop(t2);
+
+    // 6. Type widening on Glue: the spec widens songs' year (int to long) and duration (float
+    //    to double); the next object evolves the table in place through Glue, whose columns
+    //    follow, and the older rows read promoted.
+    let spec_dir = spool.path().join("pipeline");
+    common::pipeline_copy(&spec_dir, |s| s);
+    let mut songs_env = transform_env.clone();
+    songs_env.insert("PIPELINE_DIR".into(), spec_dir.display().to_string());
+    let songs_key =
+        |d: &str| format!("landing_zone/rds/songs/ingest_on={d}/songs.part-00000.jsonl");
+    let (older, newer) = dataset.songs.split_at(20);
+    let newer = &newer[..30];
+    let land_songs = |t: Transformer, day: &'static str, body: Vec<u8>| async move {
+        t.lake().put_bytes(&songs_key(day), &body).await.unwrap();
+        let o = t
+            .transform_object(&ObjectRef {
+                key: songs_key(day),
+                version: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(o.status, Status::Committed, "{o:?}");
+        t
+    };
+    let t3 = land_songs(
+        transformer(songs_env.clone()).await,
+        "2020-01-01",
+        common::ndjson(older),
+    )
+    .await;
+    let ident = t3.table_ident("songs");
+    let narrow = t3.catalog().load_table(&ident).await.unwrap();
+    common::pipeline_copy(&spec_dir, |s| {
+        s.replace(
+            "{ name = \"year\", type = \"int\" }",
+            "{ name = \"year\", type = \"long\" }",
+        )
+        .replace(
+            "{ name = \"duration\", type = \"float\" }",
+            "{ name = \"duration\", type = \"double\" }",
+        )
+    });
+    let t4 = land_songs(
+        transformer(songs_env).await,
+        "2020-02-01",
+        common::ndjson(newer),
+    )
+    .await;
+    let wide = t4.catalog().load_table(&ident).await.unwrap();
+    assert_eq!(wide.metadata().uuid(), narrow.metadata().uuid());
+    assert_eq!(
+        wide.metadata()
+            .current_schema()
+            .field_by_name("year")
+            .unwrap()
+            .field_type
+            .to_string(),
+        "long"
+    );
+    let glue = aws_sdk_glue::Client::new(&shared)
+        .get_table()
+        .database_name(ident.namespace().join("."))
+        .name("songs")
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let glue_type = |name: &str| {
+        glue.storage_descriptor()
+            .unwrap()
+            .columns()
+            .iter()
+            .find(|c| c.name() == name)
+            .and_then(|c| c.r#type().map(str::to_string))
+    };
+    assert_eq!(glue_type("year").as_deref(), Some("bigint"));
+    assert_eq!(glue_type("duration").as_deref(), Some("double"));
+    assert_eq!(
+        glue.parameters().unwrap()["metadata_location"],
+        wide.metadata_location().unwrap()
+    );
+    let mut years = std::collections::HashMap::new();
+    for b in common::read_table(&wide, None).await {
+        let ids = common::col::<arrow_array::StringArray>(&b, "song_id");
+        let y = common::col::<arrow_array::Int64Array>(&b, "year");
+        for i in 0..b.num_rows() {
+            years.insert(ids.value(i).to_string(), y.value(i));
+        }
+    }
+    assert_eq!(years.len(), older.len() + newer.len(), "every song once");
+    for s in older.iter().chain(newer) {
+        assert_eq!(years[&s.song_id], i64::from(s.year), "{}", s.song_id);
+    }
 
     drop(moto);
 }

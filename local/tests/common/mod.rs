@@ -121,3 +121,20 @@ pub fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
             )
         })
 }
+
+/// A copy of the DeFtunes pipeline folder whose spec is `edit`ed.
+pub fn pipeline_copy(to: &std::path::Path, edit: impl FnOnce(String) -> String) {
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/deftunes");
+    std::fs::create_dir_all(to.join("rules")).unwrap();
+    for f in [
+        "rules/users.json",
+        "rules/sessions.json",
+        "rules/songs.json",
+    ] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    let spec = std::fs::read_to_string(from.join("pipeline.toml")).unwrap();
+    // The dbt project is not part of this test.
+    let spec = spec.replace("[dbt]\nproject = \"../../dbt_modeling\"\n", "");
+    std::fs::write(to.join("pipeline.toml"), edit(spec)).unwrap();
+}

@@ -29,6 +29,9 @@ pub const PROP_OUTCOME: &str = "deftunes.outcome";
 /// A commit attempt's own id: finding it in a snapshot proves the attempt landed.
 pub const PROP_COMMIT_ID: &str = "deftunes.commit-id";
 
+/// The name the SQL catalog files its tables under (`iceberg_tables.catalog_name`).
+const SQL_CATALOG_NAME: &str = "deftunes";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CatalogKind {
     /// SQLite (or any sqlx URL) catalog: the local mode.
@@ -91,7 +94,7 @@ pub async fn build_catalog(
             );
             let c = iceberg_catalog_sql::SqlCatalogBuilder::default()
                 .with_storage_factory(factory)
-                .load("deftunes", props)
+                .load(SQL_CATALOG_NAME, props)
                 .await
                 .map_err(|e| Error::Configuration(format!("SQL catalog {uri}: {e:#}")))?;
             Ok(Arc::new(c))
@@ -141,13 +144,14 @@ fn glue_endpoint_props(env: &dyn Env, props: &mut HashMap<String, String>) -> Re
 /// harmlessly: the loser loads what the winner created).
 pub async fn ensure_table(
     catalog: &dyn Catalog,
+    backend: &CatalogKind,
     namespace: &str,
     kind: &TableDef,
 ) -> Result<Table> {
     let ns = NamespaceIdent::new(namespace.to_string());
     let ident = TableIdent::new(ns.clone(), kind.name().to_string());
     if let Ok(t) = catalog.load_table(&ident).await {
-        return evolve_to_spec(catalog, t, kind).await;
+        return evolve_to_spec(catalog, backend, t, kind).await;
     }
     if !catalog.namespace_exists(&ns).await? {
         if let Err(e) = catalog.create_namespace(&ns, HashMap::new()).await {
@@ -184,15 +188,20 @@ pub async fn ensure_table(
 /// older rows read them as null), columns it dropped are dropped, in one schema update; what
 /// Iceberg cannot change in place is refused ([`plan_schema_change`]). Concurrent transforms may
 /// race to make the same change: the loser reloads and finds nothing left to do.
-async fn evolve_to_spec(catalog: &dyn Catalog, table: Table, kind: &TableDef) -> Result<Table> {
+async fn evolve_to_spec(
+    catalog: &dyn Catalog,
+    backend: &CatalogKind,
+    table: Table,
+    kind: &TableDef,
+) -> Result<Table> {
     let desired = kind.schema();
     if same_columns(table.metadata().current_schema(), desired) {
         return Ok(table);
     }
     let ident = table.identifier().clone();
-    match evolve_schema(catalog, table, desired).await {
+    match evolve_schema(catalog, backend, table, desired).await {
         Ok((t, change)) => {
-            tracing::info!(table = %ident, added = ?change.add, dropped = ?change.drop, "evolved the table's schema to its spec");
+            tracing::info!(table = %ident, added = ?change.add, dropped = ?change.drop, widened = ?change.widen, "evolved the table's schema to its spec");
             Ok(t)
         }
         Err(e) if e.is_retryable() => {
@@ -228,12 +237,15 @@ fn same_columns(a: &iceberg::spec::Schema, b: &iceberg::spec::Schema) -> bool {
 pub struct SchemaChange {
     pub add: Vec<(String, iceberg::spec::PrimitiveType)>,
     pub drop: Vec<String>,
+    /// Columns whose type widens in place (int to long, float to double, a decimal's precision),
+    /// with their new type: files written before keep the narrower type and read promoted.
+    pub widen: Vec<(String, iceberg::spec::PrimitiveType)>,
 }
 
 /// Plans the evolution of `current` to `desired`, refusing what Iceberg cannot do in place: a
 /// required column added to rows that have no value, a dropped key or partition column, a type
-/// change. Type widening (int to long, float to double, a larger decimal precision) is valid
-/// Iceberg but iceberg-rust 0.10 offers no API for it, so it is refused too, naming the column.
+/// change other than Iceberg's widenings (int to long, float to double, a larger decimal
+/// precision at the same scale), which are planned in `widen`.
 pub fn plan_schema_change(
     table: &str,
     current: &iceberg::spec::Schema,
@@ -268,18 +280,18 @@ pub fn plan_schema_change(
                         Type::Primitive(P::Decimal { precision: p2, scale: s2 })
                     ) if s1 == s2 && p2 > p1
                 );
-                return refuse(if widening {
-                    format!(
-                        "column {}: widening {} to {} is valid Iceberg, but iceberg-rust 0.10 cannot \
-                         change a column's type in place; recreate the table or keep {}",
-                        want.name, have.field_type, want.field_type, have.field_type
-                    )
-                } else {
-                    format!(
-                        "column {}: Iceberg cannot change {} to {} in place",
-                        want.name, have.field_type, want.field_type
-                    )
-                });
+                match want.field_type.as_ref() {
+                    Type::Primitive(p) if widening => {
+                        change.widen.push((want.name.clone(), p.clone()))
+                    }
+                    _ => {
+                        return refuse(format!(
+                            "column {}: Iceberg cannot change {} to {} in place (only int to long, \
+                             float to double and a larger decimal precision)",
+                            want.name, have.field_type, want.field_type
+                        ))
+                    }
+                }
             }
         }
     }
@@ -299,10 +311,12 @@ pub fn plan_schema_change(
     Ok(change)
 }
 
-/// Evolves `table` in place to `desired` (see [`plan_schema_change`]): one schema update, after
-/// which older snapshots and rows stay readable (added columns read as null).
+/// Evolves `table` in place to `desired` (see [`plan_schema_change`]): added and dropped columns
+/// in one schema update, widened types in a second ([`widen_columns`]); older snapshots and rows
+/// stay readable (added columns read as null, narrower values promoted).
 pub async fn evolve_schema(
     catalog: &dyn Catalog,
+    backend: &CatalogKind,
     table: Table,
     desired: &iceberg::spec::Schema,
 ) -> Result<(Table, SchemaChange)> {
@@ -318,6 +332,21 @@ pub async fn evolve_schema(
     if change == SchemaChange::default() {
         return Ok((table, change));
     }
+    let table = if change.add.is_empty() && change.drop.is_empty() {
+        table
+    } else {
+        add_and_drop(catalog, table, &change).await?
+    };
+    let table = if change.widen.is_empty() {
+        table
+    } else {
+        widen_columns(catalog, backend, table, &change.widen).await?
+    };
+    tracing::info!(table = %name, added = ?change.add, dropped = ?change.drop, widened = ?change.widen, "schema evolved");
+    Ok((table, change))
+}
+
+async fn add_and_drop(catalog: &dyn Catalog, table: Table, change: &SchemaChange) -> Result<Table> {
     use iceberg::transaction::{ApplyTransactionAction, Transaction};
     let tx = Transaction::new(&table);
     let mut update = tx.update_schema();
@@ -330,9 +359,191 @@ pub async fn evolve_schema(
     for column in &change.drop {
         update = update.delete_column(column);
     }
-    let table = update.apply(tx)?.commit(catalog).await?;
-    tracing::info!(table = %name, added = ?change.add, dropped = ?change.drop, "schema evolved");
-    Ok((table, change))
+    Ok(update.apply(tx)?.commit(catalog).await?)
+}
+
+/// Widens column types in place. iceberg-rust 0.10's transactions cannot change a type, so this
+/// does what its catalogs do for any commit, with a schema it builds itself: the current
+/// metadata plus a new current schema (same field ids, wider types) is written as the next
+/// metadata file, and the table's pointer is swapped to it with the catalog's compare-and-swap
+/// (SQL `UPDATE ... WHERE metadata_location = <current>`, Glue `VersionId`). A concurrent commit
+/// makes the swap fail as a conflict, retryable: the next attempt starts from the new head. The
+/// written file stays unreferenced then, for the orphan-file maintenance.
+pub async fn widen_columns(
+    catalog: &dyn Catalog,
+    backend: &CatalogKind,
+    table: Table,
+    widen: &[(String, iceberg::spec::PrimitiveType)],
+) -> Result<Table> {
+    use iceberg::spec::{NestedField, Schema, TableMetadataBuilder, Type};
+    use iceberg::MetadataLocation;
+    use std::str::FromStr;
+    let metadata = table.metadata();
+    let current = metadata.current_schema();
+    let fields: Vec<Arc<NestedField>> = current
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| match widen.iter().find(|(name, _)| *name == f.name) {
+            Some((_, ty)) => {
+                let mut f = f.as_ref().clone();
+                f.field_type = Box::new(Type::Primitive(ty.clone()));
+                Arc::new(f)
+            }
+            None => f.clone(),
+        })
+        .collect();
+    let schema = Schema::builder()
+        .with_fields(fields)
+        .with_identifier_field_ids(current.identifier_field_ids())
+        .build()?;
+    let location = table
+        .metadata_location()
+        .ok_or_else(|| {
+            Error::Catalog(format!(
+                "table {}: no metadata location",
+                table.identifier()
+            ))
+        })?
+        .to_string();
+    let next = MetadataLocation::from_str(&location)?.with_next_version();
+    let built = TableMetadataBuilder::new_from_metadata(metadata.clone(), Some(location.clone()))
+        .add_current_schema(schema)?
+        .build()?;
+    built.metadata.write_to(table.file_io(), &next).await?;
+    let next = next.to_string();
+    let ident = table.identifier();
+    match backend {
+        CatalogKind::Sql { uri } => swap_sql(uri, ident, &location, &next).await?,
+        CatalogKind::Glue { catalog_id } => {
+            swap_glue(catalog_id.as_deref(), ident, &location, &next, widen).await?
+        }
+    }
+    Ok(catalog.load_table(ident).await?)
+}
+
+fn conflict(ident: &TableIdent) -> Error {
+    Error::CommitConflict(format!(
+        "table {ident} changed while its column types were widened; the next attempt starts from its new metadata"
+    ))
+}
+
+/// Points the SQL catalog's row of `ident` at `next` if it still points at `current`.
+async fn swap_sql(uri: &str, ident: &TableIdent, current: &str, next: &str) -> Result<()> {
+    sqlx::any::install_default_drivers();
+    let unavailable = |e: sqlx::Error| Error::CatalogUnavailable(format!("SQL catalog {uri}: {e}"));
+    let pool = sqlx::AnyPool::connect(uri).await.map_err(unavailable)?;
+    let done = sqlx::query(
+        "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+         WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?",
+    )
+    .bind(next)
+    .bind(current)
+    .bind(SQL_CATALOG_NAME)
+    .bind(ident.namespace().join("."))
+    .bind(ident.name())
+    .bind(current)
+    .execute(&pool)
+    .await
+    .map_err(unavailable)?;
+    pool.close().await;
+    if done.rows_affected() == 0 {
+        return Err(conflict(ident));
+    }
+    Ok(())
+}
+
+/// Points the Glue table `ident` at `next` if it still points at `current`, with its `VersionId`
+/// as the lock; the Glue columns of widened types follow (Athena and Spectrum list them).
+async fn swap_glue(
+    catalog_id: Option<&str>,
+    ident: &TableIdent,
+    current: &str,
+    next: &str,
+    widen: &[(String, iceberg::spec::PrimitiveType)],
+) -> Result<()> {
+    use aws_sdk_glue::types::TableInput;
+    let client = aws_sdk_glue::Client::new(&aws_config::load_from_env().await);
+    let database = ident.namespace().join(".");
+    let what = format!("Glue table {database}.{}", ident.name());
+    let sdk = |e: String, transient: bool| {
+        if transient {
+            Error::CatalogUnavailable(format!("{what}: {e}"))
+        } else {
+            Error::Catalog(format!("{what}: {e}"))
+        }
+    };
+    let got = client
+        .get_table()
+        .set_catalog_id(catalog_id.map(str::to_string))
+        .database_name(&database)
+        .name(ident.name())
+        .send()
+        .await
+        .map_err(|e| {
+            let (transient, msg) = crate::error::aws_sdk_failure(&e, &[]);
+            sdk(msg, transient)
+        })?;
+    let glue = got
+        .table
+        .ok_or_else(|| Error::Catalog(format!("{what}: GetTable returned no table")))?;
+    let mut parameters = glue.parameters.clone().unwrap_or_default();
+    if parameters.get("metadata_location").map(String::as_str) != Some(current) {
+        return Err(conflict(ident));
+    }
+    parameters.insert("metadata_location".into(), next.to_string());
+    parameters.insert("previous_metadata_location".into(), current.to_string());
+    let storage = glue.storage_descriptor.clone().map(|mut sd| {
+        if let Some(columns) = sd.columns.as_mut() {
+            for c in columns.iter_mut() {
+                if let Some((_, ty)) = widen.iter().find(|(n, _)| *n == c.name) {
+                    c.r#type = Some(glue_type(ty));
+                }
+            }
+        }
+        sd
+    });
+    let input = TableInput::builder()
+        .name(ident.name())
+        .set_description(glue.description.clone())
+        .set_table_type(glue.table_type.clone())
+        .set_storage_descriptor(storage)
+        .set_partition_keys(glue.partition_keys.clone())
+        .set_parameters(Some(parameters))
+        .build()
+        .map_err(|e| Error::Catalog(format!("{what}: {e}")))?;
+    client
+        .update_table()
+        .set_catalog_id(catalog_id.map(str::to_string))
+        .database_name(&database)
+        .table_input(input)
+        .set_version_id(glue.version_id.clone())
+        .set_skip_archive(Some(true))
+        .send()
+        .await
+        .map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_concurrent_modification_exception())
+            {
+                return conflict(ident);
+            }
+            let (transient, msg) = crate::error::aws_sdk_failure(&e, &[]);
+            sdk(msg, transient)
+        })?;
+    Ok(())
+}
+
+/// The Hive type Glue lists for an Iceberg primitive (as iceberg-catalog-glue writes it).
+fn glue_type(ty: &iceberg::spec::PrimitiveType) -> String {
+    use iceberg::spec::PrimitiveType as P;
+    match ty {
+        P::Long => "bigint".into(),
+        P::Int => "int".into(),
+        P::Double => "double".into(),
+        P::Float => "float".into(),
+        P::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
+        other => other.to_string(),
+    }
 }
 
 /// The snapshot that recorded `key` at `version`, if any.
@@ -626,10 +837,47 @@ mod tests {
             SchemaChange {
                 add: vec![("email".into(), PrimitiveType::String)],
                 drop: vec!["timezone".into()],
+                widen: vec![],
             }
         );
         let same = def("users").schema().clone();
         assert_eq!(plan(def("users"), &same).unwrap(), SchemaChange::default());
+    }
+
+    #[test]
+    fn widening_types_is_planned_narrowing_is_refused() {
+        let retype = |kind: TableDef, to: &[(&str, PrimitiveType)]| {
+            edited(kind, |f| {
+                for (column, ty) in to {
+                    let c = f.iter_mut().find(|c| c.name == *column).unwrap();
+                    *c.field_type = Type::Primitive(ty.clone());
+                }
+            })
+        };
+        let wider = retype(
+            def("songs"),
+            &[
+                ("year", PrimitiveType::Long),
+                ("duration", PrimitiveType::Double),
+            ],
+        );
+        assert_eq!(
+            plan(def("songs"), &wider).unwrap(),
+            SchemaChange {
+                widen: vec![
+                    ("duration".into(), PrimitiveType::Double),
+                    ("year".into(), PrimitiveType::Long),
+                ],
+                ..SchemaChange::default()
+            }
+        );
+        // Back from the widened schema to the spec's: long to int would lose values.
+        let e = plan_schema_change("songs", &wider, &[], def("songs").schema()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("column duration: Iceberg cannot change double to float in place"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -648,13 +896,8 @@ mod tests {
             ),
             (
                 def("songs"),
-                retype(def("songs"), "year", PrimitiveType::Long),
-                "column year: widening int to long is valid Iceberg, but iceberg-rust 0.10",
-            ),
-            (
-                def("songs"),
-                retype(def("songs"), "duration", PrimitiveType::Double),
-                "widening float to double",
+                retype(def("songs"), "year", PrimitiveType::Float),
+                "column year: Iceberg cannot change int to float in place",
             ),
             (
                 def("users"),

@@ -369,7 +369,8 @@ impl Transformer {
         let version = head.version;
         // An object landed by others without a partition in its key: the day it landed.
         let ingest_on = ingest_on.unwrap_or_else(|| head.last_modified.date_naive());
-        let table = ensure_table(&*self.catalog, &self.cfg.namespace, kind).await?;
+        let table =
+            ensure_table(&*self.catalog, &self.cfg.catalog, &self.cfg.namespace, kind).await?;
         if let Some(outcome) = recorded_outcome(&table, &obj.key, &version) {
             tracing::info!(key = %obj.key, %version, "already committed, returning the recorded outcome");
             return Ok(Preparation::Recorded(outcome));
