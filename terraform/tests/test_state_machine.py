@@ -321,19 +321,28 @@ def assert_branches_are(definition: dict, extracts: list[dict]):
     assert selector["request"] == {} and selector["window.$"] == "$$.Map.Item.Value"
 
 
-def test_root_passes_the_extracts_of_the_pipeline_deploy_json():
-    assert tp.locals_of(tp.TF_DIR)["pipeline_deploy"] == (
-        '${jsondecode(file("${path.root}/../pipelines/${var.pipeline}/deploy.json"))}'
+def test_each_pipeline_passes_the_extracts_of_its_deploy_json():
+    settings_locals = tp.locals_of(tp.MODULES_DIR / "pipeline_settings")
+    assert settings_locals["deploy"] == (
+        '${{for k, _ in var.pipelines : k => try(jsondecode(file("${var.pipelines_dir}/${k}/deploy.json")), null)}}'
     )
-    assert tp.blocks(tp.TF_DIR, "module")["orchestration"]["extracts"] == "${local.pipeline_deploy.extracts}"
+    assert tp.unquote(tp.blocks(tp.TF_DIR, "module")["pipeline_settings"]["pipelines_dir"]) == "${path.root}/../pipelines"
+    root_call = tp.blocks(tp.TF_DIR, "module")["pipeline"]
+    assert root_call["for_each"] == "${var.pipelines}" and root_call["settings"] == "${local.pipelines[each.key]}"
+    assert tp.blocks(tp.PIPELINE_DIR, "module")["orchestration"]["extracts"] == "${var.settings.extracts}"
     assert tp.definition_vars()["extracts"] == "${var.extracts}"
-    assert tp.variable_default(tp.TF_DIR, "pipeline") == "deftunes"
-    # var.pipeline is a folder name: every pipelines/<name> passes, a path does not.
-    (validation,) = tp.blocks(tp.TF_DIR, "variable")["pipeline"]["validation"]
-    pattern = re.fullmatch(r'\$\{can\(regex\("(.+)", var\.pipeline\)\)\}', validation["condition"]).group(1)
-    folders = [p.parent.name for p in (tp.REPO_ROOT / "pipelines").glob("*/deploy.json")]
-    assert "deftunes" in folders and all(re.search(pattern, f) for f in folders), folders
-    assert not any(re.search(pattern, bad) for bad in ("../deftunes", "deftunes/", "", ".hidden", "a/b"))
+    # Terraform's own evaluation: each pipeline gets its deploy.json extracts, in order.
+    planned = tp.plan_settings({"deftunes": {}, "sparkify": {}})
+    for pipeline in ("deftunes", "sparkify"):
+        assert planned[pipeline]["extracts"] == tp.deploy_json(pipeline)["extracts"], pipeline
+    assert [tp.unquote(k) for k in tp.variable_default(tp.TF_DIR, "pipelines")] == ["deftunes"]
+    # var.pipelines' keys are folder names: every pipelines/<name> passes, a path does not.
+    for directory in (tp.TF_DIR, tp.MODULES_DIR / "pipeline_settings"):
+        validation = tp.blocks(directory, "variable")["pipelines"]["validation"][0]
+        pattern = re.search(r'can\(regex\("(.+?)", k\)\)', validation["condition"]).group(1)
+        folders = [p.parent.name for p in (tp.REPO_ROOT / "pipelines").glob("*/deploy.json")]
+        assert {"deftunes", "sparkify"} <= set(folders) and all(re.search(pattern, f) for f in folders), folders
+        assert not any(re.search(pattern, bad) for bad in ("../deftunes", "deftunes/", "", ".hidden", "a/b"))
 
 
 def test_branches_are_exactly_the_deploy_json_extracts(rendered):

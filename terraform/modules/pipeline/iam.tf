@@ -1,5 +1,5 @@
-# IAM statements of each function's role, beyond writing its own logs (added by the
-# lambda_function module). Plain literals, so that terraform/tests can check them:
+# IAM statements of each of the pipeline's function roles, beyond writing its own logs (added
+# by the lambda_function module). Plain literals, so that terraform/tests can check them:
 # no wildcard actions; resource wildcards only below a prefix; "*" only for APIs that
 # support no resource-level permissions.
 locals {
@@ -26,7 +26,7 @@ locals {
       {
         sid        = "ReadDatabasePassword"
         actions    = ["secretsmanager:GetSecretValue"]
-        resources  = [var.pg_secret_arn]
+        resources  = [var.settings.pg_secret_arn]
         conditions = []
       },
       {
@@ -128,14 +128,14 @@ locals {
         # authenticates with the admin secret: no redshift-serverless:GetCredentials.
         sid        = "RunStatements"
         actions    = ["redshift-data:ExecuteStatement"]
-        resources  = [module.serving.workgroup_arn]
+        resources  = [var.redshift_workgroup_arn]
         conditions = []
       },
       {
         # The Data API reads the admin secret with the caller's permissions.
         sid        = "AdminSecret"
         actions    = ["secretsmanager:GetSecretValue"]
-        resources  = [module.serving.admin_secret_arn]
+        resources  = [var.redshift_admin_secret_arn]
         conditions = []
       },
       {
@@ -148,6 +148,14 @@ locals {
       },
     ]
   }
+
+  # kms statements appended to every role that reads or writes the lake.
+  lake_kms_statements = var.lake_kms_key_arn == null ? [] : [{
+    sid        = "LakeKey"
+    actions    = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources  = [var.lake_kms_key_arn]
+    conditions = []
+  }]
 
   pg_secret_kms_statements = var.pg_secret_kms_key_arn == null ? [] : [{
     sid        = "DecryptDatabasePassword"
