@@ -230,3 +230,17 @@ def plan_settings(pipelines: dict, project: str | None = None, lake_key_prefix: 
         proc = subprocess.run([terraform_exe(), "output", "-json", "pipelines"], cwd=tmp, capture_output=True, text=True,
                               timeout=60, env=env, check=True)
         return json.loads(proc.stdout)
+
+
+def console_eval(expr: str, variables: dict) -> object:
+    """An HCL expression evaluated by `terraform console` (no configuration, no provider), with
+    each `var.<name>` of `variables` replaced by its JSON value (jsondecode of a literal)."""
+    for name, value in variables.items():
+        expr = re.sub(rf"\bvar\.{name}\b", f"jsondecode({json.dumps(json.dumps(value))})", expr)
+    with tempfile.TemporaryDirectory(prefix="tf-console-") as tmp:
+        proc = subprocess.run([terraform_exe(), "console", "-no-color"], input=f"jsonencode({expr})\n", cwd=tmp,
+                              capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1", TF_CLI_CONFIG_FILE="/dev/null"))
+        if proc.returncode != 0:
+            raise RuntimeError("terraform console failed: " + " ".join((proc.stderr + proc.stdout).split()))
+        return json.loads(json.loads(proc.stdout.strip()))
