@@ -120,6 +120,22 @@ def test_landing_prefixes_follow_the_lake_prefix():
     assert tp.blocks(tp.TF_DIR, "module")["pipeline_settings"]["lake_key_prefix"] == "${module.data_lake.key_prefix}"
 
 
+def test_extract_functions_may_write_only_their_sources_landing_folders():
+    planned = tp.plan_settings(TWO, lake_key_prefix="lake/")
+    for k, s in planned.items():
+        for function in ("api-extract", "songs-extract"):
+            want = [f"lake/{e['landing_prefix']}" for e in tp.deploy_json(k)["extracts"] if e["function"] == function]
+            assert s["extract_landing"][function] == want, (k, function)
+    assert planned["deftunes"]["extract_landing"]["songs-extract"] == ["lake/landing_zone/rds/songs/"]
+    assert planned["sparkify"]["extract_landing"] == {"api-extract": [], "songs-extract": []}
+    statements = tp.locals_of(tp.PIPELINE_DIR)["function_statements"]
+    for function in ("api-extract", "songs-extract"):
+        writes = [st for st in statements[f'"{function}"'] if any("PutObject" in a for a in st["actions"])]
+        assert writes and all(f'var.settings.extract_landing["{function}"]' in str(st["resources"]) for st in writes), function
+    read = [st for st in statements['"transform"'] if any("GetObjectVersion" in a for a in st["actions"])]
+    assert len(read) == 1 and "var.settings.landing_prefixes" in str(read[0]["resources"])
+
+
 def test_sparkify_dbt_task_runs_its_project(two):
     for k, s in two.items():
         project_dir = tp.deploy_json(k)["dbt_project_dir"]

@@ -48,7 +48,9 @@ SERVICE_WIDE_ACTIONS = {
 
 
 # Interpolations that end with "/" by construction (data_lake's zone_prefixes output).
-PREFIX_INTERPOLATION = re.compile(r'\$\{(local\.zones\["[a-z_]+"\]|var\.[a-z_]*prefix)\}$')
+# A zone, a prefix variable, or a loop over landing prefixes (deploy.json's end with "/",
+# which modules/pipeline_settings checks).
+PREFIX_INTERPOLATION = re.compile(r'\$\{(local\.zones\["[a-z_]+"\]|var\.[a-z_]*prefix|landing_prefix)\}$')
 
 
 def all_tf_dirs() -> list[Path]:

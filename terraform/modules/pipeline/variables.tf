@@ -12,6 +12,7 @@ variable "settings" {
     extract_functions        = list(string)
     tables                   = list(string)
     landing_prefixes         = list(string)
+    extract_landing          = map(list(string))
     dbt_project_dir          = string
     dbt_command              = list(string)
     api_base_url             = string

@@ -26,6 +26,13 @@ locals {
       bi_schema       = coalesce(p.bi_schema, k == var.project ? var.defaults.bi_schema : "${replace(k, "-", "_")}_bi")
 
       extracts = try(local.deploy[k].extracts, [])
+      # The landing folders (full keys in the bucket) each extract function writes for this
+      # pipeline: its write permission.
+      extract_landing = {
+        for f in local.extract_functions : f => [
+          for e in try(local.deploy[k].extracts, []) : "${var.lake_key_prefix}${e.landing_prefix}" if e.function == f
+        ]
+      }
       # The extract functions its extracts call: only these are deployed for the pipeline.
       extract_functions = sort(distinct([for e in try(local.deploy[k].extracts, []) : e.function]))
       tables            = try(local.deploy[k].tables, [])
@@ -69,6 +76,9 @@ locals {
       ] if a != b
     ]
   ])
+
+  # A landing prefix is a folder ("/"-terminated): a permission on "<prefix>*" stays inside it.
+  unterminated_prefixes = sort(flatten([for k, s in local.settings : [for p in s.landing_prefixes : "${k}: ${p}" if !endswith(p, "/")]]))
 
   missing_deploy = sort([for k, d in local.deploy : k if d == null])
   unknown_functions = sort(distinct(flatten([

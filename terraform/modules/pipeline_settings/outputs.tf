@@ -38,6 +38,11 @@ output "pipelines" {
   }
 
   precondition {
+    condition     = length(local.unterminated_prefixes) == 0
+    error_message = "Landing prefixes must end with \"/\" (folders; deploy.json is generated that way): ${join(", ", local.unterminated_prefixes)}."
+  }
+
+  precondition {
     condition     = length(local.without_api) == 0
     error_message = "Pipeline(s) ${join(", ", local.without_api)} extract from a REST API: set api_base_url (top-level or the pipeline's), or deploy_demo_source = true."
   }
