@@ -7,10 +7,6 @@ locals {
   region     = data.aws_region.current.region
   partition  = data.aws_partition.current.partition
 
-  # What the pipeline's spec wires (generated from pipelines/<pipeline>/pipeline.toml): its
-  # extracts become the state machine's Parallel branches.
-  pipeline_deploy = jsondecode(file("${path.root}/../pipelines/${var.pipeline}/deploy.json"))
-
   # cargo-lambda writes target/lambda/<crate>/bootstrap.zip at the repository root.
   lambda_artifacts_dir = coalesce(var.lambda_artifacts_dir, "${path.root}/../target/lambda")
 
@@ -23,17 +19,12 @@ locals {
     var.window_granularity == "month" ? "cron(30 1 1 * ? *)" : "cron(30 1 * * ? *)",
   )
 
-  # The DeFtunes API, else the demo source's function URL (the validation of api_base_url
-  # ensures one of them exists).
-  api_base_url = coalesce(var.api_base_url, one(aws_lambda_function_url.demo_source[*].function_url))
+  # The DeFtunes API, else the demo source's function URL, else null (then a pipeline with a
+  # REST source needs its own api_base_url: a precondition of modules/pipeline_settings).
+  api_base_url = var.api_base_url != null ? var.api_base_url : one(aws_lambda_function_url.demo_source[*].function_url)
 
-  # kms statements appended to every role that reads or writes the lake.
-  lake_kms_statements = var.lake_kms_key_arn == null ? [] : [{
-    sid        = "LakeKey"
-    actions    = ["kms:Decrypt", "kms:GenerateDataKey"]
-    resources  = [var.lake_kms_key_arn]
-    conditions = []
-  }]
+  # What each pipeline deploys: var.pipelines resolved against its deploy.json and the defaults.
+  pipelines = module.pipeline_settings.pipelines
 }
 
 # ================================================================ data lake
@@ -47,137 +38,85 @@ module "data_lake" {
   force_destroy           = var.lake_force_destroy
 }
 
-# ================================================================ catalog (silver layer)
-module "catalog" {
-  source = "./modules/catalog"
+# ================================================================ pipelines
+# Each pipeline's settings (pipelines/<key>/deploy.json, its overrides, the top-level defaults)
+# and the checks that keep pipelines apart: names, Glue databases, Redshift schemas and landing
+# prefixes distinct. No provider: terraform/tests plans it offline.
+module "pipeline_settings" {
+  source = "./modules/pipeline_settings"
 
-  database_name           = var.glue_database_name
+  project         = var.project
+  pipelines       = var.pipelines
+  pipelines_dir   = "${path.root}/../pipelines"
+  lake_key_prefix = module.data_lake.key_prefix
+
+  defaults = {
+    api_base_url             = local.api_base_url
+    pg_host                  = var.pg_host
+    pg_port                  = var.pg_port
+    pg_database              = var.pg_database
+    pg_user                  = var.pg_user
+    pg_secret_arn            = var.pg_secret_arn
+    pg_sslmode               = var.pg_sslmode
+    songs_table              = var.songs_table
+    songs_subnet_ids         = var.songs_subnet_ids
+    songs_security_group_ids = var.songs_security_group_ids
+    external_schema          = var.external_schema
+    serving_schema           = var.serving_schema
+    bi_schema                = var.bi_schema
+    schedule_enabled         = var.schedule_enabled
+    schedule_expression      = local.schedule_expression
+  }
+}
+
+# One instance per pipeline: its Glue database, functions (the same zips; PIPELINE=<key>),
+# orchestration and dbt task definition.
+module "pipeline" {
+  source   = "./modules/pipeline"
+  for_each = var.pipelines
+
+  settings = local.pipelines[each.key]
+
+  lambda_artifacts_dir = local.lambda_artifacts_dir
+  log_retention_days   = var.log_retention_days
+  log_level            = var.log_level
+  window_granularity   = var.window_granularity
+  schedule_timezone    = var.schedule_timezone
+
   bucket_name             = module.data_lake.bucket_name
   bucket_arn              = local.bucket_arn
-  warehouse_prefix        = local.zones["transform_zone"]
+  lake_uri                = module.data_lake.lake_uri
+  zones                   = local.zones
+  lake_kms_key_arn        = var.lake_kms_key_arn
+  pg_secret_kms_key_arn   = var.pg_secret_kms_key_arn
   enable_table_optimizers = var.enable_table_optimizers
-  kms_key_arn             = var.lake_kms_key_arn
-}
 
-# ================================================================ functions
-module "api_extract" {
-  source = "./modules/lambda_function"
+  redshift_workgroup_name   = module.serving.workgroup_name
+  redshift_workgroup_arn    = module.serving.workgroup_arn
+  redshift_database         = module.serving.database_name
+  redshift_admin_secret_arn = module.serving.admin_secret_arn
+  redshift_endpoint_address = module.serving.endpoint_address
+  redshift_endpoint_port    = module.serving.endpoint_port
+  spectrum_role_arn         = module.serving.spectrum_role_arn
+  analysts_role             = var.analysts_role
 
-  function_name = "${var.project}-api-extract"
-  description   = "Extracts API users/sessions of a window into landing_zone/api/."
-  package_path  = "${local.lambda_artifacts_dir}/api-extract/bootstrap.zip"
-  memory_size   = 512
-  timeout       = 900
-  # Parts of up to PART_MAX_BYTES are spooled in /tmp before upload.
-  ephemeral_storage_size = 1024
-  log_retention_days     = var.log_retention_days
-  log_level              = var.log_level
+  ecr_repository_url            = module.serving.ecr_repository_url
+  ecr_repository_arn            = module.serving.ecr_repository_arn
+  ecs_cluster_arn               = module.serving.ecs_cluster_arn
+  dbt_image                     = var.dbt_image
+  dbt_image_tag                 = var.dbt_image_tag
+  dbt_cpu_architecture          = var.dbt_cpu_architecture
+  dbt_read_only_root_filesystem = var.dbt_read_only_root_filesystem
+  dbt_subnet_ids                = coalesce(var.dbt_subnet_ids, var.redshift_subnet_ids)
+  dbt_security_group_ids        = var.dbt_security_group_ids
+  dbt_assign_public_ip          = var.dbt_assign_public_ip
 
-  environment = {
-    LAKE_URI           = module.data_lake.lake_uri
-    API_BASE_URL       = local.api_base_url
-    WINDOW_GRANULARITY = var.window_granularity
-    # The schedule fires in schedule_timezone but passes scheduled_time in UTC: the previous
-    # day/month is taken in the schedule's calendar.
-    WINDOW_TIMEZONE  = var.schedule_timezone
-    API_TIMEOUT_SECS = "30"
-    API_MAX_ATTEMPTS = "5"
-    PART_MAX_BYTES   = "67108864"
-    SPOOL_DIR        = "/tmp"
-    # The pipeline folder bundled in the package (pipelines/<pipeline>): its REST sources.
-    PIPELINE = var.pipeline
-  }
+  transform_batch_size      = var.transform_batch_size
+  transform_max_concurrency = var.transform_max_concurrency
 
-  policy_statements = concat(local.function_statements["api-extract"], local.lake_kms_statements)
-}
-
-module "songs_extract" {
-  source = "./modules/lambda_function"
-
-  function_name          = "${var.project}-songs-extract"
-  description            = "Extracts the RDS songs table into landing_zone/rds/songs/."
-  package_path           = "${local.lambda_artifacts_dir}/songs-extract/bootstrap.zip"
-  memory_size            = 512
-  timeout                = 900
-  ephemeral_storage_size = 1024
-  log_retention_days     = var.log_retention_days
-  log_level              = var.log_level
-
-  vpc_subnet_ids         = var.songs_subnet_ids
-  vpc_security_group_ids = var.songs_security_group_ids
-
-  # The password is read from Secrets Manager at start-up (PG_SECRET_ARN); PG_PASSWORD is
-  # for local runs only and never set here.
-  environment = {
-    LAKE_URI                = module.data_lake.lake_uri
-    PG_HOST                 = var.pg_host
-    PG_PORT                 = tostring(var.pg_port)
-    PG_DATABASE             = var.pg_database
-    PG_USER                 = var.pg_user
-    PG_SECRET_ARN           = var.pg_secret_arn
-    PG_SSLMODE              = var.pg_sslmode
-    SONGS_TABLE             = var.songs_table
-    PART_MAX_BYTES          = "67108864"
-    SPOOL_DIR               = "/tmp"
-    PG_CONNECT_TIMEOUT_SECS = "10"
-    # A scheduled run lands under the schedule's local date (ingest_on).
-    WINDOW_TIMEZONE = var.schedule_timezone
-    # The pipeline folder bundled in the package (pipelines/<pipeline>): its SQL sources.
-    PIPELINE = var.pipeline
-  }
-
-  policy_statements = concat(local.function_statements["songs-extract"], local.pg_secret_kms_statements, local.lake_kms_statements)
-}
-
-module "transform" {
-  source = "./modules/lambda_function"
-
-  function_name      = "${var.project}-transform"
-  description        = "Commits landing objects to the Iceberg silver tables (Glue catalog) with data quality."
-  package_path       = "${local.lambda_artifacts_dir}/transform/bootstrap.zip"
-  memory_size        = 2048
-  timeout            = 900
-  log_retention_days = var.log_retention_days
-  log_level          = var.log_level
-
-  environment = {
-    LAKE_URI          = module.data_lake.lake_uri
-    CATALOG           = "glue"
-    ICEBERG_WAREHOUSE = module.catalog.warehouse_uri
-    ICEBERG_NAMESPACE = module.catalog.database_name
-    # The pipeline folder bundled in the package (pipelines/<pipeline>): its tables and rules.
-    PIPELINE = var.pipeline
-  }
-
-  policy_statements = concat(local.function_statements["transform"], local.lake_kms_statements)
-}
-
-# Redshift setup (functions/redshift-setup): schemas, analysts role and grants, idempotently.
-module "redshift_setup" {
-  source = "./modules/lambda_function"
-
-  function_name      = "${var.project}-redshift-setup"
-  description        = "Creates the Redshift external, serving and BI schemas and grants, idempotently."
-  package_path       = "${local.lambda_artifacts_dir}/redshift-setup/bootstrap.zip"
-  memory_size        = 256
-  timeout            = 900
-  log_retention_days = var.log_retention_days
-  log_level          = var.log_level
-
-  environment = {
-    REDSHIFT_WORKGROUP     = module.serving.workgroup_name
-    REDSHIFT_DATABASE      = module.serving.database_name
-    REDSHIFT_SECRET_ARN    = module.serving.admin_secret_arn
-    GLUE_DATABASE          = module.catalog.database_name
-    SPECTRUM_ROLE_ARN      = module.serving.spectrum_role_arn
-    EXTERNAL_SCHEMA        = var.external_schema
-    SERVING_SCHEMA         = var.serving_schema
-    BI_SCHEMA              = var.bi_schema
-    ANALYSTS_ROLE          = var.analysts_role
-    STATEMENT_TIMEOUT_SECS = "300"
-  }
-
-  policy_statements = local.function_statements["redshift-setup"]
+  orphan_files_cleanup_enabled     = var.orphan_files_cleanup_enabled
+  orphan_files_schedule_expression = var.orphan_files_schedule_expression
+  orphan_files_older_than_hours    = var.orphan_files_older_than_hours
 }
 
 # ================================================================ demo source (opt-in)
@@ -214,68 +153,19 @@ resource "aws_lambda_function_url" "demo_source" {
   invoke_mode        = "RESPONSE_STREAM"
 }
 
-# ================================================================ serving
+# ================================================================ serving (shared)
 module "serving" {
   source = "./modules/serving"
 
-  name                 = var.project
-  database_name        = var.redshift_database
-  base_capacity        = var.redshift_base_capacity
-  max_capacity         = var.redshift_max_capacity
-  subnet_ids           = var.redshift_subnet_ids
-  security_group_ids   = var.redshift_security_group_ids
-  glue_arns            = module.catalog.glue_arns
-  bucket_arn           = local.bucket_arn
-  warehouse_prefix     = local.zones["transform_zone"]
-  kms_key_arn          = var.lake_kms_key_arn
-  external_schema      = var.external_schema
-  serving_schema       = var.serving_schema
-  bi_schema            = var.bi_schema
-  dbt_image            = var.dbt_image
-  dbt_image_tag        = var.dbt_image_tag
-  dbt_cpu_architecture = var.dbt_cpu_architecture
-  # Read-only root filesystem for the dbt container (bind mounts for target/ and logs/).
-  dbt_read_only_root_filesystem = var.dbt_read_only_root_filesystem
-  log_retention_days            = var.log_retention_days
-}
-
-# ================================================================ orchestration
-module "orchestration" {
-  source = "./modules/orchestration"
-
-  name = var.project
-  function_arns = {
-    "api-extract"    = module.api_extract.function_arn
-    "songs-extract"  = module.songs_extract.function_arn
-    "transform"      = module.transform.function_arn
-    "redshift-setup" = module.redshift_setup.function_arn
-  }
-
-  # One Extract -> Transform branch per source of pipelines/<pipeline>/deploy.json.
-  extracts = local.pipeline_deploy.extracts
-
-  bucket_name               = module.data_lake.bucket_name
-  landing_prefix            = local.zones["landing_zone"]
-  transform_timeout         = 900
-  transform_batch_size      = var.transform_batch_size
-  transform_max_concurrency = var.transform_max_concurrency
-
-  ecs_cluster_arn            = module.serving.ecs_cluster_arn
-  dbt_task_definition_arn    = module.serving.dbt_task_definition_arn
-  dbt_task_definition_family = module.serving.dbt_task_definition_family
-  dbt_container_name         = module.serving.dbt_container_name
-  dbt_role_arns              = module.serving.dbt_role_arns
-  dbt_subnet_ids             = coalesce(var.dbt_subnet_ids, var.redshift_subnet_ids)
-  dbt_security_group_ids     = var.dbt_security_group_ids
-  dbt_assign_public_ip       = var.dbt_assign_public_ip
-
-  schedule_enabled    = var.schedule_enabled
-  schedule_expression = local.schedule_expression
-  schedule_timezone   = var.schedule_timezone
-  log_retention_days  = var.log_retention_days
-
-  # Table maintenance: transform's remove_orphan_files on its own schedule.
-  orphan_files_cleanup_enabled     = var.orphan_files_cleanup_enabled
-  orphan_files_schedule_expression = var.orphan_files_schedule_expression
-  orphan_files_older_than_hours    = var.orphan_files_older_than_hours
+  name               = var.project
+  database_name      = var.redshift_database
+  base_capacity      = var.redshift_base_capacity
+  max_capacity       = var.redshift_max_capacity
+  subnet_ids         = var.redshift_subnet_ids
+  security_group_ids = var.redshift_security_group_ids
+  # The Spectrum role reads every pipeline's Glue database.
+  glue_databases   = [for k in sort(keys(var.pipelines)) : local.pipelines[k].glue_database_name]
+  bucket_arn       = local.bucket_arn
+  warehouse_prefix = local.zones["transform_zone"]
+  kms_key_arn      = var.lake_kms_key_arn
 }

@@ -8,21 +8,34 @@ output "lake_uri" {
   value       = module.data_lake.lake_uri
 }
 
+output "pipelines" {
+  description = "What each pipeline deploys, by pipeline: name prefix, Glue database, Redshift schemas, landing prefixes its transform receives, extracts, dbt project."
+  value = {
+    for k, s in local.pipelines : k => {
+      name_prefix      = s.name
+      glue_database    = s.glue_database_name
+      external_schema  = s.external_schema
+      serving_schema   = s.serving_schema
+      bi_schema        = s.bi_schema
+      landing_prefixes = s.landing_prefixes
+      extracts         = [for e in s.extracts : e.source]
+      dbt_project_dir  = s.dbt_project_dir
+    }
+  }
+}
+
 output "function_names" {
-  description = "Lambda function name of each crate (api-emulator only with deploy_demo_source)."
-  value = merge(
-    {
-      "api-extract"    = module.api_extract.function_name
-      "songs-extract"  = module.songs_extract.function_name
-      "transform"      = module.transform.function_name
-      "redshift-setup" = module.redshift_setup.function_name
-    },
-    { for m in module.api_emulator : "api-emulator" => m.function_name },
-  )
+  description = "Lambda function name of each crate, by pipeline (api-extract and songs-extract only for pipelines whose extracts call them)."
+  value       = { for k, p in module.pipeline : k => p.function_names }
+}
+
+output "demo_source_function_name" {
+  description = "Function name of the demo source (functions/api-emulator); null unless deploy_demo_source."
+  value       = one(module.api_emulator[*].function_name)
 }
 
 output "api_base_url" {
-  description = "API_BASE_URL of api-extract: api_base_url, else the demo source's function URL."
+  description = "Default API_BASE_URL of api-extract: api_base_url, else the demo source's function URL (a pipeline's api_base_url overrides it)."
   value       = local.api_base_url
 }
 
@@ -31,44 +44,44 @@ output "demo_source_url" {
   value       = one(aws_lambda_function_url.demo_source[*].function_url)
 }
 
-output "state_machine_arn" {
-  description = "ARN of the pipeline state machine (start it from the console or `aws stepfunctions start-execution`)."
-  value       = module.orchestration.state_machine_arn
+output "state_machine_arns" {
+  description = "ARN of each pipeline's state machine, by pipeline (start it from the console or `aws stepfunctions start-execution`)."
+  value       = { for k, p in module.pipeline : k => p.state_machine_arn }
 }
 
-output "schedule_name" {
-  description = "EventBridge Scheduler schedule of the pipeline."
-  value       = module.orchestration.schedule_name
+output "schedule_names" {
+  description = "EventBridge Scheduler schedule of each pipeline."
+  value       = { for k, p in module.pipeline : k => p.schedule_name }
 }
 
-output "orphan_files_schedule_name" {
-  description = "EventBridge Scheduler schedule of transform's orphan file removal."
-  value       = module.orchestration.orphan_files_schedule_name
+output "orphan_files_schedule_names" {
+  description = "EventBridge Scheduler schedule of each pipeline's orphan file removal (its transform)."
+  value       = { for k, p in module.pipeline : k => p.orphan_files_schedule_name }
 }
 
-output "maintenance_dlq_url" {
-  description = "Queue of failed maintenance invocations of transform (alarm on it)."
-  value       = module.orchestration.maintenance_dlq_url
+output "maintenance_dlq_urls" {
+  description = "Queue of failed maintenance invocations of each pipeline's transform (alarm on them)."
+  value       = { for k, p in module.pipeline : k => p.maintenance_dlq_url }
 }
 
-output "transform_queue_url" {
-  description = "SQS queue of landing events feeding transform."
-  value       = module.orchestration.transform_queue_url
+output "transform_queue_urls" {
+  description = "SQS queue of each pipeline's landing events feeding its transform."
+  value       = { for k, p in module.pipeline : k => p.transform_queue_url }
 }
 
-output "transform_dlq_url" {
-  description = "Dead-letter queue of landing events."
-  value       = module.orchestration.transform_dlq_url
+output "transform_dlq_urls" {
+  description = "Dead-letter queue of each pipeline's landing events."
+  value       = { for k, p in module.pipeline : k => p.transform_dlq_url }
 }
 
-output "glue_database" {
-  description = "Glue database (Iceberg namespace) of the silver layer."
-  value       = module.catalog.database_name
+output "glue_databases" {
+  description = "Glue database (Iceberg namespace) of each pipeline's silver layer."
+  value       = { for k, p in module.pipeline : k => p.glue_database }
 }
 
 output "iceberg_warehouse" {
-  description = "Iceberg warehouse URI."
-  value       = module.catalog.warehouse_uri
+  description = "Iceberg warehouse URI (shared: each Glue database is a folder <database>.db in it)."
+  value       = "s3://${module.data_lake.bucket_name}/${trimsuffix(local.zones["transform_zone"], "/")}"
 }
 
 output "redshift_workgroup" {
@@ -97,21 +110,21 @@ output "redshift_admin_secret_arn" {
 }
 
 output "spectrum_role_arn" {
-  description = "IAM role of the external schema."
+  description = "IAM role of the external schemas."
   value       = module.serving.spectrum_role_arn
 }
 
 output "dbt_ecr_repository_url" {
-  description = "ECR repository to push the dbt_modeling image to."
+  description = "ECR repository to push the dbt image to (one image, every pipeline's dbt project)."
   value       = module.serving.ecr_repository_url
 }
 
 output "ecs_cluster_name" {
-  description = "ECS cluster running the dbt task."
+  description = "ECS cluster running the dbt tasks."
   value       = module.serving.ecs_cluster_name
 }
 
-output "dbt_task_definition_arn" {
-  description = "dbt task definition (run it by hand with `aws ecs run-task`)."
-  value       = module.serving.dbt_task_definition_arn
+output "dbt_task_definition_arns" {
+  description = "dbt task definition of each pipeline (run one by hand with `aws ecs run-task`)."
+  value       = { for k, p in module.pipeline : k => p.dbt_task_definition_arn }
 }

@@ -5,14 +5,48 @@ variable "project" {
   default     = "deftunes"
 }
 
-variable "pipeline" {
-  description = "The pipeline folder under pipelines/: its deploy.json gives the state machine's extract branches, and the functions load its spec (PIPELINE)."
-  type        = string
-  default     = "deftunes"
+variable "pipelines" {
+  description = <<-EOT
+    The pipelines to deploy, by folder name under pipelines/ (its deploy.json, generated from its
+    pipeline.toml, gives the extracts, landing prefixes, tables, Glue namespace and dbt project).
+    Each gets its own Glue database, functions (the same zips, PIPELINE=<key>), state machine,
+    landing queue and dbt task; the lake, Redshift, ECR and ECS are shared. Every attribute is an
+    optional override of a top-level default: api_base_url, pg_* and songs_* (its sources),
+    schedule_enabled and schedule_expression, glue_database_name (default: deploy.json's
+    namespace), external_schema, serving_schema and bi_schema (default: the top-level variables
+    for the pipeline keyed var.project, <key>_transform, <key>_serving and <key>_bi for the
+    others, "-" as "_"), and name_prefix (default: var.project for the pipeline keyed var.project,
+    which keeps the single-pipeline names, <project>-<key> for the others).
+  EOT
+  type = map(object({
+    name_prefix              = optional(string)
+    api_base_url             = optional(string)
+    pg_host                  = optional(string)
+    pg_port                  = optional(number)
+    pg_database              = optional(string)
+    pg_user                  = optional(string)
+    pg_secret_arn            = optional(string)
+    pg_sslmode               = optional(string)
+    songs_table              = optional(string)
+    songs_subnet_ids         = optional(list(string))
+    songs_security_group_ids = optional(list(string))
+    glue_database_name       = optional(string)
+    external_schema          = optional(string)
+    serving_schema           = optional(string)
+    bi_schema                = optional(string)
+    schedule_enabled         = optional(bool)
+    schedule_expression      = optional(string)
+  }))
+  default = { deftunes = {} }
 
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9_-]*$", var.pipeline))
-    error_message = "pipeline must be a folder name under pipelines/ (lower-case letters, digits, _ and -; no path)."
+    condition     = length(var.pipelines) > 0 && alltrue([for k in keys(var.pipelines) : can(regex("^[a-z0-9][a-z0-9_-]*$", k))])
+    error_message = "pipelines needs at least one pipeline, each keyed by a folder name under pipelines/ (lower-case letters, digits, _ and -; no path)."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pipelines) : contains(["disable", "require", "verify-full"], coalesce(p.pg_sslmode, "require"))])
+    error_message = "A pipeline's pg_sslmode must be disable, require or verify-full."
   }
 }
 
@@ -79,14 +113,9 @@ variable "lake_force_destroy" {
 
 # ---------------------------------------------------------------- sources
 variable "api_base_url" {
-  description = "Base URL of the DeFtunes purchases API (GET users, sessions relative to it: end a URL that has a path with \"/\"). null uses the demo source's function URL (deploy_demo_source)."
+  description = "Base URL of the DeFtunes purchases API (GET users, sessions relative to it: end a URL that has a path with \"/\"), the default of every pipeline's api_base_url. null uses the demo source's function URL (deploy_demo_source). A pipeline with a REST source needs one of them (a plan-time check)."
   type        = string
   default     = null
-
-  validation {
-    condition     = var.api_base_url != null || var.deploy_demo_source
-    error_message = "Set api_base_url to the DeFtunes API, or deploy_demo_source = true to deploy the synthetic API (functions/api-emulator)."
-  }
 }
 
 variable "demo_source_reserved_concurrency" {
@@ -118,8 +147,9 @@ variable "window_granularity" {
 }
 
 variable "pg_host" {
-  description = "Host of the DeFtunes RDS PostgreSQL database."
+  description = "Host of the DeFtunes RDS PostgreSQL database: the default of every pipeline's pg_host. Needed (here or per pipeline) by the pipelines with a SQL source."
   type        = string
+  default     = null
 }
 
 variable "pg_port" {
@@ -141,8 +171,9 @@ variable "pg_user" {
 }
 
 variable "pg_secret_arn" {
-  description = "Secrets Manager secret with the database password (plain string, or JSON with \"password\", e.g. the RDS-managed secret)."
+  description = "Secrets Manager secret with the database password (plain string, or JSON with \"password\", e.g. the RDS-managed secret): the default of every pipeline's pg_secret_arn. Needed (here or per pipeline) by the pipelines with a SQL source."
   type        = string
+  default     = null
 }
 
 variable "pg_secret_kms_key_arn" {
@@ -169,24 +200,20 @@ variable "songs_table" {
 }
 
 variable "songs_subnet_ids" {
-  description = "Subnets (of the RDS VPC) of songs-extract. They need a route to S3 and Secrets Manager (NAT or VPC endpoints)."
+  description = "Subnets (of the RDS VPC) of songs-extract, the default of every pipeline's. They need a route to S3 and Secrets Manager (NAT or VPC endpoints). Empty: the function runs outside a VPC."
   type        = list(string)
+  default     = []
 }
 
 variable "songs_security_group_ids" {
-  description = "Security groups of songs-extract; the RDS security group must accept them on pg_port."
+  description = "Security groups of songs-extract (the default of every pipeline's); the RDS security group must accept them on pg_port."
   type        = list(string)
+  default     = []
 }
 
 # ---------------------------------------------------------------- catalog
-variable "glue_database_name" {
-  description = "Glue database of the silver layer (ICEBERG_NAMESPACE)."
-  type        = string
-  default     = "deftunes_transform"
-}
-
 variable "enable_table_optimizers" {
-  description = "Create Glue table optimizers (compaction, snapshot retention, orphan files) for users, sessions, songs. The tables exist only after the first pipeline run: enable on a second apply."
+  description = "Create Glue table optimizers (compaction, snapshot retention, orphan files) for the tables of every pipeline (deploy.json tables). The tables exist only after the first pipeline run: enable on a second apply."
   type        = bool
   default     = false
 }
@@ -221,19 +248,19 @@ variable "redshift_max_capacity" {
 }
 
 variable "external_schema" {
-  description = "Redshift external (Spectrum) schema over the Glue silver database."
+  description = "Redshift external (Spectrum) schema over the Glue silver database of the pipeline keyed var.project (others: <pipeline>_transform, or their external_schema)."
   type        = string
   default     = "deftunes_transform"
 }
 
 variable "serving_schema" {
-  description = "Redshift schema of the star schema built by dbt."
+  description = "Redshift schema of the star schema dbt builds for the pipeline keyed var.project (others: <pipeline>_serving, or their serving_schema)."
   type        = string
   default     = "deftunes_serving"
 }
 
 variable "bi_schema" {
-  description = "Redshift schema of the BI views built by dbt."
+  description = "Redshift schema of the BI views dbt builds for the pipeline keyed var.project (others: <pipeline>_bi, or their bi_schema)."
   type        = string
   default     = "deftunes_bi"
 }
@@ -245,7 +272,7 @@ variable "analysts_role" {
 }
 
 variable "dbt_image" {
-  description = "Full image URI of dbt_modeling; null uses the ECR repository created here with dbt_image_tag."
+  description = "Full image URI of the dbt image (dbt_modeling/Dockerfile: every pipeline's dbt project); null uses the ECR repository created here with dbt_image_tag."
   type        = string
   default     = null
 }
@@ -292,13 +319,13 @@ variable "dbt_assign_public_ip" {
 
 # ---------------------------------------------------------------- orchestration
 variable "schedule_enabled" {
-  description = "Start the pipeline on schedule (EventBridge Scheduler). Off by default: turn it on once the dbt image is pushed and a run started by hand has succeeded."
+  description = "Start the pipelines on schedule (EventBridge Scheduler): the default of every pipeline's schedule_enabled. Off by default: turn it on once the dbt image is pushed and a run started by hand has succeeded."
   type        = bool
   default     = false
 }
 
 variable "schedule_expression" {
-  description = "Schedule expression; null means 01:30 daily (window_granularity day) or 01:30 on the 1st (month)."
+  description = "Schedule expression, the default of every pipeline's; null means 01:30 daily (window_granularity day) or 01:30 on the 1st (month)."
   type        = string
   default     = null
 }

@@ -11,7 +11,7 @@ import re
 import pytest
 
 import tfparse as tp
-from test_workspace import iam_statements, split_top
+from test_workspace import function_arns_passed, iam_statements, split_top
 
 ORCHESTRATION = tp.MODULES_DIR / "orchestration"
 AGE_VAR = "orphan_files_older_than_hours"
@@ -65,9 +65,10 @@ def test_schedule_invokes_transform_with_the_orphan_files_payload():
 
     (target,) = schedule()["target"]
     assert target["arn"] == '${var.function_arns["transform"]}'
-    # ... which the root passes as the transform module's ARN.
-    call = tp.blocks(tp.TF_DIR, "module")["orchestration"]
-    assert call["function_arns"]['"transform"'] == "${module.transform.function_arn}"
+    # ... which the pipeline module passes as its transform module's ARN.
+    call = tp.blocks(tp.PIPELINE_DIR, "module")["orchestration"]
+    assert call["function_arns"] == "${local.function_arns}"
+    assert function_arns_passed()["transform"] == "${module.transform.function_arn}"
     assert tp.crate_of_module(tp.lambda_modules()["transform"]) == "transform"
 
 
@@ -76,10 +77,12 @@ def test_schedule_follows_the_variables():
     assert body["state"] == '${var.orphan_files_cleanup_enabled ? "ENABLED" : "DISABLED"}'
     assert body["schedule_expression"] == "${var.orphan_files_schedule_expression}"
     assert body["schedule_expression_timezone"] == "${var.schedule_timezone}"
-    call = tp.blocks(tp.TF_DIR, "module")["orchestration"]
+    call = tp.blocks(tp.PIPELINE_DIR, "module")["orchestration"]
+    root_call = tp.blocks(tp.TF_DIR, "module")["pipeline"]
     for name, default in VARIABLES.items():
-        assert call.get(name) == f"${{var.{name}}}", f"the root does not pass {name} to orchestration"
-        for directory in (tp.TF_DIR, ORCHESTRATION):
+        assert call.get(name) == f"${{var.{name}}}", f"modules/pipeline does not pass {name} to orchestration"
+        assert root_call.get(name) == f"${{var.{name}}}", f"the root does not pass {name} to modules/pipeline"
+        for directory in (tp.TF_DIR, tp.PIPELINE_DIR, ORCHESTRATION):
             assert tp.variable_default(directory, name) == default, (directory.name, name)
 
 
@@ -93,7 +96,7 @@ def _validation_holds(condition: str, value) -> bool:
     return bool(eval(expr, {"__builtins__": {}}, {"floor": math.floor}))  # noqa: S307 (checked above)
 
 
-@pytest.mark.parametrize("directory", [tp.TF_DIR, ORCHESTRATION], ids=lambda d: d.name)
+@pytest.mark.parametrize("directory", [tp.TF_DIR, tp.PIPELINE_DIR, ORCHESTRATION], ids=lambda d: d.name)
 def test_safety_age_is_validated_at_least_a_day(directory):
     (validation,) = tp.blocks(directory, "variable")[AGE_VAR]["validation"]
     condition = validation["condition"]
@@ -129,7 +132,8 @@ def test_failed_maintenance_invocations_land_in_the_maintenance_dlq():
     assert dlq_arn != "${aws_sqs_queue.transform_dlq.arn}"
     outputs = tp.blocks(ORCHESTRATION, "output")
     assert outputs["maintenance_dlq_arn"]["value"] == dlq_arn
-    assert "maintenance_dlq_url" in tp.blocks(tp.TF_DIR, "output")
+    assert "maintenance_dlq_urls" in tp.blocks(tp.TF_DIR, "output")
+    assert "maintenance_dlq_url" in tp.blocks(tp.PIPELINE_DIR, "output")
 
 
 # ------------------------------------------------------------------ IAM
@@ -162,7 +166,7 @@ def test_maintenance_scheduler_role_only_invokes_transform():
 
 
 def _transform_statements() -> list[dict]:
-    return tp.locals_of(tp.TF_DIR)["function_statements"]['"transform"']
+    return tp.locals_of(tp.PIPELINE_DIR)["function_statements"]['"transform"']
 
 
 TRANSFORM_ZONE = '${local.zones["transform_zone"]}'
@@ -196,6 +200,8 @@ def test_transform_role_deletes_and_lists_only_below_zone_prefixes():
     # local.zones are the data lake's zone prefixes, each ending with "/": transform_zone/* can
     # match no sibling such as transform_zone_old/.
     assert tp.locals_of(tp.TF_DIR)["zones"] == "${module.data_lake.zone_prefixes}"
+    assert tp.blocks(tp.TF_DIR, "module")["pipeline"]["zones"] == "${local.zones}"
+    assert tp.locals_of(tp.PIPELINE_DIR)["zones"] == "${var.zones}"
     value = tp.blocks(tp.MODULES_DIR / "data_lake", "output")["zone_prefixes"]["value"]
     assert re.search(r'=> "\$\{local\.prefix\}\$\{z\}/"', value), value
 
@@ -234,7 +240,7 @@ def test_payload_matches_the_functions_maintenance_request():
     expected = set(variants[mode]) | {"maintenance"}
     assert "deny_unknown_fields" in attrs and set(fields) == expected, (sorted(fields), sorted(expected))
     assert variants[mode]["older_than_hours"] == "u64"
-    for directory in (tp.TF_DIR, ORCHESTRATION):
+    for directory in (tp.TF_DIR, tp.PIPELINE_DIR, ORCHESTRATION):
         (validation,) = tp.blocks(directory, "variable")[AGE_VAR]["validation"]
         assert "floor(" in validation["condition"], f"{directory.name}: {AGE_VAR} must be validated an integer (u64)"
     floor = re.search(r"MIN_SAFETY_AGE: Duration = Duration::from_secs\((\d+)\)", src)

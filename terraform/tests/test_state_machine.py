@@ -321,19 +321,28 @@ def assert_branches_are(definition: dict, extracts: list[dict]):
     assert selector["request"] == {} and selector["window.$"] == "$$.Map.Item.Value"
 
 
-def test_root_passes_the_extracts_of_the_pipeline_deploy_json():
-    assert tp.locals_of(tp.TF_DIR)["pipeline_deploy"] == (
-        '${jsondecode(file("${path.root}/../pipelines/${var.pipeline}/deploy.json"))}'
+def test_each_pipeline_passes_the_extracts_of_its_deploy_json():
+    settings_locals = tp.locals_of(tp.MODULES_DIR / "pipeline_settings")
+    assert settings_locals["deploy"] == (
+        '${{for k, _ in var.pipelines : k => try(jsondecode(file("${var.pipelines_dir}/${k}/deploy.json")), null)}}'
     )
-    assert tp.blocks(tp.TF_DIR, "module")["orchestration"]["extracts"] == "${local.pipeline_deploy.extracts}"
+    assert tp.unquote(tp.blocks(tp.TF_DIR, "module")["pipeline_settings"]["pipelines_dir"]) == "${path.root}/../pipelines"
+    root_call = tp.blocks(tp.TF_DIR, "module")["pipeline"]
+    assert root_call["for_each"] == "${var.pipelines}" and root_call["settings"] == "${local.pipelines[each.key]}"
+    assert tp.blocks(tp.PIPELINE_DIR, "module")["orchestration"]["extracts"] == "${var.settings.extracts}"
     assert tp.definition_vars()["extracts"] == "${var.extracts}"
-    assert tp.variable_default(tp.TF_DIR, "pipeline") == "deftunes"
-    # var.pipeline is a folder name: every pipelines/<name> passes, a path does not.
-    (validation,) = tp.blocks(tp.TF_DIR, "variable")["pipeline"]["validation"]
-    pattern = re.fullmatch(r'\$\{can\(regex\("(.+)", var\.pipeline\)\)\}', validation["condition"]).group(1)
-    folders = [p.parent.name for p in (tp.REPO_ROOT / "pipelines").glob("*/deploy.json")]
-    assert "deftunes" in folders and all(re.search(pattern, f) for f in folders), folders
-    assert not any(re.search(pattern, bad) for bad in ("../deftunes", "deftunes/", "", ".hidden", "a/b"))
+    # Terraform's own evaluation: each pipeline gets its deploy.json extracts, in order.
+    planned = tp.plan_settings({"deftunes": {}, "sparkify": {}})
+    for pipeline in ("deftunes", "sparkify"):
+        assert planned[pipeline]["extracts"] == tp.deploy_json(pipeline)["extracts"], pipeline
+    assert [tp.unquote(k) for k in tp.variable_default(tp.TF_DIR, "pipelines")] == ["deftunes"]
+    # var.pipelines' keys are folder names: every pipelines/<name> passes, a path does not.
+    for directory in (tp.TF_DIR, tp.MODULES_DIR / "pipeline_settings"):
+        validation = tp.blocks(directory, "variable")["pipelines"]["validation"][0]
+        pattern = re.search(r'can\(regex\("(.+?)", k\)\)', validation["condition"]).group(1)
+        folders = [p.parent.name for p in (tp.REPO_ROOT / "pipelines").glob("*/deploy.json")]
+        assert {"deftunes", "sparkify"} <= set(folders) and all(re.search(pattern, f) for f in folders), folders
+        assert not any(re.search(pattern, bad) for bad in ("../deftunes", "deftunes/", "", ".hidden", "a/b"))
 
 
 def test_branches_are_exactly_the_deploy_json_extracts(rendered):
@@ -584,3 +593,83 @@ def test_failing_dbt_task_fails_the_execution_and_keeps_the_error(sfn, state_mac
     assert "Pipeline failed" in states and "Pipeline succeeded" not in states
     assert len(fake.calls_of("dbt-stand-in")) == 1, "a failed dbt build is not retried"
     assert len(fake.calls_of("redshift-setup")) == 1
+
+
+# ------------------------------------------------------------------ files-only pipelines (sparkify)
+def files_only_values() -> dict:
+    """What modules/pipeline passes for a pipeline without extracts: no extract function."""
+    values = fake_definition_values(FUNCTION_ARNS)
+    values["function_arns"] = {c: a for c, a in values["function_arns"].items() if c in ("transform", "redshift-setup")}
+    values["extracts"] = tp.deploy_json("sparkify")["extracts"]
+    assert values["extracts"] == []
+    return values
+
+
+@pytest.fixture(scope="module")
+def files_only(sfn):
+    definition = json.loads(tp.render_template(files_only_values()))
+    sfn.create_state_machine(name="sparkify-pipeline-as-rendered", definition=json.dumps(definition), roleArn=ROLE_ARN)
+    arn = sfn.create_state_machine(name="sparkify-pipeline", definition=json.dumps(with_dbt_stand_in(definition)),
+                                   roleArn=ROLE_ARN)["stateMachineArn"]
+    return definition, arn
+
+
+def test_files_only_state_machine_goes_straight_to_serving(files_only, rendered):
+    definition, _ = files_only
+    assert definition["StartAt"] == "Files only"
+    assert set(definition["States"]) == {"Files only", "Set up Redshift", "Run dbt build", "Pipeline succeeded", "Pipeline failed"}
+    assert definition["States"]["Files only"] == {
+        "Type": "Pass", "Comment": definition["States"]["Files only"]["Comment"], "Parameters": {"input.$": "$"},
+        "Next": "Set up Redshift"}
+    assert "no window" in definition["Comment"].lower()
+    # Serving is the same as a pipeline with extracts.
+    for name in ("Set up Redshift", "Run dbt build", "Pipeline failed"):
+        assert definition["States"][name] == rendered["States"][name], name
+    assert not re.search(r"api-extract|songs-extract", json.dumps(definition))
+
+
+@pytest.mark.parametrize("payload", [
+    {}, {"Comment": "Insert your JSON here"}, {"scheduled_time": "2020-02-01T01:30:00Z"},
+    {"windows": [{"start_date": "2020-01-01", "end_date": "2020-01-31"}]},
+], ids=["empty", "console", "scheduled", "windows"])
+def test_files_only_run_serves_once_whatever_the_input(sfn, files_only, fake, payload):
+    _, arn = files_only
+    happy(fake)
+    desc, execution = run(sfn, arn, payload)
+    assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
+    assert fake.calls_of("api-extract") == fake.calls_of("songs-extract") == fake.calls_of("transform") == []
+    assert fake.calls_of("redshift-setup") == [{}]
+    assert len(fake.calls_of("dbt-stand-in")) == 1
+    output = json.loads(desc["output"])
+    assert output["input"] == payload and output["dbt"]["task_arn"] == TASK_ARN
+    assert entered_states(sfn, execution) == ["Files only", "Set up Redshift", "Run dbt build", "Pipeline succeeded"]
+
+
+def test_files_only_failures_keep_the_error(sfn, files_only, fake):
+    _, arn = files_only
+    happy(fake)
+    fake.behaviour["redshift-setup"] = lambda p: ("error", "WarehouseRejected", "permission denied for schema sparkify_serving")
+    desc, execution = run(sfn, arn, {})
+    assert desc["status"] == "FAILED", explain(sfn, execution)
+    assert desc["error"] == "WarehouseRejected" and "sparkify_serving" in desc["cause"]
+    assert fake.calls_of("dbt-stand-in") == []
+
+    fake.reset()
+    happy(fake)
+    fake.behaviour["dbt-stand-in"] = lambda p: ("error", "DbtTaskFailed", json.dumps({"StopCode": "EssentialContainerExited"}))
+    desc, execution = run(sfn, arn, {})
+    assert desc["status"] == "FAILED" and desc["error"] == "DbtTaskFailed", explain(sfn, execution)
+    assert "Pipeline failed" in entered_states(sfn, execution)
+
+
+def test_extracts_need_their_function_in_function_arns():
+    """The template looks each extract's function up in function_arns: a pipeline with extracts
+    whose function was not deployed does not render (the orchestration module's validation says
+    why first)."""
+    values = files_only_values()
+    values["extracts"] = tp.deploy_json("deftunes")["extracts"]
+    with pytest.raises(RuntimeError, match="Invalid index"):
+        tp.render_template(values)
+    (validation,) = [v for v in tp.blocks(tp.MODULES_DIR / "orchestration", "variable")["extracts"]["validation"]
+                     if "function_arns" in v["condition"]]
+    assert validation["condition"] == "${alltrue([for e in var.extracts : contains(keys(var.function_arns), e.function)])}"

@@ -48,7 +48,9 @@ SERVICE_WIDE_ACTIONS = {
 
 
 # Interpolations that end with "/" by construction (data_lake's zone_prefixes output).
-PREFIX_INTERPOLATION = re.compile(r'\$\{(local\.zones\["[a-z_]+"\]|var\.[a-z_]*prefix)\}$')
+# A zone, a prefix variable, or a loop over landing prefixes (deploy.json's end with "/",
+# which modules/pipeline_settings checks).
+PREFIX_INTERPOLATION = re.compile(r'\$\{(local\.zones\["[a-z_]+"\]|var\.[a-z_]*prefix|landing_prefix)\}$')
 
 
 def all_tf_dirs() -> list[Path]:
@@ -301,11 +303,12 @@ def test_readme_table_parser_and_rules():
 def test_extracts_follow_the_schedule_time_zone():
     """The Scheduler passes scheduled_time in UTC while the schedule runs in schedule_timezone:
     the functions take the previous day/month in that zone (WINDOW_TIMEZONE)."""
-    modules = tp.blocks(tp.TF_DIR, "module")
+    modules = tp.blocks(tp.PIPELINE_DIR, "module")
     for name in ("api_extract", "songs_extract"):
         assert modules[name]["environment"].get("WINDOW_TIMEZONE") == "${var.schedule_timezone}", name
     assert modules["orchestration"]["schedule_timezone"] == "${var.schedule_timezone}"
-    for directory in (tp.TF_DIR, tp.MODULES_DIR / "orchestration"):
+    assert tp.blocks(tp.TF_DIR, "module")["pipeline"]["schedule_timezone"] == "${var.schedule_timezone}"
+    for directory in (tp.TF_DIR, tp.PIPELINE_DIR, tp.MODULES_DIR / "orchestration"):
         variable = tp.blocks(directory, "variable")["schedule_timezone"]
         assert tp.unquote(variable["default"]) == "UTC"
         (validation,) = variable["validation"]
@@ -329,14 +332,15 @@ class Unresolvable(Exception):
 # Expressions the IAM test cannot expand, each with why it is safe. Keyed by (module dir/file,
 # expression); an entry nothing uses any more fails the test, so the list stays exact.
 UNRESOLVED_ALLOWED = {
+
     ("orchestration/iam.tf", "values(var.function_arns)"):
         "the pipeline functions' ARNs, passed by the root as module.<fn>.function_arn: exact ARNs",
     ("orchestration/iam.tf", "var.dbt_role_arns"):
         "the dbt task's execution and task role ARNs (module serving's dbt_role_arns output): exact ARNs",
     ("lambda_function/iam.tf", "statement.value.actions"):
-        "policy_statements pass-through: checked where the root defines them (terraform/iam.tf, main.tf locals)",
+        "policy_statements pass-through: checked where modules/pipeline defines them (its iam.tf locals)",
     ("lambda_function/iam.tf", "statement.value.resources"):
-        "policy_statements pass-through: checked where the root defines them (terraform/iam.tf, main.tf locals)",
+        "policy_statements pass-through: checked where modules/pipeline defines them (its iam.tf locals)",
 }
 
 SIMPLE_REF = re.compile(r'^[A-Za-z_][\w-]*(?:\.[\w-]+|\[[^\[\]]+\])*$')
@@ -575,6 +579,8 @@ def test_function_policy_statements_come_from_checked_locals():
     """lambda_function passes policy_statements through (UNRESOLVED_ALLOWED): the root gives it
     only the locals the IAM test checks."""
     allowed = re.compile(r'^local\.(function_statements\["[a-z-]+"\]|lake_kms_statements|pg_secret_kms_statements)$')
+    locals_ = tp.locals_of(tp.PIPELINE_DIR)
+    assert {"function_statements", "lake_kms_statements", "pg_secret_kms_statements"} <= set(locals_)
     for name, body in tp.lambda_modules().items():
         expr = body.get("policy_statements")
         if expr is None:
@@ -591,12 +597,12 @@ def rust_redshift_data_calls() -> set[str]:
 
 
 def test_redshift_setup_role_grants_exactly_the_data_api_calls_it_makes():
-    statements = tp.locals_of(tp.TF_DIR)["function_statements"]['"redshift-setup"']
+    statements = tp.locals_of(tp.PIPELINE_DIR)["function_statements"]['"redshift-setup"']
     granted = {tp.unquote(a) for st in statements for a in st["actions"]}
     calls = rust_redshift_data_calls()
     assert calls == {"redshift-data:ExecuteStatement", "redshift-data:DescribeStatement", "redshift-data:CancelStatement"}, calls
     assert {a for a in granted if a.startswith("redshift-data:")} == calls
-    env = tp.blocks(tp.TF_DIR, "module")["redshift_setup"]["environment"]
+    env = tp.blocks(tp.PIPELINE_DIR, "module")["redshift_setup"]["environment"]
     # With REDSHIFT_SECRET_ARN the Data API authenticates with the secret, not temporary
     # workgroup credentials.
     assert ("redshift-serverless:GetCredentials" in granted) == ("REDSHIFT_SECRET_ARN" not in env)
@@ -660,8 +666,14 @@ def terraform_function_arns() -> dict[str, str]:
     }
 
 
+def default_pipelines() -> list[str]:
+    """The keys of var.pipelines' default."""
+    return [tp.unquote(k) for k in tp.variable_default(tp.TF_DIR, "pipelines")]
+
+
 def default_pipeline_extracts() -> list[dict]:
-    return tp.deploy_json(tp.variable_default(tp.TF_DIR, "pipeline"))["extracts"]
+    (pipeline,) = default_pipelines()
+    return tp.deploy_json(pipeline)["extracts"]
 
 
 def fake_definition_values(function_arns: dict[str, str]) -> dict:
@@ -672,6 +684,8 @@ def fake_definition_values(function_arns: dict[str, str]) -> dict:
         m = tp.FUNCTION_ARN_EXPR.match(expr)
         if m:
             values[name] = function_arns[m.group(1)]
+    # Every function the pipeline deploys (the extract functions only where its extracts call them).
+    values["function_arns"] = {c: arn for c, arn in function_arns.items() if c != "api-emulator"}
     fake = {
         "ecs_cluster_arn": "arn:aws:ecs:us-east-1:123456789012:cluster/deftunes",
         "dbt_task_definition_arn": "arn:aws:ecs:us-east-1:123456789012:task-definition/deftunes-dbt:1",
@@ -706,18 +720,22 @@ def test_definition_vars_are_exactly_the_template_variables():
 def test_state_machine_calls_only_functions_that_exist_in_terraform():
     modules = tp.lambda_modules()
     crate_by_module = {name: tp.crate_of_module(body) for name, body in modules.items()}
-    call = tp.blocks(tp.TF_DIR, "module")["orchestration"]
-    passed = call["function_arns"]
+    call = tp.blocks(tp.PIPELINE_DIR, "module")["orchestration"]
+    assert call["function_arns"] == "${local.function_arns}"
+    passed = function_arns_passed()
     for key, expr in passed.items():
-        m = re.fullmatch(r"\$\{module\.([a-z0-9_]+)\.function_arn\}", expr)
+        m = re.fullmatch(r"\$\{(?:module\.([a-z0-9_]+)\.function_arn|m\.function_arn)\}", expr)
         assert m, f"function_arns[{key}] must be a lambda module's function_arn, got {expr}"
-        assert crate_by_module.get(m.group(1)) == tp.unquote(key), (
-            f"function_arns[{key}] points at module {m.group(1)}, which deploys {crate_by_module.get(m.group(1))}"
+        module = m.group(1) or key.replace("-", "_")
+        assert crate_by_module.get(module) == key, (
+            f"function_arns[{key}] points at module {module}, which deploys {crate_by_module.get(module)}"
         )
+    assert set(passed) == {"transform", "redshift-setup", "api-extract", "songs-extract"}, passed
     for name, expr in tp.definition_vars().items():
         m = tp.FUNCTION_ARN_EXPR.match(expr)
         if m:
-            assert m.group(1) in {tp.unquote(k) for k in passed}, f"{name} uses function_arns[{m.group(1)}], not passed"
+            assert m.group(1) in passed, f"{name} uses function_arns[{m.group(1)}], not passed"
+    assert tp.definition_vars()["function_arns"] == "${var.function_arns}"
 
     arns = terraform_function_arns()
     rendered = tp.render_template(fake_definition_values(arns))
@@ -726,6 +744,26 @@ def test_state_machine_calls_only_functions_that_exist_in_terraform():
     assert used, "the state machine calls no Lambda"
     assert used <= set(arns.values()), f"unknown functions in the state machine: {used - set(arns.values())}"
     assert definition["StartAt"] in definition["States"]
+
+
+def function_arns_passed() -> dict[str, str]:
+    """{crate: expression} of modules/pipeline's local.function_arns: merge({transform,
+    redshift-setup}, {for m in module.api_extract : "api-extract" => m.function_arn}, ...), the
+    extract functions present only when deployed (count)."""
+    expr = tp.locals_of(tp.PIPELINE_DIR)["function_arns"]
+    assert expr.startswith("${merge(") and expr.endswith(")}"), expr
+    passed = {}
+    for part in split_top(expr[len("${merge("):-2]):
+        m = re.fullmatch(r'\{\s*for m in module\.([a-z_]+)\s*:\s*"([a-z-]+)"\s*=>\s*m\.function_arn\s*\}', part.strip())
+        if m:
+            assert m.group(1) == m.group(2).replace("-", "_"), part
+            passed[m.group(2)] = "${m.function_arn}"
+            continue
+        assert part.strip().startswith("{"), part
+        for item in split_top(part.strip()[1:-1].replace("\n", ",")):
+            key, _, value = item.partition("=")
+            passed[tp.unquote(key.strip())] = "${" + value.strip() + "}"
+    return passed
 
 
 def iter_states(states: dict):
@@ -770,14 +808,20 @@ def test_failures_end_in_fail_states_that_keep_the_error():
 DEMO_FLAG = "${var.deploy_demo_source ? 1 : 0}"
 
 
-def test_only_the_demo_source_is_optional_and_it_is_off_by_default():
+def test_optional_functions_are_the_demo_source_and_the_extracts_a_pipeline_calls():
     optional = {name: body for name, body in tp.lambda_modules().items() if "count" in body or "for_each" in body}
-    assert {name: tp.crate_of_module(body) for name, body in optional.items()} == {"api_emulator": "api-emulator"}
+    assert {name: tp.crate_of_module(body) for name, body in optional.items()} == {
+        "api_emulator": "api-emulator", "api_extract": "api-extract", "songs_extract": "songs-extract"}
     assert optional["api_emulator"]["count"] == DEMO_FLAG
     assert tp.variable_default(tp.TF_DIR, "deploy_demo_source") is False
-    # The pipeline never calls it: it is a source, reached over HTTP by api-extract.
-    passed = tp.blocks(tp.TF_DIR, "module")["orchestration"]["function_arns"]
-    assert "api-emulator" not in {tp.unquote(k) for k in passed}
+    # An extract function exists in a pipeline exactly when its deploy.json extracts call it.
+    assert optional["api_extract"]["count"] == "${local.deploy_api_extract ? 1 : 0}"
+    assert optional["songs_extract"]["count"] == "${local.deploy_songs_extract ? 1 : 0}"
+    locals_ = tp.locals_of(tp.PIPELINE_DIR)
+    assert locals_["deploy_api_extract"] == '${contains(var.settings.extract_functions, "api-extract")}'
+    assert locals_["deploy_songs_extract"] == '${contains(var.settings.extract_functions, "songs-extract")}'
+    # The pipeline never calls the demo source: it is a source, reached over HTTP by api-extract.
+    assert "api-emulator" not in function_arns_passed()
 
 
 def test_public_function_url_is_only_the_opt_in_demo_source():
@@ -798,29 +842,43 @@ def test_public_function_url_is_only_the_opt_in_demo_source():
 
 
 def test_api_extract_uses_the_demo_source_only_without_api_base_url():
-    env = tp.blocks(tp.TF_DIR, "module")["api_extract"]["environment"]
-    assert env["API_BASE_URL"] == "${local.api_base_url}"
+    env = tp.blocks(tp.PIPELINE_DIR, "module")["api_extract"]["environment"]
+    assert env["API_BASE_URL"] == "${var.settings.api_base_url}"
     assert tp.locals_of(tp.TF_DIR)["api_base_url"] == (
-        "${coalesce(var.api_base_url, one(aws_lambda_function_url.demo_source[*].function_url))}"
+        "${var.api_base_url != null ? var.api_base_url : one(aws_lambda_function_url.demo_source[*].function_url)}"
     )
+    # ... the default of every pipeline's api_base_url (modules/pipeline_settings).
+    settings = tp.blocks(tp.TF_DIR, "module")["pipeline_settings"]
+    assert settings["defaults"]["api_base_url"] == "${local.api_base_url}"
     variable = tp.blocks(tp.TF_DIR, "variable")["api_base_url"]
     assert variable["default"] is None
-    conditions = [v["condition"] for v in variable["validation"]]
-    assert conditions == ["${var.api_base_url != null || var.deploy_demo_source}"]
     outputs = tp.blocks(tp.TF_DIR, "output")
     assert outputs["demo_source_url"]["value"] == "${one(aws_lambda_function_url.demo_source[*].function_url)}"
 
 
 # ------------------------------------------------------------------ dbt task vs dbt_modeling
 DBT_DIR = tp.REPO_ROOT / "dbt_modeling"
+DBT_TASK_DIR = tp.MODULES_DIR / "dbt_task"
+PIPELINE_FOLDERS = sorted(p.parent.name for p in (tp.REPO_ROOT / "pipelines").glob("*/deploy.json"))
 
 
-def dbt_redshift_env_vars() -> set[str]:
-    """env_var() names the redshift target reads: the project, its models, macros and snapshots,
-    and the `redshift:` output of profiles.yml (the `local:` output is the DuckDB one)."""
+def dbt_project_of(pipeline: str) -> Path:
+    return tp.REPO_ROOT / tp.deploy_json(pipeline)["dbt_project_dir"]
+
+
+def dbt_redshift_env_vars(project: Path = DBT_DIR) -> set[str]:
+    """env_var() names the redshift target reads: the project, its models, macros (its own and
+    those of its macro-paths) and snapshots, and the `redshift:` output of profiles.yml (the
+    `local:` output is the DuckDB one)."""
     names = set()
-    files = [DBT_DIR / "dbt_project.yml"] + [
-        p for sub in ("models", "macros", "snapshots", "tests") for p in (DBT_DIR / sub).rglob("*") if p.suffix in (".yml", ".sql")
+    config = (project / "dbt_project.yml").read_text()
+    macro_dirs = [project / "macros"]
+    m = re.search(r"(?m)^macro-paths:\s*\[(.*)\]", config)
+    if m:
+        macro_dirs = [(project / p.strip().strip("\"'")).resolve() for p in m.group(1).split(",")]
+    dirs = [project / sub for sub in ("models", "snapshots", "tests")] + macro_dirs
+    files = [project / "dbt_project.yml"] + [
+        p for d in dirs for p in d.rglob("*") if p.suffix in (".yml", ".sql")
     ]
     for path in files:
         text = path.read_text()
@@ -828,28 +886,32 @@ def dbt_redshift_env_vars() -> set[str]:
         if re.search(r"if not execute or target\.type != 'duckdb'", text) and path.parent.name == "macros":
             continue
         names |= set(re.findall(r"env_var\(\s*['\"]([A-Z0-9_]+)['\"]", text))
-    profiles = (DBT_DIR / "profiles.yml").read_text()
+    profiles = (project / "profiles.yml").read_text()
     redshift = re.split(r"(?m)^\s+redshift:\s*$", profiles)
     assert len(redshift) == 2, "profiles.yml has no `redshift:` output"
     names |= set(re.findall(r"env_var\(\s*['\"]([A-Z0-9_]+)['\"]", redshift[1]))
     return names
 
 
-def test_dbt_task_passes_every_variable_the_redshift_target_reads():
-    task = tp.resources(tp.MODULES_DIR / "serving", "aws_ecs_task_definition")["dbt"]["container_definitions"]
+@pytest.mark.parametrize("pipeline", PIPELINE_FOLDERS)
+def test_dbt_task_passes_every_variable_the_redshift_target_reads(pipeline):
+    task = tp.resources(DBT_TASK_DIR, "aws_ecs_task_definition")["dbt"]["container_definitions"]
     passed = dict(re.findall(r'\{name = "([A-Z0-9_]+)", (?:value|valueFrom) = ([^}]+)\}', task))
-    read = dbt_redshift_env_vars()
-    assert {"REDSHIFT_HOST", "REDSHIFT_USER", "DBT_SERVING_SCHEMA", "DBT_BI_SCHEMA", "DBT_SOURCE_SCHEMA"} <= read
+    project = dbt_project_of(pipeline)
+    read = dbt_redshift_env_vars(project)
+    assert {"REDSHIFT_HOST", "REDSHIFT_USER", "DBT_SERVING_SCHEMA", "DBT_SOURCE_SCHEMA"} <= read
     missing = sorted(read - set(passed))
-    assert not missing, f"dbt_modeling reads {missing}, which the dbt task does not set"
-    # The schemas dbt builds in are the ones redshift-setup creates and grants.
+    assert not missing, f"{project.relative_to(tp.REPO_ROOT)} reads {missing}, which the dbt task does not set"
+    # The schemas dbt builds in are the ones the pipeline's redshift-setup creates and grants.
     assert passed["DBT_SOURCE_SCHEMA"] == "var.external_schema"
     assert passed["DBT_SERVING_SCHEMA"] == "var.serving_schema"
     assert passed["DBT_BI_SCHEMA"] == "var.bi_schema"
-    serving = tp.blocks(tp.TF_DIR, "module")["serving"]
-    setup = tp.blocks(tp.TF_DIR, "module")["redshift_setup"]["environment"]
+    dbt_task = tp.blocks(tp.PIPELINE_DIR, "module")["dbt_task"]
+    setup = tp.blocks(tp.PIPELINE_DIR, "module")["redshift_setup"]["environment"]
     for module_var, setup_var in [("external_schema", "EXTERNAL_SCHEMA"), ("serving_schema", "SERVING_SCHEMA"), ("bi_schema", "BI_SCHEMA")]:
-        assert serving[module_var] == f"${{var.{module_var}}}" == setup[setup_var], module_var
+        assert dbt_task[module_var] == f"${{var.settings.{module_var}}}" == setup[setup_var], module_var
+    # The task runs the pipeline's project: the command modules/pipeline_settings builds.
+    assert dbt_task["dbt_command"] == "${var.settings.dbt_command}"
 
 
 def test_dbt_image_matches_the_task_and_the_local_pins():
@@ -868,9 +930,11 @@ def test_dbt_image_matches_the_task_and_the_local_pins():
     assert re.search(r"(?m)^USER (?!root)\w+$", dockerfile), "the image must not run as root"
     assert '\nENTRYPOINT ["dbt"]\n' in dockerfile
     cmd = json.loads(re.search(r"(?m)^CMD (\[.*\])$", dockerfile).group(1))
-    # The task's command replaces CMD: keep them the same.
-    default_command = tp.blocks(tp.MODULES_DIR / "serving", "variable")["dbt_command"]["default"]
-    assert [tp.unquote(a) for a in default_command] == cmd == ["build", "--target", "redshift", "--profiles-dir", "."]
+    # The task's command replaces CMD: CMD is the deftunes pipeline's command, the module default.
+    default_command = tp.blocks(DBT_TASK_DIR, "variable")["dbt_command"]["default"]
+    deftunes = tp.plan_settings({"deftunes": {}})["deftunes"]["dbt_command"]
+    assert [tp.unquote(a) for a in default_command] == cmd == deftunes == [
+        "build", "--target", "redshift", "--project-dir", "/dbt/dbt_modeling", "--profiles-dir", "/dbt/dbt_modeling"]
 
 
 # ------------------------------------------------------------------ opt-in resources in checkov
@@ -881,27 +945,36 @@ def checkov_tfvars() -> dict:
         return {k: tp.unquote(v) for k, v in hcl2.load(fh).items()}
 
 
-def opt_in_variables() -> set[str]:
-    """Root variables that switch resources, dynamic blocks or statements on: bools named
-    deploy_*/enable_* or used as `var.x ? ...`, and nullable ones used as `var.x == null ? ...`."""
-    code = "\n".join(p.read_text() for p in sorted(tp.TF_DIR.glob("*.tf")))
+def _switch_variables(directory: Path, seen: tuple = ()) -> set[str]:
+    """Variables of a module that switch resources, dynamic blocks or statements on, in its own
+    code (`var.x ? ...`, `var.x == null ? ...`) or in a module it calls (passed as `var.x`)."""
+    code = "\n".join(p.read_text() for p in sorted(directory.glob("*.tf")))
     names = set()
-    for name, body in tp.blocks(tp.TF_DIR, "variable").items():
+    for name, body in tp.blocks(directory, "variable").items():
         default = body.get("default", "<required>")
-        if default is False and (name.startswith(("deploy_", "enable_")) or re.search(rf"var\.{name}\s*\?", code)):
+        if default is False and (name.startswith(("deploy_", "enable_")) or (not seen and re.search(rf"var\.{name}\s*\?", code))):
             names.add(name)
         if default is None and re.search(rf"var\.{name}\s*==\s*null\s*\?", code):
             names.add(name)
-    # Passed to a module that uses it as a switch there.
-    for directory in sorted(p for p in tp.MODULES_DIR.iterdir() if p.is_dir()):
-        mod_code = "\n".join(p.read_text() for p in sorted(directory.glob("*.tf")))
-        for mvar in re.findall(r"(?:for_each|count)\s*=\s*var\.(\w+)\s*(?:\?|==\s*null\s*\?)", mod_code):
-            for call in tp.blocks(tp.TF_DIR, "module").values():
-                if tp.unquote(call.get("source")) == f"./modules/{directory.name}":
-                    m = re.fullmatch(r"\$\{var\.(\w+)\}", str(call.get(mvar, "")))
-                    if m:
-                        names.add(m.group(1))
+        # In a module below the root: what switches a resource or a dynamic block on.
+        if seen and re.search(rf"(?:for_each|count)\s*=\s*var\.{name}\s*(?:\?|==\s*null\s*\?)", code):
+            names.add(name)
+    for call in tp.blocks(directory, "module").values():
+        child = (directory / tp.unquote(call.get("source", ""))).resolve()
+        if not (child / "variables.tf").exists() or child in seen:
+            continue
+        for child_var in _switch_variables(child, seen + (directory,)):
+            m = re.fullmatch(r"\$\{var\.(\w+)\}", str(call.get(child_var, "")))
+            if m:
+                names.add(m.group(1))
     return names
+
+
+def opt_in_variables() -> set[str]:
+    """Root variables that switch resources, dynamic blocks or statements on, in the root or in
+    any module below it: bools named deploy_*/enable_* or used as `var.x ? ...`, and nullable ones
+    used as `var.x == null ? ...`."""
+    return _switch_variables(tp.TF_DIR)
 
 
 def test_checkov_renders_every_opt_in_resource():
@@ -944,7 +1017,7 @@ def test_inputs_are_validated():
     for directory in (tp.TF_DIR, tp.MODULES_DIR / "orchestration"):
         (cond,) = _validations(directory, "transform_max_concurrency")
         assert ">= 2" in cond and "<= 1000" in cond, cond
-    for directory in (tp.TF_DIR, tp.MODULES_DIR / "serving"):
+    for directory in (tp.TF_DIR, DBT_TASK_DIR):
         (cond,) = _validations(directory, "dbt_cpu_architecture")
         assert re.search(r'contains\(\["X86_64", "ARM64"\], var\.dbt_cpu_architecture\)', cond), cond
     (cond,) = _validations(tp.TF_DIR, "demo_source_reserved_concurrency")
@@ -965,14 +1038,14 @@ def test_dbt_read_only_root_filesystem_matches_the_image():
     (then ECS copies its content and ownership): read-only root with bind mounts for target/
     and logs/ works for the non-root dbt user only with those VOLUMEs. The default is on
     exactly when dbt_modeling/Dockerfile declares them."""
-    task = tp.resources(tp.MODULES_DIR / "serving", "aws_ecs_task_definition")["dbt"]
+    task = tp.resources(DBT_TASK_DIR, "aws_ecs_task_definition")["dbt"]
     defs = task["container_definitions"]
     assert "readonlyRootFilesystem = var.dbt_read_only_root_filesystem" in defs
-    paths = {k: tp.unquote(v) for k, v in tp.locals_of(tp.MODULES_DIR / "serving")["dbt_writable_paths"].items()}
+    paths = {k: tp.unquote(v) for k, v in tp.locals_of(DBT_TASK_DIR)["dbt_writable_paths"].items()}
     assert set(paths.values()) == {"/dbt/target", "/dbt/logs"}
     assert "sourceVolume = name, containerPath = path, readOnly = false" in defs
     assert task["dynamic"][0]['"volume"']["for_each"] == "${var.dbt_read_only_root_filesystem ? keys(local.dbt_writable_paths) : []}"
-    env = tp.locals_of(tp.MODULES_DIR / "serving")["dbt_path_env"]
+    env = tp.locals_of(DBT_TASK_DIR)["dbt_path_env"]
     assert {tp.unquote(e["name"]): e["value"] for e in env} == {
         "DBT_TARGET_PATH": '${local.dbt_writable_paths["dbt-target"]}',
         "DBT_LOG_PATH": '${local.dbt_writable_paths["dbt-logs"]}',
@@ -984,7 +1057,7 @@ def test_dbt_read_only_root_filesystem_matches_the_image():
         arg = m.group(1).strip()
         volumes |= set(json.loads(arg)) if arg.startswith("[") else set(arg.split())
     declared = set(paths.values()) <= volumes
-    for directory in (tp.TF_DIR, tp.MODULES_DIR / "serving"):
+    for directory in (tp.TF_DIR, tp.PIPELINE_DIR, DBT_TASK_DIR):
         assert tp.variable_default(directory, "dbt_read_only_root_filesystem") is declared, (
             "dbt_modeling/Dockerfile " + ("declares" if declared else "does not declare")
             + " VOLUME /dbt/target /dbt/logs: set the default of dbt_read_only_root_filesystem accordingly"

@@ -18,6 +18,8 @@ import hcl2
 TF_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = TF_DIR.parent
 MODULES_DIR = TF_DIR / "modules"
+# Everything per pipeline (functions, orchestration, dbt task), instantiated once per pipeline.
+PIPELINE_DIR = MODULES_DIR / "pipeline"
 STATE_MACHINE_TEMPLATE = MODULES_DIR / "orchestration" / "state_machine.asl.json.tftpl"
 
 
@@ -71,19 +73,32 @@ def variable_default(directory: Path, name: str):
     return unquote(blocks(directory, "variable")[name].get("default"))
 
 
-LAMBDA_MODULE_SOURCE = "./modules/lambda_function"
+# Where modules/lambda_function is called: the root (the demo source) and modules/pipeline (the
+# pipeline functions), with the source path each uses.
+LAMBDA_MODULE_CALLERS = {TF_DIR: "./modules/lambda_function", PIPELINE_DIR: "../lambda_function"}
 
 
 def lambda_modules() -> dict[str, dict]:
-    """Root module calls of modules/lambda_function, by module name."""
-    return {
-        name: body
-        for name, body in blocks(TF_DIR, "module").items()
-        if unquote(body.get("source")) == LAMBDA_MODULE_SOURCE
-    }
+    """Calls of modules/lambda_function in the root and in modules/pipeline, by module name
+    (names are unique across both)."""
+    found = {}
+    for directory, source in LAMBDA_MODULE_CALLERS.items():
+        for name, body in blocks(directory, "module").items():
+            if unquote(body.get("source")) == source:
+                assert name not in found, f"module {name} is declared twice"
+                found[name] = body
+    return found
 
 
-ZIP_PATH = re.compile(r"^\$\{local\.lambda_artifacts_dir\}/([a-z0-9_-]+)/bootstrap\.zip$")
+def lambda_module_dir(name: str) -> Path:
+    """The directory whose module block `name` calls modules/lambda_function."""
+    for directory in LAMBDA_MODULE_CALLERS:
+        if name in blocks(directory, "module"):
+            return directory
+    raise KeyError(name)
+
+
+ZIP_PATH = re.compile(r"^\$\{(?:local|var)\.lambda_artifacts_dir\}/([a-z0-9_-]+)/bootstrap\.zip$")
 
 
 def crate_of_module(body: dict) -> str | None:
@@ -92,10 +107,12 @@ def crate_of_module(body: dict) -> str | None:
     return m.group(1) if m else None
 
 
-def function_name_of(body: dict) -> str:
-    """function_name with var.project resolved to its default."""
+def function_name_of(body: dict, name_prefix: str | None = None) -> str:
+    """function_name with var.project (root) or var.settings.name (a pipeline's name prefix)
+    resolved: by default the project's default, the name prefix of the pipeline keyed by it."""
     project = variable_default(TF_DIR, "project")
-    return unquote(body["function_name"]).replace("${var.project}", project)
+    prefix = name_prefix or project
+    return unquote(body["function_name"]).replace("${var.project}", project).replace("${var.settings.name}", prefix)
 
 
 def workspace_crates() -> dict[str, Path]:
@@ -143,7 +160,7 @@ def render_template(values: dict, text: str | None = None) -> str:
 
 
 def deploy_json(pipeline: str) -> dict:
-    """pipelines/<pipeline>/deploy.json, as the root module reads it."""
+    """pipelines/<pipeline>/deploy.json, as modules/pipeline_settings reads it."""
     return json.loads((REPO_ROOT / "pipelines" / pipeline / "deploy.json").read_text())
 
 
@@ -153,3 +170,77 @@ def definition_vars() -> dict[str, str]:
 
 
 FUNCTION_ARN_EXPR = re.compile(r'^\$\{var\.function_arns\["([a-z0-9_-]+)"\]\}$')
+
+
+# ------------------------------------------------------------------ pipeline settings, planned
+SETTINGS_MODULE = MODULES_DIR / "pipeline_settings"
+
+
+def settings_defaults(**overrides) -> dict:
+    """The `defaults` object the root passes to modules/pipeline_settings: the root variables'
+    defaults, with the required source settings filled in (as a tfvars file would)."""
+    defaults = {
+        "api_base_url": "https://api.deftunes.example.com",
+        "pg_host": "deftunes-db.example.com",
+        "pg_port": variable_default(TF_DIR, "pg_port"),
+        "pg_database": variable_default(TF_DIR, "pg_database"),
+        "pg_user": variable_default(TF_DIR, "pg_user"),
+        "pg_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds-db-AbCdEf",
+        "pg_sslmode": variable_default(TF_DIR, "pg_sslmode"),
+        "songs_table": variable_default(TF_DIR, "songs_table"),
+        "songs_subnet_ids": ["subnet-0aaa1111"],
+        "songs_security_group_ids": ["sg-0songs"],
+        "external_schema": variable_default(TF_DIR, "external_schema"),
+        "serving_schema": variable_default(TF_DIR, "serving_schema"),
+        "bi_schema": variable_default(TF_DIR, "bi_schema"),
+        "schedule_enabled": variable_default(TF_DIR, "schedule_enabled"),
+        "schedule_expression": "cron(30 1 * * ? *)",
+    }
+    defaults.update(overrides)
+    return defaults
+
+
+def plan_settings(pipelines: dict, project: str | None = None, lake_key_prefix: str = "", **defaults) -> dict:
+    """modules/pipeline_settings evaluated by Terraform itself (init, apply of a configuration
+    that only calls it: no provider, no network), with `pipelines` as var.pipelines. Returns its
+    `pipelines` output; a failed validation or precondition raises RuntimeError with Terraform's
+    message collapsed to one line."""
+    with tempfile.TemporaryDirectory(prefix="tf-settings-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "main.tf").write_text(
+            'variable "pipelines" {\n  type = any\n}\n'
+            'variable "defaults" {\n  type = any\n}\n'
+            'module "settings" {\n'
+            f"  source          = {json.dumps(str(SETTINGS_MODULE))}\n"
+            f"  project         = {json.dumps(project or variable_default(TF_DIR, 'project'))}\n"
+            "  pipelines       = var.pipelines\n"
+            f"  pipelines_dir   = {json.dumps(str(REPO_ROOT / 'pipelines'))}\n"
+            f"  lake_key_prefix = {json.dumps(lake_key_prefix)}\n"
+            "  defaults        = var.defaults\n"
+            "}\n"
+            'output "pipelines" {\n  value = module.settings.pipelines\n}\n'
+        )
+        (tmp / "values.tfvars.json").write_text(json.dumps({"pipelines": pipelines, "defaults": settings_defaults(**defaults)}))
+        env = dict(os.environ, TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1", TF_CLI_CONFIG_FILE="/dev/null")
+        for args in (["init", "-input=false", "-no-color"],
+                     ["apply", "-auto-approve", "-input=false", "-no-color", "-var-file=values.tfvars.json"]):
+            proc = subprocess.run([terraform_exe(), *args], cwd=tmp, capture_output=True, text=True, timeout=120, env=env)
+            if proc.returncode != 0:
+                raise RuntimeError(f"terraform {args[0]} failed: " + " ".join((proc.stderr + proc.stdout).split()))
+        proc = subprocess.run([terraform_exe(), "output", "-json", "pipelines"], cwd=tmp, capture_output=True, text=True,
+                              timeout=60, env=env, check=True)
+        return json.loads(proc.stdout)
+
+
+def console_eval(expr: str, variables: dict) -> object:
+    """An HCL expression evaluated by `terraform console` (no configuration, no provider), with
+    each `var.<name>` of `variables` replaced by its JSON value (jsondecode of a literal)."""
+    for name, value in variables.items():
+        expr = re.sub(rf"\bvar\.{name}\b", f"jsondecode({json.dumps(json.dumps(value))})", expr)
+    with tempfile.TemporaryDirectory(prefix="tf-console-") as tmp:
+        proc = subprocess.run([terraform_exe(), "console", "-no-color"], input=f"jsonencode({expr})\n", cwd=tmp,
+                              capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1", TF_CLI_CONFIG_FILE="/dev/null"))
+        if proc.returncode != 0:
+            raise RuntimeError("terraform console failed: " + " ".join((proc.stderr + proc.stdout).split()))
+        return json.loads(json.loads(proc.stdout.strip()))

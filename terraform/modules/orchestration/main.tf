@@ -10,8 +10,8 @@ locals {
   # Every value the state machine template uses; terraform/tests renders the template with
   # the same names.
   definition_vars = {
-    api_extract_function_arn    = var.function_arns["api-extract"]
-    songs_extract_function_arn  = var.function_arns["songs-extract"]
+    # Every deployed function by crate: each extract calls function_arns[<its function>].
+    function_arns               = var.function_arns
     transform_function_arn      = var.function_arns["transform"]
     redshift_setup_function_arn = var.function_arns["redshift-setup"]
     ecs_cluster_arn             = var.ecs_cluster_arn
@@ -20,7 +20,8 @@ locals {
     dbt_subnet_ids              = var.dbt_subnet_ids
     dbt_security_group_ids      = var.dbt_security_group_ids
     dbt_assign_public_ip        = var.dbt_assign_public_ip ? "ENABLED" : "DISABLED"
-    # One Parallel branch per extract (Extract <source> -> Transform <source>), in this order.
+    # One Parallel branch per extract (Extract <source> -> Transform <source>), in this order;
+    # none: a files-only pipeline, whose run is Redshift setup and dbt build.
     extracts = var.extracts
   }
 }
@@ -54,7 +55,7 @@ resource "aws_sfn_state_machine" "pipeline" {
 # from which the extract function derives the window (WINDOW_GRANULARITY day or month).
 resource "aws_scheduler_schedule" "pipeline" {
   name                         = "${var.name}-pipeline"
-  description                  = "Runs the DeFtunes pipeline for the previous period."
+  description                  = "Runs the pipeline for the previous period (a files-only pipeline: serving over what is committed)."
   state                        = var.schedule_enabled ? "ENABLED" : "DISABLED"
   schedule_expression          = var.schedule_expression
   schedule_expression_timezone = var.schedule_timezone

@@ -1,4 +1,5 @@
-# S3 (EventBridge notifications) -> rule on landing_zone/ -> SQS (DLQ) -> transform.
+# S3 (EventBridge notifications) -> rule on the pipeline's landing prefixes -> SQS (DLQ) -> transform.
+# Each pipeline has its own rule and queue: its transform receives only its own objects.
 
 resource "aws_sqs_queue" "transform_dlq" {
   name                      = "${var.name}-transform-dlq"
@@ -32,14 +33,15 @@ resource "aws_sqs_queue_redrive_allow_policy" "transform_dlq" {
 
 resource "aws_cloudwatch_event_rule" "landing_object_created" {
   name        = "${var.name}-landing-object-created"
-  description = "Objects created under ${var.landing_prefix} of ${var.bucket_name}."
+  description = "Objects created under ${join(", ", var.landing_prefixes)} of ${var.bucket_name}."
 
   event_pattern = jsonencode({
     source      = ["aws.s3"]
     detail-type = ["Object Created"]
     detail = {
       bucket = { name = [var.bucket_name] }
-      object = { key = [{ prefix = var.landing_prefix }] }
+      # Any of the pipeline's landing prefixes (EventBridge ORs the values of a list).
+      object = { key = [for p in var.landing_prefixes : { prefix = p }] }
     }
   })
 

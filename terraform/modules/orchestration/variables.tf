@@ -4,27 +4,22 @@ variable "name" {
 }
 
 variable "function_arns" {
-  description = "ARN of each pipeline function, by crate name: api-extract, songs-extract, transform, redshift-setup."
+  description = "ARN of each pipeline function, by crate name: transform and redshift-setup, and the extract functions (api-extract, songs-extract) the pipeline's extracts call."
   type        = map(string)
 
   validation {
-    condition     = alltrue([for k in ["api-extract", "songs-extract", "transform", "redshift-setup"] : contains(keys(var.function_arns), k)])
-    error_message = "function_arns needs api-extract, songs-extract, transform and redshift-setup."
+    condition     = alltrue([for k in ["transform", "redshift-setup"] : contains(keys(var.function_arns), k)])
+    error_message = "function_arns needs transform and redshift-setup."
   }
 }
 
 variable "extracts" {
-  description = "The sources the state machine extracts, one Parallel branch each, in order (the `extracts` of pipelines/<pipeline>/deploy.json): source name, extract function (api-extract or songs-extract) and whether it takes the window (start_date, end_date, scheduled_time)."
+  description = "The sources the state machine extracts, one Parallel branch each, in order (the `extracts` of pipelines/<pipeline>/deploy.json): source name, extract function (api-extract or songs-extract) and whether it takes the window (start_date, end_date, scheduled_time). Empty for a files-only pipeline: the state machine then goes straight to Redshift setup and dbt."
   type = list(object({
     source   = string
     function = string
     windowed = bool
   }))
-
-  validation {
-    condition     = length(var.extracts) > 0
-    error_message = "extracts needs at least one source: a Parallel state needs a branch."
-  }
 
   validation {
     condition     = alltrue([for e in var.extracts : can(regex("^[a-z][a-z0-9_]*$", e.source))]) && length(distinct([for e in var.extracts : e.source])) == length(var.extracts)
@@ -35,16 +30,26 @@ variable "extracts" {
     condition     = alltrue([for e in var.extracts : contains(["api-extract", "songs-extract"], e.function)])
     error_message = "An extract's function must be api-extract or songs-extract."
   }
+
+  validation {
+    condition     = alltrue([for e in var.extracts : contains(keys(var.function_arns), e.function)])
+    error_message = "Every extract's function must be in function_arns: deploy the extract functions the pipeline's extracts call."
+  }
 }
 
 variable "bucket_name" {
-  description = "Data lake bucket whose landing_zone/ object-created events feed the transform queue."
+  description = "Data lake bucket whose object-created events below landing_prefixes feed the transform queue."
   type        = string
 }
 
-variable "landing_prefix" {
-  description = "Key prefix of the landing zone (e.g. \"landing_zone/\")."
-  type        = string
+variable "landing_prefixes" {
+  description = "Key prefixes of the pipeline's landing folders (its deploy.json landing_prefixes, below the lake prefix, e.g. \"landing_zone/api/users/\"): the transform queue receives the objects created below them only."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.landing_prefixes) > 0 && alltrue([for p in var.landing_prefixes : endswith(p, "/")])
+    error_message = "landing_prefixes needs at least one prefix, each ending with \"/\" (a folder, so that no sibling folder matches)."
+  }
 }
 
 variable "transform_batch_size" {

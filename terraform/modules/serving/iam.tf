@@ -1,6 +1,7 @@
 locals {
-  account_id = data.aws_caller_identity.current.account_id
-  partition  = data.aws_partition.current.partition
+  account_id      = data.aws_caller_identity.current.account_id
+  partition       = data.aws_partition.current.partition
+  glue_arn_prefix = "arn:${local.partition}:glue:${data.aws_region.current.region}:${local.account_id}"
 }
 
 # ---------------------------------------------------------------- Spectrum role (external schema)
@@ -39,7 +40,12 @@ data "aws_iam_policy_document" "spectrum" {
       "glue:GetPartitions",
       "glue:BatchGetPartition",
     ]
-    resources = [var.glue_arns.catalog, var.glue_arns.database, var.glue_arns.tables]
+    # Every pipeline's Glue database and its tables (one external schema per pipeline).
+    resources = concat(
+      ["${local.glue_arn_prefix}:catalog"],
+      [for db in var.glue_databases : "${local.glue_arn_prefix}:database/${db}"],
+      [for db in var.glue_databases : "${local.glue_arn_prefix}:table/${db}/*"],
+    )
   }
 
   statement {
@@ -80,69 +86,4 @@ resource "aws_iam_role_policy" "spectrum" {
   name   = "spectrum-read-silver"
   role   = aws_iam_role.spectrum.id
   policy = data.aws_iam_policy_document.spectrum.json
-}
-
-# ---------------------------------------------------------------- dbt task roles
-data "aws_iam_policy_document" "ecs_tasks_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["ecs-tasks.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
-
-resource "aws_iam_role" "dbt_execution" {
-  name               = "${var.name}-dbt-execution"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
-  tags               = var.tags
-}
-
-data "aws_iam_policy_document" "dbt_execution" {
-  # ecr:GetAuthorizationToken supports no resource-level permissions: "*" is the only valid resource.
-  statement {
-    sid       = "EcrLogin"
-    actions   = ["ecr:GetAuthorizationToken"]
-    resources = ["*"]
-  }
-
-  statement {
-    sid       = "PullDbtImage"
-    actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-    resources = [aws_ecr_repository.dbt.arn]
-  }
-
-  statement {
-    sid       = "WriteDbtLogs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.dbt.arn}:*"]
-  }
-
-  statement {
-    sid       = "ReadRedshiftCredentials"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [local.admin_secret_arn]
-  }
-}
-
-resource "aws_iam_role_policy" "dbt_execution" {
-  name   = "dbt-task-execution"
-  role   = aws_iam_role.dbt_execution.id
-  policy = data.aws_iam_policy_document.dbt_execution.json
-}
-
-# The dbt container calls no AWS API (it connects to Redshift with the secret injected by
-# ECS): its task role has no policy.
-resource "aws_iam_role" "dbt_task" {
-  name               = "${var.name}-dbt-task"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
-  tags               = var.tags
 }

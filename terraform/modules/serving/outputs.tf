@@ -38,6 +38,11 @@ output "spectrum_role_arn" {
   value       = aws_iam_role.spectrum.arn
 }
 
+output "ecr_repository_arn" {
+  description = "ARN of the ECR repository of the dbt image."
+  value       = aws_ecr_repository.dbt.arn
+}
+
 output "ecr_repository_url" {
   description = "ECR repository of the dbt image."
   value       = aws_ecr_repository.dbt.repository_url
@@ -51,24 +56,4 @@ output "ecs_cluster_arn" {
 output "ecs_cluster_name" {
   description = "Name of the ECS cluster."
   value       = aws_ecs_cluster.this.name
-}
-
-output "dbt_task_definition_arn" {
-  description = "ARN (with revision) of the dbt task definition."
-  value       = aws_ecs_task_definition.dbt.arn
-}
-
-output "dbt_task_definition_family" {
-  description = "Family of the dbt task definition."
-  value       = aws_ecs_task_definition.dbt.family
-}
-
-output "dbt_container_name" {
-  description = "Container name in the dbt task definition."
-  value       = local.dbt_container_name
-}
-
-output "dbt_role_arns" {
-  description = "Execution and task roles of the dbt task (passed by the state machine)."
-  value       = [aws_iam_role.dbt_execution.arn, aws_iam_role.dbt_task.arn]
 }

@@ -1,5 +1,5 @@
 variable "name" {
-  description = "Name prefix of the serving resources (namespace, workgroup, roles, dbt task)."
+  description = "Name prefix of the shared serving resources (namespace, workgroup, Spectrum role, ECR repository, ECS cluster)."
   type        = string
 }
 
@@ -37,13 +37,9 @@ variable "security_group_ids" {
   type        = list(string)
 }
 
-variable "glue_arns" {
-  description = "Glue ARNs of the silver layer (catalog, database, tables) from the catalog module."
-  type = object({
-    catalog  = string
-    database = string
-    tables   = string
-  })
+variable "glue_databases" {
+  description = "Glue database (silver layer) of every pipeline: the Spectrum role reads them and their tables."
+  type        = list(string)
 }
 
 variable "bucket_arn" {
@@ -60,77 +56,6 @@ variable "kms_key_arn" {
   description = "KMS key encrypting the bucket (null when SSE-S3)."
   type        = string
   default     = null
-}
-
-variable "external_schema" {
-  description = "External (Spectrum) schema of the transform tables: dbt's source schema (DBT_SOURCE_SCHEMA)."
-  type        = string
-  default     = "deftunes_transform"
-}
-
-variable "serving_schema" {
-  description = "Schema of the star schema dbt builds (DBT_SERVING_SCHEMA)."
-  type        = string
-  default     = "deftunes_serving"
-}
-
-variable "bi_schema" {
-  description = "Schema of the BI views dbt builds (DBT_BI_SCHEMA)."
-  type        = string
-  default     = "deftunes_bi"
-}
-
-variable "dbt_image" {
-  description = "Container image of the dbt_modeling project (entrypoint dbt). null uses <ECR repository>:<dbt_image_tag>."
-  type        = string
-  default     = null
-}
-
-variable "dbt_image_tag" {
-  description = "Tag of the dbt image in the ECR repository created here (tags are immutable: bump it per build)."
-  type        = string
-  default     = "0.1.0"
-}
-
-variable "dbt_cpu_architecture" {
-  description = "CPU architecture of the dbt image (X86_64 or ARM64)."
-  type        = string
-  default     = "X86_64"
-
-  validation {
-    condition     = contains(["X86_64", "ARM64"], var.dbt_cpu_architecture)
-    error_message = "dbt_cpu_architecture must be X86_64 or ARM64."
-  }
-}
-
-variable "dbt_read_only_root_filesystem" {
-  description = "Run the dbt container with a read-only root filesystem, target/ and logs/ on bind mounts. Needs an image that declares VOLUME [\"/dbt/target\", \"/dbt/logs\"] after giving them to the dbt user (terraform/tests checks the default against dbt_modeling/Dockerfile)."
-  type        = bool
-  default     = true
-}
-
-variable "dbt_command" {
-  description = "Command (arguments to the image entrypoint) of the dbt task."
-  type        = list(string)
-  default     = ["build", "--target", "redshift", "--profiles-dir", "."]
-}
-
-variable "dbt_cpu" {
-  description = "Fargate CPU units of the dbt task."
-  type        = number
-  default     = 512
-}
-
-variable "dbt_memory" {
-  description = "Fargate memory (MB) of the dbt task."
-  type        = number
-  default     = 1024
-}
-
-variable "log_retention_days" {
-  description = "Retention of the dbt task's log group."
-  type        = number
-  default     = 30
 }
 
 variable "tags" {

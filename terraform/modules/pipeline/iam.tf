@@ -1,5 +1,6 @@
-# IAM statements of each function's role, beyond writing its own logs (added by the
-# lambda_function module). Plain literals, so that terraform/tests can check them:
+# IAM statements of each of the pipeline's function roles, beyond writing its own logs (added
+# by the lambda_function module). Extracts write only the landing folders of the pipeline's
+# sources they extract (deploy.json), the transform reads only its pipeline's landing folders. Plain literals, so that terraform/tests can check them:
 # no wildcard actions; resource wildcards only below a prefix; "*" only for APIs that
 # support no resource-level permissions.
 locals {
@@ -8,7 +9,7 @@ locals {
       {
         sid        = "WriteApiLanding"
         actions    = ["s3:PutObject", "s3:DeleteObject"]
-        resources  = ["${local.bucket_arn}/${local.zones["landing_zone"]}api/*"]
+        resources  = [for landing_prefix in var.settings.extract_landing["api-extract"] : "${local.bucket_arn}/${landing_prefix}*"]
         conditions = []
       },
       {
@@ -18,7 +19,7 @@ locals {
         conditions = [{
           test     = "StringLike"
           variable = "s3:prefix"
-          values   = ["${local.zones["landing_zone"]}api/*"]
+          values   = [for landing_prefix in var.settings.extract_landing["api-extract"] : "${landing_prefix}*"]
         }]
       },
     ]
@@ -26,13 +27,13 @@ locals {
       {
         sid        = "ReadDatabasePassword"
         actions    = ["secretsmanager:GetSecretValue"]
-        resources  = [var.pg_secret_arn]
+        resources  = [var.settings.pg_secret_arn]
         conditions = []
       },
       {
         sid        = "WriteSongsLanding"
         actions    = ["s3:PutObject", "s3:DeleteObject"]
-        resources  = ["${local.bucket_arn}/${local.zones["landing_zone"]}rds/songs/*"]
+        resources  = [for landing_prefix in var.settings.extract_landing["songs-extract"] : "${local.bucket_arn}/${landing_prefix}*"]
         conditions = []
       },
       {
@@ -42,7 +43,7 @@ locals {
         conditions = [{
           test     = "StringLike"
           variable = "s3:prefix"
-          values   = ["${local.zones["landing_zone"]}rds/songs/*"]
+          values   = [for landing_prefix in var.settings.extract_landing["songs-extract"] : "${landing_prefix}*"]
         }]
       },
     ]
@@ -64,9 +65,10 @@ locals {
         conditions = []
       },
       {
+        # Its own sources' landing folders only: the objects its rule delivers.
         sid        = "ReadLanding"
         actions    = ["s3:GetObject", "s3:GetObjectVersion"]
-        resources  = ["${local.bucket_arn}/${local.zones["landing_zone"]}*"]
+        resources  = [for landing_prefix in var.settings.landing_prefixes : "${local.bucket_arn}/${landing_prefix}*"]
         conditions = []
       },
       {
@@ -128,14 +130,14 @@ locals {
         # authenticates with the admin secret: no redshift-serverless:GetCredentials.
         sid        = "RunStatements"
         actions    = ["redshift-data:ExecuteStatement"]
-        resources  = [module.serving.workgroup_arn]
+        resources  = [var.redshift_workgroup_arn]
         conditions = []
       },
       {
         # The Data API reads the admin secret with the caller's permissions.
         sid        = "AdminSecret"
         actions    = ["secretsmanager:GetSecretValue"]
-        resources  = [module.serving.admin_secret_arn]
+        resources  = [var.redshift_admin_secret_arn]
         conditions = []
       },
       {
@@ -148,6 +150,14 @@ locals {
       },
     ]
   }
+
+  # kms statements appended to every role that reads or writes the lake.
+  lake_kms_statements = var.lake_kms_key_arn == null ? [] : [{
+    sid        = "LakeKey"
+    actions    = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources  = [var.lake_kms_key_arn]
+    conditions = []
+  }]
 
   pg_secret_kms_statements = var.pg_secret_kms_key_arn == null ? [] : [{
     sid        = "DecryptDatabasePassword"

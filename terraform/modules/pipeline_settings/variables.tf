@@ -1,0 +1,64 @@
+variable "project" {
+  description = "Name prefix of every resource. The pipeline whose key equals it keeps the single-pipeline names (<project>-transform, ...) and takes the schema variables as they are."
+  type        = string
+}
+
+variable "pipelines" {
+  description = "The pipelines to deploy, by folder name under pipelines/ (the root's var.pipelines: same type)."
+  type = map(object({
+    name_prefix              = optional(string)
+    api_base_url             = optional(string)
+    pg_host                  = optional(string)
+    pg_port                  = optional(number)
+    pg_database              = optional(string)
+    pg_user                  = optional(string)
+    pg_secret_arn            = optional(string)
+    pg_sslmode               = optional(string)
+    songs_table              = optional(string)
+    songs_subnet_ids         = optional(list(string))
+    songs_security_group_ids = optional(list(string))
+    glue_database_name       = optional(string)
+    external_schema          = optional(string)
+    serving_schema           = optional(string)
+    bi_schema                = optional(string)
+    schedule_enabled         = optional(bool)
+    schedule_expression      = optional(string)
+  }))
+
+  validation {
+    condition     = length(var.pipelines) > 0 && alltrue([for k in keys(var.pipelines) : can(regex("^[a-z0-9][a-z0-9_-]*$", k))])
+    error_message = "pipelines needs at least one pipeline, each keyed by a folder name under pipelines/ (lower-case letters, digits, _ and -; no path)."
+  }
+}
+
+variable "pipelines_dir" {
+  description = "The repository's pipelines/ folder (each pipeline's deploy.json is read from <dir>/<key>/deploy.json)."
+  type        = string
+}
+
+variable "lake_key_prefix" {
+  description = "Key prefix of every zone in the bucket (\"\" or \"<prefix>/\"): deploy.json's landing prefixes are relative to it."
+  type        = string
+  default     = ""
+}
+
+variable "defaults" {
+  description = "The top-level settings every pipeline takes unless it overrides them. Schemas apply as they are to the pipeline keyed var.project only; others get <pipeline>_transform, <pipeline>_serving and <pipeline>_bi."
+  type = object({
+    api_base_url             = string
+    pg_host                  = string
+    pg_port                  = number
+    pg_database              = string
+    pg_user                  = string
+    pg_secret_arn            = string
+    pg_sslmode               = string
+    songs_table              = string
+    songs_subnet_ids         = list(string)
+    songs_security_group_ids = list(string)
+    external_schema          = string
+    serving_schema           = string
+    bi_schema                = string
+    schedule_enabled         = bool
+    schedule_expression      = string
+  })
+}
