@@ -153,3 +153,8 @@ output "athena_named_queries" {
   description = "Athena named queries, by key (<pipeline>/row-counts, <pipeline>/<table>-snapshots)."
   value       = module.operations.athena_named_queries
 }
+
+output "metric_contract" {
+  description = "The CloudWatch Embedded Metric Format metrics the functions write and the data alarms and dashboards read: namespace DeFtunes, dimension sets and metrics (with units) of transform and of the extracts."
+  value       = module.operations.metric_contract
+}

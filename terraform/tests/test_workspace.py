@@ -1040,6 +1040,15 @@ def test_every_checkov_skip_has_a_reason():
             while re.match(r"^\s*-\s*CKV", lines[j]):
                 j -= 1
             assert lines[j].strip().startswith("#"), f".checkov.yaml: {m.group(1)} has no reason above it"
+    # Inline skips (on one block only) carry their reason: #checkov:skip=<check>:<reason>.
+    inline = 0
+    for path in sorted(tp.TF_DIR.rglob("*.tf")):
+        for line in path.read_text().splitlines():
+            if "checkov:skip" in line:
+                inline += 1
+                m = re.match(r"^\s*#\s*checkov:skip=(CKV2?_\w+):(.{20,})$", line)
+                assert m, f"{path.relative_to(tp.TF_DIR)}: an inline skip needs a check id and a reason: {line.strip()}"
+    assert inline == 3, inline
 
 
 # ------------------------------------------------------------------ defaults and validations
