@@ -31,11 +31,12 @@ locals {
 module "data_lake" {
   source = "./modules/data_lake"
 
-  bucket_name             = local.bucket_name
-  lake_prefix             = var.lake_prefix
-  kms_key_arn             = var.lake_kms_key_arn
-  landing_expiration_days = var.landing_expiration_days
-  force_destroy           = var.lake_force_destroy
+  bucket_name                    = local.bucket_name
+  lake_prefix                    = var.lake_prefix
+  kms_key_arn                    = var.lake_kms_key_arn
+  landing_expiration_days        = var.landing_expiration_days
+  athena_results_expiration_days = var.athena_results_expiration_days
+  force_destroy                  = var.lake_force_destroy
 }
 
 # ================================================================ pipelines
@@ -81,6 +82,7 @@ module "pipeline" {
   log_retention_days   = var.log_retention_days
   log_level            = var.log_level
   window_granularity   = var.window_granularity
+  xray_tracing         = var.xray_tracing
   schedule_timezone    = var.schedule_timezone
 
   bucket_name             = module.data_lake.bucket_name
@@ -134,6 +136,7 @@ module "api_emulator" {
   timeout            = 60
   log_retention_days = var.log_retention_days
   log_level          = var.log_level
+  xray_tracing       = var.xray_tracing
   # The URL is public: reserved concurrency caps the invocations (and the bill) it can cause.
   reserved_concurrent_executions = var.demo_source_reserved_concurrency
 
@@ -168,4 +171,39 @@ module "serving" {
   bucket_arn       = local.bucket_arn
   warehouse_prefix = local.zones["transform_zone"]
   kms_key_arn      = var.lake_kms_key_arn
+}
+
+# ================================================================ operations (shared)
+# Alarms to an SNS topic (alarm_email subscribes an address), one dashboard per pipeline, and an
+# Athena workgroup with named queries over each pipeline's Iceberg tables. The functions write
+# the DeFtunes metrics (CloudWatch Embedded Metric Format) that the data alarms read.
+module "operations" {
+  source = "./modules/operations"
+
+  name = var.project
+  pipelines = {
+    for k, p in module.pipeline : k => {
+      name              = local.pipelines[k].name
+      glue_database     = p.glue_database
+      tables            = local.pipelines[k].tables
+      sources           = [for e in local.pipelines[k].extracts : e.source]
+      function_names    = p.function_names
+      state_machine_arn = p.state_machine_arn
+      dead_letter_queues = {
+        transform   = p.transform_dlq_name
+        maintenance = p.maintenance_dlq_name
+      }
+    }
+  }
+  # The demo source is no pipeline's: its errors and throttles alarm too.
+  functions = { for m in module.api_emulator : "api-emulator" => m.function_name }
+
+  alarm_email                    = var.alarm_email
+  quarantine_rate_threshold      = var.quarantine_rate_threshold
+  quarantine_rate_period_seconds = var.quarantine_rate_period_seconds
+
+  bucket_name                           = module.data_lake.bucket_name
+  athena_results_prefix                 = module.data_lake.athena_results_prefix
+  lake_kms_key_arn                      = var.lake_kms_key_arn
+  athena_bytes_scanned_cutoff_per_query = var.athena_bytes_scanned_cutoff_per_query
 }

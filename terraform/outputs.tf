@@ -128,3 +128,33 @@ output "dbt_task_definition_arns" {
   description = "dbt task definition of each pipeline (run one by hand with `aws ecs run-task`)."
   value       = { for k, p in module.pipeline : k => p.dbt_task_definition_arn }
 }
+
+output "alarm_topic_arn" {
+  description = "SNS topic (KMS-encrypted) every alarm notifies, in ALARM and back to OK: subscribe e-mail (alarm_email), chat or paging to it."
+  value       = module.operations.alarm_topic_arn
+}
+
+output "alarm_names" {
+  description = "Name of each CloudWatch alarm, by key (<pipeline>/<what>; shared/<crate>-<what> for the demo source)."
+  value       = module.operations.alarm_names
+}
+
+output "dashboard_names" {
+  description = "CloudWatch dashboard of each pipeline (<name prefix>-pipeline)."
+  value       = module.operations.dashboard_names
+}
+
+output "athena_workgroup" {
+  description = "Athena workgroup (engine version 3) of the named queries over each pipeline's Iceberg tables."
+  value       = module.operations.athena_workgroup
+}
+
+output "athena_named_queries" {
+  description = "Athena named queries, by key (<pipeline>/row-counts, <pipeline>/<table>-snapshots)."
+  value       = module.operations.athena_named_queries
+}
+
+output "metric_contract" {
+  description = "The CloudWatch Embedded Metric Format metrics the functions write and the data alarms and dashboards read: namespace DeFtunes, dimension sets and metrics (with units) of transform and of the extracts."
+  value       = module.operations.metric_contract
+}

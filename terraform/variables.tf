@@ -380,3 +380,60 @@ variable "transform_batch_size" {
   type        = number
   default     = 10
 }
+
+# ---------------------------------------------------------------- operations
+variable "xray_tracing" {
+  description = "Active X-Ray tracing of every function and state machine (each role gets the X-Ray write permissions). Off by default: traces cost per segment and the JSON logs and execution history cover the usual questions."
+  type        = bool
+  default     = false
+}
+
+variable "alarm_email" {
+  description = "E-mail address subscribed to the alarm topic (the address must confirm the subscription). null: no subscription; subscribe what you need to the alarm_topic_arn output."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", coalesce(var.alarm_email, "x")))
+    error_message = "alarm_email must be an e-mail address (or null for no subscription)."
+  }
+}
+
+variable "quarantine_rate_threshold" {
+  description = "Alarm when a pipeline's quarantined records exceed this share of its records in (RecordsQuarantined / RecordsIn of the DeFtunes metrics, summed over quarantine_rate_period_seconds), e.g. 0.05 for 5 %."
+  type        = number
+  default     = 0.05
+
+  validation {
+    condition     = var.quarantine_rate_threshold >= 0 && var.quarantine_rate_threshold < 1
+    error_message = "quarantine_rate_threshold is a share of the records in: at least 0 and below 1."
+  }
+}
+
+variable "quarantine_rate_period_seconds" {
+  description = "Period over which the quarantine rate sums records in and quarantined records (a multiple of 60 seconds, at most a day)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.quarantine_rate_period_seconds >= 60 && var.quarantine_rate_period_seconds <= 86400 && var.quarantine_rate_period_seconds % 60 == 0
+    error_message = "quarantine_rate_period_seconds must be a multiple of 60 from 60 to 86400."
+  }
+}
+
+variable "athena_bytes_scanned_cutoff_per_query" {
+  description = "Athena workgroup's cost guard: a query that scans more bytes than this is cancelled (at least 10 MB)."
+  type        = number
+  default     = 10737418240
+
+  validation {
+    condition     = var.athena_bytes_scanned_cutoff_per_query >= 10485760
+    error_message = "athena_bytes_scanned_cutoff_per_query must be at least 10485760 (10 MB), Athena's minimum."
+  }
+}
+
+variable "athena_results_expiration_days" {
+  description = "Days after which Athena query results (athena-results/ in the lake bucket) expire. 0 keeps them."
+  type        = number
+  default     = 30
+}

@@ -21,3 +21,7 @@ songs_security_group_ids    = ["sg-0songs0000000000"]
 redshift_subnet_ids         = ["subnet-0aaa1111", "subnet-0bbb2222", "subnet-0ccc3333"]
 redshift_security_group_ids = ["sg-0redshift000000"]
 dbt_security_group_ids      = ["sg-0dbt00000000000"]
+
+# Operations: X-Ray permissions and settings, the alarm e-mail subscription
+xray_tracing = true
+alarm_email  = "ops@example.com"

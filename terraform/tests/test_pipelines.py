@@ -330,26 +330,15 @@ def test_dbt_image_holds_every_pipelines_project_in_its_repository_layout():
 
 
 # ------------------------------------------------------------------ terraform validate
-PLUGIN_DIR = Path(os.environ.get("DEFTUNES_TF_PLUGIN_DIR", "/opt/tf-plugins"))
+PLUGIN_DIR = tp.PLUGIN_DIR
 
 
-@pytest.mark.skipif(not any(PLUGIN_DIR.glob("registry.terraform.io/hashicorp/aws/*")),
+@pytest.mark.skipif(not tp.local_aws_provider_versions(),
                     reason=f"no local AWS provider under {PLUGIN_DIR} (terraform init cannot download one offline)")
 def test_terraform_validate_with_a_local_provider(tmp_path):
-    """`terraform validate` of a copy of terraform/ with the AWS provider found locally. The only
-    one on these machines may be an older major (5.x): the copy then relaxes the version
-    constraint and maps the two 6.x-only constructs (aws_region's `region` attribute, the
-    table optimizer's compaction_configuration block) to 5.x, and validates the rest as it is."""
-    copy = tmp_path / "terraform"
-    shutil.copytree(tp.TF_DIR, copy, ignore=shutil.ignore_patterns(".terraform", "tests", "*.tfstate*"))
-    versions = sorted(p.name for p in PLUGIN_DIR.glob("registry.terraform.io/hashicorp/aws/*"))
-    if not any(v.startswith("6.") for v in versions):
-        for path in copy.rglob("*.tf"):
-            text = path.read_text()
-            text = re.sub(r'version\s*=\s*">= 6[^"]*"', 'version = ">= 5.0"', text)
-            text = text.replace("data.aws_region.current.region", "data.aws_region.current.name")
-            text = re.sub(r'    dynamic "compaction_configuration" \{.*?\n    \}\n', "", text, flags=re.S)
-            path.write_text(text)
+    """`terraform validate` of a copy of terraform/ with the AWS provider found locally (an older
+    major is handled by tp.copy_for_local_provider)."""
+    copy = tp.copy_for_local_provider(tmp_path)
     env = dict(os.environ, TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1", TF_CLI_CONFIG_FILE="/dev/null")
     init = subprocess.run([tp.terraform_exe(), "init", "-backend=false", "-input=false", "-no-color", f"-plugin-dir={PLUGIN_DIR}"],
                           cwd=copy, capture_output=True, text=True, timeout=300, env=env)

@@ -44,7 +44,29 @@ SERVICE_WIDE_ACTIONS = {
     "logs:PutResourcePolicy": "Step Functions vended logs",
     "logs:DescribeResourcePolicies": "Step Functions vended logs",
     "logs:DescribeLogGroups": "Step Functions vended logs",
+    "xray:PutTraceSegments": "X-Ray tracing (xray_tracing) of the functions and state machines",
+    "xray:PutTelemetryRecords": "X-Ray tracing (xray_tracing) of the functions and state machines",
+    "xray:GetSamplingRules": "X-Ray tracing (xray_tracing) of the state machines",
+    "xray:GetSamplingTargets": "X-Ray tracing (xray_tracing) of the state machines",
 }
+
+
+def key_policy_documents() -> set[tuple[Path, str]]:
+    """(module directory, name) of every aws_iam_policy_document used as a KMS key's policy. In a
+    key policy "*" is the key itself (a key policy cannot name its own key), so it is the only
+    valid resource there."""
+    found = set()
+    for directory in all_tf_dirs():
+        for body in tp.resources(directory, "aws_kms_key").values():
+            m = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.(\w+)\.json\}", str(body.get("policy", "")))
+            assert m, f"{directory.name}: a KMS key's policy must be an aws_iam_policy_document (checked here), got {body.get('policy')!r}"
+            found.add((directory, m.group(1)))
+    return found
+
+
+def in_key_policy(key: str, where: str) -> bool:
+    """Whether the statement at `where` (iam_statements) belongs to a key policy document."""
+    return any(key.startswith(f"{d.name}/") and f"/aws_iam_policy_document/{name}/" in where for d, name in key_policy_documents())
 
 
 # Interpolations that end with "/" by construction (data_lake's zone_prefixes output).
@@ -519,7 +541,12 @@ def test_iam_allow_statements_are_least_privilege():
             if "*" in a:
                 problems.append(f"{where} {sid}: wildcard action {a}")
         for r in resources:
-            if r == "*":
+            if r == "*" and in_key_policy(key, where):
+                # A key policy: "*" is the key. Only KMS actions, granted to named principals.
+                extra = [a for a in actions if not a.startswith("kms:")]
+                if extra or "principals" not in st:
+                    problems.append(f"{where} {sid}: key policy statement with non-KMS actions {extra} or without principals")
+            elif r == "*":
                 extra = [a for a in actions if a not in SERVICE_WIDE_ACTIONS]
                 if extra:
                     problems.append(f"{where} {sid}: resource '*' for actions with resource-level support: {extra}")
@@ -610,18 +637,31 @@ def test_redshift_setup_role_grants_exactly_the_data_api_calls_it_makes():
 
 
 def star_statements():
-    """(file, line number, statement sid) of every statement whose resources are ["*"]."""
+    """(file, line number, lines, policy document name) of every statement whose resources are ["*"]."""
     for path in sorted(tp.TF_DIR.rglob("*.tf")):
         lines = path.read_text().splitlines()
+        document = None
         for i, line in enumerate(lines):
+            m = re.match(r'^data "aws_iam_policy_document" "(\w+)"', line)
+            if m:
+                document = m.group(1)
             if re.search(r'\bresources\s*=\s*\["\*"\]', line):
-                yield path, i, lines
+                yield path, i, lines, document
 
 
 def test_every_star_resource_says_why_and_is_documented():
     readme = (tp.TF_DIR / "README.md").read_text()
     found = 0
-    for path, i, lines in star_statements():
+    key_policy_stars = 0
+    key_docs = key_policy_documents()
+    assert key_docs, "no KMS key policy found: has the alarm topic's key moved?"
+    for path, i, lines, document in star_statements():
+        if (path.parent, document) in key_docs:
+            # In a key policy "*" is the key itself: the statement says so.
+            key_policy_stars += 1
+            above = " ".join(l.strip() for l in lines[max(0, i - 3):i + 1] if l.strip().startswith("#"))
+            assert "key itself" in above, f'{path.relative_to(tp.TF_DIR)}:{i + 1}: say that "*" is the key itself (a key policy)'
+            continue
         found += 1
         # The enclosing statement: back to its opening line, plus the comments right above it.
         j = i
@@ -633,10 +673,12 @@ def test_every_star_resource_says_why_and_is_documented():
         comments = " ".join(l.strip() for l in lines[k:i + 1] if l.strip().startswith("#"))
         where = f"{path.relative_to(tp.TF_DIR)}:{i + 1}"
         assert "resource-level permissions" in comments, f'{where}: say why "*" (no resource-level permissions)'
-    assert found == 4, found
+    assert found == 6, found
+    assert key_policy_stars == 2, key_policy_stars
+    assert "key itself" in " ".join(readme.split("## IAM", 1)[-1].split()), 'terraform/README.md "## IAM" does not say that "*" in a key policy is the key'
     star_actions = set()
     for key, where, st in iam_statements():
-        if "resources" in st and st["resources"] == ['"*"']:
+        if "resources" in st and st["resources"] == ['"*"'] and not in_key_policy(key, where):
             star_actions |= {tp.unquote(a) for a in st["actions"]}
     section = readme.split("## IAM", 1)[1].split("\n## ", 1)[0] if "## IAM" in readme else ""
     undocumented = sorted(a for a in star_actions if f"`{a}`" not in section)
@@ -998,6 +1040,15 @@ def test_every_checkov_skip_has_a_reason():
             while re.match(r"^\s*-\s*CKV", lines[j]):
                 j -= 1
             assert lines[j].strip().startswith("#"), f".checkov.yaml: {m.group(1)} has no reason above it"
+    # Inline skips (on one block only) carry their reason: #checkov:skip=<check>:<reason>.
+    inline = 0
+    for path in sorted(tp.TF_DIR.rglob("*.tf")):
+        for line in path.read_text().splitlines():
+            if "checkov:skip" in line:
+                inline += 1
+                m = re.match(r"^\s*#\s*checkov:skip=(CKV2?_\w+):(.{20,})$", line)
+                assert m, f"{path.relative_to(tp.TF_DIR)}: an inline skip needs a check id and a reason: {line.strip()}"
+    assert inline == 3, inline
 
 
 # ------------------------------------------------------------------ defaults and validations

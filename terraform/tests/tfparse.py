@@ -244,3 +244,55 @@ def console_eval(expr: str, variables: dict) -> object:
         if proc.returncode != 0:
             raise RuntimeError("terraform console failed: " + " ".join((proc.stderr + proc.stdout).split()))
         return json.loads(json.loads(proc.stdout.strip()))
+
+
+def apply_module(source: Path, inputs: dict) -> dict:
+    """A provider-less module evaluated by Terraform itself (init, then apply of a configuration
+    that only calls it, every input as a variable of type any): its outputs as JSON values. A
+    failed validation or precondition raises RuntimeError with Terraform's message on one line."""
+    with tempfile.TemporaryDirectory(prefix="tf-module-") as tmp:
+        tmp = Path(tmp)
+        lines = [f'variable "{name}" {{\n  type = any\n}}\n' for name in inputs]
+        lines.append(f'module "m" {{\n  source = {json.dumps(str(source))}\n')
+        lines += [f"  {name} = var.{name}\n" for name in inputs]
+        lines.append("}\n")
+        lines.append('output "all" {\n  value = module.m\n}\n')
+        (tmp / "main.tf").write_text("".join(lines))
+        (tmp / "values.tfvars.json").write_text(json.dumps(inputs))
+        env = dict(os.environ, TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1", TF_CLI_CONFIG_FILE="/dev/null")
+        for args in (["init", "-input=false", "-no-color"],
+                     ["apply", "-auto-approve", "-input=false", "-no-color", "-var-file=values.tfvars.json"]):
+            proc = subprocess.run([terraform_exe(), *args], cwd=tmp, capture_output=True, text=True, timeout=120, env=env)
+            if proc.returncode != 0:
+                raise RuntimeError(f"terraform {args[0]} failed: " + " ".join((proc.stderr + proc.stdout).split()))
+        proc = subprocess.run([terraform_exe(), "output", "-json", "all"], cwd=tmp, capture_output=True, text=True,
+                              timeout=60, env=env, check=True)
+        return json.loads(proc.stdout)
+
+
+# ------------------------------------------------------------------ a local AWS provider
+PLUGIN_DIR = Path(os.environ.get("DEFTUNES_TF_PLUGIN_DIR", "/opt/tf-plugins"))
+
+
+def local_aws_provider_versions() -> list[str]:
+    """Versions of the AWS provider found under PLUGIN_DIR (terraform init cannot download one here)."""
+    return sorted(p.name for p in PLUGIN_DIR.glob("registry.terraform.io/hashicorp/aws/*"))
+
+
+def copy_for_local_provider(dst: Path) -> Path:
+    """A copy of terraform/ (without tests and state) at dst/terraform, usable with the local
+    provider. The only one on these machines may be an older major (5.x): the copy then relaxes
+    the version constraint and maps the two 6.x-only constructs (aws_region's `region`
+    attribute, the table optimizer's compaction_configuration block) to 5.x, the rest as it is.
+    dst/pipelines links to the repository's, where the root reads each deploy.json."""
+    copy = dst / "terraform"
+    shutil.copytree(TF_DIR, copy, ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "tests", "*.tfstate*", "*.tfvars"))
+    (dst / "pipelines").symlink_to(REPO_ROOT / "pipelines")
+    if not any(v.startswith("6.") for v in local_aws_provider_versions()):
+        for path in copy.rglob("*.tf"):
+            text = path.read_text()
+            text = re.sub(r'version\s*=\s*">= 6[^"]*"', 'version = ">= 5.0"', text)
+            text = text.replace("data.aws_region.current.region", "data.aws_region.current.name")
+            text = re.sub(r'    dynamic "compaction_configuration" \{.*?\n    \}\n', "", text, flags=re.S)
+            path.write_text(text)
+    return copy

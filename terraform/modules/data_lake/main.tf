@@ -90,6 +90,20 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
     }
   }
 
+  # Athena query results (the workgroup of modules/operations writes them here): a cache, not data.
+  rule {
+    id     = "expire-athena-results"
+    status = var.athena_results_expiration_days > 0 ? "Enabled" : "Disabled"
+
+    filter {
+      prefix = "${local.prefix}athena-results/"
+    }
+
+    expiration {
+      days = max(var.athena_results_expiration_days, 1)
+    }
+  }
+
   depends_on = [aws_s3_bucket_versioning.lake]
 }
 

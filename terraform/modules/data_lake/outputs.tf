@@ -27,3 +27,8 @@ output "kms_key_arn" {
   description = "KMS key encrypting the bucket (null when SSE-S3)."
   value       = var.kms_key_arn
 }
+
+output "athena_results_prefix" {
+  description = "Key prefix of Athena's query results (outside the zones: no function reads or writes it)."
+  value       = "${local.prefix}athena-results/"
+}

@@ -27,6 +27,12 @@ variable "quarantine_expiration_days" {
   default     = 180
 }
 
+variable "athena_results_expiration_days" {
+  description = "Days after which athena-results/ objects (Athena query results) expire. 0 disables expiry."
+  type        = number
+  default     = 30
+}
+
 variable "noncurrent_version_expiration_days" {
   description = "Days after which noncurrent object versions are deleted (all prefixes)."
   type        = number

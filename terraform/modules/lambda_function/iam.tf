@@ -72,6 +72,18 @@ data "aws_iam_policy_document" "this" {
     }
   }
 
+  # Active tracing (xray_tracing): Lambda sends the function's segments with its role, as
+  # AWSXRayDaemonWriteAccess allows. X-Ray's PutTraceSegments and PutTelemetryRecords support no
+  # resource-level permissions: "*" is the only valid resource.
+  dynamic "statement" {
+    for_each = var.xray_tracing ? [1] : []
+    content {
+      sid       = "XRayTraces"
+      actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+      resources = ["*"]
+    }
+  }
+
   dynamic "statement" {
     for_each = var.policy_statements
     content {

@@ -27,6 +27,12 @@ resource "aws_lambda_function" "this" {
     variables = var.environment
   }
 
+  # X-Ray (var.xray_tracing): Active samples the invocations and traces them; PassThrough, Lambda's
+  # default, traces only requests that arrive with a sampled trace header.
+  tracing_config {
+    mode = var.xray_tracing ? "Active" : "PassThrough"
+  }
+
   logging_config {
     log_format            = "JSON"
     log_group             = aws_cloudwatch_log_group.this.name

@@ -71,6 +71,12 @@ variable "vpc_security_group_ids" {
   default     = []
 }
 
+variable "xray_tracing" {
+  description = "Active X-Ray tracing of the function, and the role's permission to send the traces."
+  type        = bool
+  default     = false
+}
+
 variable "log_retention_days" {
   description = "Retention of the function's CloudWatch log group."
   type        = number

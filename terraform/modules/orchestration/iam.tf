@@ -85,6 +85,17 @@ data "aws_iam_policy_document" "state_machine" {
     ]
     resources = ["*"]
   }
+
+  # X-Ray tracing (xray_tracing): the policy AWS documents for Step Functions. These X-Ray
+  # actions support no resource-level permissions: "*" is the only valid resource.
+  dynamic "statement" {
+    for_each = var.xray_tracing ? [1] : []
+    content {
+      sid       = "XRayTraces"
+      actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"]
+      resources = ["*"]
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "state_machine" {

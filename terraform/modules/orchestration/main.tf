@@ -38,6 +38,11 @@ resource "aws_sfn_state_machine" "pipeline" {
   role_arn   = aws_iam_role.state_machine.arn
   definition = templatefile("${path.module}/state_machine.asl.json.tftpl", local.definition_vars)
 
+  # X-Ray (var.xray_tracing): one trace per execution, with the Lambda and ECS calls as segments.
+  tracing_configuration {
+    enabled = var.xray_tracing
+  }
+
   logging_configuration {
     log_destination        = "${aws_cloudwatch_log_group.state_machine.arn}:*"
     include_execution_data = true

@@ -42,3 +42,13 @@ output "maintenance_dlq_url" {
   description = "Queue of failed maintenance invocations: alarm on its ApproximateNumberOfMessagesVisible."
   value       = aws_sqs_queue.maintenance_dlq.id
 }
+
+output "transform_dlq_name" {
+  description = "Name of the dead-letter queue of the landing events (its CloudWatch QueueName dimension)."
+  value       = aws_sqs_queue.transform_dlq.name
+}
+
+output "maintenance_dlq_name" {
+  description = "Name of the queue of failed maintenance invocations (its CloudWatch QueueName dimension)."
+  value       = aws_sqs_queue.maintenance_dlq.name
+}

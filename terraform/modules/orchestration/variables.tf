@@ -172,6 +172,12 @@ variable "orphan_files_older_than_hours" {
   }
 }
 
+variable "xray_tracing" {
+  description = "X-Ray tracing of the state machine's executions, and the role's permission to send the traces."
+  type        = bool
+  default     = false
+}
+
 variable "log_retention_days" {
   description = "Retention of the state machine's log group."
   type        = number

@@ -50,6 +50,7 @@ module "api_extract" {
   ephemeral_storage_size = 1024
   log_retention_days     = var.log_retention_days
   log_level              = var.log_level
+  xray_tracing           = var.xray_tracing
 
   environment = {
     LAKE_URI           = var.lake_uri
@@ -82,6 +83,7 @@ module "songs_extract" {
   ephemeral_storage_size = 1024
   log_retention_days     = var.log_retention_days
   log_level              = var.log_level
+  xray_tracing           = var.xray_tracing
 
   vpc_subnet_ids         = var.settings.songs_subnet_ids
   vpc_security_group_ids = var.settings.songs_security_group_ids
@@ -119,6 +121,7 @@ module "transform" {
   timeout            = 900
   log_retention_days = var.log_retention_days
   log_level          = var.log_level
+  xray_tracing       = var.xray_tracing
 
   environment = {
     LAKE_URI          = var.lake_uri
@@ -144,6 +147,7 @@ module "redshift_setup" {
   timeout            = 900
   log_retention_days = var.log_retention_days
   log_level          = var.log_level
+  xray_tracing       = var.xray_tracing
 
   environment = {
     REDSHIFT_WORKGROUP     = var.redshift_workgroup_name
@@ -217,6 +221,8 @@ module "orchestration" {
   schedule_expression = var.settings.schedule_expression
   schedule_timezone   = var.schedule_timezone
   log_retention_days  = var.log_retention_days
+  # X-Ray traces of the executions (and of the functions: xray_tracing above).
+  xray_tracing = var.xray_tracing
 
   # Table maintenance: transform's remove_orphan_files on its own schedule.
   orphan_files_cleanup_enabled     = var.orphan_files_cleanup_enabled

@@ -68,3 +68,13 @@ output "dbt_task_definition_arn" {
   description = "The pipeline's dbt task definition."
   value       = module.dbt_task.task_definition_arn
 }
+
+output "transform_dlq_name" {
+  description = "Name of the dead-letter queue of the pipeline's landing events."
+  value       = module.orchestration.transform_dlq_name
+}
+
+output "maintenance_dlq_name" {
+  description = "Name of the queue of failed maintenance invocations of transform."
+  value       = module.orchestration.maintenance_dlq_name
+}

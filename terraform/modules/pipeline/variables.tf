@@ -48,6 +48,12 @@ variable "log_level" {
   default     = "INFO"
 }
 
+variable "xray_tracing" {
+  description = "Active X-Ray tracing of the pipeline's functions and state machine."
+  type        = bool
+  default     = false
+}
+
 variable "window_granularity" {
   description = "Period extracted by a scheduled run or a run without dates: day or month (the previous one)."
   type        = string
