@@ -72,7 +72,7 @@ def in_key_policy(key: str, where: str) -> bool:
 # Interpolations that end with "/" by construction (data_lake's zone_prefixes output).
 # A zone, a prefix variable, or a loop over landing prefixes (deploy.json's end with "/",
 # which modules/pipeline_settings checks).
-PREFIX_INTERPOLATION = re.compile(r'\$\{(local\.zones\["[a-z_]+"\]|var\.[a-z_]*prefix|landing_prefix)\}$')
+PREFIX_INTERPOLATION = re.compile(r'\$\{(local\.zones\["[a-z_]+"\]|var\.(settings\.)?[a-z_]*prefix|landing_prefix)\}$')
 
 
 def all_tf_dirs() -> list[Path]:

@@ -37,13 +37,21 @@ locals {
         conditions = []
       },
       {
+        # Watermarks of incremental sources: read at the start of a run, written after it.
+        sid        = "ExtractState"
+        actions    = ["s3:GetObject", "s3:PutObject"]
+        resources  = ["${local.bucket_arn}/${var.settings.state_prefix}*"]
+        conditions = []
+      },
+      {
+        # Listing the state folder too: a missing watermark then reads as 404, not 403.
         sid       = "ListSongsLanding"
         actions   = ["s3:ListBucket"]
         resources = [local.bucket_arn]
         conditions = [{
           test     = "StringLike"
           variable = "s3:prefix"
-          values   = [for landing_prefix in var.settings.extract_landing["songs-extract"] : "${landing_prefix}*"]
+          values   = concat([for landing_prefix in var.settings.extract_landing["songs-extract"] : "${landing_prefix}*"], ["${var.settings.state_prefix}*"])
         }]
       },
     ]

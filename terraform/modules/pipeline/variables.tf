@@ -13,6 +13,7 @@ variable "settings" {
     tables                   = list(string)
     landing_prefixes         = list(string)
     extract_landing          = map(list(string))
+    state_prefix             = string
     dbt_project_dir          = string
     dbt_command              = list(string)
     api_base_url             = string

@@ -33,6 +33,8 @@ locals {
           for e in try(local.deploy[k].extracts, []) : "${var.lake_key_prefix}${e.landing_prefix}" if e.function == f
         ]
       }
+      # Where songs-extract keeps the watermarks of incremental SQL sources (full key prefix).
+      state_prefix = "${var.lake_key_prefix}state/${try(local.deploy[k].name, k)}/"
       # The extract functions its extracts call: only these are deployed for the pipeline.
       extract_functions = sort(distinct([for e in try(local.deploy[k].extracts, []) : e.function]))
       tables            = try(local.deploy[k].tables, [])
