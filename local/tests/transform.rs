@@ -565,3 +565,69 @@ async fn a_failed_dataset_rule_is_data_quality_failed_after_commit() {
     assert_eq!(e.error_type(), "DataQualityFailed");
     assert_eq!(f.rows("users").await, ds.users.len());
 }
+
+/// Each transformed object emits one EMF line with the contract the alarms read (namespace,
+/// dimensions, counts, bytes); a redelivery answered from the recorded outcome emits none, and a
+/// failed dataset rule is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_object_emits_one_metric_line_and_redeliveries_none() {
+    use deftunes::config::Env;
+    use deftunes::transform::{TransformConfig, Transformer};
+    let dir = tempfile::tempdir().unwrap();
+    let env = common::env_of(dir.path(), &[]);
+    let mut cfg = TransformConfig::from_env(&env).unwrap();
+    let (metrics, lines) = deftunes::metrics::Metrics::captured("deftunes");
+    cfg.metrics = metrics;
+    let t = Transformer::new(cfg, &env as &dyn Env).await.unwrap();
+    let ds = dataset();
+    let mut users: Vec<serde_json::Value> = ds
+        .users
+        .iter()
+        .map(|u| serde_json::to_value(u).unwrap())
+        .collect();
+    users[0]["user_id"] = serde_json::Value::Null; // quarantined
+    let body = ndjson(&users);
+    t.lake().put_bytes(USERS_KEY, &body).await.unwrap();
+    let obj = deftunes::transform::events::ObjectRef {
+        key: USERS_KEY.into(),
+        version: None,
+    };
+    t.transform_object(&obj).await.unwrap();
+    t.transform_object(&obj).await.unwrap();
+    let got: Vec<serde_json::Value> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), 1, "a redelivery emits nothing: {got:?}");
+    let m = &got[0];
+    assert_eq!(m["_aws"]["CloudWatchMetrics"][0]["Namespace"], "DeFtunes");
+    assert_eq!(
+        (m["Pipeline"].as_str(), m["Table"].as_str()),
+        (Some("deftunes"), Some("users"))
+    );
+    assert_eq!(m["RecordsIn"], users.len());
+    assert_eq!(m["RecordsQuarantined"], 1);
+    assert_eq!(m["RecordsCommitted"], users.len() - 1);
+    assert_eq!(m["DatasetRuleFailures"], 0);
+    assert_eq!(m["Bytes"], body.len());
+    assert_eq!(m["key"], USERS_KEY);
+
+    // Every user twice in another object: the uniqueness rule fails, and is counted.
+    let twice: Vec<_> = ds.users.iter().chain(ds.users.iter()).collect();
+    let other = USERS_KEY.replace("part-00000", "part-00001");
+    t.lake().put_bytes(&other, &ndjson(&twice)).await.unwrap();
+    let e = t
+        .transform_object(&deftunes::transform::events::ObjectRef {
+            key: other,
+            version: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_type(), "DataQualityFailed");
+    let last: serde_json::Value =
+        serde_json::from_str(lines.lock().unwrap().last().unwrap()).unwrap();
+    assert_eq!(last["DatasetRuleFailures"], 1);
+    assert_eq!(last["RecordsIn"], 2 * ds.users.len());
+}

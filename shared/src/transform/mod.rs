@@ -32,6 +32,7 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::config::{parse_or, required, Env, ProcessEnv};
 use crate::error::{Error, Result};
+use crate::metrics::{Metrics, Unit};
 use crate::pipeline::{pipeline_dir, FileFormat, Pipeline};
 use crate::storage::{Lake, LakeUri};
 use catalog::{
@@ -62,6 +63,8 @@ pub struct TransformConfig {
     pub spool_dir: PathBuf,
     /// The pipeline whose landing objects this transform takes ([`pipeline_dir`]).
     pub pipeline: Pipeline,
+    /// One EMF line per object transformed (`METRICS`, see [`crate::metrics::Metrics`]).
+    pub metrics: Metrics,
 }
 
 impl TransformConfig {
@@ -104,7 +107,9 @@ impl TransformConfig {
             }
         };
         let pipeline = Pipeline::load(&pipeline_dir(env))?;
+        let metrics = Metrics::from_env(env, &pipeline.spec.name)?;
         Ok(TransformConfig {
+            metrics,
             lake_uri,
             catalog,
             warehouse,
@@ -126,6 +131,15 @@ impl TransformConfig {
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
         })
+    }
+}
+
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Committed => "committed",
+        Status::AlreadyCommitted => "already_committed",
+        Status::NothingToCommit => "nothing_to_commit",
+        Status::Unchanged => "unchanged",
     }
 }
 
@@ -201,6 +215,9 @@ pub struct Staged {
     /// The snapshot the identity check was made against.
     base: Option<i64>,
     file_prefix: String,
+    /// Size of the landing object, and when its transform began (for its metrics).
+    bytes: u64,
+    started: std::time::Instant,
 }
 
 impl Staged {
@@ -365,6 +382,7 @@ impl Transformer {
     pub async fn prepare(&self, obj: &ObjectRef) -> Result<Preparation> {
         let (kind, ingest_on) = self.tables.locate(&obj.key)?;
         // The version read now is the content this run will see; the event's may be stale.
+        let started = std::time::Instant::now();
         let head = self.lake.head(&obj.key).await?;
         let version = head.version;
         // An object landed by others without a partition in its key: the day it landed.
@@ -375,9 +393,10 @@ impl Transformer {
             tracing::info!(key = %obj.key, %version, "already committed, returning the recorded outcome");
             return Ok(Preparation::Recorded(outcome));
         }
-        let staged = self
+        let mut staged = self
             .process(kind, ingest_on, &obj.key, &version, &table)
             .await?;
+        (staged.bytes, staged.started) = (head.size, started);
         Ok(Preparation::Staged(staged))
     }
 
@@ -401,6 +420,39 @@ impl Transformer {
             key = %outcome.key, table = kind.name(), status = ?outcome.status, records_in = outcome.records_in,
             rows = outcome.rows_committed, unchanged = outcome.rows_unchanged,
             quarantined = outcome.records_quarantined, "transformed"
+        );
+        // Only the invocation that did the work counts it: a redelivery answered from the
+        // recorded outcome emits nothing, so sums over time are records, not deliveries.
+        let failed_rules = staged
+            .report
+            .dataset_rules
+            .iter()
+            .filter(|r| !r.passed)
+            .count();
+        self.cfg.metrics.emit(
+            "Table",
+            kind.name(),
+            &[
+                ("RecordsIn", Unit::Count, outcome.records_in),
+                ("RecordsCommitted", Unit::Count, outcome.records_committed),
+                ("RecordsUnchanged", Unit::Count, outcome.records_unchanged),
+                (
+                    "RecordsQuarantined",
+                    Unit::Count,
+                    outcome.records_quarantined,
+                ),
+                ("DatasetRuleFailures", Unit::Count, failed_rules as u64),
+                ("Bytes", Unit::Bytes, staged.bytes),
+                (
+                    "DurationMs",
+                    Unit::Milliseconds,
+                    staged.started.elapsed().as_millis() as u64,
+                ),
+            ],
+            &[
+                ("key", &outcome.key),
+                ("status", status_name(outcome.status)),
+            ],
         );
         outcome.into_result()
     }
@@ -643,6 +695,8 @@ impl Transformer {
             appended,
             base,
             file_prefix,
+            bytes: 0,
+            started: std::time::Instant::now(),
         })
     }
 
