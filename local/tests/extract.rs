@@ -15,6 +15,8 @@ use deftunes_local::emulator::{self, RunningEmulator};
 use deftunes_local::{pg, Dataset, Faults, LocalPostgres, Scale};
 use serde_json::{json, Value};
 
+mod common;
+
 fn d(s: &str) -> NaiveDate {
     s.parse().unwrap()
 }
@@ -378,6 +380,70 @@ async fn truncated_or_non_array_bodies_fail_clearly_and_publish_nothing() {
     f.emulator.stop().await;
 }
 
+/// A source whose responses wrap the record array (`records = "data"`) lands exactly the
+/// wrapped records; a path the response does not have fails clearly and lands nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_records_path_reads_the_array_inside_a_wrapped_response() {
+    let specs = tempfile::tempdir().unwrap();
+    let (wrapped, wrong) = (specs.path().join("wrapped"), specs.path().join("wrong"));
+    for (dir, path) in [(&wrapped, "data"), (&wrong, "data.items")] {
+        common::pipeline_copy(dir, |s| {
+            s.replace(
+                "path = \"/users\"\n",
+                &format!("path = \"/users\"\nrecords = \"{path}\"\n"),
+            )
+        });
+    }
+    let f = api_fixture(&[
+        ("PIPELINE_DIR", wrapped.to_str().unwrap()),
+        ("PART_MAX_BYTES", "8192"),
+    ])
+    .await;
+    // The emulator's `non_array` answer is `{"data": [...]}`.
+    f.emulator.set_faults(Faults {
+        non_array: true,
+        ..Faults::default()
+    });
+    let lake = f.extractor.lake();
+    let req = json!({"endpoint": "users", "start_date": "2020-01-01", "end_date": "2020-02-29"});
+    let s = extract(&f, req.clone()).await.unwrap();
+    let expected: Vec<Value> = f
+        .dataset
+        .users_between(d("2020-01-01"), d("2020-02-29"))
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
+    assert!(expected.len() > 20);
+    assert_eq!(s.records, expected.len() as u64);
+    assert!(s.objects.len() > 1, "records are spooled into parts");
+    assert_eq!(landed_records(lake, &s.keys).await, expected);
+
+    let lake_uri = format!("file://{}", f.lake_dir.path().display());
+    let cfg = ApiExtractConfig::from_env(&env(&[
+        ("LAKE_URI", &lake_uri),
+        ("API_BASE_URL", &f.emulator.base_url),
+        ("PIPELINE_DIR", wrong.to_str().unwrap()),
+    ]))
+    .unwrap();
+    let extractor =
+        ApiExtractor::new(cfg, Lake::from_uri(&lake_uri, false).await.unwrap()).unwrap();
+    let other = json!({"endpoint": "users", "start_date": "2020-03-01", "end_date": "2020-03-31"});
+    let e = extractor.handle(&other).await.unwrap_err();
+    assert_eq!(e.error_type(), "InvalidSourcePayload", "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("data.items") && msg.contains("no field \"items\" in an array"),
+        "{msg}"
+    );
+    assert!(msg.contains("/users"), "the error names the request: {msg}");
+    assert_eq!(
+        lake.list("landing_zone/api/users/").await.unwrap(),
+        s.keys,
+        "the failed window lands nothing"
+    );
+    f.emulator.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_api_is_retryable() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -723,4 +789,181 @@ async fn a_scheduled_event_extracts_every_rest_source_and_its_answer_feeds_the_t
     };
     assert_eq!(committed("users"), users as u64, "{answer}");
     assert_eq!(committed("sessions"), items as u64, "{answer}");
+}
+
+/// An incremental SQL source, from the source table to the Iceberg table: runs land only the
+/// rows from the watermark on, never replace an earlier range, re-read the rows equal to the
+/// watermark (a row committed later with the same value is not lost), a crash between publishing
+/// and moving the watermark re-lands the same range into the same objects, and `full` reads it
+/// all. Through the transform, every source row is in the table exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_sql_source_lands_each_row_and_the_table_keeps_it_once() {
+    use deftunes::transform::events::ObjectRef;
+    use deftunes::transform::{TransformConfig, Transformer};
+    let f = songs_fixture().await;
+    let client = f.postgres.connect().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE SCHEMA shop;
+             CREATE TABLE shop.orders (id integer PRIMARY KEY, placed_at timestamp NOT NULL,
+                                       amount numeric(10,2) NOT NULL);",
+        )
+        .await
+        .unwrap();
+    // `first..last` placed a minute apart from 2020-01-01 00:00, then `ties` at `tie_at` minutes.
+    let insert = |ids: std::ops::Range<i32>, tie_at: Option<i32>| {
+        let sql = match tie_at {
+            None => format!(
+                "INSERT INTO shop.orders SELECT i, timestamp '2020-01-01' + i * interval '1 minute', i * 1.25
+                 FROM generate_series({}, {}) i", ids.start, ids.end - 1),
+            Some(m) => format!(
+                "INSERT INTO shop.orders SELECT i, timestamp '2020-01-01' + {m} * interval '1 minute', i * 1.25
+                 FROM generate_series({}, {}) i", ids.start, ids.end - 1),
+        };
+        let client = &client;
+        async move { client.batch_execute(&sql).await.unwrap() }
+    };
+    insert(1..101, None).await;
+    insert(101..104, Some(100)).await; // three rows share the maximum
+
+    let work = tempfile::tempdir().unwrap();
+    let spec_dir = work.path().join("shop");
+    std::fs::create_dir_all(&spec_dir).unwrap();
+    std::fs::write(
+        spec_dir.join("pipeline.toml"),
+        r#"
+name = "shop"
+namespace = "shop"
+[sources.orders]
+kind = "sql"
+landing = "rds/orders"
+table = "shop.orders"
+incremental_column = "placed_at"
+source_from = "postgres"
+[tables.orders]
+source = "orders"
+key = ["id"]
+partition = { column = "ingest_on" }
+columns = [
+  { name = "id", type = "int" },
+  { name = "placed_at", type = "timestamp" },
+  { name = "amount", type = "decimal(10,2)" },
+]
+"#,
+    )
+    .unwrap();
+    let spec = spec_dir.display().to_string();
+    let lake_root = work.path().join("lake");
+    let lake_dir = lake_root.display().to_string();
+    let ex = songs_extractor(&f, &[("PIPELINE_DIR", &spec), ("LAKE_URI", &lake_dir)]);
+    let lake = Lake::local(&lake_root);
+    let run = |payload: Value| {
+        let ex = &ex;
+        async move {
+            let v = ex.handle(&payload).await?;
+            Ok::<ExtractSummary, deftunes::Error>(serde_json::from_value(v).unwrap())
+        }
+    };
+    let ids = |rows: &[Value]| -> Vec<i64> {
+        let mut v: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        v.sort();
+        v
+    };
+    let state = "state/shop/orders.watermark.json";
+    let day1 = json!({"ingest_date": "2020-01-01"});
+
+    let first = run(day1.clone()).await.unwrap();
+    assert_eq!(first.records, 103);
+    assert!(first.keys[0]
+        .starts_with("landing_zone/rds/orders/ingest_on=2020-01-01/orders.since-start.part-"));
+    let w1: Value = serde_json::from_slice(&lake.get_bytes(state).await.unwrap()).unwrap();
+    assert_eq!(w1["value"], "2020-01-01 01:40:00");
+    assert_eq!(w1["type"], "timestamp without time zone");
+    let w1_raw = lake.get_bytes(state).await.unwrap();
+
+    // New rows, two of them committed later with the watermark's own value.
+    insert(104..106, Some(100)).await;
+    insert(200..250, None).await;
+    let second = run(day1.clone()).await.unwrap();
+    let landed = landed_records(&lake, &second.keys).await;
+    let expected: Vec<i64> = [100].into_iter().chain(101..106).chain(200..250).collect();
+    assert_eq!(
+        ids(&landed),
+        expected,
+        "the watermark's rows and everything after"
+    );
+    assert!(second.removed.is_empty());
+    for k in &first.keys {
+        assert!(
+            lake.get_bytes(k).await.is_ok(),
+            "the first range stays: {k}"
+        );
+    }
+
+    // A crash after publishing and before the watermark moved: the rerun lands the same range
+    // into the same objects, adding nothing.
+    lake.put_bytes(state, &w1_raw).await.unwrap();
+    let again = run(day1.clone()).await.unwrap();
+    assert_eq!(again.keys, second.keys);
+    assert_eq!(again.records, second.records);
+    assert!(again.removed.is_empty());
+
+    // Nothing new: only the rows at the watermark are read again.
+    let idle = run(json!({"ingest_date": "2020-01-02"})).await.unwrap();
+    assert_eq!(ids(&landed_records(&lake, &idle.keys).await), vec![249]);
+
+    // A full re-read lands everything once more under its own range.
+    let full = run(json!({"ingest_date": "2020-01-03", "full": true}))
+        .await
+        .unwrap();
+    assert_eq!(full.records, 155);
+    assert!(full.keys[0].contains("/ingest_on=2020-01-03/orders.since-start."));
+
+    // Through the transform, in landing order: one row per source row.
+    let env = common::env_of(
+        work.path(),
+        &[
+            ("PIPELINE_DIR", &spec),
+            ("LAKE_URI", &format!("file://{lake_dir}")),
+        ],
+    );
+    let cfg = TransformConfig::from_env(&env).unwrap();
+    let t = Transformer::new(cfg, &env as &dyn deftunes::config::Env)
+        .await
+        .unwrap();
+    let mut committed = 0;
+    for key in all_keys(&lake).await {
+        let o = t
+            .transform_object(&ObjectRef {
+                key: key.clone(),
+                version: None,
+            })
+            .await
+            .unwrap();
+        committed += o.records_committed;
+    }
+    assert_eq!(committed, 155, "each source row committed once");
+    let table = t
+        .catalog()
+        .load_table(&t.table_ident("orders"))
+        .await
+        .unwrap();
+    let batches = common::read_table(&table, None).await;
+    let mut per_id = std::collections::BTreeMap::<i32, usize>::new();
+    for b in &batches {
+        let c = common::col::<arrow_array::Int32Array>(b, "id");
+        for i in 0..c.len() {
+            *per_id.entry(c.value(i)).or_default() += 1;
+        }
+    }
+    assert_eq!(per_id.len(), 155);
+    assert!(per_id.values().all(|&n| n == 1), "{per_id:?}");
+
+    // A watermark that cannot be read is refused, naming it; nothing is landed.
+    lake.put_bytes(state, b"{not json").await.unwrap();
+    let before = all_keys(&lake).await;
+    let e = run(day1).await.unwrap_err();
+    assert_eq!(e.error_type(), "Configuration", "{e}");
+    assert!(e.to_string().contains("orders.watermark.json"), "{e}");
+    assert_eq!(all_keys(&lake).await, before);
 }

@@ -354,6 +354,77 @@ pub enum PathStep {
     Each,
 }
 
+/// The path of the record array inside a wrapped REST response (a source's `records`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordsPath {
+    pub text: String,
+    pub steps: Vec<PathStep>,
+}
+
+impl RecordsPath {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let steps = parse_path(text)?;
+        if steps.contains(&PathStep::Each) {
+            return Err(format!(
+                "records {text:?}: [] has no place here; the path leads to the array itself"
+            ));
+        }
+        Ok(RecordsPath {
+            text: text.to_string(),
+            steps,
+        })
+    }
+
+    /// The records of the wrapped response `body`, each a JSON object; an error (naming
+    /// `what`, the path and what was found) when the response does not have that shape.
+    pub fn records<'v>(
+        &self,
+        body: &'v serde_json::Value,
+        what: &str,
+    ) -> crate::error::Result<&'v [serde_json::Value]> {
+        let invalid = |m: String| {
+            crate::error::Error::InvalidSourcePayload(format!(
+                "{what}: records = {:?}: {m}",
+                self.text
+            ))
+        };
+        let mut at = body;
+        for step in &self.steps {
+            at = match step {
+                PathStep::Field(f) => at
+                    .get(f.as_str())
+                    .ok_or_else(|| invalid(format!("no field {f:?} in {}", json_kind(at))))?,
+                PathStep::Index(n) => at
+                    .get(*n)
+                    .ok_or_else(|| invalid(format!("no item [{n}] in {}", json_kind(at))))?,
+                PathStep::Each => return Err(invalid("[] in a records path".to_string())),
+            };
+        }
+        let array = at
+            .as_array()
+            .ok_or_else(|| invalid(format!("found {}, not an array", json_kind(at))))?;
+        if let Some(i) = array.iter().position(|r| !r.is_object()) {
+            return Err(invalid(format!(
+                "record {i} is {}, not an object",
+                json_kind(&array[i])
+            )));
+        }
+        Ok(array)
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// `a.b[0].c`, `items[].price`.
 pub fn parse_path(p: &str) -> Result<Vec<PathStep>, String> {
     let bad = |why: &str| format!("bad path {p:?}: {why}");
@@ -469,7 +540,8 @@ impl PipelineSpec {
                 records: Some(p), ..
             } = s
             {
-                parse_path(p).map_err(|m| at(span.clone(), format!("source {name}: {m}")))?;
+                RecordsPath::parse(p)
+                    .map_err(|m| at(span.clone(), format!("source {name}: {m}")))?;
             }
         }
         Ok(spec)
@@ -876,6 +948,37 @@ impl fmt::Display for ColumnType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_records_path_finds_the_array_or_names_what_it_found() {
+        let body =
+            serde_json::json!({"meta": {"n": 2}, "pages": [{"items": [{"a": 1}, {"a": 2}]}]});
+        let p = RecordsPath::parse("pages[0].items").unwrap();
+        assert_eq!(p.records(&body, "GET /x").unwrap().len(), 2);
+        let err = |path: &str| {
+            RecordsPath::parse(path)
+                .unwrap()
+                .records(&body, "GET /x")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("pages[1].items").contains("no item [1] in an array"));
+        assert!(err("meta.items").contains("no field \"items\" in an object"));
+        assert!(err("meta.n").contains("found a number, not an array"));
+        let e = err("meta");
+        assert!(e.contains("GET /x") && e.contains("\"meta\""), "{e}");
+        let mixed = serde_json::json!({"data": [{"a": 1}, 7]});
+        let e = RecordsPath::parse("data")
+            .unwrap()
+            .records(&mixed, "GET /x")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("record 1 is a number, not an object"),
+            "{e}"
+        );
+        assert!(RecordsPath::parse("data[]").is_err());
+    }
 
     #[test]
     fn repo_relative_resolves_dots_lexically() {

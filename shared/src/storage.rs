@@ -218,6 +218,40 @@ impl Lake {
         Ok(out)
     }
 
+    /// The whole object, or `None` when there is none (small state objects: watermarks). On S3
+    /// a missing key reads as 404 only with `s3:ListBucket` on its prefix (else 403, an error).
+    pub async fn get_optional(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        check_key(key)?;
+        match self {
+            Lake::Local { root } => {
+                let p = root.join(key);
+                match tokio::fs::read(&p).await {
+                    Ok(b) => Ok(Some(b)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io_err("cannot read", &p, e)),
+                }
+            }
+            Lake::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let s3key = Self::s3_key(prefix, key);
+                let out = match client.get_object().bucket(bucket).key(&s3key).send().await {
+                    Ok(out) => out,
+                    Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 404 => {
+                        return Ok(None)
+                    }
+                    Err(e) => return Err(s3_err(&format!("GetObject s3://{bucket}/{s3key}"), e)),
+                };
+                let body = out.body.collect().await.map_err(|e| {
+                    Error::StorageUnavailable(format!("reading s3://{bucket}/{s3key}: {e}"))
+                })?;
+                Ok(Some(body.into_bytes().to_vec()))
+            }
+        }
+    }
+
     /// Size and content version of `key`: the S3 ETag, or locally an xxh3-128 hash of the content.
     pub async fn head(&self, key: &str) -> Result<ObjectMeta> {
         check_key(key)?;

@@ -105,9 +105,9 @@ fn line_of(text: &str, needle: &str) -> usize {
     text[..at].matches('\n').count() + 1
 }
 
-/// Lines of the `[tables.<name>]` section.
-fn section(text: &str, name: &str) -> std::ops::Range<usize> {
-    let start = line_of(text, &format!("[tables.{name}]"));
+/// Lines of the section headed `[<header>]`.
+fn section(text: &str, header: &str) -> std::ops::Range<usize> {
+    let start = line_of(text, &format!("[{header}]"));
     let end = text
         .lines()
         .enumerate()
@@ -129,6 +129,7 @@ fn assert_names(err: &SpecError, line: std::ops::Range<usize>, what: &str) {
 enum Place {
     Line(&'static str),
     Table(&'static str),
+    Source(&'static str),
 }
 
 #[test]
@@ -195,6 +196,18 @@ fn a_corpus_of_broken_specs_is_refused_naming_the_place() {
             Table("sessions"),
             "item_index is an int or long column",
         ),
+        (
+            "path = \"/users\"\n",
+            "path = \"/users\"\nrecords = \"data.items[]\"\n",
+            Source("users"),
+            "source users: records \"data.items[]\": [] has no place here",
+        ),
+        (
+            "path = \"/users\"\n",
+            "path = \"/users\"\nrecords = \"data..items\"\n",
+            Source("users"),
+            "source users: bad path \"data..items\": an empty field name",
+        ),
     ];
     for (from, to, place, what) in corpus {
         let (e, text) = load_changed(from, to);
@@ -203,7 +216,8 @@ fn a_corpus_of_broken_specs_is_refused_naming_the_place() {
                 let l = line_of(&text, needle);
                 l..l + 1
             }
-            Table(name) => section(&text, name),
+            Table(name) => section(&text, &format!("tables.{name}")),
+            Source(name) => section(&text, &format!("sources.{name}")),
         };
         assert_names(&e, lines, what);
     }

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::config::ApiExtractConfig;
 use crate::error::{Error, Result};
-use crate::pipeline::{Pipeline, SourceSpec, WindowParams};
+use crate::pipeline::{Pipeline, RecordsPath, SourceSpec, WindowParams};
 use crate::storage::Lake;
 use crate::window::{Granularity, Tz, Window};
 
@@ -31,7 +31,14 @@ pub struct Endpoint {
     /// Query parameters carrying the window's first and last day; `None`: the endpoint takes no
     /// window and each extraction reads what it serves.
     pub window: Option<WindowParams>,
+    /// Where the record array sits in a response wrapping it (`data.items`: fields and indexes
+    /// from the top); `None`: the response is the array, streamed.
+    pub records: Option<RecordsPath>,
 }
+
+/// The largest wrapped response read (it is parsed whole, unlike a bare array, which streams):
+/// a larger one is refused, naming the limit. Paged sources keep pages far below it.
+pub const MAX_WRAPPED_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 impl Endpoint {
     /// The REST sources of `pipeline`, in spec order.
@@ -46,18 +53,22 @@ impl Endpoint {
                 ..
             } = source.get_ref()
             {
-                if let Some(r) = records {
-                    // The extractor streams a bare array; a wrapped one needs a streaming path.
-                    return Err(Error::Configuration(format!(
-                        "pipeline {}: source {name}: records = {r:?}: api-extract reads responses that are a JSON array; a record path is not supported yet",
-                        pipeline.spec.name
-                    )));
-                }
+                let records = records
+                    .as_deref()
+                    .map(RecordsPath::parse)
+                    .transpose()
+                    .map_err(|m| {
+                        Error::Configuration(format!(
+                            "pipeline {}: source {name}: {m}",
+                            pipeline.spec.name
+                        ))
+                    })?;
                 out.push(Endpoint {
                     name: name.clone(),
                     landing: landing.clone(),
                     path: path.clone(),
                     window: window.clone(),
+                    records,
                 });
             }
         }
@@ -275,8 +286,13 @@ impl ApiExtractor {
     }
 
     /// One attempt: sends the request and streams the whole body into fresh parts. A 4xx other
-    /// than 408/429 is final; so is a body that is not a JSON array.
-    async fn download(&self, url: &url::Url) -> Result<Vec<SpooledPart>> {
+    /// than 408/429 is final; so is a body that is not a JSON array (or, with `records`, an
+    /// object holding one there).
+    async fn download(
+        &self,
+        url: &url::Url,
+        records: Option<&RecordsPath>,
+    ) -> Result<Vec<SpooledPart>> {
         let sent = tokio::time::timeout(self.cfg.timeout, self.http.get(url.clone()).send()).await;
         let resp = match sent {
             Err(_) => {
@@ -303,10 +319,38 @@ impl ApiExtractor {
                 Err(Error::SourceRejected(msg))
             };
         }
-        let mut splitter = ArraySplitter::new(format!("GET {url}"));
         let mut spooler =
             PartSpooler::new(&self.cfg.landing.spool_dir, self.cfg.landing.part_max_bytes);
         let mut body = resp.bytes_stream();
+        if let Some(path) = records {
+            let what = format!("GET {url}");
+            let mut whole = Vec::new();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| {
+                    Error::SourceUnavailable(format!(
+                        "{what}: response body interrupted after {} bytes: {e}",
+                        whole.len()
+                    ))
+                })?;
+                if whole.len() + chunk.len() > MAX_WRAPPED_RESPONSE_BYTES {
+                    return Err(Error::InvalidSourcePayload(format!(
+                        "{what}: a response wrapping its records (records = {:?}) is read whole, and this one is larger than {MAX_WRAPPED_RESPONSE_BYTES} bytes",
+                        path.text
+                    )));
+                }
+                whole.extend_from_slice(&chunk);
+            }
+            let doc: Value = serde_json::from_slice(&whole)
+                .map_err(|e| Error::InvalidSourcePayload(format!("{what}: not JSON: {e}")))?;
+            for record in path.records(&doc, &what)? {
+                let line = serde_json::to_vec(record).map_err(|e| {
+                    Error::InvalidSourcePayload(format!("{what}: cannot re-encode a record: {e}"))
+                })?;
+                spooler.write_line(&line)?;
+            }
+            return spooler.finish();
+        }
+        let mut splitter = ArraySplitter::new(format!("GET {url}"));
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
                 Error::SourceUnavailable(format!(
@@ -323,13 +367,17 @@ impl ApiExtractor {
     /// [`Self::download`], retrying timeouts (also in the middle of the body), connection
     /// failures, 408, 429 and 5xx with exponential backoff and jitter. Each attempt starts
     /// from an empty spool, so a retry never mixes two responses.
-    async fn fetch(&self, url: &url::Url) -> Result<Vec<SpooledPart>> {
+    async fn fetch(
+        &self,
+        url: &url::Url,
+        records: Option<&RecordsPath>,
+    ) -> Result<Vec<SpooledPart>> {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.cfg.retry_base_delay)
             .with_max_delay(self.cfg.retry_base_delay.saturating_mul(32))
             .with_max_times(self.cfg.max_attempts.saturating_sub(1) as usize)
             .with_jitter();
-        (|| self.download(url))
+        (|| self.download(url, records))
             .retry(backoff)
             .when(Error::is_retryable)
             .notify(|e, wait| tracing::warn!(error = %e, ?wait, "request failed, retrying"))
@@ -340,7 +388,7 @@ impl ApiExtractor {
     pub async fn extract(&self, job: &ApiJob) -> Result<ExtractSummary> {
         let url = self.url(job)?;
         tracing::info!(endpoint = %job.endpoint, window = %job.window, ingest_date = %job.ingest_date, url = %url, "extracting");
-        let parts = self.fetch(&url).await?;
+        let parts = self.fetch(&url, job.endpoint.records.as_ref()).await?;
         let (objects, removed) = publish_parts(&self.lake, &job.stem(), parts).await?;
         let s = summary(
             job.endpoint.source(),

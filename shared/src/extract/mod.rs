@@ -145,7 +145,11 @@ impl<'k> LandingKey<'k> {
 
 /// The key of part `n` of a run whose parts all start with `stem`.
 pub fn part_key(stem: &str, n: usize) -> String {
-    format!("{stem}part-{n:05}.jsonl")
+    format!("{}{n:05}.jsonl", part_key_prefix(stem))
+}
+
+fn part_key_prefix(stem: &str) -> String {
+    format!("{stem}part-")
 }
 
 /// Publishes spooled parts as `part_key(stem, i)` and deletes other objects under `stem`
@@ -167,7 +171,8 @@ pub async fn publish_parts(
         });
     }
     let mut removed = Vec::new();
-    for key in lake.list(stem).await? {
+    // Only this stem's parts: another run's stem may extend it (`songs.since-…` after `songs.`).
+    for key in lake.list(&part_key_prefix(stem)).await? {
         if !landed.iter().any(|o| o.key == key) {
             lake.delete(&key).await?;
             tracing::info!(key = %key, "removed part of an earlier run");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::{pin_mut, TryStreamExt};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ndjson::PartSpooler;
@@ -30,6 +30,28 @@ pub struct SqlSource {
     /// The landing-zone source folder (`rds/songs`).
     pub landing: String,
     pub relation: Relation,
+    /// Incremental extraction (spec `incremental_column`); `None`: every run reads it all.
+    pub incremental: Option<Incremental>,
+}
+
+/// An incremental SQL source: the column growing with new rows and where its high-water mark
+/// is kept between runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incremental {
+    pub column: String,
+    /// Lake key of the watermark: `state/<pipeline>/<source>.watermark.json`.
+    pub state_key: String,
+}
+
+/// The high-water mark of an incremental source: the largest value of its column landed so far,
+/// as PostgreSQL's text of it, with the column's type to read it back exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub column: String,
+    #[serde(rename = "type")]
+    pub pg_type: String,
+    pub value: String,
+    pub ingest_date: NaiveDate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,13 +75,24 @@ impl SqlSource {
                 ..
             } = source.get_ref()
             {
-                if let Some(c) = incremental_column {
-                    // Needs a high-water mark kept between runs; every run reads it all today.
-                    return Err(Error::Configuration(format!(
-                        "pipeline {}: source {name}: incremental_column = {c:?}: songs-extract reads whole tables; incremental extraction is not supported yet",
-                        pipeline.spec.name
-                    )));
-                }
+                let incremental = match incremental_column {
+                    None => None,
+                    Some(c) => {
+                        quote_ident(c).map_err(|m| {
+                            Error::Configuration(format!(
+                                "pipeline {}: source {name}: incremental_column: {m}",
+                                pipeline.spec.name
+                            ))
+                        })?;
+                        Some(Incremental {
+                            column: c.clone(),
+                            state_key: format!(
+                                "{STATE_ZONE}/{}/{name}.watermark.json",
+                                pipeline.spec.name
+                            ),
+                        })
+                    }
+                };
                 let relation = match (table, query) {
                     (Some(t), None) => {
                         quote_table(t)?;
@@ -77,6 +110,7 @@ impl SqlSource {
                     name: name.clone(),
                     landing: landing.clone(),
                     relation,
+                    incremental,
                 });
             }
         }
@@ -87,6 +121,31 @@ impl SqlSource {
     pub fn stem(&self, ingest_date: NaiveDate) -> String {
         format!(
             "{}{}.",
+            LandingKey::partition(&self.landing, ingest_date),
+            self.name
+        )
+    }
+
+    /// The parts of an incremental run reading from the watermark `since` (`None`: from the
+    /// start) start with this: each range has its own objects, so a run never replaces the
+    /// rows of an earlier range, and a rerun of the same range replaces its own.
+    pub fn incremental_stem(&self, ingest_date: NaiveDate, since: Option<&str>) -> String {
+        let token = match since {
+            None => "start".to_string(),
+            Some(v) => {
+                let readable: String = v
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                    .take(32)
+                    .collect();
+                format!(
+                    "{readable}-{:016x}",
+                    twox_hash::XxHash3_64::oneshot(v.as_bytes())
+                )
+            }
+        };
+        format!(
+            "{}{}.since-{token}.",
             LandingKey::partition(&self.landing, ingest_date),
             self.name
         )
@@ -108,18 +167,33 @@ impl SqlSource {
     }
 }
 
+/// Where extractors keep state between runs (watermarks), beside the landing zone.
+pub const STATE_ZONE: &str = "state";
+
+fn is_plain_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Validates a column name (a plain identifier) and returns it quoted.
+pub fn quote_ident(name: &str) -> std::result::Result<String, String> {
+    if is_plain_ident(name) {
+        Ok(format!("\"{name}\""))
+    } else {
+        Err(format!(
+            "{name:?} is not a column name made of letters, digits and underscores"
+        ))
+    }
+}
+
 /// Validates `schema.table` (plain identifiers only) and returns it quoted.
 pub fn quote_table(name: &str) -> Result<String> {
-    let ok_ident = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 63
-            && s.chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
     let parts: Vec<&str> = name.split('.').collect();
-    if parts.is_empty() || parts.len() > 2 || !parts.iter().all(|p| ok_ident(p)) {
+    if parts.is_empty() || parts.len() > 2 || !parts.iter().all(|p| is_plain_ident(p)) {
         return Err(Error::Configuration(format!(
             "table {name:?} is not a [schema.]table name made of letters, digits and underscores"
         )));
@@ -138,23 +212,41 @@ struct SongsExtractRequest {
     source: Option<String>,
     ingest_date: Option<String>,
     scheduled_time: Option<String>,
+    /// Incremental sources: read everything, not only what follows the watermark.
+    #[serde(default)]
+    full: bool,
 }
 
-/// What an invocation asks: which source (`None`: all) into which landing partition:
-/// `ingest_date` if given, else the day of the schedule (EventBridge event or Scheduler's
-/// `scheduled_time`), else today, on the calendar of `tz`.
-pub fn plan(payload: &Value, tz: Tz, now: DateTime<Utc>) -> Result<(Option<String>, NaiveDate)> {
+/// What an invocation asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlRequest {
+    /// Which source; `None`: all.
+    pub source: Option<String>,
+    /// The landing partition: `ingest_date` if given, else the day of the schedule (EventBridge
+    /// event or Scheduler's `scheduled_time`), else today, on the calendar of `tz`.
+    pub ingest_date: NaiveDate,
+    /// Incremental sources read their whole relation (a re-extract after a source repair);
+    /// the watermark then moves to its end.
+    pub full: bool,
+}
+
+pub fn plan(payload: &Value, tz: Tz, now: DateTime<Utc>) -> Result<SqlRequest> {
     if let Some(time) = eventbridge_schedule_time(payload)? {
-        return Ok((None, local_date(time, tz)));
+        return Ok(SqlRequest {
+            source: None,
+            ingest_date: local_date(time, tz),
+            full: false,
+        });
     }
     const WHAT: &str = "songs-extract request";
     let req: SongsExtractRequest = parse_request(payload, WHAT)?;
     let ingest_date = date_field(WHAT, "ingest_date", req.ingest_date.as_deref())?;
     let scheduled_time = time_field(WHAT, "scheduled_time", req.scheduled_time.as_deref())?;
-    Ok((
-        req.source,
-        ingest_date.unwrap_or_else(|| local_date(scheduled_time.unwrap_or(now), tz)),
-    ))
+    Ok(SqlRequest {
+        source: req.source,
+        ingest_date: ingest_date.unwrap_or_else(|| local_date(scheduled_time.unwrap_or(now), tz)),
+        full: req.full,
+    })
 }
 
 /// Classifies database failures: connection trouble, shutdowns, resource exhaustion and
@@ -439,7 +531,11 @@ impl SongsExtractor {
 
     /// [`Self::handle`] with an explicit clock (the default ingest date is today).
     pub async fn handle_at(&self, payload: &Value, now: DateTime<Utc>) -> Result<Value> {
-        let (source, ingest_date) = plan(payload, self.cfg.landing.timezone, now)?;
+        let SqlRequest {
+            source,
+            ingest_date,
+            full,
+        } = plan(payload, self.cfg.landing.timezone, now)?;
         let sources: Vec<&SqlSource> = match &source {
             None => self.cfg.sources.iter().collect(),
             Some(name) => vec![self
@@ -461,7 +557,7 @@ impl SongsExtractor {
         };
         let mut done = Vec::with_capacity(sources.len());
         for s in sources {
-            done.push(self.extract(s, ingest_date).await?);
+            done.push(self.extract(s, ingest_date, full).await?);
         }
         let out = if done.len() == 1 {
             serde_json::to_value(&done[0])
@@ -471,50 +567,131 @@ impl SongsExtractor {
         out.map_err(|e| Error::InvalidInput(format!("cannot serialize the summary: {e}")))
     }
 
-    /// Streams the whole relation of `source` into
-    /// `landing_zone/<landing>/ingest_on=<ingest_date>/<name>.part-*.jsonl`.
+    /// Streams the relation of `source` into
+    /// `landing_zone/<landing>/ingest_on=<ingest_date>/<name>.part-*.jsonl`: all of it, or for
+    /// an incremental source (unless `full`) the rows from its watermark on, into
+    /// `<name>.since-<watermark>.part-*.jsonl`.
+    ///
+    /// Incremental runs read the column's maximum and the rows up to it in one REPEATABLE READ
+    /// snapshot, from the watermark *inclusive*: rows sharing the last value that commit later
+    /// are still read, and the rows read twice are the same records, which the transform's
+    /// record identity keeps once. The watermark moves only after the parts are published: a
+    /// crash in between re-reads the same range into the same objects.
     pub async fn extract(
         &self,
         source: &SqlSource,
         ingest_date: NaiveDate,
+        full: bool,
     ) -> Result<ExtractSummary> {
         let from = source.select_from()?;
         let what = source.describe();
+        // A full read neither needs the old watermark nor trusts it.
+        let watermark = match &source.incremental {
+            Some(inc) if !full => self.watermark(source, inc).await?,
+            _ => None,
+        };
+        let since = watermark.as_ref();
         let password = resolve_password(&self.cfg.pg.password, self.secrets.as_ref()).await?;
-        tracing::info!(host = %self.cfg.pg.host, source = %source.name, relation = %what, %ingest_date, "extracting");
+        tracing::info!(host = %self.cfg.pg.host, source = %source.name, relation = %what, %ingest_date, since = ?since.map(|w| &w.value), "extracting");
         let client = connect(&self.cfg.pg, password.as_deref()).await?;
         let context = format!("reading {what}");
         // A SET rather than a startup option: RDS Proxy refuses startup options.
         client
             .batch_execute(&format!(
-                "SET statement_timeout = {}",
+                "SET statement_timeout = {}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
                 self.cfg.pg.statement_timeout.as_millis()
             ))
             .await
             .map_err(|e| pg_err(&context, e))?;
-        let sql = format!("SELECT row_to_json(t)::text FROM {from} AS t");
-        let rows = client
-            .query_raw(
-                sql.as_str(),
-                std::iter::empty::<&(dyn tokio_postgres::types::ToSql + Sync)>(),
-            )
+        let (sql, params, upto) = match &source.incremental {
+            None => (
+                format!("SELECT row_to_json(t)::text FROM {from} AS t"),
+                vec![],
+                None,
+            ),
+            Some(inc) => {
+                let col = quote_ident(&inc.column).map_err(Error::Configuration)?;
+                let row = client
+                    .query_one(
+                        &format!(
+                            "SELECT max(t.{col})::text, pg_typeof(max(t.{col}))::text FROM {from} AS t"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| pg_err(&context, e))?;
+                let max: Option<String> = row.try_get(0).map_err(|e| pg_err(&context, e))?;
+                let pg_type: String = row.try_get(1).map_err(|e| pg_err(&context, e))?;
+                if let Some(w) = since.filter(|w| w.pg_type != pg_type) {
+                    return Err(Error::Configuration(format!(
+                        "source {}: column {} is now {pg_type}, the watermark {} was kept as {}: delete it or run with \"full\": true",
+                        source.name,
+                        inc.column,
+                        self.lake.uri_of(&inc.state_key),
+                        w.pg_type
+                    )));
+                }
+                // The type comes from the server itself (pg_typeof), never from a request.
+                let ty = &pg_type;
+                let mut cond = format!("t.{col} <= CAST($1::text AS {ty})");
+                let mut params = vec![max.clone().unwrap_or_default()];
+                if let Some(w) = since {
+                    cond.push_str(&format!(" AND t.{col} >= CAST($2::text AS {ty})"));
+                    params.push(w.value.clone());
+                }
+                let sql = format!("SELECT row_to_json(t)::text FROM {from} AS t WHERE {cond}");
+                (sql, params, Some((max, pg_type)))
+            }
+        };
+        let n = if matches!(&upto, Some((None, _))) {
+            // An empty relation: nothing to read, and no watermark yet.
+            None
+        } else {
+            let rows = client
+                .query_raw(sql.as_str(), params.iter())
+                .await
+                .map_err(|e| pg_err(&context, e))?;
+            pin_mut!(rows);
+            let mut spooler =
+                PartSpooler::new(&self.cfg.landing.spool_dir, self.cfg.landing.part_max_bytes);
+            let mut n: u64 = 0;
+            while let Some(row) = rows.try_next().await.map_err(|e| pg_err(&context, e))? {
+                let line: &str = row.try_get(0).map_err(|e| pg_err(&context, e))?;
+                spooler.write_line(line.as_bytes())?;
+                n += 1;
+                if n.is_multiple_of(100_000) {
+                    tracing::info!(rows = n, source = %source.name, "streaming");
+                }
+            }
+            Some(spooler.finish()?)
+        };
+        client
+            .batch_execute("COMMIT")
             .await
             .map_err(|e| pg_err(&context, e))?;
-        pin_mut!(rows);
-        let mut spooler =
-            PartSpooler::new(&self.cfg.landing.spool_dir, self.cfg.landing.part_max_bytes);
-        let mut n: u64 = 0;
-        while let Some(row) = rows.try_next().await.map_err(|e| pg_err(&context, e))? {
-            let line: &str = row.try_get(0).map_err(|e| pg_err(&context, e))?;
-            spooler.write_line(line.as_bytes())?;
-            n += 1;
-            if n.is_multiple_of(100_000) {
-                tracing::info!(rows = n, source = %source.name, "streaming");
+        let (objects, removed) = match n {
+            None => (vec![], vec![]),
+            Some(parts) => {
+                let stem = match &source.incremental {
+                    None => source.stem(ingest_date),
+                    Some(_) => {
+                        source.incremental_stem(ingest_date, since.map(|w| w.value.as_str()))
+                    }
+                };
+                publish_parts(&self.lake, &stem, parts).await?
             }
+        };
+        if let (Some(inc), Some((Some(value), pg_type))) = (&source.incremental, upto) {
+            let w = Watermark {
+                column: inc.column.clone(),
+                pg_type,
+                value,
+                ingest_date,
+            };
+            let body = serde_json::to_vec_pretty(&w)
+                .map_err(|e| Error::InvalidInput(format!("cannot serialize the watermark: {e}")))?;
+            self.lake.put_bytes(&inc.state_key, &body).await?;
         }
-        let parts = spooler.finish()?;
-        let stem = source.stem(ingest_date);
-        let (objects, removed) = publish_parts(&self.lake, &stem, parts).await?;
         let s = summary(&source.landing, None, ingest_date, objects, removed);
         tracing::info!(
             source = %source.name,
@@ -524,6 +701,34 @@ impl SongsExtractor {
             "extracted"
         );
         Ok(s)
+    }
+
+    /// The watermark of an incremental source, `None` before its first run.
+    pub async fn watermark(
+        &self,
+        source: &SqlSource,
+        inc: &Incremental,
+    ) -> Result<Option<Watermark>> {
+        let Some(raw) = self.lake.get_optional(&inc.state_key).await? else {
+            return Ok(None);
+        };
+        let w: Watermark = serde_json::from_slice(&raw).map_err(|e| {
+            Error::Configuration(format!(
+                "source {}: the watermark {} is not readable ({e}): repair or delete it (a run with \"full\": true rewrites it)",
+                source.name,
+                self.lake.uri_of(&inc.state_key)
+            ))
+        })?;
+        if w.column != inc.column {
+            return Err(Error::Configuration(format!(
+                "source {}: the watermark {} was kept for column {:?}, the spec now says {:?}: delete it or run with \"full\": true",
+                source.name,
+                self.lake.uri_of(&inc.state_key),
+                w.column,
+                inc.column
+            )));
+        }
+        Ok(Some(w))
     }
 }
 
@@ -553,7 +758,25 @@ mod tests {
             name: "recent".into(),
             landing: "rds/recent".into(),
             relation: Relation::Query("SELECT * FROM deftunes.songs WHERE year > 2000".into()),
+            incremental: None,
         };
+        // Each incremental range has its own objects, never the full run's.
+        let first = query.incremental_stem(d, None);
+        assert_eq!(
+            first,
+            "landing_zone/rds/recent/ingest_on=2020-01-01/recent.since-start."
+        );
+        let later = query.incremental_stem(d, Some("2020-03-01 10:00:00.5"));
+        assert!(
+            later.starts_with(
+                "landing_zone/rds/recent/ingest_on=2020-01-01/recent.since-2020-03-01-10-00-00-5-"
+            ),
+            "{later}"
+        );
+        assert_ne!(
+            later,
+            query.incremental_stem(d, Some("2020-03-01 10:00:00/5"))
+        );
         assert_eq!(
             query.select_from().unwrap(),
             "(SELECT * FROM deftunes.songs WHERE year > 2000)"
@@ -583,13 +806,16 @@ mod tests {
     fn ingest_date_from_request_schedule_or_now() {
         let now = Utc.with_ymd_and_hms(2020, 4, 2, 6, 0, 0).unwrap();
         assert_eq!(
-            plan(&json!({}), Tz::UTC, now).unwrap().1.to_string(),
+            plan(&json!({}), Tz::UTC, now)
+                .unwrap()
+                .ingest_date
+                .to_string(),
             "2020-04-02"
         );
         assert_eq!(
             plan(&json!({"ingest_date": "2020-01-01"}), Tz::UTC, now)
                 .unwrap()
-                .1
+                .ingest_date
                 .to_string(),
             "2020-01-01"
         );
@@ -600,7 +826,7 @@ mod tests {
                 now
             )
             .unwrap()
-            .1
+            .ingest_date
             .to_string(),
             "2020-03-01"
         );
@@ -611,14 +837,14 @@ mod tests {
                 now
             )
             .unwrap()
-            .1
+            .ingest_date
             .to_string(),
             "2020-02-01"
         );
         assert_eq!(
             plan(&json!({"source": "songs"}), Tz::UTC, now)
                 .unwrap()
-                .0
+                .source
                 .as_deref(),
             Some("songs")
         );
@@ -631,7 +857,7 @@ mod tests {
                 now
             )
             .unwrap()
-            .1
+            .ingest_date
             .to_string(),
             "2020-03-01"
         );
