@@ -967,3 +967,44 @@ columns = [
     assert!(e.to_string().contains("orders.watermark.json"), "{e}");
     assert_eq!(all_keys(&lake).await, before);
 }
+
+/// An extraction emits one EMF line per source with the records and bytes it landed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_extraction_emits_its_metric_line() {
+    let f = songs_fixture().await;
+    let lake = f.lake_dir.path().display().to_string();
+    let port = f.postgres.port().to_string();
+    let mut cfg = SongsExtractConfig::from_env(&env(&[
+        ("LAKE_URI", &lake),
+        ("PG_HOST", f.postgres.host()),
+        ("PG_PORT", &port),
+        ("PG_USER", f.postgres.user()),
+        ("PG_PASSWORD", f.postgres.password()),
+        ("PG_DATABASE", f.postgres.database()),
+        ("PG_SSLMODE", "disable"),
+    ]))
+    .unwrap();
+    let (metrics, lines) = deftunes::metrics::Metrics::captured("deftunes");
+    cfg.metrics = metrics;
+    let ex = SongsExtractor::new(cfg, Lake::local(f.lake_dir.path()), None);
+    let s: ExtractSummary = serde_json::from_value(
+        ex.handle(&json!({"ingest_date": "2020-01-01"}))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let lines = lines.lock().unwrap();
+    assert_eq!(lines.len(), 1);
+    let m: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        m["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["Pipeline", "Source"], ["Pipeline"]])
+    );
+    assert_eq!(
+        (m["Pipeline"].as_str(), m["Source"].as_str()),
+        (Some("deftunes"), Some("songs"))
+    );
+    assert_eq!(m["RecordsExtracted"], f.dataset.songs.len());
+    assert_eq!(m["Bytes"], s.bytes);
+    assert_eq!(m["landing"], "rds/songs");
+}

@@ -110,6 +110,8 @@ pub struct ApiExtractConfig {
     pub timeout: Duration,
     pub max_attempts: u32,
     pub retry_base_delay: Duration,
+    /// One EMF line per source extracted (`METRICS`, see [`crate::metrics::Metrics`]).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl ApiExtractConfig {
@@ -135,6 +137,7 @@ impl ApiExtractConfig {
             )));
         }
         Ok(ApiExtractConfig {
+            metrics: crate::metrics::Metrics::from_env(env, &pipeline.spec.name)?,
             landing: LandingConfig::from_env(env)?,
             api_base_url,
             endpoints,
@@ -210,6 +213,8 @@ pub struct SongsExtractConfig {
     pub pg: PgConfig,
     /// The SQL sources of the pipeline (`PIPELINE`, see [`crate::pipeline::pipeline_dir`]).
     pub sources: Vec<crate::extract::songs::SqlSource>,
+    /// One EMF line per source extracted (`METRICS`, see [`crate::metrics::Metrics`]).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl PgConfig {
@@ -285,6 +290,7 @@ impl SongsExtractConfig {
             landing: LandingConfig::from_env(env)?,
             pg,
             sources,
+            metrics: crate::metrics::Metrics::from_env(env, &pipeline.spec.name)?,
         })
     }
 }

@@ -386,6 +386,7 @@ impl ApiExtractor {
 
     /// Extracts one (endpoint, window) into the landing zone.
     pub async fn extract(&self, job: &ApiJob) -> Result<ExtractSummary> {
+        let started = std::time::Instant::now();
         let url = self.url(job)?;
         tracing::info!(endpoint = %job.endpoint, window = %job.window, ingest_date = %job.ingest_date, url = %url, "extracting");
         let parts = self.fetch(&url, job.endpoint.records.as_ref()).await?;
@@ -398,6 +399,7 @@ impl ApiExtractor {
             removed,
         );
         tracing::info!(endpoint = %job.endpoint, records = s.records, bytes = s.bytes, objects = s.objects.len(), "extracted");
+        super::emit_metrics(&self.cfg.metrics, &job.endpoint.name, &s, started);
         Ok(s)
     }
 }

@@ -202,6 +202,30 @@ pub(crate) fn summary(
     }
 }
 
+/// The metric line of one extraction of the spec source `source` (dimension `Source`).
+pub(crate) fn emit_metrics(
+    metrics: &crate::metrics::Metrics,
+    source: &str,
+    s: &ExtractSummary,
+    started: std::time::Instant,
+) {
+    use crate::metrics::Unit;
+    metrics.emit(
+        "Source",
+        source,
+        &[
+            ("RecordsExtracted", Unit::Count, s.records),
+            ("Bytes", Unit::Bytes, s.bytes),
+            (
+                "DurationMs",
+                Unit::Milliseconds,
+                started.elapsed().as_millis() as u64,
+            ),
+        ],
+        &[("landing", &s.source)],
+    );
+}
+
 /// The time of an EventBridge "Scheduled Event" (a rule's schedule), if `payload` is one.
 /// Any other EventBridge event is refused: these functions are not meant to be wired to it.
 pub fn eventbridge_schedule_time(payload: &Value) -> Result<Option<DateTime<Utc>>> {

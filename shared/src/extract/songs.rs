@@ -583,6 +583,7 @@ impl SongsExtractor {
         ingest_date: NaiveDate,
         full: bool,
     ) -> Result<ExtractSummary> {
+        let started = std::time::Instant::now();
         let from = source.select_from()?;
         let what = source.describe();
         // A full read neither needs the old watermark nor trusts it.
@@ -700,6 +701,7 @@ impl SongsExtractor {
             objects = s.objects.len(),
             "extracted"
         );
+        super::emit_metrics(&self.cfg.metrics, &source.name, &s, started);
         Ok(s)
     }
 
