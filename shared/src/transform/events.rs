@@ -288,18 +288,15 @@ fn direct_objects(fields: &Map<String, Value>) -> Parse<Vec<ObjectRef>> {
             push_keys(list, &format!("extracts[{i}].keys"), &mut keys)?;
         }
     }
+    // Named on purpose (unlike an event, which may carry anything under the bucket): a key that
+    // is no landing object is a mistake to report, not an object to skip.
+    if let Some(key) = keys.iter().find(|k| !is_landing_object(k)) {
+        return Err(format!(
+            "{key:?} is not a landing object: keys are relative to the lake root and name an object under {LANDING_ZONE}/"
+        ));
+    }
     let objects = keys
         .into_iter()
-        .filter(|key| {
-            let landing = is_landing_object(key);
-            if !landing {
-                tracing::info!(
-                    key = %key,
-                    "not a landing object (keys are relative to the lake root: landing_zone/...), skipped"
-                );
-            }
-            landing
-        })
         .map(|key| ObjectRef { key, version: None })
         .collect();
     Ok(dedupe(objects))
@@ -768,8 +765,8 @@ mod tests {
             objects,
             [obj(USERS, None), obj(SESSIONS, None), obj(SONGS, None)]
         );
-        // Direct keys are lake-relative and not URL-encoded; other zones are skipped.
-        let objects = direct(&json!({"keys": [USERS, "quality/users.json", USERS]}));
+        // Direct keys are lake-relative and not URL-encoded.
+        let objects = direct(&json!({"keys": [USERS, USERS]}));
         assert_eq!(objects, [obj(USERS, None)]);
         assert!(direct(&json!({"keys": []})).is_empty());
     }
@@ -792,6 +789,11 @@ mod tests {
             (json!({"keys": USERS}), "array"),
             (json!({"keys": [USERS, 3]}), "keys[1]"),
             (json!({"keys": [""]}), "keys[0]"),
+            // Another zone, a folder, or a key with the bucket's URI: named, not skipped.
+            (json!({"keys": [USERS, "quality/users.json"]}), "\"quality/users.json\" is not a landing object"),
+            (json!({"keys": ["landing_zone/api/users/"]}), "not a landing object"),
+            (json!({"keys": [format!("s3://bucket/{USERS}")]}), "relative to the lake root"),
+            (json!({"extracts": [{"keys": ["transform_zone/x.parquet"]}]}), "transform_zone/x.parquet"),
             (json!({"extracts": {"keys": [USERS]}}), "extracts"),
             (json!({"extracts": [{"keys": [USERS]}, {}]}), "extracts[1]"),
             (json!({"endpoint": "users"}), "endpoint"),
