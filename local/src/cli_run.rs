@@ -437,21 +437,92 @@ pub(crate) fn write_dashboard(
     Ok(())
 }
 
-/// The run directory, made absolute. A fresh run starts from an empty lake, catalog and
-/// warehouse, so its summary and the star schema describe this run only (an incremental dbt
-/// model would keep older rows); `keep` keeps them (an incremental run).
-pub(crate) fn run_dir(dir: &Path, keep: bool) -> Result<PathBuf> {
+/// A run directory in use: held for the whole run, released (and the lock file left, harmless)
+/// when dropped, also when the process dies.
+pub struct RunDir {
+    pub path: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl std::ops::Deref for RunDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The outputs of a run in its directory: a fresh run removes them all first, so a stale
+/// dashboard or summary never describes the new (or a wiped) warehouse.
+const RUN_OUTPUTS: [&str; 5] = [
+    "lake",
+    "catalog",
+    "warehouse",
+    "dashboard.html",
+    "run-summary.json",
+];
+
+/// The run directory, made absolute and locked against a second run. A fresh run starts from
+/// an empty lake, catalog and warehouse, so its summary and the star schema describe this run
+/// only (an incremental dbt model would keep older rows); `keep` keeps them (an incremental
+/// run). Callers validate every input before: this is where an earlier run's data goes.
+pub(crate) fn run_dir(dir: &Path, keep: bool) -> Result<RunDir> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dir = dir.canonicalize()?;
-    if !keep {
-        for stale in ["lake", "catalog", "warehouse"].map(|d| dir.join(d)) {
-            if stale.exists() {
-                std::fs::remove_dir_all(&stale)
-                    .with_context(|| format!("removing {}", stale.display()))?;
-            }
+    let path = dir.canonicalize()?;
+    let lock_path = path.join(".run.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another deftunes run is using {} (it holds {}): wait for it to finish, or give this one another --dir",
+            path.display(),
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", lock_path.display()))
         }
     }
-    Ok(dir)
+    if !keep {
+        for stale in RUN_OUTPUTS.map(|d| path.join(d)) {
+            let removed = if stale.is_dir() {
+                std::fs::remove_dir_all(&stale)
+            } else if stale.exists() {
+                std::fs::remove_file(&stale)
+            } else {
+                Ok(())
+            };
+            removed.with_context(|| format!("removing {}", stale.display()))?;
+        }
+    }
+    Ok(RunDir { path, _lock: lock })
+}
+
+/// The monthly windows of a run, refused before anything is touched when they are reversed or
+/// outside the generated data (`from`..=`to`), with what to pass instead.
+pub(crate) fn run_windows(
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    opts: &RunOptions,
+) -> Result<Vec<Window>> {
+    let (start, end) = (
+        opts.window_from.unwrap_or(from),
+        opts.window_to.unwrap_or(to),
+    );
+    if start > end {
+        bail!(
+            "--window-from {start} is after --window-to {end}: nothing was changed; give the first day before the last"
+        );
+    }
+    if end < from || start > to {
+        bail!(
+            "the windows {start}..{end} are outside the generated data ({from}..{to}, set by --from and --to): nothing was changed; choose windows within it, or generate other dates with --from/--to"
+        );
+    }
+    Ok(Window::monthly(start, end)?)
 }
 
 /// The repository's `pipelines/` folder (`DEFTUNES_PIPELINES` overrides it).
@@ -491,13 +562,11 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
     check_pipeline(&pipelines_dir().join("deftunes"))?;
     let started = Instant::now();
     let mut timings = BTreeMap::new();
+    // Every input is checked before run_dir clears the previous run.
+    let windows = run_windows(data.from, data.to, opts)?;
     let dir = run_dir(dir, opts.keep)?;
     let lake_dir = dir.join("lake");
     let catalog_db = dir.join("catalog").join("catalog.db");
-    let windows = Window::monthly(
-        opts.window_from.unwrap_or(data.from),
-        opts.window_to.unwrap_or(data.to),
-    )?;
 
     println!(
         "[1/6] generating source data: {} songs, {} users, {} sessions (seed {})",
@@ -713,4 +782,74 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
         );
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(from: Option<&str>, to: Option<&str>) -> RunOptions {
+        RunOptions {
+            part_max_bytes: 1,
+            serving: false,
+            window_from: from.map(|d| d.parse().unwrap()),
+            window_to: to.map(|d| d.parse().unwrap()),
+            keep: false,
+        }
+    }
+
+    #[test]
+    fn windows_are_checked_against_the_data_before_anything_is_touched() {
+        let (from, to) = ("2020-01-01".parse().unwrap(), "2020-03-31".parse().unwrap());
+        assert_eq!(run_windows(from, to, &opts(None, None)).unwrap().len(), 3);
+        assert_eq!(
+            run_windows(from, to, &opts(Some("2020-03-01"), None))
+                .unwrap()
+                .len(),
+            1
+        );
+        let e = run_windows(from, to, &opts(Some("2020-03-01"), Some("2020-01-31"))).unwrap_err();
+        assert!(e.to_string().contains("is after --window-to"), "{e}");
+        let e = run_windows(from, to, &opts(Some("2021-01-01"), Some("2021-02-28"))).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("outside the generated data (2020-01-01..2020-03-31"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_second_run_in_one_directory_is_refused_and_a_fresh_one_clears_old_outputs() {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in ["lake/landing_zone", "catalog", "warehouse", "mine"] {
+            std::fs::create_dir_all(tmp.path().join(d)).unwrap();
+        }
+        std::fs::write(tmp.path().join("dashboard.html"), "old").unwrap();
+        std::fs::write(tmp.path().join("run-summary.json"), "{}").unwrap();
+        let kept = run_dir(tmp.path(), true).unwrap();
+        assert!(tmp.path().join("dashboard.html").exists());
+        let e = run_dir(tmp.path(), false)
+            .err()
+            .expect("the directory is locked");
+        assert!(
+            e.to_string().contains("another deftunes run is using"),
+            "{e}"
+        );
+        assert!(
+            tmp.path().join("lake").exists(),
+            "a refused run removes nothing"
+        );
+        drop(kept);
+        let fresh = run_dir(tmp.path(), false).unwrap();
+        for gone in [
+            "lake",
+            "catalog",
+            "warehouse",
+            "dashboard.html",
+            "run-summary.json",
+        ] {
+            assert!(!fresh.join(gone).exists(), "{gone}");
+        }
+        assert!(fresh.join("mine").exists(), "only the run's own outputs go");
+    }
 }

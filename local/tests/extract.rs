@@ -853,7 +853,8 @@ columns = [
     )
     .unwrap();
     let spec = spec_dir.display().to_string();
-    let lake_root = work.path().join("lake");
+    // songs_extractor lands into the fixture's lake.
+    let lake_root = f.lake_dir.path().to_path_buf();
     let lake_dir = lake_root.display().to_string();
     let ex = songs_extractor(&f, &[("PIPELINE_DIR", &spec), ("LAKE_URI", &lake_dir)]);
     let lake = Lake::local(&lake_root);

@@ -790,10 +790,22 @@ mod tests {
             (json!({"keys": [USERS, 3]}), "keys[1]"),
             (json!({"keys": [""]}), "keys[0]"),
             // Another zone, a folder, or a key with the bucket's URI: named, not skipped.
-            (json!({"keys": [USERS, "quality/users.json"]}), "\"quality/users.json\" is not a landing object"),
-            (json!({"keys": ["landing_zone/api/users/"]}), "not a landing object"),
-            (json!({"keys": [format!("s3://bucket/{USERS}")]}), "relative to the lake root"),
-            (json!({"extracts": [{"keys": ["transform_zone/x.parquet"]}]}), "transform_zone/x.parquet"),
+            (
+                json!({"keys": [USERS, "quality/users.json"]}),
+                "\"quality/users.json\" is not a landing object",
+            ),
+            (
+                json!({"keys": ["landing_zone/api/users/"]}),
+                "not a landing object",
+            ),
+            (
+                json!({"keys": [format!("s3://bucket/{USERS}")]}),
+                "relative to the lake root",
+            ),
+            (
+                json!({"extracts": [{"keys": ["transform_zone/x.parquet"]}]}),
+                "transform_zone/x.parquet",
+            ),
             (json!({"extracts": {"keys": [USERS]}}), "extracts"),
             (json!({"extracts": [{"keys": [USERS]}, {}]}), "extracts[1]"),
             (json!({"endpoint": "users"}), "endpoint"),
