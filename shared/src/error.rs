@@ -44,6 +44,9 @@ pub enum Error {
     /// The warehouse refused a statement (SQL error, permission, validation): retrying will not help.
     #[error("warehouse rejected the statement: {0}")]
     WarehouseRejected(String),
+    /// The function panicked (a bug): reported, never retried, and the process lives on.
+    #[error("panicked: {0}")]
+    Panicked(String),
 }
 
 /// Error types a state machine should retry. Everything else goes to its Catch.
@@ -71,6 +74,7 @@ impl Error {
             Error::DataQualityFailed(_) => "DataQualityFailed",
             Error::WarehouseUnavailable(_) => "WarehouseUnavailable",
             Error::WarehouseRejected(_) => "WarehouseRejected",
+            Error::Panicked(_) => "Panicked",
         }
     }
 

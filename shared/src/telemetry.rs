@@ -1,5 +1,7 @@
 //! Logging set-up: JSON in Lambda (format and level from the Lambda logging configuration),
-//! human-readable on a terminal.
+//! human-readable on a terminal; and the handlers' invocation wrapper.
+
+use crate::error::{Error, Result};
 
 /// For Lambda handlers: honours `AWS_LAMBDA_LOG_FORMAT` and `AWS_LAMBDA_LOG_LEVEL`.
 pub fn init_lambda() {
@@ -15,4 +17,56 @@ pub fn init_local(default_level: &str) {
         .with_target(false)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// One invocation of a handler: its error, or a panic inside it as [`Error::Panicked`], is
+/// logged with its `error_type` and becomes the Lambda's typed error answer (what Step
+/// Functions' Retry and Catch match), instead of an untyped report or a dead process.
+pub async fn invocation<T>(
+    what: &str,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> std::result::Result<T, lambda_runtime::Diagnostic> {
+    use futures::FutureExt;
+    let result = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            Err(Error::Panicked(format!("{what}: {message}")))
+        }
+    };
+    result.map_err(|e| {
+        tracing::error!(error_type = e.error_type(), retryable = e.is_retryable(), error = %e, "{what} failed");
+        e.into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_is_a_typed_error_and_errors_keep_their_type() {
+        let d = invocation::<()>("transform", async { panic!("index out of bounds") })
+            .await
+            .unwrap_err();
+        assert_eq!(d.error_type, "Panicked");
+        assert!(
+            d.error_message.contains("transform: index out of bounds"),
+            "{}",
+            d.error_message
+        );
+        let owned = invocation::<()>("x", async { panic!("{}", String::from("owned")) })
+            .await
+            .unwrap_err();
+        assert!(owned.error_message.contains("owned"));
+        let d = invocation::<()>("x", async { Err(Error::CommitConflict("c".into())) })
+            .await
+            .unwrap_err();
+        assert_eq!(d.error_type, "CommitConflict");
+        assert_eq!(invocation("x", async { Ok(7) }).await.unwrap(), 7);
+    }
 }

@@ -3,7 +3,7 @@
 //! All logic lives in `deftunes::serving::redshift`; this binary only wires the Lambda runtime.
 
 use deftunes::serving::redshift::RedshiftSetup;
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
 /// Time kept back from the invocation's deadline to cancel a statement and answer.
@@ -25,10 +25,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .duration_since(std::time::SystemTime::now())
             .unwrap_or_default();
         let deadline = std::time::Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN);
-        setup.handle(&event.payload, Some(deadline)).await.map_err(|e| {
-            tracing::error!(error_type = e.error_type(), retryable = e.is_retryable(), error = %e, "redshift setup failed");
-            Diagnostic::from(e)
-        })
+        deftunes::telemetry::invocation(
+            "redshift setup",
+            setup.handle(&event.payload, Some(deadline)),
+        )
+        .await
     }))
     .await
 }

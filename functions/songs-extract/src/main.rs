@@ -2,7 +2,7 @@
 //! All logic lives in `deftunes::extract::songs`; this binary only wires the Lambda runtime.
 
 use deftunes::extract::songs::SongsExtractor;
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
@@ -14,10 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     })?;
     let extractor = &extractor;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        extractor.handle(&event.payload).await.map_err(|e| {
-            tracing::error!(error_type = e.error_type(), retryable = e.is_retryable(), error = %e, "extraction failed");
-            Diagnostic::from(e)
-        })
+        deftunes::telemetry::invocation("extraction", extractor.handle(&event.payload)).await
     }))
     .await
 }

@@ -3,7 +3,7 @@
 //! `deftunes::transform`; this binary only wires the Lambda runtime.
 
 use deftunes::transform::Transformer;
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
@@ -15,10 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     })?;
     let transformer = &transformer;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        transformer.handle(&event.payload).await.map_err(|e| {
-            tracing::error!(error_type = e.error_type(), retryable = e.is_retryable(), error = %e, "transform failed");
-            Diagnostic::from(e)
-        })
+        deftunes::telemetry::invocation("transform", transformer.handle(&event.payload)).await
     }))
     .await
 }

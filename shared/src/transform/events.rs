@@ -489,6 +489,7 @@ fn same_kind(kind: &Error, message: String) -> Error {
         Error::DataQualityFailed(_) => Error::DataQualityFailed(message),
         Error::WarehouseUnavailable(_) => Error::WarehouseUnavailable(message),
         Error::WarehouseRejected(_) => Error::WarehouseRejected(message),
+        Error::Panicked(_) => Error::Panicked(message),
     }
 }
 
