@@ -67,6 +67,7 @@ module "pipeline_settings" {
     bi_schema                = var.bi_schema
     schedule_enabled         = var.schedule_enabled
     schedule_expression      = local.schedule_expression
+    backfill_max_concurrency = var.backfill_max_concurrency
   }
 }
 

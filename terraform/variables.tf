@@ -12,7 +12,7 @@ variable "pipelines" {
     Each gets its own Glue database, functions (the same zips, PIPELINE=<key>), state machine,
     landing queue and dbt task; the lake, Redshift, ECR and ECS are shared. Every attribute is an
     optional override of a top-level default: api_base_url, pg_* and songs_* (its sources),
-    schedule_enabled and schedule_expression, glue_database_name (default: deploy.json's
+    schedule_enabled, schedule_expression and backfill_max_concurrency, glue_database_name (default: deploy.json's
     namespace), external_schema, serving_schema and bi_schema (default: the top-level variables
     for the pipeline keyed var.project, <key>_transform, <key>_serving and <key>_bi for the
     others, "-" as "_"), and name_prefix (default: var.project for the pipeline keyed var.project,
@@ -36,6 +36,7 @@ variable "pipelines" {
     bi_schema                = optional(string)
     schedule_enabled         = optional(bool)
     schedule_expression      = optional(string)
+    backfill_max_concurrency = optional(number)
   }))
   default = { deftunes = {} }
 
@@ -47,6 +48,11 @@ variable "pipelines" {
   validation {
     condition     = alltrue([for p in values(var.pipelines) : contains(["disable", "require", "verify-full"], coalesce(p.pg_sslmode, "require"))])
     error_message = "A pipeline's pg_sslmode must be disable, require or verify-full."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pipelines) : coalesce(p.backfill_max_concurrency, 1) >= 1 && coalesce(p.backfill_max_concurrency, 1) <= 10000 && floor(coalesce(p.backfill_max_concurrency, 1)) == coalesce(p.backfill_max_concurrency, 1)])
+    error_message = "A pipeline's backfill_max_concurrency must be an integer from 1 to 10000 (child executions of the windows' Distributed Map at a time)."
   }
 }
 
@@ -361,6 +367,17 @@ variable "orphan_files_older_than_hours" {
   validation {
     condition     = var.orphan_files_older_than_hours >= 24 && floor(var.orphan_files_older_than_hours) == var.orphan_files_older_than_hours
     error_message = "orphan_files_older_than_hours must be an integer of at least 24: a younger unreferenced file may belong to a commit still in flight."
+  }
+}
+
+variable "backfill_max_concurrency" {
+  description = "Windows of a run (a backfill's \"windows\") processed at the same time, each as a child execution of the state machine's Distributed Map: the default of every pipeline's backfill_max_concurrency. 1 runs them one after the other. Each window calls every extract and transform of the pipeline, so this many windows commit to the same tables at once (CommitConflict is retried) and call the sources at once."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.backfill_max_concurrency >= 1 && var.backfill_max_concurrency <= 10000 && floor(var.backfill_max_concurrency) == var.backfill_max_concurrency
+    error_message = "backfill_max_concurrency must be an integer from 1 to 10000 (a Distributed Map runs at most 10,000 child executions at a time)."
   }
 }
 

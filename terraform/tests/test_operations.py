@@ -58,8 +58,12 @@ def queue_names(name_prefix: str) -> dict[str, str]:
 
 
 def state_machine_arn(name_prefix: str) -> str:
+    """The state machine's ARN: its name is local.state_machine_name (its role's policy builds the
+    same ARN from it)."""
     body = tp.resources(ORCHESTRATION, "aws_sfn_state_machine")["pipeline"]
-    return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:" + tp.unquote(body["name"]).replace("${var.name}", name_prefix)
+    assert body["name"] == "${local.state_machine_name}", body["name"]
+    name = tp.unquote(tp.locals_of(ORCHESTRATION)["state_machine_name"])
+    return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:" + name.replace("${var.name}", name_prefix)
 
 
 def function_names(settings: dict) -> dict[str, str]:
@@ -773,3 +777,39 @@ def test_plan_has_the_athena_workgroup_and_each_pipelines_queries(plans):
         assert len(queries) == sum(1 + len(tp.deploy_json(p)["tables"]) for p in TWO)
         dashboards = sorted(c["after"]["dashboard_name"] for c in _changes(plan, "aws_cloudwatch_dashboard").values())
         assert dashboards == ["deftunes-pipeline", "deftunes-sparkify-pipeline"]
+
+
+
+WINDOW_MAP_SIDS = ("StartWindowExecutions", "TrackWindowExecutions", "FindFailedWindow", "WriteMapResults", "MapResultsKey")
+
+
+def test_plan_lets_each_state_machine_run_its_distributed_map(plans):
+    """The state machine role of a pipeline with extracts may start child executions of its own
+    state machine only (the ARN the plan gives its name), track and stop its children, find a
+    failed child, and write the map results; a files-only pipeline's role (no Map) may not. The
+    bucket is known after apply: its scope is checked in the HCL (test_workspace)."""
+    for name, plan in plans.items():
+        machines = {c["after"]["name"] for c in _changes(plan, "aws_sfn_state_machine").values()}
+        for pipeline, prefix, with_map in (("deftunes", "deftunes", True), ("sparkify", "deftunes-sparkify", False)):
+            address = f'module.pipeline["{pipeline}"].module.orchestration.data.aws_iam_policy_document.state_machine'
+            (change,) = [r["change"] for r in plan["resource_changes"] if r["address"] == address]
+            statements = {s["sid"]: (s, u) for s, u in zip(change["after"]["statement"], change["after_unknown"]["statement"])}
+            machine = f"{prefix}-pipeline"
+            assert machine in machines
+            if not with_map:
+                assert not set(WINDOW_MAP_SIDS) & set(statements), (name, pipeline)
+                continue
+            states = f"arn:aws:states:{REGION}:{ACCOUNT}"
+            expected = {
+                "StartWindowExecutions": (["states:StartExecution"], [f"{states}:stateMachine:{machine}"]),
+                "TrackWindowExecutions": (["states:DescribeExecution", "states:StopExecution"], [f"{states}:execution:{machine}/*"]),
+                "FindFailedWindow": (["states:ListExecutions", "states:ListMapRuns"],
+                                     [f"{states}:execution:{machine}:*", f"{states}:mapRun:{machine}/*"]),
+            }
+            for sid, (actions, resources) in expected.items():
+                statement, _ = statements[sid]
+                assert (statement["actions"], statement["resources"]) == (actions, resources), (name, sid)
+            write, unknown = statements["WriteMapResults"]
+            assert write["actions"] == ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"]
+            assert unknown["resources"] == [True], "the lake bucket's ARN, known after apply"
+            assert "MapResultsKey" not in statements, "no lake KMS key in these plans"

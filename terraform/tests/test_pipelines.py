@@ -118,6 +118,25 @@ def test_landing_prefixes_follow_the_lake_prefix():
     planned = tp.plan_settings(TWO, lake_key_prefix="lake/")
     assert planned["sparkify"]["landing_prefixes"] == [f"lake/{p}" for p in tp.deploy_json("sparkify")["landing_prefixes"]]
     assert tp.blocks(tp.TF_DIR, "module")["pipeline_settings"]["lake_key_prefix"] == "${module.data_lake.key_prefix}"
+    # The windows' map results too: one folder per pipeline, outside the zones (no trailing "/").
+    assert planned["deftunes"]["map_results_prefix"] == "lake/reports/map-results/deftunes"
+    assert planned["sparkify"]["map_results_prefix"] == "lake/reports/map-results/sparkify"
+
+
+def test_backfill_concurrency_reaches_each_pipelines_state_machine():
+    """The top-level backfill_max_concurrency is every pipeline's default; a pipeline's own value
+    overrides it; modules/pipeline hands it, with the map results prefix and the lake's KMS key,
+    to the orchestration, whose template renders it as the Map's MaxConcurrency."""
+    assert tp.blocks(tp.TF_DIR, "module")["pipeline_settings"]["defaults"]["backfill_max_concurrency"] == "${var.backfill_max_concurrency}"
+    planned = tp.plan_settings({"deftunes": {"backfill_max_concurrency": 1}, "sparkify": {}}, backfill_max_concurrency=25)
+    assert (planned["deftunes"]["backfill_max_concurrency"], planned["sparkify"]["backfill_max_concurrency"]) == (1, 25)
+    call = pipeline_modules()["orchestration"]
+    assert call["backfill_max_concurrency"] == "${var.settings.backfill_max_concurrency}"
+    assert call["map_results_prefix"] == "${var.settings.map_results_prefix}"
+    assert call["kms_key_arn"] == "${var.lake_kms_key_arn}"
+    assert tp.definition_vars()["backfill_max_concurrency"] == "${var.backfill_max_concurrency}"
+    settings_type = tp.blocks(tp.PIPELINE_DIR, "variable")["settings"]["type"]
+    assert "backfill_max_concurrency" in settings_type and "map_results_prefix" in settings_type
 
 
 def test_extract_functions_may_write_only_their_sources_landing_folders():
@@ -180,7 +199,11 @@ def test_root_and_settings_module_declare_the_same_pipelines_type():
     root = tp.blocks(tp.TF_DIR, "variable")["pipelines"]
     module = tp.blocks(tp.MODULES_DIR / "pipeline_settings", "variable")["pipelines"]
     assert root["type"] == module["type"]
-    assert [v["condition"] for v in module["validation"]] == [root["validation"][0]["condition"]]
+    # The module checks the keys and each pipeline's backfill_max_concurrency as the root does; the
+    # root alone checks pg_sslmode (its values are the functions' business).
+    root_conditions = [v["condition"] for v in root["validation"]]
+    assert [v["condition"] for v in module["validation"]] == [c for c in root_conditions if "pg_sslmode" not in c]
+    assert any("backfill_max_concurrency" in c for c in root_conditions)
 
 
 # ------------------------------------------------------------------ what keeps pipelines apart
@@ -191,7 +214,9 @@ def test_root_and_settings_module_declare_the_same_pipelines_type():
     ({"deftunes": {}, "nosuch": {}}, "No readable pipelines/<name>/deploy.json for pipeline(s) nosuch"),
     ({"deftunes": {}, "sparkify": {"bi_schema": "Sparkify-BI"}}, "lower-case identifiers"),
     ({"Deftunes": {}}, "folder name under pipelines/"),
-], ids=["glue-database", "schema", "name-prefix", "no-deploy-json", "schema-name", "key"])
+    ({"deftunes": {"backfill_max_concurrency": 0}}, "backfill_max_concurrency must be an integer from 1 to 10000"),
+    ({"deftunes": {}, "sparkify": {"backfill_max_concurrency": 1.5}}, "backfill_max_concurrency must be an integer from 1 to 10000"),
+], ids=["glue-database", "schema", "name-prefix", "no-deploy-json", "schema-name", "key", "concurrency-0", "concurrency-fraction"])
 def test_refused_configurations(pipelines, message):
     with pytest.raises(RuntimeError, match=re.escape(message)):
         tp.plan_settings(pipelines)

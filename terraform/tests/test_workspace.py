@@ -699,6 +699,116 @@ def test_every_function_role_is_its_own():
     assert body["name"] == "${var.function_name}"
 
 
+# ------------------------------------------------------------------ state machine role: the windows' Distributed Map
+ORCHESTRATION = tp.MODULES_DIR / "orchestration"
+# What local.partition, local.region, local.account_id and var.* resolve to in the checks below.
+ARN_VALUES = {"local.partition": "aws", "local.region": "us-east-1", "local.account_id": "123456789012",
+              "var.name": "deftunes", "var.bucket_name": "deftunes-lake-123456789012-us-east-1",
+              "var.map_results_prefix": "reports/map-results/deftunes"}
+WITH_EXTRACTS = "${length(var.extracts) > 0 ? [1] : []}"
+
+
+def state_machine_role_statements() -> dict[str, tuple[dict, str | None]]:
+    """{sid: (statement, for_each of its dynamic block or None)} of the state machine role's policy."""
+    out = {}
+    for entry in tp.parse_dir(ORCHESTRATION)["iam.tf"]["data"]:
+        document = entry.get('"aws_iam_policy_document"') or entry.get("aws_iam_policy_document") or {}
+        body = document.get('"state_machine"') or document.get("state_machine")
+        if body is None:
+            continue
+        for st in body.get("statement", []):
+            out[tp.unquote(st["sid"])] = (st, None)
+        for dyn in body.get("dynamic", []):
+            block = dyn.get('"statement"') or dyn.get("statement")
+            for st in block["content"]:
+                out[tp.unquote(st["sid"])] = (st, block["for_each"])
+    assert out, "the state machine role's policy document was not found"
+    return out
+
+
+def resolve_arn(text: str) -> str:
+    """A resource of the orchestration module with its locals and variables filled in."""
+    name = tp.unquote(tp.locals_of(ORCHESTRATION)["state_machine_name"])
+    text = tp.unquote(text).replace("${local.state_machine_arn}", tp.unquote(tp.locals_of(ORCHESTRATION)["state_machine_arn"]))
+    text = text.replace("${local.state_machine_name}", name)
+    for ref, value in ARN_VALUES.items():
+        text = text.replace("${" + ref + "}", value)
+    assert "${" not in text, text
+    return text
+
+
+def iam_matches(pattern: str, arn: str) -> bool:
+    """IAM's resource matching: * is any run of characters (also "/" and ":"), ? one character."""
+    return re.fullmatch(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", "."), arn) is not None
+
+
+def test_state_machine_role_runs_the_windows_distributed_map_with_least_privilege():
+    """Child executions of its own state machine only (the ARN built from the name: the state
+    machine's own arn in its role's policy would be a cycle), tracking and stopping its children
+    but not other executions, the failed-window lookup, and the map results below the pipeline's
+    prefix only. Only for a pipeline with extracts (a files-only one has no Map)."""
+    statements = state_machine_role_statements()
+    states = "arn:aws:states:us-east-1:123456789012"
+    expected = {
+        "StartWindowExecutions": (["states:StartExecution"], [f"{states}:stateMachine:deftunes-pipeline"]),
+        "TrackWindowExecutions": (["states:DescribeExecution", "states:StopExecution"], [f"{states}:execution:deftunes-pipeline/*"]),
+        "FindFailedWindow": (["states:ListMapRuns", "states:ListExecutions"],
+                             [f"{states}:execution:deftunes-pipeline:*", f"{states}:mapRun:deftunes-pipeline/*"]),
+        "WriteMapResults": (["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+                            ["arn:aws:s3:::deftunes-lake-123456789012-us-east-1/reports/map-results/deftunes/*"]),
+    }
+    for sid, (actions, resources) in expected.items():
+        statement, for_each = statements[sid]
+        assert [tp.unquote(a) for a in statement["actions"]] == actions, sid
+        assert [resolve_arn(r) for r in statement["resources"]] == resources, sid
+        assert for_each == WITH_EXTRACTS, sid
+    key, for_each = statements["MapResultsKey"]
+    assert [tp.unquote(a) for a in key["actions"]] == ["kms:GenerateDataKey", "kms:Decrypt"] and key["resources"] == ["${var.kms_key_arn}"]
+    assert for_each == "${length(var.extracts) > 0 && var.kms_key_arn != null ? [1] : []}"
+    assert tp.blocks(tp.PIPELINE_DIR, "module")["orchestration"]["kms_key_arn"] == "${var.lake_kms_key_arn}"
+
+    # The name the ARN is built from is the state machine's.
+    machine = tp.resources(ORCHESTRATION, "aws_sfn_state_machine")["pipeline"]
+    assert machine["name"] == "${local.state_machine_name}" and machine["role_arn"] == "${aws_iam_role.state_machine.arn}"
+    iam_text = (ORCHESTRATION / "iam.tf").read_text()
+    document = iam_text.split('data "aws_iam_policy_document" "state_machine"', 1)[1].split("\nresource ", 1)[0]
+    assert "aws_sfn_state_machine" not in document, "the role's policy must not reference the state machine (a cycle)"
+
+    # What the ARNs let through: the children (execution:<name>/<label>:<id>), this Map Run, this
+    # pipeline's results; not the parent executions, another state machine's, another prefix.
+    child = f"{states}:execution:deftunes-pipeline/windows:0f5b7a2e-5e1c-4d43-9a3c-1f0a6a3b1c11"
+    track = expected["TrackWindowExecutions"][1][0]
+    assert iam_matches(track, child)
+    assert not iam_matches(track, f"{states}:execution:deftunes-pipeline:0f5b7a2e")
+    assert not iam_matches(track, f"{states}:execution:deftunes-pipeline-other/windows:0f5b7a2e")
+    (own, runs) = expected["FindFailedWindow"][1]
+    assert iam_matches(own, f"{states}:execution:deftunes-pipeline:run-1") and not iam_matches(own, child.replace("deftunes-pipeline", "x"))
+    assert iam_matches(runs, f"{states}:mapRun:deftunes-pipeline/windows:9d2e7b")
+    results = expected["WriteMapResults"][1][0]
+    assert iam_matches(results, "arn:aws:s3:::deftunes-lake-123456789012-us-east-1/reports/map-results/deftunes/9d2e7b/manifest.json")
+    assert not iam_matches(results, "arn:aws:s3:::deftunes-lake-123456789012-us-east-1/reports/map-results/deftunes-sparkify/x")
+    assert not iam_matches(results, "arn:aws:s3:::deftunes-lake-123456789012-us-east-1/transform_zone/x")
+
+
+def test_state_machine_role_grants_what_the_definition_calls_for_its_map():
+    """Every Step Functions SDK call of the definition is an action of the role, and the
+    ResultWriter writes to the bucket and prefix the role may write (the same variables)."""
+    definition = json.loads(tp.render_template(fake_definition_values(terraform_function_arns())))
+    granted = {tp.unquote(a) for st, _ in state_machine_role_statements().values() for a in st["actions"]}
+    calls = {s["Resource"].rsplit(":", 1)[1] for _, s in iter_states(definition["States"])
+             if s.get("Resource", "").startswith("arn:aws:states:::aws-sdk:sfn:")}
+    assert calls == {"listMapRuns", "listExecutions", "describeExecution"}
+    assert {f"states:{c[0].upper()}{c[1:]}" for c in calls} <= granted
+    process = definition["States"]["Process windows"]
+    assert process["ResultWriter"]["Resource"] == "arn:aws:states:::s3:putObject" and "s3:PutObject" in granted
+    definition_vars = tp.definition_vars()
+    assert definition_vars["map_results_bucket"] == "${var.bucket_name}"
+    assert definition_vars["map_results_prefix"] == "${var.map_results_prefix}"
+    assert definition_vars["backfill_max_concurrency"] == "${var.backfill_max_concurrency}"
+    (write, _) = state_machine_role_statements()["WriteMapResults"]
+    assert write["resources"] == ['"arn:${local.partition}:s3:::${var.bucket_name}/${var.map_results_prefix}/*"']
+
+
 # ------------------------------------------------------------------ state machine wiring
 def terraform_function_arns() -> dict[str, str]:
     """{crate: fake ARN} of every Lambda in the Terraform, named as Terraform names them."""
@@ -716,6 +826,9 @@ def default_pipelines() -> list[str]:
 def default_pipeline_extracts() -> list[dict]:
     (pipeline,) = default_pipelines()
     return tp.deploy_json(pipeline)["extracts"]
+
+
+MAP_RESULTS_BUCKET = "deftunes-lake-123456789012-us-east-1"
 
 
 def fake_definition_values(function_arns: dict[str, str]) -> dict:
@@ -737,6 +850,10 @@ def fake_definition_values(function_arns: dict[str, str]) -> dict:
         "dbt_assign_public_ip": "DISABLED",
         # What the root passes: the extracts of the default pipeline's deploy.json.
         "extracts": default_pipeline_extracts(),
+        # The root's default, and the lake bucket and map results prefix of the default pipeline.
+        "backfill_max_concurrency": tp.variable_default(tp.TF_DIR, "backfill_max_concurrency"),
+        "map_results_bucket": MAP_RESULTS_BUCKET,
+        "map_results_prefix": f"reports/map-results/{default_pipelines()[0]}",
     }
     for name in tp.definition_vars():
         values.setdefault(name, fake.get(name))
@@ -1062,6 +1179,26 @@ def test_first_apply_starts_no_scheduled_runs():
 
 def _validations(directory, name):
     return [v["condition"] for v in tp.blocks(directory, "variable")[name].get("validation", [])]
+
+
+@pytest.mark.parametrize("value,ok", [(1, True), (10, True), (10000, True), (0, False), (-1, False), (2.5, False), (10001, False)])
+def test_backfill_max_concurrency_is_validated(value, ok):
+    """Terraform evaluates each validation of it (root, orchestration, and the defaults of
+    modules/pipeline_settings) on the value; a pipeline's own override: test_pipelines."""
+    conditions = [(tp.TF_DIR, "backfill_max_concurrency", "backfill_max_concurrency"),
+                  (tp.MODULES_DIR / "orchestration", "backfill_max_concurrency", "backfill_max_concurrency")]
+    for directory, variable, name in conditions:
+        (condition,) = _validations(directory, variable)
+        assert tp.console_eval(condition[2:-1], {name: value}) is ok, (directory.name, value)
+    (condition,) = _validations(tp.MODULES_DIR / "pipeline_settings", "defaults")
+    assert tp.console_eval(condition[2:-1], {"defaults": {"backfill_max_concurrency": value}}) is ok
+
+
+@pytest.mark.parametrize("value,ok", [("reports/map-results/deftunes", True), ("lake/reports/map-results/a_b-c.d", True),
+                                      ("reports/map-results/deftunes/", False), ("/reports", False), ("a//b", False), ("", False)])
+def test_map_results_prefix_is_validated(value, ok):
+    (condition,) = _validations(tp.MODULES_DIR / "orchestration", "map_results_prefix")
+    assert tp.console_eval(condition[2:-1], {"map_results_prefix": value}) is ok
 
 
 def test_inputs_are_validated():

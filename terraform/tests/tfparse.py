@@ -195,6 +195,7 @@ def settings_defaults(**overrides) -> dict:
         "bi_schema": variable_default(TF_DIR, "bi_schema"),
         "schedule_enabled": variable_default(TF_DIR, "schedule_enabled"),
         "schedule_expression": "cron(30 1 * * ? *)",
+        "backfill_max_concurrency": variable_default(TF_DIR, "backfill_max_concurrency"),
     }
     defaults.update(overrides)
     return defaults

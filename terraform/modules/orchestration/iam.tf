@@ -69,6 +69,65 @@ data "aws_iam_policy_document" "state_machine" {
     resources = ["arn:${local.partition}:events:${local.region}:${local.account_id}:rule/StepFunctionsGetEventsForECSTaskRule"]
   }
 
+  # The windows' Distributed Map (pipelines with extracts): each window is a child execution of
+  # this state machine (StartExecution on itself), which Step Functions tracks and stops
+  # (execution:<name>/<label>:<id>, the children only). The ARN is built from the name
+  # (local.state_machine_arn): the resource's own arn here would be a cycle.
+  dynamic "statement" {
+    for_each = length(var.extracts) > 0 ? [1] : []
+    content {
+      sid       = "StartWindowExecutions"
+      actions   = ["states:StartExecution"]
+      resources = [local.state_machine_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.extracts) > 0 ? [1] : []
+    content {
+      sid       = "TrackWindowExecutions"
+      actions   = ["states:DescribeExecution", "states:StopExecution"]
+      resources = ["arn:${local.partition}:states:${local.region}:${local.account_id}:execution:${local.state_machine_name}/*"]
+    }
+  }
+
+  # After a failed Map Run (States.ExceedToleratedFailureThreshold), "Find the failed window"
+  # lists the Map Runs of its own execution and the failed child executions of that Map Run, then
+  # describes the child (TrackWindowExecutions) to end the run with the window's own error.
+  dynamic "statement" {
+    for_each = length(var.extracts) > 0 ? [1] : []
+    content {
+      sid     = "FindFailedWindow"
+      actions = ["states:ListMapRuns", "states:ListExecutions"]
+      resources = [
+        "arn:${local.partition}:states:${local.region}:${local.account_id}:execution:${local.state_machine_name}:*",
+        "arn:${local.partition}:states:${local.region}:${local.account_id}:mapRun:${local.state_machine_name}/*",
+      ]
+    }
+  }
+
+  # The Distributed Map's ResultWriter: each run's manifest and result files below its prefix
+  # (the policy AWS documents for ResultWriter, scoped to that prefix).
+  dynamic "statement" {
+    for_each = length(var.extracts) > 0 ? [1] : []
+    content {
+      sid       = "WriteMapResults"
+      actions   = ["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"]
+      resources = ["arn:${local.partition}:s3:::${var.bucket_name}/${var.map_results_prefix}/*"]
+    }
+  }
+
+  # A lake encrypted with a customer managed key (lake_kms_key_arn): the result files are
+  # encrypted with it.
+  dynamic "statement" {
+    for_each = length(var.extracts) > 0 && var.kms_key_arn != null ? [1] : []
+    content {
+      sid       = "MapResultsKey"
+      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+      resources = [var.kms_key_arn]
+    }
+  }
+
   # CloudWatch Logs vended-log delivery APIs support no resource-level permissions: "*" is
   # the only valid resource (AWS documents exactly this policy for Step Functions logging).
   statement {

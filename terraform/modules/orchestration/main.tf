@@ -7,6 +7,12 @@ locals {
   region     = data.aws_region.current.region
   partition  = data.aws_partition.current.partition
 
+  # The state machine's name and ARN, built from the name rather than read from the resource: its
+  # role's policy grants it StartExecution on itself (the Distributed Map's child executions),
+  # and the role exists before the state machine (aws_iam_role.state_machine.arn -> cycle).
+  state_machine_name = "${var.name}-pipeline"
+  state_machine_arn  = "arn:${local.partition}:states:${local.region}:${local.account_id}:stateMachine:${local.state_machine_name}"
+
   # Every value the state machine template uses; terraform/tests renders the template with
   # the same names.
   definition_vars = {
@@ -23,6 +29,11 @@ locals {
     # One Parallel branch per extract (Extract <source> -> Transform <source>), in this order;
     # none: a files-only pipeline, whose run is Redshift setup and dbt build.
     extracts = var.extracts
+    # The windows' Distributed Map: child executions at a time, and where its ResultWriter puts
+    # each window's summary (s3://<bucket>/<prefix>/<map run id>/...).
+    backfill_max_concurrency = var.backfill_max_concurrency
+    map_results_bucket       = var.bucket_name
+    map_results_prefix       = var.map_results_prefix
   }
 }
 
@@ -33,7 +44,7 @@ resource "aws_cloudwatch_log_group" "state_machine" {
 }
 
 resource "aws_sfn_state_machine" "pipeline" {
-  name       = "${var.name}-pipeline"
+  name       = local.state_machine_name
   type       = "STANDARD"
   role_arn   = aws_iam_role.state_machine.arn
   definition = templatefile("${path.module}/state_machine.asl.json.tftpl", local.definition_vars)

@@ -37,6 +37,27 @@ variable "extracts" {
   }
 }
 
+variable "backfill_max_concurrency" {
+  description = "Windows of a run processed at the same time: MaxConcurrency of the windows' Distributed Map, whose child executions each run one window (integer, 1..10000; 1 runs them one after the other)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.backfill_max_concurrency >= 1 && var.backfill_max_concurrency <= 10000 && floor(var.backfill_max_concurrency) == var.backfill_max_concurrency
+    error_message = "backfill_max_concurrency must be an integer from 1 to 10000 (a Distributed Map runs at most 10,000 child executions at a time)."
+  }
+}
+
+variable "map_results_prefix" {
+  description = "Key prefix in the lake bucket, without a trailing \"/\", under which the windows' Distributed Map writes each run's results (ResultWriter: <prefix>/<map run id>/manifest.json and SUCCEEDED_/FAILED_ files): what each window landed and committed."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$", var.map_results_prefix))
+    error_message = "map_results_prefix must be a key prefix such as reports/map-results/deftunes: no leading or trailing \"/\", no empty segment."
+  }
+}
+
 variable "bucket_name" {
   description = "Data lake bucket whose object-created events below landing_prefixes feed the transform queue."
   type        = string
@@ -185,7 +206,7 @@ variable "log_retention_days" {
 }
 
 variable "kms_key_arn" {
-  description = "KMS key encrypting the bucket (null when SSE-S3); unused by queues (SQS-managed SSE)."
+  description = "KMS key encrypting the bucket (null when SSE-S3): the state machine's ResultWriter encrypts the map results with it. Unused by queues (SQS-managed SSE)."
   type        = string
   default     = null
 }

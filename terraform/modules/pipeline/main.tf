@@ -200,6 +200,11 @@ module "orchestration" {
   # One Extract -> Transform branch per source of pipelines/<pipeline>/deploy.json (none: a
   # files-only pipeline).
   extracts = var.settings.extracts
+  # The windows' Distributed Map: child executions at a time, and where it writes its results
+  # (reports/map-results/<pipeline>, encrypted with the lake's key when it has one).
+  backfill_max_concurrency = var.settings.backfill_max_concurrency
+  map_results_prefix       = var.settings.map_results_prefix
+  kms_key_arn              = var.lake_kms_key_arn
 
   bucket_name = var.bucket_name
   # The transform queue receives the objects created below the pipeline's own landing prefixes.

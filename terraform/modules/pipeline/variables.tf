@@ -1,5 +1,5 @@
 variable "settings" {
-  description = "The pipeline's settings, one value of modules/pipeline_settings' pipelines output: names, Glue database, schemas, extracts, landing prefixes, dbt command, sources, schedule."
+  description = "The pipeline's settings, one value of modules/pipeline_settings' pipelines output: names, Glue database, schemas, extracts, landing prefixes, dbt command, sources, schedule, backfill concurrency and map results prefix."
   type = object({
     pipeline                 = string
     primary                  = bool
@@ -28,6 +28,8 @@ variable "settings" {
     songs_security_group_ids = list(string)
     schedule_enabled         = bool
     schedule_expression      = string
+    backfill_max_concurrency = number
+    map_results_prefix       = string
   })
 }
 

@@ -60,6 +60,12 @@ locals {
       songs_security_group_ids = p.songs_security_group_ids != null ? p.songs_security_group_ids : var.defaults.songs_security_group_ids
       schedule_enabled         = p.schedule_enabled != null ? p.schedule_enabled : var.defaults.schedule_enabled
       schedule_expression      = coalesce(p.schedule_expression, var.defaults.schedule_expression)
+
+      # Windows of a run processed at the same time (the windows' Distributed Map), and where
+      # that map writes each run's results (full key prefix, no trailing "/": ResultWriter adds
+      # /<map run id>/). Outside the zones: no function reads or writes it.
+      backfill_max_concurrency = coalesce(p.backfill_max_concurrency, var.defaults.backfill_max_concurrency)
+      map_results_prefix       = "${var.lake_key_prefix}reports/map-results/${k}"
     }
   }
 

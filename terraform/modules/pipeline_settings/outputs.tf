@@ -1,5 +1,5 @@
 output "pipelines" {
-  description = "Settings of each pipeline, by key: names, Glue database, Redshift schemas, extracts and the extract functions they call, landing prefixes, dbt project and command, source and schedule settings."
+  description = "Settings of each pipeline, by key: names, Glue database, Redshift schemas, extracts and the extract functions they call, landing prefixes, dbt project and command, source and schedule settings, backfill concurrency and map results prefix."
   value       = local.settings
 
   precondition {

@@ -23,11 +23,17 @@ variable "pipelines" {
     bi_schema                = optional(string)
     schedule_enabled         = optional(bool)
     schedule_expression      = optional(string)
+    backfill_max_concurrency = optional(number)
   }))
 
   validation {
     condition     = length(var.pipelines) > 0 && alltrue([for k in keys(var.pipelines) : can(regex("^[a-z0-9][a-z0-9_-]*$", k))])
     error_message = "pipelines needs at least one pipeline, each keyed by a folder name under pipelines/ (lower-case letters, digits, _ and -; no path)."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pipelines) : coalesce(p.backfill_max_concurrency, 1) >= 1 && coalesce(p.backfill_max_concurrency, 1) <= 10000 && floor(coalesce(p.backfill_max_concurrency, 1)) == coalesce(p.backfill_max_concurrency, 1)])
+    error_message = "A pipeline's backfill_max_concurrency must be an integer from 1 to 10000 (child executions of the windows' Distributed Map at a time)."
   }
 }
 
@@ -60,5 +66,11 @@ variable "defaults" {
     bi_schema                = string
     schedule_enabled         = bool
     schedule_expression      = string
+    backfill_max_concurrency = number
   })
+
+  validation {
+    condition     = var.defaults.backfill_max_concurrency >= 1 && var.defaults.backfill_max_concurrency <= 10000 && floor(var.defaults.backfill_max_concurrency) == var.defaults.backfill_max_concurrency
+    error_message = "defaults.backfill_max_concurrency must be an integer from 1 to 10000 (child executions of the windows' Distributed Map at a time)."
+  }
 }
