@@ -20,7 +20,7 @@ TF_TESTS_REQ := terraform/tests/requirements-tests.txt
 HOST_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 export DEFTUNES_MOTO_SERVER ?= $(TF_TESTS_VENV)/bin/moto_server
 
-.PHONY: help build demo test test-rust test-serving test-terraform chromium lint fmt lambda-build clean python moto
+.PHONY: help build demo deftunes cargo-lambda test test-rust test-serving test-terraform chromium lint fmt lambda-build clean python moto
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -89,6 +89,13 @@ fmt: ## Format Rust and Terraform
 $(LAMBDA_VENV)/bin/cargo-lambda:
 	python3 -m venv $(LAMBDA_VENV)
 	$(LAMBDA_VENV)/bin/pip install --quiet 'cargo-lambda==1.9.2' 'ziglang==0.17.1'
+
+cargo-lambda: $(LAMBDA_VENV)/bin/cargo-lambda ## Install cargo-lambda (then put it on PATH as printed)
+	@echo 'cargo-lambda is in $(LAMBDA_VENV)/bin: export PATH="$(LAMBDA_VENV)/bin:$$PATH"'
+
+# The demo's own build of the tool: no second build with other features or another target dir.
+deftunes: build ## Run the built deftunes tool: make deftunes ARGS="run --window-to 2020-02-29"
+	$(DEFTUNES) $(ARGS)
 
 lambda-build: $(LAMBDA_VENV)/bin/cargo-lambda ## Build the Lambda zips (arm64) into target/lambda/<function>/bootstrap.zip
 	rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu

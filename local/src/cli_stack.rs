@@ -85,16 +85,53 @@ pub async fn up(data: &DataArgs, dir: &Path, api_port: u16) -> Result<()> {
     );
     println!("  Lake         : {}", lake.display());
     println!();
-    println!("Settings for `cargo lambda watch` (export them in that shell):");
-    println!("  export LAKE_URI=file://{}", lake.display());
-    println!("  export API_BASE_URL={api_url}");
+    let env_file = dir.canonicalize()?.join("functions.env");
+    let settings = function_settings(&lake, &api_url, &pg);
+    std::fs::write(&env_file, env_file_text(&settings))
+        .with_context(|| format!("writing {}", env_file.display()))?;
     println!(
-        "  export PG_HOST=127.0.0.1 PG_PORT={} PG_USER={} PG_PASSWORD={} PG_SSLMODE=disable",
-        pg.port, pg.user, pg.password
+        "Every function's settings (lake, catalog, API, PostgreSQL, pipeline): {}",
+        env_file.display()
     );
-    println!("Then: cargo lambda invoke api-extract --data-file events/api-extract-users.json");
+    println!("Serve the functions with them:");
+    println!("  cargo lambda watch --env-file {}", env_file.display());
+    println!("Then, in another shell, in this order on a fresh stack:");
+    println!("  cargo lambda invoke api-extract --data-file events/api-extract-users.json");
+    println!("  cargo lambda invoke api-extract --data-file events/api-extract-sessions.json");
+    println!("  cargo lambda invoke songs-extract --data-file events/songs-extract.json");
+    println!("  cargo lambda invoke transform --data-file events/transform-direct.json");
     println!("Stop with: deftunes down --dir {}", dir.display());
     Ok(())
+}
+
+/// What the functions need to run against this stack, in `cargo lambda watch --env-file` form.
+fn function_settings(lake: &Path, api_url: &str, pg: &PgHandle) -> Vec<(&'static str, String)> {
+    let pipelines = crate::cli_run::pipelines_dir();
+    vec![
+        ("LAKE_URI", format!("file://{}", lake.display())),
+        ("CATALOG", "sql".into()),
+        (
+            "CATALOG_URI",
+            format!(
+                "sqlite:{}?mode=rwc",
+                lake.with_file_name("catalog").join("catalog.db").display()
+            ),
+        ),
+        ("PIPELINES_ROOT", pipelines.display().to_string()),
+        ("PIPELINE", "deftunes".into()),
+        ("API_BASE_URL", api_url.to_string()),
+        ("PG_HOST", "127.0.0.1".into()),
+        ("PG_PORT", pg.port.to_string()),
+        ("PG_USER", pg.user.clone()),
+        ("PG_PASSWORD", pg.password.clone()),
+        ("PG_DATABASE", pg.database().to_string()),
+        ("PG_SSLMODE", "disable".into()),
+        ("METRICS", "off".into()),
+    ]
+}
+
+fn env_file_text(settings: &[(&str, String)]) -> String {
+    settings.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
 }
 
 async fn wait_healthy(api_url: &str, log: &Path) -> Result<()> {
@@ -193,4 +230,40 @@ fn spawn_api(
     }
     let child = cmd.spawn().context("starting the API emulator")?;
     Ok((port, child, log_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The env file is enough for every function's start-up configuration.
+    #[test]
+    fn the_env_file_configures_every_function() {
+        let pg = PgHandle {
+            dir: "/tmp/pg".into(),
+            port: 5499,
+            user: "deftunes".into(),
+            password: "pw".into(),
+        };
+        let text = env_file_text(&function_settings(
+            Path::new("/tmp/stack/lake"),
+            "http://127.0.0.1:8000/",
+            &pg,
+        ));
+        let env: std::collections::HashMap<String, String> = text
+            .lines()
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        assert_eq!(
+            env["CATALOG_URI"],
+            "sqlite:/tmp/stack/catalog/catalog.db?mode=rwc"
+        );
+        deftunes::transform::TransformConfig::from_env(&env).unwrap();
+        deftunes::config::ApiExtractConfig::from_env(&env).unwrap();
+        let songs = deftunes::config::SongsExtractConfig::from_env(&env).unwrap();
+        assert_eq!(songs.pg.port, 5499);
+    }
 }

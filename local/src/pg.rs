@@ -5,7 +5,8 @@
 //! users. The generated password is kept in `<dir>/password` so that a cluster can be started
 //! again from the same directory. The server log is `<dir>/postgres.log`.
 //!
-//! PostgreSQL binaries come from `PG_BIN_DIR` (default `/usr/lib/postgresql/15/bin`). `initdb`
+//! PostgreSQL binaries come from `PG_BIN_DIR`, else the `PATH` folder holding `initdb`, else
+//! `pg_config --bindir`, else the newest `/usr/lib/postgresql/<version>/bin` (Debian). `initdb`
 //! refuses to run as root: when the effective uid is 0, the directory is chowned to `postgres`
 //! and the binaries run through `runuser -u postgres --` (parent directories must be
 //! traversable by that user).
@@ -374,10 +375,68 @@ async fn initdb(dir: &Path, data: &Path, password: &str, as_postgres: bool) -> R
     result.map(|_| ())
 }
 
+/// Where the PostgreSQL binaries are, found once: see [`find_bin_dir`].
 fn bin_dir() -> PathBuf {
-    std::env::var_os("PG_BIN_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        find_bin_dir(
+            std::env::var_os("PG_BIN_DIR"),
+            std::env::var_os("PATH"),
+            Path::new("/usr/lib/postgresql"),
+        )
+    })
+    .clone()
+}
+
+/// `PG_BIN_DIR` if set; else the `PATH` folder holding `initdb` (Homebrew, Nix, a distribution
+/// that puts it there); else `pg_config --bindir` of the `pg_config` on `PATH`; else the newest
+/// `<debian_root>/<version>/bin` (Debian and Ubuntu keep the server binaries off `PATH`); else
+/// [`DEFAULT_PG_BIN_DIR`], whose absence the first command then reports by name.
+fn find_bin_dir(
+    explicit: Option<std::ffi::OsString>,
+    path: Option<std::ffi::OsString>,
+    debian_root: &Path,
+) -> PathBuf {
+    if let Some(dir) = explicit.filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let on_path: Vec<PathBuf> = path
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    let is_exe = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if let Some(dir) = on_path.iter().find(|d| is_exe(&d.join("initdb"))) {
+        return dir.clone();
+    }
+    if let Some(pg_config) = on_path
+        .iter()
+        .map(|d| d.join("pg_config"))
+        .find(|p| is_exe(p))
+    {
+        let reported = Command::new(pg_config)
+            .arg("--bindir")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+        if let Some(dir) = reported.filter(|d| is_exe(&d.join("initdb"))) {
+            return dir;
+        }
+    }
+    let newest = std::fs::read_dir(debian_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            is_exe(&bin.join("initdb")).then_some((version, bin))
+        })
+        .max_by_key(|(v, _)| *v);
+    newest
+        .map(|(_, bin)| bin)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PG_BIN_DIR))
 }
 
@@ -603,6 +662,46 @@ async fn load_in_transaction(client: &Client, songs: &[Song]) -> Result<u64, PgE
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn binaries_are_found_on_path_through_pg_config_or_in_debians_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let exe = |p: &Path, body: &str| {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let debian = tmp.path().join("debian");
+        exe(&debian.join("13/bin/initdb"), "");
+        exe(&debian.join("15/bin/initdb"), "");
+        std::fs::create_dir_all(debian.join("16/bin")).unwrap(); // no initdb: not a server
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let path = |dirs: &[&Path]| Some(std::env::join_paths(dirs).unwrap());
+        assert_eq!(
+            find_bin_dir(None, path(&[&empty]), &debian),
+            debian.join("15/bin")
+        );
+        let brew = tmp.path().join("brew/bin");
+        exe(&brew.join("initdb"), "");
+        assert_eq!(find_bin_dir(None, path(&[&empty, &brew]), &debian), brew);
+        let other = tmp.path().join("other/bin");
+        exe(&other.join("initdb"), "");
+        let tools = tmp.path().join("tools");
+        exe(
+            &tools.join("pg_config"),
+            &format!("#!/bin/sh\necho {}\n", other.display()),
+        );
+        assert_eq!(find_bin_dir(None, path(&[&tools]), &debian), other);
+        assert_eq!(
+            find_bin_dir(Some("/opt/pg/bin".into()), path(&[&brew]), &debian),
+            PathBuf::from("/opt/pg/bin")
+        );
+        assert_eq!(
+            find_bin_dir(None, None, &tmp.path().join("none")),
+            PathBuf::from(DEFAULT_PG_BIN_DIR)
+        );
+    }
     use super::*;
 
     #[test]

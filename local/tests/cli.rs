@@ -133,16 +133,22 @@ fn up_serves_the_sources_until_down() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The settings come from the env file `up` names for `cargo lambda watch --env-file`.
+    let env_file = stdout
+        .split("--env-file ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no --env-file line:\n{stdout}"))
+        .to_string();
+    let env_text = std::fs::read_to_string(&env_file).unwrap();
     let setting = |name: &str| -> String {
-        let start = stdout
-            .find(&format!("{name}="))
-            .unwrap_or_else(|| panic!("{name} not printed:\n{stdout}"));
-        stdout[start + name.len() + 1..]
-            .split_whitespace()
-            .next()
-            .unwrap()
+        env_text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {env_file}:\n{env_text}"))
             .to_string()
     };
+    assert!(setting("CATALOG_URI").starts_with("sqlite:"));
     let api = setting("API_BASE_URL");
     assert!(setting("LAKE_URI").starts_with("file://"));
     let pg_port: u16 = setting("PG_PORT").parse().unwrap();

@@ -27,7 +27,12 @@ pub async fn invocation<T>(
     work: impl std::future::Future<Output = Result<T>>,
 ) -> std::result::Result<T, lambda_runtime::Diagnostic> {
     use futures::FutureExt;
-    let result = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+    // Boxed: the handlers' futures are deep already, and wrapping them again overflows the
+    // compiler's layout query depth.
+    let result = match std::panic::AssertUnwindSafe(Box::pin(work))
+        .catch_unwind()
+        .await
+    {
         Ok(result) => result,
         Err(payload) => {
             let message = payload
