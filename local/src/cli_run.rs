@@ -177,29 +177,118 @@ pub(crate) fn dbt_build_locally(project: &Path, catalog_db: &Path, warehouse: &P
         );
     }
     let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dbt_modeling/run_local.sh");
-    let out = std::process::Command::new(&runner)
+    let log_path = warehouse
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("dbt-build.log");
+    let mut log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut child = std::process::Command::new(&runner)
         .arg("--project")
         .arg(project)
         .arg(catalog_db)
         .arg(warehouse)
         .env("DEFTUNES_PYTHON", python()?)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .with_context(|| format!("running {}", runner.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
+    // stderr drained beside stdout: a full pipe would stall dbt.
+    let stderr = child.stderr.take();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut e) = stderr {
+            let _ = std::io::Read::read_to_string(&mut e, &mut text);
+        }
+        text
+    });
+    let (mut failures, mut tally) = (Vec::new(), Vec::new());
+    if let Some(stdout) = child.stdout.take() {
+        use std::io::{BufRead, Write};
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line =
+                line.with_context(|| format!("reading the output of {}", runner.display()))?;
+            writeln!(log, "{line}")?;
+            match classify_dbt_line(&line) {
+                DbtLine::Progress(p) => println!("      {p}"),
+                DbtLine::Failure(f) => failures.push(f),
+                DbtLine::Tally(t) => tally.push(t),
+                DbtLine::Other => {}
+            }
+        }
+    }
+    let status = child.wait()?;
+    let stderr = stderr.join().unwrap_or_default();
+    std::io::Write::write_all(&mut log, stderr.as_bytes())?;
+    if !status.success() {
+        if failures.is_empty() {
+            failures.extend(stderr.lines().rev().take(5).map(str::to_string));
+        }
         bail!(
-            "dbt build failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            "dbt build failed ({}):\n  {}\nfull log: {}",
+            if tally.is_empty() {
+                "no tally".to_string()
+            } else {
+                tally.join("; ")
+            },
+            failures.join("\n  "),
+            log_path.display()
         );
     }
-    // dbt's own closing lines: the pass/warn/error tally and the timing.
-    for line in stdout
-        .lines()
-        .filter(|l| l.contains("Done. PASS=") || l.starts_with("dbt build:"))
-    {
-        println!("      {}", line.trim());
+    for t in tally {
+        println!("      {t}");
     }
+    println!("      dbt log: {}", log_path.display());
     Ok(())
+}
+
+/// What a line of `dbt build` output is to the run's console.
+#[derive(Debug, PartialEq)]
+enum DbtLine {
+    /// `12 of 30 OK created sql table model main.dim_users [OK in 0.10s]`: shown as it comes.
+    Progress(String),
+    /// A failing test or model, or the error that names it: kept for the failure message.
+    Failure(String),
+    /// dbt's closing tally (`Done. PASS=.. WARN=.. ERROR=..`) or the runner's timing.
+    Tally(String),
+    Other,
+}
+
+fn classify_dbt_line(line: &str) -> DbtLine {
+    // dbt prefixes its lines with a `HH:MM:SS` time.
+    let text = match line.trim().split_once("  ") {
+        Some((time, rest)) if time.len() == 8 && time.as_bytes()[2] == b':' => rest.trim(),
+        _ => line.trim(),
+    };
+    if text.contains("Done. PASS=") || text.starts_with("dbt build:") {
+        return DbtLine::Tally(text.to_string());
+    }
+    if text.starts_with("Failure in ")
+        || text.contains(" Error in ")
+        || text.starts_with("Compilation Error")
+        || text.starts_with("Runtime Error")
+    {
+        return DbtLine::Failure(text.to_string());
+    }
+    let mut words = text.split_whitespace();
+    let progress = matches!(
+        (words.next(), words.next(), words.next(), words.next()),
+        (Some(n), Some("of"), Some(m), Some(what))
+            if n.parse::<u32>().is_ok() && m.parse::<u32>().is_ok() && what != "START"
+    );
+    if progress {
+        // Drop dbt's dotted padding: `model main.x ........ [OK in 0.1s]`.
+        let compact = text
+            .split_whitespace()
+            .filter(|w| !w.chars().all(|c| c == '.'))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if compact.contains(" FAIL ") || compact.contains(" ERROR ") {
+            return DbtLine::Failure(compact);
+        }
+        return DbtLine::Progress(compact);
+    }
+    DbtLine::Other
 }
 
 /// DeFtunes' serving stage locally: the dbt build, then the first rows of the BI views.
@@ -787,6 +876,44 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dbt_lines_are_progress_failures_or_the_tally() {
+        use DbtLine::*;
+        assert_eq!(
+            classify_dbt_line("07:15:01  12 of 30 OK created sql table model main.dim_users ........ [OK in 0.10s]"),
+            Progress("12 of 30 OK created sql table model main.dim_users [OK in 0.10s]".into())
+        );
+        assert_eq!(
+            classify_dbt_line(
+                "07:15:01  12 of 30 START sql table model main.dim_users ..... [RUN]"
+            ),
+            Other
+        );
+        assert_eq!(
+            classify_dbt_line(
+                "07:15:02  13 of 30 FAIL 3 not_null_dim_users_user_id ........ [FAIL 3 in 0.02s]"
+            ),
+            Failure("13 of 30 FAIL 3 not_null_dim_users_user_id [FAIL 3 in 0.02s]".into())
+        );
+        assert_eq!(
+            classify_dbt_line(
+                "07:15:03  Failure in test not_null_dim_users_user_id (models/schema.yml)"
+            ),
+            Failure("Failure in test not_null_dim_users_user_id (models/schema.yml)".into())
+        );
+        assert_eq!(
+            classify_dbt_line(
+                "07:15:03  Database Error in model fact_session (models/fact_session.sql)"
+            ),
+            Failure("Database Error in model fact_session (models/fact_session.sql)".into())
+        );
+        assert_eq!(
+            classify_dbt_line("07:15:04  Done. PASS=28 WARN=0 ERROR=1 SKIP=1 TOTAL=30"),
+            Tally("Done. PASS=28 WARN=0 ERROR=1 SKIP=1 TOTAL=30".into())
+        );
+        assert_eq!(classify_dbt_line("07:15:00  Running with dbt=1.9.4"), Other);
+    }
 
     fn opts(from: Option<&str>, to: Option<&str>) -> RunOptions {
         RunOptions {
