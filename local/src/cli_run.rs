@@ -177,10 +177,9 @@ pub(crate) fn dbt_build_locally(project: &Path, catalog_db: &Path, warehouse: &P
         );
     }
     let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dbt_modeling/run_local.sh");
-    let log_path = warehouse
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("dbt-build.log");
+    let log_dir = warehouse.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    let log_path = log_dir.join("dbt-build.log");
     let mut log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
     let mut child = std::process::Command::new(&runner)
