@@ -253,7 +253,27 @@ enum DbtLine {
     Other,
 }
 
+/// `line` without its terminal colour codes (`ESC [ ... m`), which dbt writes even into a pipe.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip to the sequence's final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn classify_dbt_line(line: &str) -> DbtLine {
+    let line = strip_ansi(line);
     // dbt prefixes its lines with a `HH:MM:SS` time.
     let text = match line.trim().split_once("  ") {
         Some((time, rest)) if time.len() == 8 && time.as_bytes()[2] == b':' => rest.trim(),
@@ -912,6 +932,15 @@ mod tests {
             Tally("Done. PASS=28 WARN=0 ERROR=1 SKIP=1 TOTAL=30".into())
         );
         assert_eq!(classify_dbt_line("07:15:00  Running with dbt=1.9.4"), Other);
+        // As dbt writes them into a pipe: with colour codes.
+        assert_eq!(
+            classify_dbt_line("\u{1b}[0m07:32:07  1 of 118 \u{1b}[32mOK\u{1b}[0m created sql view model main.stg_users ... [\u{1b}[32mOK\u{1b}[0m in 0.05s]"),
+            Progress("1 of 118 OK created sql view model main.stg_users [OK in 0.05s]".into())
+        );
+        assert_eq!(
+            classify_dbt_line("\u{1b}[0m07:32:07  Done. PASS=118 WARN=0 ERROR=0 SKIP=0 TOTAL=118"),
+            Tally("Done. PASS=118 WARN=0 ERROR=0 SKIP=0 TOTAL=118".into())
+        );
     }
 
     fn opts(from: Option<&str>, to: Option<&str>) -> RunOptions {
