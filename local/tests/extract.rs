@@ -491,7 +491,8 @@ async fn songs_fixture() -> SongsFixture {
     }
 }
 
-fn songs_extractor(f: &SongsFixture, overrides: &[(&str, &str)]) -> SongsExtractor {
+/// The extractor's settings for the fixture's PostgreSQL and lake, with `overrides`.
+fn songs_config(f: &SongsFixture, overrides: &[(&str, &str)]) -> SongsExtractConfig {
     let lake = f.lake_dir.path().display().to_string();
     let port = f.postgres.port().to_string();
     let mut vars = env(&[
@@ -505,8 +506,15 @@ fn songs_extractor(f: &SongsFixture, overrides: &[(&str, &str)]) -> SongsExtract
         ("PG_CONNECT_TIMEOUT_SECS", "3"),
     ]);
     vars.extend(env(overrides));
-    let cfg = SongsExtractConfig::from_env(&vars).unwrap();
-    SongsExtractor::new(cfg, Lake::local(f.lake_dir.path()), None)
+    SongsExtractConfig::from_env(&vars).unwrap()
+}
+
+fn songs_extractor(f: &SongsFixture, overrides: &[(&str, &str)]) -> SongsExtractor {
+    SongsExtractor::new(
+        songs_config(f, overrides),
+        Lake::local(f.lake_dir.path()),
+        None,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -856,7 +864,7 @@ columns = [
     // songs_extractor lands into the fixture's lake.
     let lake_root = f.lake_dir.path().to_path_buf();
     let lake_dir = lake_root.display().to_string();
-    let ex = songs_extractor(&f, &[("PIPELINE_DIR", &spec), ("LAKE_URI", &lake_dir)]);
+    let ex = songs_extractor(&f, &[("PIPELINE_DIR", &spec)]);
     let lake = Lake::local(&lake_root);
     let run = |payload: Value| {
         let ex = &ex;
@@ -973,18 +981,7 @@ columns = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_extraction_emits_its_metric_line() {
     let f = songs_fixture().await;
-    let lake = f.lake_dir.path().display().to_string();
-    let port = f.postgres.port().to_string();
-    let mut cfg = SongsExtractConfig::from_env(&env(&[
-        ("LAKE_URI", &lake),
-        ("PG_HOST", f.postgres.host()),
-        ("PG_PORT", &port),
-        ("PG_USER", f.postgres.user()),
-        ("PG_PASSWORD", f.postgres.password()),
-        ("PG_DATABASE", f.postgres.database()),
-        ("PG_SSLMODE", "disable"),
-    ]))
-    .unwrap();
+    let mut cfg = songs_config(&f, &[]);
     let (metrics, lines) = deftunes::metrics::Metrics::captured("deftunes");
     cfg.metrics = metrics;
     let ex = SongsExtractor::new(cfg, Lake::local(f.lake_dir.path()), None);

@@ -34,7 +34,7 @@ use crate::config::{parse_or, required, Env, ProcessEnv};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, Unit};
 use crate::pipeline::{pipeline_dir, FileFormat, Pipeline};
-use crate::storage::{Lake, LakeUri};
+use crate::storage::{Lake, LakeUri, ObjectMeta};
 use catalog::{
     build_catalog, ensure_table, find_commit, find_own_commit, refused_before_update, CatalogKind,
     CommitGuard, Hooked, ALREADY_COMMITTED,
@@ -381,22 +381,21 @@ impl Transformer {
     /// commits nothing. A crash after this leaves the table unchanged (the files are unreferenced).
     pub async fn prepare(&self, obj: &ObjectRef) -> Result<Preparation> {
         let (kind, ingest_on) = self.tables.locate(&obj.key)?;
-        // The version read now is the content this run will see; the event's may be stale.
         let started = std::time::Instant::now();
+        // The version read now is the content this run will see; the event's may be stale.
         let head = self.lake.head(&obj.key).await?;
-        let version = head.version;
+        let version = &head.version;
         // An object landed by others without a partition in its key: the day it landed.
         let ingest_on = ingest_on.unwrap_or_else(|| head.last_modified.date_naive());
         let table =
             ensure_table(&*self.catalog, &self.cfg.catalog, &self.cfg.namespace, kind).await?;
-        if let Some(outcome) = recorded_outcome(&table, &obj.key, &version) {
+        if let Some(outcome) = recorded_outcome(&table, &obj.key, version) {
             tracing::info!(key = %obj.key, %version, "already committed, returning the recorded outcome");
             return Ok(Preparation::Recorded(outcome));
         }
-        let mut staged = self
-            .process(kind, ingest_on, &obj.key, &version, &table)
+        let staged = self
+            .process(kind, ingest_on, &obj.key, &head, &table, started)
             .await?;
-        (staged.bytes, staged.started) = (head.size, started);
         Ok(Preparation::Staged(staged))
     }
 
@@ -463,9 +462,11 @@ impl Transformer {
         kind: &TableDef,
         ingest_on: NaiveDate,
         key: &str,
-        version: &str,
+        head: &ObjectMeta,
         table: &iceberg::table::Table,
+        started: std::time::Instant,
     ) -> Result<Staged> {
+        let version = head.version.as_str();
         let (rules, shape) = (kind.rules(), kind.shape());
         let stem = artifact_stem(key, version);
         let partition = format!("{}/ingest_on={ingest_on}", kind.name());
@@ -695,8 +696,8 @@ impl Transformer {
             appended,
             base,
             file_prefix,
-            bytes: 0,
-            started: std::time::Instant::now(),
+            bytes: head.size,
+            started,
         })
     }
 
