@@ -264,6 +264,6 @@ mod tests {
         deftunes::transform::TransformConfig::from_env(&env).unwrap();
         deftunes::config::ApiExtractConfig::from_env(&env).unwrap();
         let songs = deftunes::config::SongsExtractConfig::from_env(&env).unwrap();
-        assert_eq!(songs.pg.port, 5499);
+        assert_eq!(songs.pg.as_ref().map(|p| p.port), Some(5499));
     }
 }

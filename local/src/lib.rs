@@ -3,8 +3,10 @@
 //! `deftunes.songs` ([`pg`]), and a deterministic generator of Sparkify raw song and event files
 //! landed into a local lake ([`sparkify`]).
 
+pub mod classicmodels;
 pub mod dataset;
 pub mod emulator;
+pub mod mariadb;
 pub mod pg;
 pub mod sparkify;
 

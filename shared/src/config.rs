@@ -192,67 +192,123 @@ pub enum PasswordSource {
     None,
 }
 
+/// A database connection of a SQL source: `PG_*` variables for PostgreSQL, `MYSQL_*` for
+/// MySQL/MariaDB, one struct for both.
 #[derive(Debug, Clone)]
-pub struct PgConfig {
+pub struct DbConfig {
+    pub engine: SqlEngine,
     pub host: String,
     pub port: u16,
+    /// The database connected to (PostgreSQL) or the default schema (MySQL; empty: none).
     pub database: String,
     pub user: String,
     pub password: PasswordSource,
     pub sslmode: SslMode,
     pub ssl_root_cert: Option<PathBuf>,
     pub connect_timeout: Duration,
-    /// Server-side limit of one statement (`SET statement_timeout`), so a stuck read fails with
-    /// a typed error before the Lambda's own timeout.
+    /// Server-side limit of one statement (`SET statement_timeout`, `max_execution_time`), so a
+    /// stuck read fails with a typed error before the Lambda's own timeout.
     pub statement_timeout: Duration,
 }
+
+/// The PostgreSQL connection (`PG_*`).
+pub type PgConfig = DbConfig;
+
+pub use crate::pipeline::SqlEngine;
 
 #[derive(Debug, Clone)]
 pub struct SongsExtractConfig {
     pub landing: LandingConfig,
-    pub pg: PgConfig,
+    /// `PG_*`: required when the pipeline has a PostgreSQL source.
+    pub pg: Option<DbConfig>,
+    /// `MYSQL_*`: required when the pipeline has a MySQL source.
+    pub mysql: Option<DbConfig>,
     /// The SQL sources of the pipeline (`PIPELINE`, see [`crate::pipeline::pipeline_dir`]).
     pub sources: Vec<crate::extract::songs::SqlSource>,
+    /// Reads of one source before a lost connection or an unavailable server fails the
+    /// invocation (`SQL_MAX_ATTEMPTS`); each attempt starts the read over.
+    pub max_attempts: u32,
+    /// The first wait between attempts, doubled after each (`SQL_RETRY_BASE_MS`).
+    pub retry_base_delay: Duration,
     /// One EMF line per source extracted (`METRICS`, see [`crate::metrics::Metrics`]).
     pub metrics: crate::metrics::Metrics,
 }
 
-impl PgConfig {
-    /// `postgresql://user@host:port/database`, for messages (no password).
+impl DbConfig {
+    /// The prefix of this engine's variables (`PG`, `MYSQL`), for messages.
+    pub fn prefix(&self) -> &'static str {
+        Self::prefix_of(self.engine)
+    }
+
+    fn prefix_of(engine: SqlEngine) -> &'static str {
+        match engine {
+            SqlEngine::Postgres => "PG",
+            SqlEngine::Mysql => "MYSQL",
+        }
+    }
+
+    /// `postgresql://user@host:port/database` or `mysql://...`, for messages (no password).
     pub fn target(&self) -> String {
+        let scheme = match self.engine {
+            SqlEngine::Postgres => "postgresql",
+            SqlEngine::Mysql => "mysql",
+        };
         format!(
-            "postgresql://{}@{}:{}/{}",
+            "{scheme}://{}@{}:{}/{}",
             self.user, self.host, self.port, self.database
         )
     }
 
     /// The `PG_*` variables of songs-extract (also read by `deftunes load-songs`).
     pub fn from_env(env: &dyn Env) -> Result<Self> {
-        let password = match (env.var("PG_SECRET_ARN"), env.var("PG_PASSWORD")) {
+        Self::from_env_for(env, SqlEngine::Postgres)
+    }
+
+    /// The variables of `engine`: `<P>_HOST` (required), `<P>_PORT`, `<P>_DATABASE`,
+    /// `<P>_USER`, `<P>_PASSWORD` or `<P>_SECRET_ARN`, `<P>_SSLMODE`, `<P>_SSL_ROOT_CERT`,
+    /// `<P>_CONNECT_TIMEOUT_SECS`, `<P>_STATEMENT_TIMEOUT_SECS`, with `P` = `PG` or `MYSQL`.
+    pub fn from_env_for(env: &dyn Env, engine: SqlEngine) -> Result<Self> {
+        let p = Self::prefix_of(engine);
+        let v = |name: &str| format!("{p}_{name}");
+        let password = match (env.var(&v("SECRET_ARN")), env.var(&v("PASSWORD"))) {
             (Some(_), Some(_)) => {
-                return Err(Error::Configuration(
-                    "set either PG_SECRET_ARN or PG_PASSWORD, not both".to_string(),
-                ))
+                return Err(Error::Configuration(format!(
+                    "set either {p}_SECRET_ARN or {p}_PASSWORD, not both"
+                )))
             }
             (Some(arn), None) => PasswordSource::Secret { arn },
-            (None, Some(p)) => PasswordSource::Plain(p),
+            (None, Some(pw)) => PasswordSource::Plain(pw),
             (None, None) => PasswordSource::None,
         };
-        Ok(PgConfig {
-            host: required(env, "PG_HOST")?,
-            port: parse_or(env, "PG_PORT", 5432)?,
-            database: parse_or(env, "PG_DATABASE", "postgres".to_string())?,
-            user: parse_or(env, "PG_USER", "postgres".to_string())?,
+        let (port, database, user) = match engine {
+            SqlEngine::Postgres => (
+                parse_or(env, &v("PORT"), 5432)?,
+                parse_or(env, &v("DATABASE"), "postgres".to_string())?,
+                parse_or(env, &v("USER"), "postgres".to_string())?,
+            ),
+            // MySQL has no default account worth assuming; tables name their schema.
+            SqlEngine::Mysql => (
+                parse_or(env, &v("PORT"), 3306)?,
+                env.var(&v("DATABASE")).unwrap_or_default(),
+                required(env, &v("USER"))?,
+            ),
+        };
+        Ok(DbConfig {
+            engine,
+            host: required(env, &v("HOST"))?,
+            port,
+            database,
+            user,
             password,
-            sslmode: parse_or(env, "PG_SSLMODE", SslMode::Require)?,
-            ssl_root_cert: env.var("PG_SSL_ROOT_CERT").map(PathBuf::from),
+            sslmode: parse_or(env, &v("SSLMODE"), SslMode::Require)?,
+            ssl_root_cert: env.var(&v("SSL_ROOT_CERT")).map(PathBuf::from),
             connect_timeout: Duration::from_secs(positive(
-                "PG_CONNECT_TIMEOUT_SECS",
-                parse_or(env, "PG_CONNECT_TIMEOUT_SECS", 10)?,
+                &v("CONNECT_TIMEOUT_SECS"),
+                parse_or(env, &v("CONNECT_TIMEOUT_SECS"), 10)?,
             )?),
             statement_timeout: Duration::from_secs(positive(
-                "PG_STATEMENT_TIMEOUT_SECS",
-                parse_or(env, "PG_STATEMENT_TIMEOUT_SECS", 600)?,
+                &v("STATEMENT_TIMEOUT_SECS"),
+                parse_or(env, &v("STATEMENT_TIMEOUT_SECS"), 600)?,
             )?),
         })
     }
@@ -260,7 +316,6 @@ impl PgConfig {
 
 impl SongsExtractConfig {
     pub fn from_env(env: &dyn Env) -> Result<Self> {
-        let pg = PgConfig::from_env(env)?;
         let pipeline = crate::pipeline::Pipeline::load(&crate::pipeline::pipeline_dir(env))?;
         let mut sources = crate::extract::songs::SqlSource::all(&pipeline)?;
         if sources.is_empty() {
@@ -269,7 +324,16 @@ impl SongsExtractConfig {
                 pipeline.spec.name
             )));
         }
-        // Points the pipeline's one table source elsewhere (a renamed table, a test's).
+        // Only the engines the pipeline reads need their settings.
+        let uses = |e: SqlEngine| sources.iter().any(|s| s.engine == e);
+        let pg = match uses(SqlEngine::Postgres) {
+            true => Some(DbConfig::from_env_for(env, SqlEngine::Postgres)?),
+            false => None,
+        };
+        let mysql = match uses(SqlEngine::Mysql) {
+            true => Some(DbConfig::from_env_for(env, SqlEngine::Mysql)?),
+            false => None,
+        };
         if let Some(table) = env.var("SONGS_TABLE") {
             crate::extract::songs::quote_table(&table)
                 .map_err(|e| Error::Configuration(format!("SONGS_TABLE: {e}")))?;
@@ -289,8 +353,30 @@ impl SongsExtractConfig {
         Ok(SongsExtractConfig {
             landing: LandingConfig::from_env(env)?,
             pg,
+            mysql,
             sources,
+            max_attempts: positive("SQL_MAX_ATTEMPTS", parse_or(env, "SQL_MAX_ATTEMPTS", 3u32)?)?,
+            retry_base_delay: Duration::from_millis(at_most(
+                "SQL_RETRY_BASE_MS",
+                parse_or(env, "SQL_RETRY_BASE_MS", 1_000)?,
+                60_000,
+            )?),
             metrics: crate::metrics::Metrics::from_env(env, &pipeline.spec.name)?,
+        })
+    }
+
+    /// The connection of `engine`'s sources (present whenever the pipeline has one).
+    pub fn db(&self, engine: SqlEngine) -> Result<&DbConfig> {
+        match engine {
+            SqlEngine::Postgres => self.pg.as_ref(),
+            SqlEngine::Mysql => self.mysql.as_ref(),
+        }
+        .ok_or_else(|| {
+            Error::Configuration(format!(
+                "no {}_HOST settings for a {} source",
+                DbConfig::prefix_of(engine),
+                engine.as_str()
+            ))
         })
     }
 }
@@ -385,8 +471,11 @@ mod tests {
     fn songs_config_password_sources() {
         let base = [("LAKE_URI", "/tmp/lake"), ("PG_HOST", "db")];
         let c = SongsExtractConfig::from_env(&env(&base)).unwrap();
-        assert!(matches!(c.pg.password, PasswordSource::None));
-        assert_eq!(c.pg.sslmode, SslMode::Require);
+        assert!(matches!(
+            c.pg.as_ref().unwrap().password,
+            PasswordSource::None
+        ));
+        assert_eq!(c.pg.as_ref().unwrap().sslmode, SslMode::Require);
         assert_eq!(
             c.sources[0].relation,
             crate::extract::songs::Relation::Table("deftunes.songs".into())
@@ -397,7 +486,11 @@ mod tests {
             "arn:aws:secretsmanager:eu-west-1:1:secret:x".into(),
         );
         assert!(matches!(
-            SongsExtractConfig::from_env(&e).unwrap().pg.password,
+            SongsExtractConfig::from_env(&e)
+                .unwrap()
+                .pg
+                .unwrap()
+                .password,
             PasswordSource::Secret { .. }
         ));
         e.insert("PG_PASSWORD".into(), "p".into());

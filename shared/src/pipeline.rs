@@ -122,6 +122,10 @@ pub enum SourceSpec {
     },
     /// A SQL table or query the extractor reads.
     Sql {
+        /// The database server's kind; its connection comes from the function's configuration
+        /// (`PG_*` for PostgreSQL, `MYSQL_*` for MySQL/MariaDB).
+        #[serde(default)]
+        engine: SqlEngine,
         landing: String,
         /// `schema.table`; exactly one of `table` and `query`.
         #[serde(default)]
@@ -156,6 +160,25 @@ impl SourceSpec {
             SourceSpec::Rest { source_from, .. }
             | SourceSpec::Sql { source_from, .. }
             | SourceSpec::Files { source_from, .. } => source_from,
+        }
+    }
+}
+
+/// The SQL dialect and wire protocol of a SQL source.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqlEngine {
+    #[default]
+    Postgres,
+    /// MySQL 8 or MariaDB 10.6+.
+    Mysql,
+}
+
+impl SqlEngine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SqlEngine::Postgres => "postgres",
+            SqlEngine::Mysql => "mysql",
         }
     }
 }
@@ -654,15 +677,16 @@ impl Pipeline {
                 .sources
                 .iter()
                 .filter_map(|(name, s)| {
-                    let (function, windowed) = match s.get_ref() {
-                        SourceSpec::Rest { window, .. } => ("api-extract", window.is_some()),
-                        SourceSpec::Sql { .. } => ("songs-extract", false),
+                    let (function, windowed, engine) = match s.get_ref() {
+                        SourceSpec::Rest { window, .. } => ("api-extract", window.is_some(), None),
+                        SourceSpec::Sql { engine, .. } => ("songs-extract", false, Some(*engine)),
                         SourceSpec::Files { .. } => return None,
                     };
                     Some(DeployExtract {
                         source: name.clone(),
                         function: function.into(),
                         windowed,
+                        engine,
                         landing_prefix: prefix(s.get_ref().landing()),
                     })
                 })
@@ -733,6 +757,9 @@ pub struct DeployExtract {
     /// `{"source": <source>}`, plus `start_date`/`end_date` when `windowed`.
     pub function: String,
     pub windowed: bool,
+    /// A SQL source's server kind: which connection settings its function needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<SqlEngine>,
     pub landing_prefix: String,
 }
 

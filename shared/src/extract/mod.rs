@@ -5,6 +5,7 @@
 //! previous run of the same window left behind, so a rerun replaces rather than duplicates.
 
 pub mod api;
+pub mod mysql;
 pub mod ndjson;
 pub mod songs;
 

@@ -16,9 +16,9 @@ use super::{
     date_field, eventbridge_schedule_time, parse_request, publish_parts, summary, time_field,
     ExtractSummary, LandingKey,
 };
-use crate::config::{PasswordSource, PgConfig, SongsExtractConfig, SslMode};
+use crate::config::{DbConfig, PasswordSource, PgConfig, SongsExtractConfig, SslMode};
 use crate::error::{aws_sdk_failure, Error, Result};
-use crate::pipeline::{Pipeline, SourceSpec};
+use crate::pipeline::{Pipeline, SourceSpec, SqlEngine};
 use crate::storage::Lake;
 use crate::window::{local_date, Tz};
 
@@ -29,6 +29,8 @@ pub struct SqlSource {
     pub name: String,
     /// The landing-zone source folder (`rds/songs`).
     pub landing: String,
+    /// The server kind: which connection reads it and how identifiers are quoted.
+    pub engine: SqlEngine,
     pub relation: Relation,
     /// Incremental extraction (spec `incremental_column`); `None`: every run reads it all.
     pub incremental: Option<Incremental>,
@@ -68,6 +70,7 @@ impl SqlSource {
         let mut out = Vec::new();
         for (name, source) in &pipeline.spec.sources {
             if let SourceSpec::Sql {
+                engine,
                 landing,
                 table,
                 query,
@@ -109,6 +112,7 @@ impl SqlSource {
                 out.push(SqlSource {
                     name: name.clone(),
                     landing: landing.clone(),
+                    engine: *engine,
                     relation,
                     incremental,
                 });
@@ -151,10 +155,10 @@ impl SqlSource {
         )
     }
 
-    /// What the extraction selects from, as SQL.
+    /// What the extraction selects from, as SQL of its engine.
     fn select_from(&self) -> Result<String> {
         match &self.relation {
-            Relation::Table(t) => quote_table(t),
+            Relation::Table(t) => quote_table_for(self.engine, t),
             Relation::Query(q) => Ok(format!("({q})")),
         }
     }
@@ -190,8 +194,13 @@ pub fn quote_ident(name: &str) -> std::result::Result<String, String> {
     }
 }
 
-/// Validates `schema.table` (plain identifiers only) and returns it quoted.
+/// Validates `schema.table` (plain identifiers only) and returns it quoted for PostgreSQL.
 pub fn quote_table(name: &str) -> Result<String> {
+    quote_table_for(SqlEngine::Postgres, name)
+}
+
+/// Validates `schema.table` (plain identifiers only) and returns it quoted for `engine`.
+pub fn quote_table_for(engine: SqlEngine, name: &str) -> Result<String> {
     let parts: Vec<&str> = name.split('.').collect();
     if parts.is_empty() || parts.len() > 2 || !parts.iter().all(|p| is_plain_ident(p)) {
         return Err(Error::Configuration(format!(
@@ -200,9 +209,17 @@ pub fn quote_table(name: &str) -> Result<String> {
     }
     Ok(parts
         .iter()
-        .map(|p| format!("\"{p}\""))
+        .map(|p| quote_for(engine, p))
         .collect::<Vec<_>>()
         .join("."))
+}
+
+/// A validated plain identifier, quoted for `engine`.
+fn quote_for(engine: SqlEngine, ident: &str) -> String {
+    match engine {
+        SqlEngine::Postgres => format!("\"{ident}\""),
+        SqlEngine::Mysql => super::mysql::quote(ident),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -448,7 +465,7 @@ pub async fn resolve_password(
         PasswordSource::Secret { arn } => {
             let client = secrets.ok_or_else(|| {
                 Error::Configuration(
-                    "PG_SECRET_ARN is set but no Secrets Manager client was built".into(),
+                    "a database secret ARN is set but no Secrets Manager client was built".into(),
                 )
             })?;
             let out = client
@@ -500,6 +517,124 @@ fn password_from_secret(raw: &str) -> std::result::Result<String, String> {
     }
 }
 
+/// What one read of a source selects, in its engine's SQL.
+pub(crate) struct ReadPlan<'a> {
+    /// The relation, for messages.
+    pub what: String,
+    /// `FROM` target: the quoted table or the parenthesised query.
+    pub from: String,
+    /// The quoted incremental column.
+    pub column: Option<String>,
+    /// Read from this watermark on (inclusive); `None`: everything.
+    pub since: Option<&'a Watermark>,
+    pub source: &'a str,
+    pub incremental: Option<&'a Incremental>,
+    /// Where the watermark is kept, for messages.
+    pub state_uri: String,
+}
+
+impl ReadPlan<'_> {
+    /// Refuses a watermark kept for another type of the column: its text would compare wrongly.
+    pub fn check_type(&self, db_type: &str) -> Result<()> {
+        match (self.since, self.incremental) {
+            (Some(w), Some(inc)) if w.pg_type != db_type => Err(Error::Configuration(format!(
+                "source {}: column {} is now {db_type}, the watermark {} was kept as {}: delete it or run with \"full\": true",
+                self.source, inc.column, self.state_uri, w.pg_type
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What one read gave.
+pub(crate) struct SourceRead {
+    /// `false`: an incremental source's relation is empty: nothing lands, no watermark yet.
+    pub rows: bool,
+    /// An incremental source's new high-water mark: the largest value read and its type.
+    pub upto: Option<(String, String)>,
+}
+
+/// Reads the relation of `plan` from PostgreSQL in one REPEATABLE READ snapshot into `spooler`.
+async fn read_postgres(
+    db: &DbConfig,
+    password: Option<&str>,
+    plan: &ReadPlan<'_>,
+    spooler: &mut PartSpooler,
+) -> Result<SourceRead> {
+    let from = &plan.from;
+    let client = connect(db, password).await?;
+    let context = format!("reading {}", plan.what);
+    // A SET rather than a startup option: RDS Proxy refuses startup options.
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = {}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            db.statement_timeout.as_millis()
+        ))
+        .await
+        .map_err(|e| pg_err(&context, e))?;
+    let (sql, params, upto) = match &plan.column {
+        None => (
+            format!("SELECT row_to_json(t)::text FROM {from} AS t"),
+            vec![],
+            None,
+        ),
+        Some(col) => {
+            let row = client
+                .query_one(
+                    &format!(
+                        "SELECT max(t.{col})::text, pg_typeof(max(t.{col}))::text FROM {from} AS t"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(|e| pg_err(&context, e))?;
+            let max: Option<String> = row.try_get(0).map_err(|e| pg_err(&context, e))?;
+            let pg_type: String = row.try_get(1).map_err(|e| pg_err(&context, e))?;
+            plan.check_type(&pg_type)?;
+            let Some(max) = max else {
+                // An empty relation: nothing to read, and no watermark yet.
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(|e| pg_err(&context, e))?;
+                return Ok(SourceRead {
+                    rows: false,
+                    upto: None,
+                });
+            };
+            // The type comes from the server itself (pg_typeof), never from a request.
+            let ty = &pg_type;
+            let mut cond = format!("t.{col} <= CAST($1::text AS {ty})");
+            let mut params = vec![max.clone()];
+            if let Some(w) = plan.since {
+                cond.push_str(&format!(" AND t.{col} >= CAST($2::text AS {ty})"));
+                params.push(w.value.clone());
+            }
+            let sql = format!("SELECT row_to_json(t)::text FROM {from} AS t WHERE {cond}");
+            (sql, params, Some((max, pg_type)))
+        }
+    };
+    let rows = client
+        .query_raw(sql.as_str(), params.iter())
+        .await
+        .map_err(|e| pg_err(&context, e))?;
+    pin_mut!(rows);
+    let mut n: u64 = 0;
+    while let Some(row) = rows.try_next().await.map_err(|e| pg_err(&context, e))? {
+        let line: &str = row.try_get(0).map_err(|e| pg_err(&context, e))?;
+        spooler.write_line(line.as_bytes())?;
+        n += 1;
+        if n.is_multiple_of(100_000) {
+            tracing::info!(rows = n, relation = %plan.what, "streaming");
+        }
+    }
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| pg_err(&context, e))?;
+    Ok(SourceRead { rows: true, upto })
+}
+
 pub struct SongsExtractor {
     cfg: SongsExtractConfig,
     lake: Lake,
@@ -519,7 +654,14 @@ impl SongsExtractor {
     pub async fn from_env() -> Result<Self> {
         let cfg = SongsExtractConfig::from_env(&crate::config::ProcessEnv)?;
         let lake = Lake::from_uri(&cfg.landing.lake_uri, cfg.landing.s3_force_path_style).await?;
-        let secrets = secrets_client(&cfg.pg.password).await;
+        let secret = [&cfg.pg, &cfg.mysql]
+            .into_iter()
+            .flatten()
+            .find(|db| matches!(db.password, PasswordSource::Secret { .. }));
+        let secrets = match secret {
+            Some(db) => secrets_client(&db.password).await,
+            None => None,
+        };
         Ok(Self::new(cfg, lake, secrets))
     }
 
@@ -584,108 +726,72 @@ impl SongsExtractor {
         full: bool,
     ) -> Result<ExtractSummary> {
         let started = std::time::Instant::now();
-        let from = source.select_from()?;
-        let what = source.describe();
         // A full read neither needs the old watermark nor trusts it.
         let watermark = match &source.incremental {
             Some(inc) if !full => self.watermark(source, inc).await?,
             _ => None,
         };
         let since = watermark.as_ref();
-        let password = resolve_password(&self.cfg.pg.password, self.secrets.as_ref()).await?;
-        tracing::info!(host = %self.cfg.pg.host, source = %source.name, relation = %what, %ingest_date, since = ?since.map(|w| &w.value), "extracting");
-        let client = connect(&self.cfg.pg, password.as_deref()).await?;
-        let context = format!("reading {what}");
-        // A SET rather than a startup option: RDS Proxy refuses startup options.
-        client
-            .batch_execute(&format!(
-                "SET statement_timeout = {}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                self.cfg.pg.statement_timeout.as_millis()
-            ))
-            .await
-            .map_err(|e| pg_err(&context, e))?;
-        let (sql, params, upto) = match &source.incremental {
-            None => (
-                format!("SELECT row_to_json(t)::text FROM {from} AS t"),
-                vec![],
-                None,
-            ),
-            Some(inc) => {
-                let col = quote_ident(&inc.column).map_err(Error::Configuration)?;
-                let row = client
-                    .query_one(
-                        &format!(
-                            "SELECT max(t.{col})::text, pg_typeof(max(t.{col}))::text FROM {from} AS t"
-                        ),
-                        &[],
-                    )
-                    .await
-                    .map_err(|e| pg_err(&context, e))?;
-                let max: Option<String> = row.try_get(0).map_err(|e| pg_err(&context, e))?;
-                let pg_type: String = row.try_get(1).map_err(|e| pg_err(&context, e))?;
-                if let Some(w) = since.filter(|w| w.pg_type != pg_type) {
-                    return Err(Error::Configuration(format!(
-                        "source {}: column {} is now {pg_type}, the watermark {} was kept as {}: delete it or run with \"full\": true",
-                        source.name,
-                        inc.column,
-                        self.lake.uri_of(&inc.state_key),
-                        w.pg_type
-                    )));
-                }
-                // The type comes from the server itself (pg_typeof), never from a request.
-                let ty = &pg_type;
-                let mut cond = format!("t.{col} <= CAST($1::text AS {ty})");
-                let mut params = vec![max.clone().unwrap_or_default()];
-                if let Some(w) = since {
-                    cond.push_str(&format!(" AND t.{col} >= CAST($2::text AS {ty})"));
-                    params.push(w.value.clone());
-                }
-                let sql = format!("SELECT row_to_json(t)::text FROM {from} AS t WHERE {cond}");
-                (sql, params, Some((max, pg_type)))
-            }
+        let db = self.cfg.db(source.engine)?;
+        let plan = ReadPlan {
+            what: source.describe(),
+            from: source.select_from()?,
+            column: match &source.incremental {
+                Some(inc) => Some(
+                    quote_ident(&inc.column)
+                        .map_err(Error::Configuration)
+                        .map(|_| quote_for(source.engine, &inc.column))?,
+                ),
+                None => None,
+            },
+            since,
+            source: &source.name,
+            incremental: source.incremental.as_ref(),
+            state_uri: source
+                .incremental
+                .as_ref()
+                .map(|inc| self.lake.uri_of(&inc.state_key))
+                .unwrap_or_default(),
         };
-        let n = if matches!(&upto, Some((None, _))) {
-            // An empty relation: nothing to read, and no watermark yet.
-            None
-        } else {
-            let rows = client
-                .query_raw(sql.as_str(), params.iter())
-                .await
-                .map_err(|e| pg_err(&context, e))?;
-            pin_mut!(rows);
+        tracing::info!(host = %db.host, source = %source.name, relation = %plan.what, %ingest_date, since = ?since.map(|w| &w.value), "extracting");
+        let mut attempt = 1;
+        let (read, parts) = loop {
+            // Each attempt starts over in a fresh spool: a read cut short lands nothing.
             let mut spooler =
                 PartSpooler::new(&self.cfg.landing.spool_dir, self.cfg.landing.part_max_bytes);
-            let mut n: u64 = 0;
-            while let Some(row) = rows.try_next().await.map_err(|e| pg_err(&context, e))? {
-                let line: &str = row.try_get(0).map_err(|e| pg_err(&context, e))?;
-                spooler.write_line(line.as_bytes())?;
-                n += 1;
-                if n.is_multiple_of(100_000) {
-                    tracing::info!(rows = n, source = %source.name, "streaming");
+            let password = resolve_password(&db.password, self.secrets.as_ref()).await?;
+            let result = match source.engine {
+                SqlEngine::Postgres => {
+                    read_postgres(db, password.as_deref(), &plan, &mut spooler).await
                 }
-            }
-            Some(spooler.finish()?)
-        };
-        client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(|e| pg_err(&context, e))?;
-        let (objects, removed) = match n {
-            None => (vec![], vec![]),
-            Some(parts) => {
-                let stem = match &source.incremental {
-                    None => source.stem(ingest_date),
-                    Some(_) => {
-                        source.incremental_stem(ingest_date, since.map(|w| w.value.as_str()))
-                    }
-                };
-                publish_parts(&self.lake, &stem, parts).await?
+                SqlEngine::Mysql => {
+                    super::mysql::read(db, password.as_deref(), &plan, &mut spooler).await
+                }
+            };
+            match result {
+                Ok(read) => break (read, spooler),
+                Err(e @ Error::SourceUnavailable(_)) if attempt < self.cfg.max_attempts => {
+                    let wait = self.cfg.retry_base_delay * 2u32.saturating_pow(attempt - 1);
+                    tracing::warn!(source = %source.name, attempt, error = %e, ?wait, "read failed, starting it over");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
             }
         };
-        if let (Some(inc), Some((Some(value), pg_type))) = (&source.incremental, upto) {
+        let (objects, removed) = if read.rows {
+            let stem = match &source.incremental {
+                None => source.stem(ingest_date),
+                Some(_) => source.incremental_stem(ingest_date, since.map(|w| w.value.as_str())),
+            };
+            publish_parts(&self.lake, &stem, parts.finish()?).await?
+        } else {
+            (vec![], vec![])
+        };
+        if let (Some(inc), Some((value, db_type))) = (&source.incremental, read.upto) {
             let w = Watermark {
                 column: inc.column.clone(),
-                pg_type,
+                pg_type: db_type,
                 value,
                 ingest_date,
             };
@@ -699,6 +805,7 @@ impl SongsExtractor {
             records = s.records,
             bytes = s.bytes,
             objects = s.objects.len(),
+            attempts = attempt,
             "extracted"
         );
         super::emit_metrics(&self.cfg.metrics, &source.name, &s, started);

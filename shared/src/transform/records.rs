@@ -348,7 +348,8 @@ impl Column {
             (ColumnType::Decimal { precision, scale }, Some(v)) => {
                 let text = match (v, self.format) {
                     (Json::Number(n), _) => n.to_string(),
-                    (Json::String(s), Some(ValueFormat::NumberText)) => s.trim().to_string(),
+                    // Exact digits in a string (how SQL extracts land DECIMAL) need no format.
+                    (Json::String(s), _) => s.trim().to_string(),
                     (v, _) => return Err(format!("{name}: expected a number, found {}", found(v))),
                 };
                 let unscaled =
