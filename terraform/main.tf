@@ -59,6 +59,12 @@ module "pipeline_settings" {
     pg_user                  = var.pg_user
     pg_secret_arn            = var.pg_secret_arn
     pg_sslmode               = var.pg_sslmode
+    mysql_host               = var.mysql_host
+    mysql_port               = var.mysql_port
+    mysql_database           = var.mysql_database
+    mysql_user               = var.mysql_user
+    mysql_secret_arn         = var.mysql_secret_arn
+    mysql_sslmode            = var.mysql_sslmode
     songs_table              = var.songs_table
     songs_subnet_ids         = var.songs_subnet_ids
     songs_security_group_ids = var.songs_security_group_ids
@@ -86,13 +92,14 @@ module "pipeline" {
   xray_tracing         = var.xray_tracing
   schedule_timezone    = var.schedule_timezone
 
-  bucket_name             = module.data_lake.bucket_name
-  bucket_arn              = local.bucket_arn
-  lake_uri                = module.data_lake.lake_uri
-  zones                   = local.zones
-  lake_kms_key_arn        = var.lake_kms_key_arn
-  pg_secret_kms_key_arn   = var.pg_secret_kms_key_arn
-  enable_table_optimizers = var.enable_table_optimizers
+  bucket_name              = module.data_lake.bucket_name
+  bucket_arn               = local.bucket_arn
+  lake_uri                 = module.data_lake.lake_uri
+  zones                    = local.zones
+  lake_kms_key_arn         = var.lake_kms_key_arn
+  pg_secret_kms_key_arn    = var.pg_secret_kms_key_arn
+  mysql_secret_kms_key_arn = var.mysql_secret_kms_key_arn
+  enable_table_optimizers  = var.enable_table_optimizers
 
   redshift_workgroup_name   = module.serving.workgroup_name
   redshift_workgroup_arn    = module.serving.workgroup_arn
@@ -187,6 +194,7 @@ module "operations" {
       name              = local.pipelines[k].name
       glue_database     = p.glue_database
       tables            = local.pipelines[k].tables
+      athena_queries    = local.pipelines[k].athena_queries
       sources           = [for e in local.pipelines[k].extracts : e.source]
       function_names    = p.function_names
       state_machine_arn = p.state_machine_arn

@@ -150,7 +150,7 @@ output "athena_workgroup" {
 }
 
 output "athena_named_queries" {
-  description = "Athena named queries, by key (<pipeline>/row-counts, <pipeline>/<table>-snapshots)."
+  description = "Athena named queries, by key (<pipeline>/row-counts, <pipeline>/<table>-snapshots, <pipeline>/<name> for pipelines/<pipeline>/athena/<name>.sql)."
   value       = module.operations.athena_named_queries
 }
 

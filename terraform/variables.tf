@@ -11,7 +11,9 @@ variable "pipelines" {
     pipeline.toml, gives the extracts, landing prefixes, tables, Glue namespace and dbt project).
     Each gets its own Glue database, functions (the same zips, PIPELINE=<key>), state machine,
     landing queue and dbt task; the lake, Redshift, ECR and ECS are shared. Every attribute is an
-    optional override of a top-level default: api_base_url, pg_* and songs_* (its sources),
+    optional override of a top-level default: api_base_url, pg_*, mysql_* and songs_* (its sources:
+    pg_* for its PostgreSQL extracts, mysql_* for its MySQL ones, songs_* for the SQL extractor;
+    the top-level songs_table is the default of the pipeline keyed var.project only),
     schedule_enabled, schedule_expression and backfill_max_concurrency, glue_database_name (default: deploy.json's
     namespace), external_schema, serving_schema and bi_schema (default: the top-level variables
     for the pipeline keyed var.project, <key>_transform, <key>_serving and <key>_bi for the
@@ -27,6 +29,12 @@ variable "pipelines" {
     pg_user                  = optional(string)
     pg_secret_arn            = optional(string)
     pg_sslmode               = optional(string)
+    mysql_host               = optional(string)
+    mysql_port               = optional(number)
+    mysql_database           = optional(string)
+    mysql_user               = optional(string)
+    mysql_secret_arn         = optional(string)
+    mysql_sslmode            = optional(string)
     songs_table              = optional(string)
     songs_subnet_ids         = optional(list(string))
     songs_security_group_ids = optional(list(string))
@@ -48,6 +56,11 @@ variable "pipelines" {
   validation {
     condition     = alltrue([for p in values(var.pipelines) : contains(["disable", "require", "verify-full"], coalesce(p.pg_sslmode, "require"))])
     error_message = "A pipeline's pg_sslmode must be disable, require or verify-full."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pipelines) : contains(["disable", "require", "verify-full"], coalesce(p.mysql_sslmode, "require"))])
+    error_message = "A pipeline's mysql_sslmode must be disable, require or verify-full."
   }
 
   validation {
@@ -153,7 +166,7 @@ variable "window_granularity" {
 }
 
 variable "pg_host" {
-  description = "Host of the DeFtunes RDS PostgreSQL database: the default of every pipeline's pg_host. Needed (here or per pipeline) by the pipelines with a SQL source."
+  description = "Host of the DeFtunes RDS PostgreSQL database: the default of every pipeline's pg_host. Needed (here or per pipeline) by the pipelines with a PostgreSQL source (deploy.json extracts with engine postgres)."
   type        = string
   default     = null
 }
@@ -177,7 +190,7 @@ variable "pg_user" {
 }
 
 variable "pg_secret_arn" {
-  description = "Secrets Manager secret with the database password (plain string, or JSON with \"password\", e.g. the RDS-managed secret): the default of every pipeline's pg_secret_arn. Needed (here or per pipeline) by the pipelines with a SQL source."
+  description = "Secrets Manager secret with the database password (plain string, or JSON with \"password\", e.g. the RDS-managed secret): the default of every pipeline's pg_secret_arn. Needed (here or per pipeline) by the pipelines with a PostgreSQL source."
   type        = string
   default     = null
 }
@@ -199,20 +212,69 @@ variable "pg_sslmode" {
   }
 }
 
-variable "songs_table" {
-  description = "Schema-qualified songs table."
+variable "mysql_host" {
+  description = "Host of the MySQL / MariaDB database of the pipelines with a MySQL source (deploy.json extracts with engine mysql, e.g. classicmodels): the default of every pipeline's mysql_host. Needed (here or per pipeline) by those pipelines."
   type        = string
-  default     = "deftunes.songs"
+  default     = null
+}
+
+variable "mysql_port" {
+  description = "Port of the MySQL database."
+  type        = number
+  default     = 3306
+  nullable    = false
+}
+
+variable "mysql_database" {
+  description = "Default database (schema) of songs-extract's MySQL connection (MYSQL_DATABASE). null: none, the sources name their schema (classicmodels.orders)."
+  type        = string
+  default     = null
+}
+
+variable "mysql_user" {
+  description = "MySQL user of songs-extract (MYSQL_USER, which it requires). Default: admin, the master user RDS proposes."
+  type        = string
+  default     = "admin"
+  nullable    = false
+}
+
+variable "mysql_secret_arn" {
+  description = "Secrets Manager secret with the MySQL password (plain string, or JSON with \"password\", e.g. the RDS-managed secret): the default of every pipeline's mysql_secret_arn. Needed (here or per pipeline) by the pipelines with a MySQL source."
+  type        = string
+  default     = null
+}
+
+variable "mysql_secret_kms_key_arn" {
+  description = "Customer managed KMS key encrypting the MySQL secrets, if any (grants kms:Decrypt to the songs-extract of the pipelines with a MySQL source)."
+  type        = string
+  default     = null
+}
+
+variable "mysql_sslmode" {
+  description = "TLS mode of the MySQL connection: disable, require or verify-full."
+  type        = string
+  default     = "require"
+
+  validation {
+    condition     = contains(["disable", "require", "verify-full"], var.mysql_sslmode)
+    error_message = "mysql_sslmode must be disable, require or verify-full."
+  }
+}
+
+variable "songs_table" {
+  description = "Overrides the table of the one SQL table source of the pipeline keyed var.project (songs-extract's SONGS_TABLE, e.g. deftunes.songs). null: the table its pipeline.toml names. Other pipelines take only their own songs_table: a pipeline with several table sources (classicmodels) must leave it unset."
+  type        = string
+  default     = null
 }
 
 variable "songs_subnet_ids" {
-  description = "Subnets (of the RDS VPC) of songs-extract, the default of every pipeline's. They need a route to S3 and Secrets Manager (NAT or VPC endpoints). Empty: the function runs outside a VPC."
+  description = "Subnets (of the databases' VPC) of songs-extract, the SQL extractor of every engine, the default of every pipeline's. They need a route to S3 and Secrets Manager (NAT or VPC endpoints). Empty: the function runs outside a VPC."
   type        = list(string)
   default     = []
 }
 
 variable "songs_security_group_ids" {
-  description = "Security groups of songs-extract (the default of every pipeline's); the RDS security group must accept them on pg_port."
+  description = "Security groups of songs-extract (the default of every pipeline's); the database's security group must accept them on pg_port (PostgreSQL) or mysql_port (MySQL)."
   type        = list(string)
   default     = []
 }

@@ -10,8 +10,14 @@ dbt_read_only_root_filesystem = true
 schedule_enabled              = true
 
 # Conditional KMS statements and encryption settings
-lake_kms_key_arn      = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000001"
-pg_secret_kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000002"
+lake_kms_key_arn         = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000001"
+pg_secret_kms_key_arn    = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000002"
+mysql_secret_kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000003"
+
+# A PostgreSQL pipeline (deftunes) and a MySQL one (classicmodels): both engines' statements render
+pipelines        = { deftunes = {}, classicmodels = {} }
+mysql_host       = "classicmodels-db.abcdefghij.us-east-1.rds.amazonaws.com"
+mysql_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mysql-db-AbCdEf"
 
 # Required inputs (VPC placement makes the VPC statements and vpc_config render)
 pg_host                     = "deftunes-db.abcdefghij.us-east-1.rds.amazonaws.com"

@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
-import threading
-import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,8 +23,8 @@ OPERATIONS = tp.MODULES_DIR / "operations"
 SETTINGS = tp.MODULES_DIR / "operations_settings"
 ORCHESTRATION = tp.MODULES_DIR / "orchestration"
 TWO = {"deftunes": {}, "sparkify": {}}
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
+ACCOUNT = tp.PLAN_ACCOUNT
+REGION = tp.PLAN_REGION
 ALARM_ARN_PREFIX = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:"
 
 # The metric contract of the functions' Embedded Metric Format lines (what the Rust side writes).
@@ -86,6 +81,7 @@ def settings_inputs(planned: dict, **overrides) -> dict:
             "name": s["name"],
             "glue_database": s["glue_database_name"],
             "tables": s["tables"],
+            "athena_queries": s["athena_queries"],
             "sources": [e["source"] for e in s["extracts"]],
             "function_names": function_names(s),
             "state_machine_arn": state_machine_arn(s["name"]),
@@ -606,26 +602,6 @@ def test_readme_explains_every_alarm_and_the_contract(ops):
 
 
 # ------------------------------------------------------------------ the root, planned (local provider)
-class _FakeSts(BaseHTTPRequestHandler):
-    """GetCallerIdentity, the only call `terraform plan` makes (data.aws_caller_identity)."""
-
-    def do_POST(self):  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = (
-            '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>'
-            f"<Arn>arn:aws:iam::{ACCOUNT}:user/plan</Arn><UserId>AIDAPLAN</UserId><Account>{ACCOUNT}</Account>"
-            "</GetCallerIdentityResult><ResponseMetadata><RequestId>0</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 REQUIRED_TFVARS = {
     "api_base_url": "https://api.deftunes.example.com/",
     "pg_host": "deftunes-db.example.com",
@@ -645,45 +621,7 @@ PLANS = {
 def plans(tmp_path_factory):
     """{plan name: plan JSON} of the root with two pipelines, planned by Terraform with the local
     AWS provider: the defaults, and alarm_email + xray_tracing + the demo source."""
-    if not tp.local_aws_provider_versions():
-        pytest.skip(f"no local AWS provider under {tp.PLUGIN_DIR} (terraform init cannot download one offline)")
-    tmp = tmp_path_factory.mktemp("plan")
-    copy = tp.copy_for_local_provider(tmp)
-    zips = tmp / "lambda"
-    for crate in tp.workspace_crates():
-        (zips / crate).mkdir(parents=True)
-        with zipfile.ZipFile(zips / crate / "bootstrap.zip", "w") as z:
-            z.writestr("bootstrap", "not a function: planned only")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeSts)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        (copy / "provider_override.tf").write_text(
-            'provider "aws" {\n'
-            f'  region                      = "{REGION}"\n'
-            '  access_key                  = "plan"\n  secret_key                  = "plan"\n'
-            "  skip_credentials_validation = true\n  skip_metadata_api_check     = true\n  skip_region_validation      = true\n"
-            f'  endpoints {{\n    sts = "http://127.0.0.1:{server.server_address[1]}"\n  }}\n'
-            "}\n"
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1", TF_CLI_CONFIG_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true")
-        init = subprocess.run([tp.terraform_exe(), "init", "-backend=false", "-input=false", "-no-color", f"-plugin-dir={tp.PLUGIN_DIR}"],
-                              cwd=copy, capture_output=True, text=True, timeout=300, env=env)
-        assert init.returncode == 0, init.stderr + init.stdout
-        out = {}
-        for name, extra in PLANS.items():
-            values = dict(REQUIRED_TFVARS, lambda_artifacts_dir=str(zips), **extra)
-            (copy / f"{name}.tfvars.json").write_text(json.dumps(values))
-            plan = subprocess.run([tp.terraform_exe(), "plan", "-input=false", "-no-color", "-refresh=false", "-lock=false",
-                                   f"-var-file={name}.tfvars.json", f"-out={name}.plan"],
-                                  cwd=copy, capture_output=True, text=True, timeout=300, env=env)
-            assert plan.returncode == 0, " ".join((plan.stderr + plan.stdout).split())[-3000:]
-            show = subprocess.run([tp.terraform_exe(), "show", "-json", f"{name}.plan"], cwd=copy, capture_output=True,
-                                  text=True, timeout=120, env=env, check=True)
-            out[name] = json.loads(show.stdout)
-        return out
-    finally:
-        server.shutdown()
+    return tp.plan_root(tmp_path_factory.mktemp("plan"), {name: dict(REQUIRED_TFVARS, **extra) for name, extra in PLANS.items()})
 
 
 def _changes(plan, rtype: str) -> dict[str, dict]:

@@ -200,10 +200,11 @@ def test_root_and_settings_module_declare_the_same_pipelines_type():
     module = tp.blocks(tp.MODULES_DIR / "pipeline_settings", "variable")["pipelines"]
     assert root["type"] == module["type"]
     # The module checks the keys and each pipeline's backfill_max_concurrency as the root does; the
-    # root alone checks pg_sslmode (its values are the functions' business).
+    # root alone checks pg_sslmode and mysql_sslmode (their values are the functions' business).
     root_conditions = [v["condition"] for v in root["validation"]]
-    assert [v["condition"] for v in module["validation"]] == [c for c in root_conditions if "pg_sslmode" not in c]
+    assert [v["condition"] for v in module["validation"]] == [c for c in root_conditions if "sslmode" not in c]
     assert any("backfill_max_concurrency" in c for c in root_conditions)
+    assert any("p.pg_sslmode" in c for c in root_conditions) and any("p.mysql_sslmode" in c for c in root_conditions)
 
 
 # ------------------------------------------------------------------ what keeps pipelines apart

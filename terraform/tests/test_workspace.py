@@ -237,8 +237,7 @@ def test_env_vars_match_function_readme_and_code(crate, body):
     assert readme.exists(), f"{readme.relative_to(tp.REPO_ROOT)} is missing: it documents the function's env vars"
     documented = readme_env_table(readme)
     assert documented, f"{readme}: no `| Name | Required | Default | Notes |` table found"
-    env = body.get("environment", {})
-    assert isinstance(env, dict), f"{crate}: environment must be a literal map, got {env!r}"
+    env = tp.module_environment(body)
     read, reached = rust_env.env_vars_read(tp.REPO_ROOT, crate_dir)
     assert reached and "main" in reached, f"{crate}: no start-up code found from src/main.rs"
     problems = env_problems(crate, documented, read, env)
@@ -343,7 +342,9 @@ def test_extracts_follow_the_schedule_time_zone():
 
 def test_no_plain_database_password_in_aws():
     for name, body in tp.lambda_modules().items():
-        assert "PG_PASSWORD" not in body.get("environment", {}), f"{name}: use PG_SECRET_ARN in AWS"
+        env = tp.module_environment(body)
+        assert "PG_PASSWORD" not in env, f"{name}: use PG_SECRET_ARN in AWS"
+        assert "MYSQL_PASSWORD" not in env, f"{name}: use MYSQL_SECRET_ARN in AWS"
 
 
 # ------------------------------------------------------------------ IAM
@@ -605,9 +606,11 @@ def test_iam_resolver_expands_expressions():
 def test_function_policy_statements_come_from_checked_locals():
     """lambda_function passes policy_statements through (UNRESOLVED_ALLOWED): the root gives it
     only the locals the IAM test checks."""
-    allowed = re.compile(r'^local\.(function_statements\["[a-z-]+"\]|lake_kms_statements|pg_secret_kms_statements)$')
+    checked = ("lake_kms_statements", "pg_secret_statements", "mysql_secret_statements", "pg_secret_kms_statements",
+               "mysql_secret_kms_statements")
+    allowed = re.compile(r'^local\.(function_statements\["[a-z-]+"\]|' + "|".join(checked) + ")$")
     locals_ = tp.locals_of(tp.PIPELINE_DIR)
-    assert {"function_statements", "lake_kms_statements", "pg_secret_kms_statements"} <= set(locals_)
+    assert {"function_statements", *checked} <= set(locals_)
     for name, body in tp.lambda_modules().items():
         expr = body.get("policy_statements")
         if expr is None:

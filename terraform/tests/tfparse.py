@@ -10,7 +10,10 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
+import zipfile
 from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import hcl2
@@ -88,6 +91,15 @@ def lambda_modules() -> dict[str, dict]:
                 assert name not in found, f"module {name} is declared twice"
                 found[name] = body
     return found
+
+
+def module_environment(body: dict) -> dict:
+    """The env vars a modules/lambda_function call may set: its `environment` and its
+    `optional_environment` (left out where null), both literal maps."""
+    env, optional = body.get("environment", {}), body.get("optional_environment", {})
+    assert isinstance(env, dict) and isinstance(optional, dict), f"environment must be literal maps, got {env!r}, {optional!r}"
+    assert not set(env) & set(optional), f"set in environment and optional_environment: {sorted(set(env) & set(optional))}"
+    return {**env, **optional}
 
 
 def lambda_module_dir(name: str) -> Path:
@@ -187,6 +199,12 @@ def settings_defaults(**overrides) -> dict:
         "pg_user": variable_default(TF_DIR, "pg_user"),
         "pg_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds-db-AbCdEf",
         "pg_sslmode": variable_default(TF_DIR, "pg_sslmode"),
+        "mysql_host": "classicmodels-db.example.com",
+        "mysql_port": variable_default(TF_DIR, "mysql_port"),
+        "mysql_database": variable_default(TF_DIR, "mysql_database"),
+        "mysql_user": variable_default(TF_DIR, "mysql_user"),
+        "mysql_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:mysql-db-AbCdEf",
+        "mysql_sslmode": variable_default(TF_DIR, "mysql_sslmode"),
         "songs_table": variable_default(TF_DIR, "songs_table"),
         "songs_subnet_ids": ["subnet-0aaa1111"],
         "songs_security_group_ids": ["sg-0songs"],
@@ -297,3 +315,80 @@ def copy_for_local_provider(dst: Path) -> Path:
             text = re.sub(r'    dynamic "compaction_configuration" \{.*?\n    \}\n', "", text, flags=re.S)
             path.write_text(text)
     return copy
+
+
+# ------------------------------------------------------------------ the root, planned
+PLAN_ACCOUNT = "123456789012"
+PLAN_REGION = "us-east-1"
+
+
+class _FakeSts(BaseHTTPRequestHandler):
+    """GetCallerIdentity, the only call `terraform plan` makes (data.aws_caller_identity)."""
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = (
+            '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>'
+            f"<Arn>arn:aws:iam::{PLAN_ACCOUNT}:user/plan</Arn><UserId>AIDAPLAN</UserId><Account>{PLAN_ACCOUNT}</Account>"
+            "</GetCallerIdentityResult><ResponseMetadata><RequestId>0</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def plan_root(tmp: Path, plans: dict[str, dict]) -> dict[str, dict]:
+    """{plan name: plan JSON} of the whole root planned by Terraform with the local AWS provider
+    (a copy of terraform/, tp.copy_for_local_provider), once per {name: tfvars}, with stand-in
+    function zips and a stand-in STS endpoint for the account id (PLAN_ACCOUNT, PLAN_REGION).
+    Skips the calling test when no provider is found locally."""
+    import pytest
+
+    if not local_aws_provider_versions():
+        pytest.skip(f"no local AWS provider under {PLUGIN_DIR} (terraform init cannot download one offline)")
+    copy = copy_for_local_provider(tmp)
+    zips = tmp / "lambda"
+    for crate in workspace_crates():
+        (zips / crate).mkdir(parents=True)
+        with zipfile.ZipFile(zips / crate / "bootstrap.zip", "w") as z:
+            z.writestr("bootstrap", "not a function: planned only")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeSts)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (copy / "provider_override.tf").write_text(
+            'provider "aws" {\n'
+            f'  region                      = "{PLAN_REGION}"\n'
+            '  access_key                  = "plan"\n  secret_key                  = "plan"\n'
+            "  skip_credentials_validation = true\n  skip_metadata_api_check     = true\n  skip_region_validation      = true\n"
+            f'  endpoints {{\n    sts = "http://127.0.0.1:{server.server_address[1]}"\n  }}\n'
+            "}\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1", TF_CLI_CONFIG_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true")
+        init = subprocess.run([terraform_exe(), "init", "-backend=false", "-input=false", "-no-color", f"-plugin-dir={PLUGIN_DIR}"],
+                              cwd=copy, capture_output=True, text=True, timeout=300, env=env)
+        assert init.returncode == 0, init.stderr + init.stdout
+        out = {}
+        for name, tfvars in plans.items():
+            values = dict(tfvars, lambda_artifacts_dir=str(zips))
+            (copy / f"{name}.tfvars.json").write_text(json.dumps(values))
+            plan = subprocess.run([terraform_exe(), "plan", "-input=false", "-no-color", "-refresh=false", "-lock=false",
+                                   f"-var-file={name}.tfvars.json", f"-out={name}.plan"],
+                                  cwd=copy, capture_output=True, text=True, timeout=300, env=env)
+            assert plan.returncode == 0, " ".join((plan.stderr + plan.stdout).split())[-3000:]
+            show = subprocess.run([terraform_exe(), "show", "-json", f"{name}.plan"], cwd=copy, capture_output=True,
+                                  text=True, timeout=120, env=env, check=True)
+            out[name] = json.loads(show.stdout)
+        return out
+    finally:
+        server.shutdown()
+
+
+def plan_changes(plan: dict, rtype: str) -> dict[str, dict]:
+    """The planned changes of the managed resources of one type, by address."""
+    return {r["address"]: r["change"] for r in plan["resource_changes"] if r["type"] == rtype and r["mode"] == "managed"}

@@ -24,7 +24,7 @@ resource "aws_lambda_function" "this" {
   }
 
   environment {
-    variables = var.environment
+    variables = merge(var.environment, { for k, v in var.optional_environment : k => v if v != null })
   }
 
   # X-Ray (var.xray_tracing): Active samples the invocations and traces them; PassThrough, Lambda's

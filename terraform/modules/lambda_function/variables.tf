@@ -44,6 +44,12 @@ variable "environment" {
   default     = {}
 }
 
+variable "optional_environment" {
+  description = "More environment variables, each left out when its value is null (e.g. the connection settings of a source engine the function's pipeline does not use). Their values must be known at plan time: an unknown one would make the whole environment unknown."
+  type        = map(string)
+  default     = {}
+}
+
 variable "policy_statements" {
   description = "IAM statements of the function's role beyond logging: list of {sid, actions, resources, conditions = [{test, variable, values}]}."
   type = list(object({

@@ -19,7 +19,7 @@ output "athena_workgroup" {
 }
 
 output "athena_named_queries" {
-  description = "Athena named query names, by key (<pipeline>/row-counts, <pipeline>/<table>-snapshots)."
+  description = "Athena named query names, by key (<pipeline>/row-counts, <pipeline>/<table>-snapshots, <pipeline>/<name> for pipelines/<pipeline>/athena/<name>.sql)."
   value       = { for k, q in aws_athena_named_query.this : k => q.name }
 }
 

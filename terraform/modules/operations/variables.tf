@@ -9,6 +9,7 @@ variable "pipelines" {
     name               = string
     glue_database      = string
     tables             = list(string)
+    athena_queries     = optional(map(string), {})
     sources            = list(string)
     function_names     = map(string)
     state_machine_arn  = string

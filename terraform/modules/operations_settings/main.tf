@@ -372,5 +372,24 @@ locals {
     }
   ]...)
 
-  named_queries = merge(local.row_count_queries, local.snapshot_queries)
+  # The pipeline's own queries, pipelines/<key>/athena/<name>.sql (rendered with its Glue
+  # database by modules/pipeline_settings), e.g. classicmodels' sales over its Iceberg tables.
+  # The description is the file's first line when it is a comment.
+  pipeline_queries = merge([
+    for k, p in var.pipelines : {
+      for name, sql in p.athena_queries : "${k}/${name}" => {
+        name = "${p.name}-${name}"
+        description = substr(
+          startswith(sql, "--") ? trimspace(trimprefix(split("\n", sql)[0], "--")) : "Query ${name} of pipeline ${k} (pipelines/${k}/athena/${name}.sql).",
+          0, 1024,
+        )
+        database = p.glue_database
+        query    = sql
+      }
+    }
+  ]...)
+
+  named_queries = merge(local.row_count_queries, local.snapshot_queries, local.pipeline_queries)
+  # A pipeline query named like a built-in one (row-counts, <table>-snapshots) would replace it.
+  named_query_count = length(local.row_count_queries) + length(local.snapshot_queries) + length(local.pipeline_queries)
 }

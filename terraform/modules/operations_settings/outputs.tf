@@ -24,8 +24,13 @@ output "dashboards" {
 }
 
 output "named_queries" {
-  description = "Athena named queries by key (<pipeline>/row-counts, <pipeline>/<table>-snapshots): name, description, Glue database, SQL."
+  description = "Athena named queries by key (<pipeline>/row-counts, <pipeline>/<table>-snapshots, <pipeline>/<name> for pipelines/<pipeline>/athena/<name>.sql): name, description, Glue database, SQL."
   value       = local.named_queries
+
+  precondition {
+    condition     = length(local.named_queries) == local.named_query_count
+    error_message = "A pipeline's Athena query (pipelines/<pipeline>/athena/<name>.sql) has the name of a built-in one (row-counts, <table>-snapshots): rename the file."
+  }
 
   precondition {
     condition     = length(distinct([for q in values(local.named_queries) : q.name])) == length(local.named_queries)

@@ -1,9 +1,10 @@
 variable "pipelines" {
-  description = "What each deployed pipeline has to watch and query, keyed by pipeline (the key is the Pipeline dimension of the DeFtunes metrics): its name prefix, Glue database and Iceberg tables (deploy.json), extract sources, function names by crate, state machine ARN and its dead-letter queue names by role (transform, maintenance)."
+  description = "What each deployed pipeline has to watch and query, keyed by pipeline (the key is the Pipeline dimension of the DeFtunes metrics): its name prefix, Glue database and Iceberg tables (deploy.json), its own Athena queries (pipelines/<key>/athena/<name>.sql rendered: SQL by name), extract sources, function names by crate, state machine ARN and its dead-letter queue names by role (transform, maintenance)."
   type = map(object({
     name               = string
     glue_database      = string
     tables             = list(string)
+    athena_queries     = optional(map(string), {})
     sources            = list(string)
     function_names     = map(string)
     state_machine_arn  = string

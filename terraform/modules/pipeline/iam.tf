@@ -25,12 +25,6 @@ locals {
     ]
     "songs-extract" = [
       {
-        sid        = "ReadDatabasePassword"
-        actions    = ["secretsmanager:GetSecretValue"]
-        resources  = [var.settings.pg_secret_arn]
-        conditions = []
-      },
-      {
         sid        = "WriteSongsLanding"
         actions    = ["s3:PutObject", "s3:DeleteObject"]
         resources  = [for landing_prefix in var.settings.extract_landing["songs-extract"] : "${local.bucket_arn}/${landing_prefix}*"]
@@ -167,10 +161,32 @@ locals {
     conditions = []
   }]
 
-  pg_secret_kms_statements = var.pg_secret_kms_key_arn == null ? [] : [{
+  # songs-extract reads the secret of each engine its SQL sources use, and only these.
+  pg_secret_statements = local.uses_postgres ? [{
+    sid        = "ReadDatabasePassword"
+    actions    = ["secretsmanager:GetSecretValue"]
+    resources  = [var.settings.pg_secret_arn]
+    conditions = []
+  }] : []
+
+  mysql_secret_statements = local.uses_mysql ? [{
+    sid        = "ReadMysqlPassword"
+    actions    = ["secretsmanager:GetSecretValue"]
+    resources  = [var.settings.mysql_secret_arn]
+    conditions = []
+  }] : []
+
+  pg_secret_kms_statements = var.pg_secret_kms_key_arn == null ? [] : local.uses_postgres ? [{
     sid        = "DecryptDatabasePassword"
     actions    = ["kms:Decrypt"]
     resources  = [var.pg_secret_kms_key_arn]
     conditions = []
-  }]
+  }] : []
+
+  mysql_secret_kms_statements = var.mysql_secret_kms_key_arn == null ? [] : local.uses_mysql ? [{
+    sid        = "DecryptMysqlPassword"
+    actions    = ["kms:Decrypt"]
+    resources  = [var.mysql_secret_kms_key_arn]
+    conditions = []
+  }] : []
 }

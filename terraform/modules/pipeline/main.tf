@@ -10,6 +10,10 @@ locals {
   # Extract functions the pipeline's deploy.json extracts call: only these are deployed.
   deploy_api_extract   = contains(var.settings.extract_functions, "api-extract")
   deploy_songs_extract = contains(var.settings.extract_functions, "songs-extract")
+  # The engines of its SQL sources: songs-extract gets the connection settings (PG_*, MYSQL_*)
+  # and the secret of these only.
+  uses_postgres = contains(var.settings.sql_engines, "postgres")
+  uses_mysql    = contains(var.settings.sql_engines, "mysql")
 
   function_arns = merge(
     {
@@ -88,27 +92,47 @@ module "songs_extract" {
   vpc_subnet_ids         = var.settings.songs_subnet_ids
   vpc_security_group_ids = var.settings.songs_security_group_ids
 
-  # The password is read from Secrets Manager at start-up (PG_SECRET_ARN); PG_PASSWORD is
-  # for local runs only and never set here.
   environment = {
-    LAKE_URI                = var.lake_uri
-    PG_HOST                 = var.settings.pg_host
-    PG_PORT                 = tostring(var.settings.pg_port)
-    PG_DATABASE             = var.settings.pg_database
-    PG_USER                 = var.settings.pg_user
-    PG_SECRET_ARN           = var.settings.pg_secret_arn
-    PG_SSLMODE              = var.settings.pg_sslmode
-    SONGS_TABLE             = var.settings.songs_table
-    PART_MAX_BYTES          = "67108864"
-    SPOOL_DIR               = "/tmp"
-    PG_CONNECT_TIMEOUT_SECS = "10"
+    LAKE_URI       = var.lake_uri
+    PART_MAX_BYTES = "67108864"
+    SPOOL_DIR      = "/tmp"
     # A scheduled run lands under the schedule's local date (ingest_on).
     WINDOW_TIMEZONE = var.schedule_timezone
     # The pipeline folder bundled in the package (pipelines/<pipeline>): its SQL sources.
     PIPELINE = var.settings.pipeline
   }
 
-  policy_statements = concat(local.function_statements["songs-extract"], local.pg_secret_kms_statements, local.lake_kms_statements)
+  # Left out where null. The connection settings of the engines its SQL sources use, and only
+  # these: PG_* with a PostgreSQL source, MYSQL_* with a MySQL one. Passwords are read from
+  # Secrets Manager at start-up (PG_SECRET_ARN, MYSQL_SECRET_ARN); PG_PASSWORD and
+  # MYSQL_PASSWORD are for local runs only and never set here.
+  optional_environment = {
+    PG_HOST                    = local.uses_postgres ? var.settings.pg_host : null
+    PG_PORT                    = local.uses_postgres ? tostring(var.settings.pg_port) : null
+    PG_DATABASE                = local.uses_postgres ? var.settings.pg_database : null
+    PG_USER                    = local.uses_postgres ? var.settings.pg_user : null
+    PG_SECRET_ARN              = local.uses_postgres ? var.settings.pg_secret_arn : null
+    PG_SSLMODE                 = local.uses_postgres ? var.settings.pg_sslmode : null
+    PG_CONNECT_TIMEOUT_SECS    = local.uses_postgres ? "10" : null
+    MYSQL_HOST                 = local.uses_mysql ? var.settings.mysql_host : null
+    MYSQL_PORT                 = local.uses_mysql ? tostring(var.settings.mysql_port) : null
+    MYSQL_DATABASE             = local.uses_mysql ? var.settings.mysql_database : null
+    MYSQL_USER                 = local.uses_mysql ? var.settings.mysql_user : null
+    MYSQL_SECRET_ARN           = local.uses_mysql ? var.settings.mysql_secret_arn : null
+    MYSQL_SSLMODE              = local.uses_mysql ? var.settings.mysql_sslmode : null
+    MYSQL_CONNECT_TIMEOUT_SECS = local.uses_mysql ? "10" : null
+    # Set only with a songs_table: null leaves the spec's table.
+    SONGS_TABLE = var.settings.songs_table
+  }
+
+  policy_statements = concat(
+    local.function_statements["songs-extract"],
+    local.pg_secret_statements,
+    local.mysql_secret_statements,
+    local.pg_secret_kms_statements,
+    local.mysql_secret_kms_statements,
+    local.lake_kms_statements,
+  )
 }
 
 module "transform" {

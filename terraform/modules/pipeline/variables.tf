@@ -1,5 +1,5 @@
 variable "settings" {
-  description = "The pipeline's settings, one value of modules/pipeline_settings' pipelines output: names, Glue database, schemas, extracts, landing prefixes, dbt command, sources, schedule, backfill concurrency and map results prefix."
+  description = "The pipeline's settings, one value of modules/pipeline_settings' pipelines output: names, Glue database, schemas, extracts and the engines of its SQL extracts, landing prefixes, dbt command, sources, schedule, backfill concurrency and map results prefix."
   type = object({
     pipeline                 = string
     primary                  = bool
@@ -10,6 +10,7 @@ variable "settings" {
     bi_schema                = string
     extracts                 = list(object({ source = string, function = string, windowed = bool, landing_prefix = string }))
     extract_functions        = list(string)
+    sql_engines              = list(string)
     tables                   = list(string)
     landing_prefixes         = list(string)
     extract_landing          = map(list(string))
@@ -23,6 +24,12 @@ variable "settings" {
     pg_user                  = string
     pg_secret_arn            = string
     pg_sslmode               = string
+    mysql_host               = string
+    mysql_port               = number
+    mysql_database           = string
+    mysql_user               = string
+    mysql_secret_arn         = string
+    mysql_sslmode            = string
     songs_table              = string
     songs_subnet_ids         = list(string)
     songs_security_group_ids = list(string)
@@ -102,7 +109,13 @@ variable "lake_kms_key_arn" {
 }
 
 variable "pg_secret_kms_key_arn" {
-  description = "Customer managed KMS key encrypting the database secret, if any (grants kms:Decrypt)."
+  description = "Customer managed KMS key encrypting the PostgreSQL secret, if any (grants kms:Decrypt when the pipeline has a PostgreSQL source)."
+  type        = string
+  default     = null
+}
+
+variable "mysql_secret_kms_key_arn" {
+  description = "Customer managed KMS key encrypting the MySQL secret, if any (grants kms:Decrypt when the pipeline has a MySQL source)."
   type        = string
   default     = null
 }

@@ -8,6 +8,16 @@ locals {
   deploy = { for k, _ in var.pipelines : k => try(jsondecode(file("${var.pipelines_dir}/${k}/deploy.json")), null) }
 
   extract_functions = ["api-extract", "songs-extract"]
+  # The engines songs-extract reads (a deploy.json SQL extract's "engine"), each with its own
+  # connection settings: pg_* (PG_*) and mysql_* (MYSQL_*).
+  sql_engines = ["mysql", "postgres"]
+
+  # The Iceberg namespace is the spec's, unless overridden.
+  glue_database_names = { for k, p in var.pipelines : k => coalesce(p.glue_database_name, try(local.deploy[k].namespace, k)) }
+
+  # Optional Athena named queries of a pipeline: pipelines/<key>/athena/<name>.sql, rendered by
+  # templatefile() with the pipeline's Glue database (${database}) and key (${pipeline}).
+  athena_files = { for k, _ in var.pipelines : k => sort(fileset("${var.pipelines_dir}/${k}/athena", "*.sql")) }
 
   settings = {
     for k, p in var.pipelines : k => {
@@ -17,8 +27,7 @@ locals {
       primary = k == var.project
       name    = coalesce(p.name_prefix, k == var.project ? var.project : "${var.project}-${k}")
 
-      # The Iceberg namespace is the spec's, unless overridden.
-      glue_database_name = coalesce(p.glue_database_name, try(local.deploy[k].namespace, k))
+      glue_database_name = local.glue_database_names[k]
       # Redshift schemas: today's variables for the primary pipeline, <pipeline>_<layer> (with
       # "-" as "_", a plain Redshift identifier) for the others.
       external_schema = coalesce(p.external_schema, k == var.project ? var.defaults.external_schema : "${replace(k, "-", "_")}_transform")
@@ -37,7 +46,13 @@ locals {
       state_prefix = "${var.lake_key_prefix}state/${try(local.deploy[k].name, k)}/"
       # The extract functions its extracts call: only these are deployed for the pipeline.
       extract_functions = sort(distinct([for e in try(local.deploy[k].extracts, []) : e.function]))
-      tables            = try(local.deploy[k].tables, [])
+      # The engines of its SQL extracts: the connections its songs-extract needs (PG_* for
+      # postgres, MYSQL_* for mysql), and only these. An extract without "engine" (a deploy.json
+      # generated before MySQL sources) is PostgreSQL.
+      sql_engines = sort(distinct([
+        for e in try(local.deploy[k].extracts, []) : try(e.engine, null) != null ? e.engine : "postgres" if e.function == "songs-extract"
+      ]))
+      tables = try(local.deploy[k].tables, [])
       # Full keys in the bucket: the pipeline's transform receives the objects created below these.
       landing_prefixes = [for prefix in try(local.deploy[k].landing_prefixes, []) : "${var.lake_key_prefix}${prefix}"]
       # dbt project of the pipeline, relative to the repository root (and to /dbt in the image).
@@ -48,14 +63,23 @@ locals {
         "--profiles-dir", "/dbt/${try(local.deploy[k].dbt_project_dir, "")}",
       ]
 
-      api_base_url             = p.api_base_url != null ? p.api_base_url : var.defaults.api_base_url
-      pg_host                  = p.pg_host != null ? p.pg_host : var.defaults.pg_host
-      pg_port                  = coalesce(p.pg_port, var.defaults.pg_port)
-      pg_database              = coalesce(p.pg_database, var.defaults.pg_database)
-      pg_user                  = coalesce(p.pg_user, var.defaults.pg_user)
-      pg_secret_arn            = p.pg_secret_arn != null ? p.pg_secret_arn : var.defaults.pg_secret_arn
-      pg_sslmode               = coalesce(p.pg_sslmode, var.defaults.pg_sslmode)
-      songs_table              = coalesce(p.songs_table, var.defaults.songs_table)
+      api_base_url     = p.api_base_url != null ? p.api_base_url : var.defaults.api_base_url
+      pg_host          = p.pg_host != null ? p.pg_host : var.defaults.pg_host
+      pg_port          = coalesce(p.pg_port, var.defaults.pg_port)
+      pg_database      = coalesce(p.pg_database, var.defaults.pg_database)
+      pg_user          = coalesce(p.pg_user, var.defaults.pg_user)
+      pg_secret_arn    = p.pg_secret_arn != null ? p.pg_secret_arn : var.defaults.pg_secret_arn
+      pg_sslmode       = coalesce(p.pg_sslmode, var.defaults.pg_sslmode)
+      mysql_host       = p.mysql_host != null ? p.mysql_host : var.defaults.mysql_host
+      mysql_port       = coalesce(p.mysql_port, var.defaults.mysql_port)
+      mysql_database   = p.mysql_database != null ? p.mysql_database : var.defaults.mysql_database
+      mysql_user       = coalesce(p.mysql_user, var.defaults.mysql_user)
+      mysql_secret_arn = p.mysql_secret_arn != null ? p.mysql_secret_arn : var.defaults.mysql_secret_arn
+      mysql_sslmode    = coalesce(p.mysql_sslmode, var.defaults.mysql_sslmode)
+      # SONGS_TABLE overrides the pipeline's one SQL table source: the top-level value is the
+      # primary pipeline's only (songs-extract refuses it for a pipeline with several table
+      # sources, such as classicmodels); null leaves the spec's table.
+      songs_table              = p.songs_table != null ? p.songs_table : (k == var.project ? var.defaults.songs_table : null)
       songs_subnet_ids         = p.songs_subnet_ids != null ? p.songs_subnet_ids : var.defaults.songs_subnet_ids
       songs_security_group_ids = p.songs_security_group_ids != null ? p.songs_security_group_ids : var.defaults.songs_security_group_ids
       schedule_enabled         = p.schedule_enabled != null ? p.schedule_enabled : var.defaults.schedule_enabled
@@ -66,6 +90,15 @@ locals {
       # /<map run id>/). Outside the zones: no function reads or writes it.
       backfill_max_concurrency = coalesce(p.backfill_max_concurrency, var.defaults.backfill_max_concurrency)
       map_results_prefix       = "${var.lake_key_prefix}reports/map-results/${k}"
+
+      # Athena named queries of the pipeline (pipelines/<key>/athena/*.sql), by file name without
+      # ".sql": their SQL over the pipeline's Glue database.
+      athena_queries = {
+        for f in local.athena_files[k] : trimsuffix(f, ".sql") => templatefile("${var.pipelines_dir}/${k}/athena/${f}", {
+          database = local.glue_database_names[k]
+          pipeline = k
+        })
+      }
     }
   }
 
@@ -93,8 +126,14 @@ locals {
     for k, s in local.settings : [for f in s.extract_functions : "${k}: ${f}" if !contains(local.extract_functions, f)]
   ])))
   # Sources the pipeline cannot reach with what it was given.
-  without_api = sort([for k, s in local.settings : k if contains(s.extract_functions, "api-extract") && s.api_base_url == null])
-  without_pg  = sort([for k, s in local.settings : k if contains(s.extract_functions, "songs-extract") && (s.pg_host == null || s.pg_secret_arn == null)])
+  without_api   = sort([for k, s in local.settings : k if contains(s.extract_functions, "api-extract") && s.api_base_url == null])
+  without_pg    = sort([for k, s in local.settings : k if contains(s.sql_engines, "postgres") && (s.pg_host == null || s.pg_secret_arn == null)])
+  without_mysql = sort([for k, s in local.settings : k if contains(s.sql_engines, "mysql") && (s.mysql_host == null || s.mysql_secret_arn == null)])
+  unknown_engines = sort(distinct(flatten([
+    for k, s in local.settings : [for e in s.sql_engines : "${k}: ${e}" if !contains(local.sql_engines, e)]
+  ])))
+  # Athena query names (file names): part of the named query's name, <prefix>-<name>.
+  bad_athena_files = sort(flatten([for k, files in local.athena_files : [for f in files : "pipelines/${k}/athena/${f}" if !can(regex("^[a-z0-9][a-z0-9_-]*\\.sql$", f))]]))
   # A Redshift schema name (unquoted identifier).
   bad_schemas = sort([for n in local.schemas : n if !can(regex("^[a-z_][a-z0-9_]*$", n))])
 }

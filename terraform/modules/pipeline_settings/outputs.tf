@@ -1,5 +1,5 @@
 output "pipelines" {
-  description = "Settings of each pipeline, by key: names, Glue database, Redshift schemas, extracts and the extract functions they call, landing prefixes, dbt project and command, source and schedule settings, backfill concurrency and map results prefix."
+  description = "Settings of each pipeline, by key: names, Glue database, Redshift schemas, extracts and the extract functions they call, the engines of its SQL extracts, landing prefixes, dbt project and command, source and schedule settings, backfill concurrency, map results prefix and Athena queries."
   value       = local.settings
 
   precondition {
@@ -48,7 +48,22 @@ output "pipelines" {
   }
 
   precondition {
+    condition     = length(local.unknown_engines) == 0
+    error_message = "deploy.json SQL extracts name unknown engines (${join(", ", local.unknown_engines)}): songs-extract reads postgres and mysql."
+  }
+
+  precondition {
     condition     = length(local.without_pg) == 0
     error_message = "Pipeline(s) ${join(", ", local.without_pg)} extract from PostgreSQL: set pg_host and pg_secret_arn (top-level or the pipeline's)."
+  }
+
+  precondition {
+    condition     = length(local.without_mysql) == 0
+    error_message = "Pipeline(s) ${join(", ", local.without_mysql)} extract from MySQL: set mysql_host and mysql_secret_arn (top-level or the pipeline's)."
+  }
+
+  precondition {
+    condition     = length(local.bad_athena_files) == 0
+    error_message = "Athena query files must be named <name>.sql with a lower-case name ([a-z0-9][a-z0-9_-]*; it names the named query): ${join(", ", local.bad_athena_files)}."
   }
 }

@@ -14,6 +14,12 @@ variable "pipelines" {
     pg_user                  = optional(string)
     pg_secret_arn            = optional(string)
     pg_sslmode               = optional(string)
+    mysql_host               = optional(string)
+    mysql_port               = optional(number)
+    mysql_database           = optional(string)
+    mysql_user               = optional(string)
+    mysql_secret_arn         = optional(string)
+    mysql_sslmode            = optional(string)
     songs_table              = optional(string)
     songs_subnet_ids         = optional(list(string))
     songs_security_group_ids = optional(list(string))
@@ -49,7 +55,7 @@ variable "lake_key_prefix" {
 }
 
 variable "defaults" {
-  description = "The top-level settings every pipeline takes unless it overrides them. Schemas apply as they are to the pipeline keyed var.project only; others get <pipeline>_transform, <pipeline>_serving and <pipeline>_bi."
+  description = "The top-level settings every pipeline takes unless it overrides them. Schemas and songs_table apply as they are to the pipeline keyed var.project only; others get <pipeline>_transform, <pipeline>_serving and <pipeline>_bi, and their own songs_table or none."
   type = object({
     api_base_url             = string
     pg_host                  = string
@@ -58,6 +64,12 @@ variable "defaults" {
     pg_user                  = string
     pg_secret_arn            = string
     pg_sslmode               = string
+    mysql_host               = string
+    mysql_port               = number
+    mysql_database           = string
+    mysql_user               = string
+    mysql_secret_arn         = string
+    mysql_sslmode            = string
     songs_table              = string
     songs_subnet_ids         = list(string)
     songs_security_group_ids = list(string)
