@@ -1,7 +1,8 @@
 //! The local DeFtunes stack as a library: a deterministic data generator ([`dataset`]), an HTTP
 //! emulator of the DeFtunes purchases API ([`emulator`]) and a throwaway PostgreSQL holding
 //! `deftunes.songs` ([`pg`]), and a deterministic generator of Sparkify raw song and event files
-//! landed into a local lake ([`sparkify`]).
+//! landed into a local lake ([`sparkify`]), and an HTTP emulator of a Spotify-style catalogue API
+//! with OAuth2 client credentials, paging and epochs of changing data ([`spotify`]).
 
 pub mod classicmodels;
 pub mod dataset;
@@ -9,7 +10,12 @@ pub mod emulator;
 pub mod mariadb;
 pub mod pg;
 pub mod sparkify;
+pub mod spotify;
 
 pub use dataset::{Dataset, Scale, Session, SessionItem, Song, User};
 pub use emulator::{Faults, RunningEmulator};
 pub use pg::{LocalPostgres, PgError, PgHandle};
+pub use spotify::{
+    RunningSpotify, SpotifyConfig, SpotifyData, SpotifyEpoch, SpotifyFaults, SpotifyScale,
+    SpotifyStats,
+};
