@@ -20,7 +20,7 @@ TF_TESTS_REQ := terraform/tests/requirements-tests.txt
 HOST_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 export DEFTUNES_MOTO_SERVER ?= $(TF_TESTS_VENV)/bin/moto_server
 
-.PHONY: help build demo deftunes cargo-lambda test test-rust test-serving test-terraform chromium lint fmt lambda-build clean python moto
+.PHONY: help build demo deftunes cargo-lambda test test-rust test-serving test-terraform chromium mariadb lint fmt lambda-build clean python moto
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,12 +41,22 @@ chromium: ## Install Debian's chromium (headless browser for the dashboard test)
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's MariaDB server (classicmodels' local MySQL, started by the tests and `deftunes run` on a
+# port of their own); installed once without starting the system service.
+mariadb: ## Install Debian's mariadb-server (the local MySQL of the classicmodels pipeline) if missing
+	@command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  policy=/usr/sbin/policy-rc.d; made=; \
+	  if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' | $$sudo tee $$policy >/dev/null; $$sudo chmod +x $$policy; made=1; fi; \
+	  status=0; { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq mariadb-server >/dev/null; } || status=$$?; \
+	  [ -z "$$made" ] || $$sudo rm -f $$policy; exit $$status; }
+
 # The pipeline `make demo` runs: deftunes (API emulator, local Postgres) or sparkify (files landed in the lake).
 PIPELINE ?= deftunes
-demo: build python ## Run a pipeline locally end to end (PIPELINE=deftunes|sparkify)
+demo: build python $(if $(filter classicmodels,$(PIPELINE)),mariadb) ## Run a pipeline locally end to end (PIPELINE=deftunes|sparkify|classicmodels)
 	$(DEFTUNES) run --pipeline $(PIPELINE)
 
-test: build python moto test-rust test-serving test-terraform ## Run all tests (Rust, serving/dbt end to end, Terraform checks)
+test: build python moto mariadb test-rust test-serving test-terraform ## Run all tests (Rust, serving/dbt end to end, Terraform checks)
 
 test-rust:
 	$(CARGO) fmt --all -- --check
@@ -58,8 +68,9 @@ test-rust:
 # the Redshift target compiled offline with its BI models as materialized views. Then Sparkify: its run
 # (counts checked against the generator and the raw files), its dashboard, its spec changed under the
 # loaded table (evolved in place, read by DuckDB and dbt), its dbt tests on hand-made edge cases, and its
-# Redshift compile.
-test-serving: chromium
+# Redshift compile. Then classicmodels: its run on a local MariaDB (tables, fact and revenue checked against
+# the source database), its dashboard, its dbt tests on hand-made edge cases, and its Redshift compile.
+test-serving: chromium mariadb
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(DEFTUNES) run --dir "$$tmp/run"; \
 	$(DEFTUNES_PYTHON) local/python/dashboard_check.py "$$tmp/run/dashboard.html" \
@@ -72,7 +83,12 @@ test-serving: chromium
 	$(DEFTUNES_PYTHON) local/python/evolution_check.py --deftunes $(DEFTUNES) --run "$$tmp/sparkify" \
 	  --workdir "$$tmp/evolution"; \
 	$(DEFTUNES_PYTHON) local/python/sparkify_scratch_check.py --workdir "$$tmp/sparkify-scratch"; \
-	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --project pipelines/sparkify/dbt --workdir "$$tmp/sparkify-rs"
+	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --project pipelines/sparkify/dbt --workdir "$$tmp/sparkify-rs"; \
+	$(DEFTUNES) run --pipeline classicmodels --dir "$$tmp/classicmodels"; \
+	$(DEFTUNES_PYTHON) local/python/classicmodels_dashboard_check.py "$$tmp/classicmodels/dashboard.html" \
+	  --warehouse "$$tmp/classicmodels/warehouse/warehouse.duckdb" --summary "$$tmp/classicmodels/run-summary.json"; \
+	$(DEFTUNES_PYTHON) local/python/classicmodels_scratch_check.py --workdir "$$tmp/classicmodels-scratch"; \
+	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --project pipelines/classicmodels/dbt --workdir "$$tmp/classicmodels-rs"
 
 test-terraform:
 	@if [ -x terraform/tests/run.sh ]; then bash terraform/tests/run.sh; else echo "terraform checks not present yet"; fi

@@ -64,3 +64,29 @@ async fn foreign_rows(client: &Client, songs: &[Song]) -> Result<i64> {
         .await?;
     Ok(row.try_get(0)?)
 }
+
+/// `deftunes load-classicmodels`: the generated shop database into the MySQL of the `MYSQL_*`
+/// variables (songs-extract's own connection settings and code).
+pub async fn load_classicmodels(
+    seed: u64,
+    scale: usize,
+    until: Option<chrono::NaiveDate>,
+    append: bool,
+) -> Result<()> {
+    use deftunes::config::{DbConfig, SqlEngine};
+    use deftunes_local::classicmodels::{self, ClassicModels, ClassicScale};
+    let cfg = DbConfig::from_env_for(&ProcessEnv, SqlEngine::Mysql)?;
+    let target = cfg.target();
+    let secrets = songs::secrets_client(&cfg.password).await;
+    let password = songs::resolve_password(&cfg.password, secrets.as_ref()).await?;
+    let mut conn = deftunes::extract::mysql::connect(&cfg, password.as_deref()).await?;
+    let data = ClassicModels::generate(seed, &ClassicScale::times(scale));
+    let counts = classicmodels::load(&mut conn, &data, until, !append)
+        .await
+        .with_context(|| format!("loading classicmodels at {target}"))?;
+    println!("Loaded classicmodels (seed {seed}, scale {scale}) at {target}:");
+    for (table, rows) in &counts.tables {
+        println!("  {table:<14} {rows:>8}");
+    }
+    Ok(())
+}

@@ -11,6 +11,7 @@
 mod cli_bench;
 mod cli_load;
 mod cli_run;
+mod cli_run_classicmodels;
 mod cli_run_sparkify;
 mod cli_stack;
 
@@ -84,9 +85,14 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
         /// The pipeline to run (a folder of pipelines/ with a local data generator): deftunes
-        /// (API and PostgreSQL sources) or sparkify (files landed in S3).
+        /// (API and PostgreSQL sources), sparkify (files landed in S3) or classicmodels (a
+        /// MySQL shop database, on a throwaway local MariaDB).
         #[arg(long, default_value = "deftunes")]
         pipeline: String,
+        /// classicmodels only: the source's size as a multiple of the sample database's (1:
+        /// 122 customers, 326 orders, about 3,000 order lines).
+        #[arg(long, default_value_t = 1)]
+        scale: usize,
         #[arg(long, default_value = ".deftunes")]
         dir: PathBuf,
         /// Maximum size of one landing object.
@@ -149,6 +155,25 @@ enum Command {
         #[arg(long)]
         replace: bool,
     },
+    /// Load the generated classicmodels shop database into the MySQL or MariaDB given by
+    /// MYSQL_HOST, MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD or MYSQL_SECRET_ARN, MYSQL_SSLMODE
+    /// (default require): drops and recreates the `classicmodels` schema, so a rerun leaves the
+    /// same rows.
+    LoadClassicmodels {
+        /// Seed of the deterministic generator.
+        #[arg(long, default_value_t = deftunes_local::dataset::DEFAULT_SEED)]
+        seed: u64,
+        /// Size as a multiple of the sample database's (1: 122 customers, 326 orders).
+        #[arg(long, default_value_t = 1)]
+        scale: usize,
+        /// Only orders (and their lines and payments) dated up to this day (YYYY-MM-DD): a later
+        /// load with `--append` adds the rest, as new business for an incremental extraction.
+        #[arg(long)]
+        until: Option<chrono::NaiveDate>,
+        /// Add what is missing to an existing schema instead of recreating it.
+        #[arg(long)]
+        append: bool,
+    },
     /// Validate a pipeline folder (its pipeline.toml, rule files and dbt project) and list what
     /// it declares; an error names the file, the line and what is wrong.
     CheckPipeline {
@@ -183,6 +208,7 @@ async fn main() -> std::process::ExitCode {
         Command::Run {
             data,
             pipeline,
+            scale,
             dir,
             part_max_bytes,
             no_serving,
@@ -202,8 +228,11 @@ async fn main() -> std::process::ExitCode {
                 "sparkify" => cli_run_sparkify::run(data.seed, &dir, &opts)
                     .await
                     .map(|_| ()),
+                "classicmodels" => cli_run_classicmodels::run(data.seed, scale, &dir, &opts)
+                    .await
+                    .map(|_| ()),
                 other => Err(anyhow::anyhow!(
-                    "no local run for pipeline {other:?}: deftunes and sparkify have data generators"
+                    "no local run for pipeline {other:?}: deftunes, sparkify and classicmodels have data generators"
                 )),
             }
         }
@@ -227,6 +256,12 @@ async fn main() -> std::process::ExitCode {
         }
         Command::ServeApi { data, host, port } => cli_stack::serve_api(&data, host, port).await,
         Command::LoadSongs { data, replace } => cli_load::load_songs(&data, replace).await,
+        Command::LoadClassicmodels {
+            seed,
+            scale,
+            until,
+            append,
+        } => cli_load::load_classicmodels(seed, scale, until, append).await,
         Command::CheckPipeline { dir } => cli_run::check_pipeline(&dir).map(|_| ()),
         Command::PipelineSchema => {
             print!("{}", deftunes::pipeline::json_schema());

@@ -280,6 +280,7 @@ impl DbConfig {
             (None, Some(pw)) => PasswordSource::Plain(pw),
             (None, None) => PasswordSource::None,
         };
+        let host = required(env, &v("HOST"))?;
         let (port, database, user) = match engine {
             SqlEngine::Postgres => (
                 parse_or(env, &v("PORT"), 5432)?,
@@ -295,7 +296,7 @@ impl DbConfig {
         };
         Ok(DbConfig {
             engine,
-            host: required(env, &v("HOST"))?,
+            host,
             port,
             database,
             user,
@@ -510,5 +511,53 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("SONGS_TABLE"));
+    }
+
+    #[test]
+    fn a_mysql_pipeline_needs_the_mysql_settings_only() {
+        let cm = [(
+            "PIPELINE_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/classicmodels"),
+        )];
+        let e =
+            SongsExtractConfig::from_env(&env(&[&cm[..], &[("LAKE_URI", "/tmp/lake")]].concat()))
+                .unwrap_err();
+        assert_eq!(e.error_type(), "Configuration");
+        assert!(e.to_string().contains("MYSQL_HOST"), "{e}");
+        let base = [
+            ("LAKE_URI", "/tmp/lake"),
+            ("MYSQL_HOST", "shop-db"),
+            ("MYSQL_USER", "reader"),
+            (
+                "MYSQL_SECRET_ARN",
+                "arn:aws:secretsmanager:eu-west-1:1:secret:shop",
+            ),
+        ];
+        let c = SongsExtractConfig::from_env(&env(&[&cm[..], &base[..]].concat())).unwrap();
+        assert!(c.pg.is_none(), "no PostgreSQL source, no PG_HOST needed");
+        let m = c.db(SqlEngine::Mysql).unwrap();
+        assert_eq!(
+            (m.port, m.sslmode, m.target().as_str()),
+            (3306, SslMode::Require, "mysql://reader@shop-db:3306/")
+        );
+        assert!(matches!(m.password, PasswordSource::Secret { .. }));
+        assert_eq!(c.sources.len(), 8);
+        assert_eq!(c.max_attempts, 3);
+        assert!(c.db(SqlEngine::Postgres).is_err());
+        let e =
+            SongsExtractConfig::from_env(&env(
+                &[&cm[..], &base[..], &[("MYSQL_PASSWORD", "p")]].concat()
+            ))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("MYSQL_SECRET_ARN or MYSQL_PASSWORD"),
+            "{e}"
+        );
+        let e =
+            SongsExtractConfig::from_env(&env(
+                &[&cm[..], &base[..], &[("SQL_MAX_ATTEMPTS", "0")]].concat()
+            ))
+            .unwrap_err();
+        assert!(e.to_string().contains("SQL_MAX_ATTEMPTS"), "{e}");
     }
 }

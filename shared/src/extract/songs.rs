@@ -866,6 +866,7 @@ mod tests {
         let query = SqlSource {
             name: "recent".into(),
             landing: "rds/recent".into(),
+            engine: SqlEngine::Postgres,
             relation: Relation::Query("SELECT * FROM deftunes.songs WHERE year > 2000".into()),
             incremental: None,
         };

@@ -1,0 +1,276 @@
+//! `deftunes run --pipeline classicmodels`: the classicmodels pipeline end to end on one machine.
+//! A throwaway MariaDB holds the generated shop database; songs-extract's SQL extraction (the
+//! Lambda's code) lands every table of the spec, new business arrives in the source, a second
+//! extraction reads the fact tables from their watermarks on, the transform takes every landed
+//! object, dbt builds the sales star on DuckDB, and the run checks the tables, the fact and the
+//! revenue against the source database itself.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use chrono::{Days, NaiveDate};
+use mysql_async::prelude::Queryable;
+
+use crate::cli_run::{
+    check_pipeline, dbt_build_locally, local_transform_env, pipelines_dir, print_transform,
+    python_script, read_table_rows, run_dir, transform_keys, write_dashboard, Check, RunOptions,
+    RunReport, SourceTotals,
+};
+use deftunes::config::SongsExtractConfig;
+use deftunes::extract::songs::SongsExtractor;
+use deftunes::extract::ExtractBatch;
+use deftunes::storage::Lake;
+use deftunes::transform::{TransformConfig, Transformer};
+use deftunes_local::classicmodels::{self, ClassicModels, ClassicScale};
+use deftunes_local::mariadb::LocalMariaDb;
+
+const PIPELINE: &str = "classicmodels";
+
+/// Revenue of the source's non-cancelled order lines, in cents (the BI views' definition).
+const SOURCE_REVENUE_CENTS: &str =
+    "SELECT CAST(COALESCE(SUM(d.quantityOrdered * d.priceEach), 0) * 100 AS SIGNED)
+ FROM classicmodels.orderdetails d JOIN classicmodels.orders o ON o.orderNumber = d.orderNumber
+ WHERE o.status <> 'Cancelled'";
+
+pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Result<RunReport> {
+    if opts.window_from.is_some() || opts.window_to.is_some() || opts.keep {
+        bail!("--window-from, --window-to and --keep are for the deftunes pipeline: classicmodels extracts whole tables and watermarks");
+    }
+    let pipeline_dir = pipelines_dir().join(PIPELINE);
+    let pipeline = check_pipeline(&pipeline_dir)?;
+    let started = Instant::now();
+    let mut timings = BTreeMap::new();
+    let dir = run_dir(dir, false)?;
+    let lake_dir = dir.join("lake");
+    let catalog_db = dir.join("catalog").join("catalog.db");
+    let lake_uri = format!("file://{}", lake_dir.display());
+    let scale = ClassicScale::times(scale);
+    // Half the business is in the source at the first extraction, the rest arrives before the second.
+    let cut = scale.start + Days::new(((scale.end - scale.start).num_days() / 2).max(0) as u64);
+
+    println!("[1/6] source: a local MariaDB with the classicmodels database (seed {seed})");
+    let t = Instant::now();
+    let db = LocalMariaDb::start(&dir.join("mariadb")).await?;
+    let mut conn = db.connect().await?;
+    let data = ClassicModels::generate(seed, &scale);
+    let first = classicmodels::load(&mut conn, &data, Some(cut), true).await?;
+    println!(
+        "      {} customers, {} products, {} orders up to {cut} ({} lines, {} payments)",
+        first.tables["customers"],
+        first.tables["products"],
+        first.tables["orders"],
+        first.tables["orderdetails"],
+        first.tables["payments"]
+    );
+    timings.insert("source".to_string(), t.elapsed().as_millis());
+
+    let mut env = local_transform_env(&lake_uri, &catalog_db, PIPELINE);
+    env.extend(db.env());
+    env.insert("SPOOL_DIR".into(), dir.join("spool").display().to_string());
+    env.insert("PART_MAX_BYTES".into(), opts.part_max_bytes.to_string());
+    env.insert("METRICS".into(), "off".into());
+    std::fs::create_dir_all(dir.join("spool"))?;
+    let extractor = SongsExtractor::new(
+        SongsExtractConfig::from_env(&env)?,
+        Lake::local(&lake_dir),
+        None,
+    );
+    let mut landing: BTreeMap<String, SourceTotals> = BTreeMap::new();
+    let mut keys = Vec::new();
+    let t = Instant::now();
+    let second_day = scale.end + Days::new(1);
+    for (step, ingest) in [(2, cut + Days::new(1)), (3, second_day)] {
+        if step == 3 {
+            let all = classicmodels::load(&mut conn, &data, None, false).await?;
+            println!(
+                "[3/6] new business in the source ({} orders in all), extracted again: facts from their watermarks",
+                all.tables["orders"]
+            );
+        } else {
+            println!("[2/6] extract: every table of the spec (songs-extract's SQL extraction)");
+        }
+        let batch = extract_all(&extractor, ingest).await?;
+        for s in &batch.extracts {
+            let name = s.source.rsplit('/').next().unwrap_or(&s.source).to_string();
+            let totals = landing.entry(name.clone()).or_default();
+            totals.runs += 1;
+            totals.objects += s.objects.len() as u64;
+            totals.records += s.records;
+            totals.bytes += s.bytes;
+            println!("      {name:<14} {:>7} records", s.records);
+        }
+        keys.extend(batch.keys);
+    }
+    timings.insert("extract".to_string(), t.elapsed().as_millis());
+    // What the source holds now: the expected table sizes.
+    let mut source_rows = BTreeMap::new();
+    for table in pipeline.spec.tables.keys() {
+        let n: u64 = conn
+            .query_first(format!("SELECT COUNT(*) FROM classicmodels.{table}"))
+            .await?
+            .unwrap_or(0);
+        source_rows.insert(table.clone(), n);
+        if let Some(t) = landing.get_mut(table) {
+            t.expected = n;
+        }
+    }
+    let source_revenue: i64 = conn.query_first(SOURCE_REVENUE_CENTS).await?.unwrap_or(0);
+    let _ = conn.disconnect().await;
+    drop(db);
+    // The server's files are of no use after the run.
+    let _ = std::fs::remove_dir_all(dir.join("mariadb"));
+
+    println!(
+        "[4/6] transform: {} landed objects (namespace {})",
+        keys.len(),
+        pipeline.spec.namespace
+    );
+    let t = Instant::now();
+    let transformer = Transformer::new(TransformConfig::from_env(&env)?, &env).await?;
+    let mut transform = BTreeMap::new();
+    keys.sort();
+    let quarantined = transform_keys(&transformer, keys, &mut transform).await?;
+    read_table_rows(&transformer, &mut transform).await?;
+    timings.insert("transform".to_string(), t.elapsed().as_millis());
+    println!(
+        "      {:.1}s, quarantined {quarantined}",
+        t.elapsed().as_secs_f64()
+    );
+    let mut mismatches = Vec::new();
+    let quality_failed = print_transform(&transform, &mut mismatches);
+    let mut checks: Vec<(String, u64, u64)> = source_rows
+        .iter()
+        .map(|(table, n)| {
+            (
+                format!("{table}: table rows = source rows"),
+                *n,
+                transform.get(table).map_or(0, |t| t.table_rows),
+            )
+        })
+        .collect();
+
+    let mut report = RunReport::new(&lake_uri, &catalog_db, vec![], landing, transform, timings);
+    let warehouse = dir.join("warehouse").join("warehouse.duckdb");
+    let serving = opts.serving && quality_failed.is_empty();
+    if !quality_failed.is_empty() {
+        println!("      serving skipped: a dataset quality rule failed");
+    }
+    if serving {
+        let project = match &pipeline.spec.dbt {
+            Some(d) => pipeline_dir.join(&d.project),
+            None => bail!("pipeline {PIPELINE} declares no dbt project (or pass --no-serving)"),
+        };
+        println!(
+            "[5/6] serving: dbt build of {} on {}",
+            project.display(),
+            warehouse.display()
+        );
+        let t = Instant::now();
+        dbt_build_locally(&project, &catalog_db, &warehouse)?;
+        report
+            .timings_ms
+            .insert("serving".to_string(), t.elapsed().as_millis());
+        let out = python_script(
+            "local/python/row_counts.py",
+            &[
+                warehouse.as_os_str(),
+                "--schema".as_ref(),
+                "classicmodels".as_ref(),
+                "--schema".as_ref(),
+                "classicmodels_serving".as_ref(),
+                "--query".as_ref(),
+                "revenue_cents=SELECT CAST(round(sum(line_amount) * 100) AS BIGINT) FROM classicmodels_serving.fact_orders WHERE status <> 'Cancelled'".as_ref(),
+                "--query".as_ref(),
+                "bi_revenue_cents=SELECT CAST(round(sum(revenue) * 100) AS BIGINT) FROM classicmodels_bi.sales_by_product_line_monthly".as_ref(),
+            ],
+        )?;
+        let counts: serde_json::Value = serde_json::from_str(out.trim())
+            .with_context(|| format!("row_counts.py printed {out:?}"))?;
+        report.row_counts = serde_json::from_value(counts["row_counts"].clone())?;
+        for (table, rows) in &report.row_counts {
+            println!("      {table:<40} {rows:>9}");
+        }
+        let found = |name: &str| report.row_counts.get(name).copied().unwrap_or(0);
+        let query = |name: &str| counts["queries"][name].as_u64().unwrap_or(0);
+        checks.push((
+            "fact_orders = source order lines".into(),
+            source_rows.get("orderdetails").copied().unwrap_or(0),
+            found("classicmodels_serving.fact_orders"),
+        ));
+        checks.push((
+            "revenue in cents = the source's".into(),
+            source_revenue.max(0) as u64,
+            query("revenue_cents"),
+        ));
+        checks.push((
+            "BI revenue in cents = the source's".into(),
+            source_revenue.max(0) as u64,
+            query("bi_revenue_cents"),
+        ));
+    }
+    println!("      checks against the source database");
+    for (name, expected, found) in checks {
+        let passed = expected == found;
+        println!(
+            "      {name:<44} expected {expected:>9}, found {found:>9}  {}",
+            if passed { "ok" } else { "MISMATCH" }
+        );
+        if !passed {
+            mismatches.push(name.clone());
+        }
+        report.checks.insert(
+            name,
+            Check {
+                expected,
+                found,
+                passed,
+            },
+        );
+    }
+    report
+        .timings_ms
+        .insert("total".to_string(), started.elapsed().as_millis());
+    let report_path = dir.join("run-summary.json");
+    std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)?;
+    if !report.row_counts.is_empty() {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+        let results = dir.join(format!("etl_{stamp}.results"));
+        let lines: String = report
+            .row_counts
+            .iter()
+            .map(|(t, n)| format!("{t}\t{n}\n"))
+            .collect();
+        std::fs::write(&results, lines)?;
+        println!("      row-count report: {}", results.display());
+    }
+    println!("      run summary: {}", report_path.display());
+    if serving {
+        println!("[6/6] dashboard");
+        write_dashboard(
+            "local/python/classicmodels_dashboard.py",
+            &warehouse,
+            &report_path,
+            &dir,
+        )?;
+    }
+    if !mismatches.is_empty() {
+        bail!("the run's counts differ: {}", mismatches.join(", "));
+    }
+    if !quality_failed.is_empty() {
+        bail!(
+            "data quality failed (DataQualityFailed), nothing served:\n  {}",
+            quality_failed.join("\n  ")
+        );
+    }
+    Ok(report)
+}
+
+/// Every SQL source of the spec, as the scheduled songs-extract invocation reads them.
+async fn extract_all(extractor: &SongsExtractor, ingest: NaiveDate) -> Result<ExtractBatch> {
+    let out = extractor
+        .handle(&serde_json::json!({ "ingest_date": ingest.to_string() }))
+        .await?;
+    Ok(serde_json::from_value(out)?)
+}
