@@ -110,8 +110,63 @@ pub struct ApiExtractConfig {
     pub timeout: Duration,
     pub max_attempts: u32,
     pub retry_base_delay: Duration,
+    /// The longest `Retry-After` of a 429 or 503 waited out within the invocation
+    /// (`API_RETRY_AFTER_MAX_SECS`); a longer one fails as `SourceUnavailable` for the state
+    /// machine to retry later.
+    pub retry_after_max: Duration,
+    /// `OAUTH_*`: present when a source of the pipeline authenticates with OAuth 2.0.
+    pub oauth: Option<OAuthConfig>,
     /// One EMF line per source extracted (`METRICS`, see [`crate::metrics::Metrics`]).
     pub metrics: crate::metrics::Metrics,
+}
+
+/// OAuth 2.0 client credentials of the REST sources with `auth = "oauth2_client_credentials"`.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// `OAUTH_TOKEN_URL`: the token endpoint (`https://accounts.example.com/api/token`).
+    pub token_url: url::Url,
+    /// `OAUTH_CLIENT_ID`.
+    pub client_id: String,
+    /// `OAUTH_CLIENT_SECRET_ARN` (Secrets Manager: the secret as a plain string, or JSON with
+    /// `client_secret`) or `OAUTH_CLIENT_SECRET` (local only).
+    pub client_secret: PasswordSource,
+    /// `OAUTH_SCOPE`: sent when set.
+    pub scope: Option<String>,
+}
+
+impl OAuthConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self> {
+        let raw = required(env, "OAUTH_TOKEN_URL")?;
+        let token_url = url::Url::parse(&raw)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                Error::Configuration(format!("OAUTH_TOKEN_URL={raw:?} is not an http(s) URL"))
+            })?;
+        let client_secret = match (
+            env.var("OAUTH_CLIENT_SECRET_ARN"),
+            env.var("OAUTH_CLIENT_SECRET"),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Configuration(
+                    "set either OAUTH_CLIENT_SECRET_ARN or OAUTH_CLIENT_SECRET, not both".into(),
+                ))
+            }
+            (Some(arn), None) => PasswordSource::Secret { arn },
+            (None, Some(p)) => PasswordSource::Plain(p),
+            (None, None) => {
+                return Err(Error::Configuration(
+                    "environment variable OAUTH_CLIENT_SECRET_ARN (or OAUTH_CLIENT_SECRET) is required by an OAuth 2.0 source".into(),
+                ))
+            }
+        };
+        Ok(OAuthConfig {
+            token_url,
+            client_id: required(env, "OAUTH_CLIENT_ID")?,
+            client_secret,
+            scope: env.var("OAUTH_SCOPE"),
+        })
+    }
 }
 
 impl ApiExtractConfig {
@@ -136,7 +191,12 @@ impl ApiExtractConfig {
                 pipeline.spec.name
             )));
         }
+        let oauth = match endpoints.iter().any(|e| e.auth.is_some()) {
+            true => Some(OAuthConfig::from_env(env)?),
+            false => None,
+        };
         Ok(ApiExtractConfig {
+            oauth,
             metrics: crate::metrics::Metrics::from_env(env, &pipeline.spec.name)?,
             landing: LandingConfig::from_env(env)?,
             api_base_url,
@@ -151,6 +211,11 @@ impl ApiExtractConfig {
                 "API_RETRY_BASE_MS",
                 parse_or(env, "API_RETRY_BASE_MS", 500)?,
                 60_000,
+            )?),
+            retry_after_max: Duration::from_secs(at_most(
+                "API_RETRY_AFTER_MAX_SECS",
+                parse_or(env, "API_RETRY_AFTER_MAX_SECS", 120)?,
+                900,
             )?),
         })
     }

@@ -117,6 +117,12 @@ pub enum SourceSpec {
         /// Field path of the record array in the response; absent: the response is the array.
         #[serde(default)]
         records: Option<String>,
+        /// How the API authenticates the extractor; absent: no authentication.
+        #[serde(default)]
+        auth: Option<RestAuth>,
+        /// How the records are paged; absent: one response holds them all. Needs `records`.
+        #[serde(default)]
+        paging: Option<Paging>,
         /// The tables' `source_from` value.
         source_from: String,
     },
@@ -162,6 +168,41 @@ impl SourceSpec {
             | SourceSpec::Files { source_from, .. } => source_from,
         }
     }
+}
+
+/// Authentication of a REST source.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestAuth {
+    /// OAuth 2.0 client credentials (RFC 6749 4.4): a bearer token from the token endpoint of
+    /// the function's `OAUTH_*` settings, cached until it expires or the API answers 401.
+    Oauth2ClientCredentials,
+}
+
+/// Paging of a REST source: every page is read, in order, into the same extraction.
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(tag = "style", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Paging {
+    /// Each response names the next page's URL at a field path (`next`); null, absent or empty:
+    /// the last page. The URL must be on the API's own host (the token goes with it).
+    NextUrl { next: String },
+    /// `offset`/`limit` query parameters: pages of `limit` records from offset 0 until a page
+    /// has fewer.
+    Offset {
+        limit: u32,
+        #[serde(default = "default_offset_param")]
+        offset_param: String,
+        #[serde(default = "default_limit_param")]
+        limit_param: String,
+    },
+}
+
+fn default_offset_param() -> String {
+    "offset".into()
+}
+
+fn default_limit_param() -> String {
+    "limit".into()
 }
 
 /// The SQL dialect and wire protocol of a SQL source.
@@ -398,6 +439,15 @@ impl RecordsPath {
         })
     }
 
+    /// The value at this path of `body`, if every step exists.
+    pub fn value_at<'v>(&self, body: &'v serde_json::Value) -> Option<&'v serde_json::Value> {
+        self.steps.iter().try_fold(body, |at, step| match step {
+            PathStep::Field(f) => at.get(f.as_str()),
+            PathStep::Index(i) => at.get(*i),
+            PathStep::Each => None,
+        })
+    }
+
     /// The records of the wrapped response `body`, each a JSON object; an error (naming
     /// `what`, the path and what was found) when the response does not have that shape.
     pub fn records<'v>(
@@ -560,11 +610,30 @@ impl PipelineSpec {
                 }
             }
             if let SourceSpec::Rest {
-                records: Some(p), ..
+                records, paging, ..
             } = s
             {
-                RecordsPath::parse(p)
-                    .map_err(|m| at(span.clone(), format!("source {name}: {m}")))?;
+                if let Some(p) = records {
+                    RecordsPath::parse(p)
+                        .map_err(|m| at(span.clone(), format!("source {name}: {m}")))?;
+                }
+                match (paging, records) {
+                    (Some(_), None) => {
+                        return Err(at(
+                            span,
+                            format!("source {name}: paging needs records (the field path of each page's record array)"),
+                        ))
+                    }
+                    (Some(Paging::NextUrl { next }), _) => {
+                        RecordsPath::parse(next).map_err(|m| {
+                            at(span.clone(), format!("source {name}: paging next: {m}"))
+                        })?;
+                    }
+                    (Some(Paging::Offset { limit: 0, .. }), _) => {
+                        return Err(at(span, format!("source {name}: paging limit must be at least 1")))
+                    }
+                    _ => {}
+                }
             }
         }
         Ok(spec)
@@ -677,9 +746,13 @@ impl Pipeline {
                 .sources
                 .iter()
                 .filter_map(|(name, s)| {
-                    let (function, windowed, engine) = match s.get_ref() {
-                        SourceSpec::Rest { window, .. } => ("api-extract", window.is_some(), None),
-                        SourceSpec::Sql { engine, .. } => ("songs-extract", false, Some(*engine)),
+                    let (function, windowed, engine, auth) = match s.get_ref() {
+                        SourceSpec::Rest { window, auth, .. } => {
+                            ("api-extract", window.is_some(), None, *auth)
+                        }
+                        SourceSpec::Sql { engine, .. } => {
+                            ("songs-extract", false, Some(*engine), None)
+                        }
                         SourceSpec::Files { .. } => return None,
                     };
                     Some(DeployExtract {
@@ -687,6 +760,7 @@ impl Pipeline {
                         function: function.into(),
                         windowed,
                         engine,
+                        auth,
                         landing_prefix: prefix(s.get_ref().landing()),
                     })
                 })
@@ -760,6 +834,9 @@ pub struct DeployExtract {
     /// A SQL source's server kind: which connection settings its function needs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<SqlEngine>,
+    /// A REST source's authentication: which settings (and secret) its function needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RestAuth>,
     pub landing_prefix: String,
 }
 

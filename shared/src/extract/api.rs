@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use backon::{ExponentialBuilder, Retryable};
+use std::time::Duration;
+
+use backon::ExponentialBuilder;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -15,7 +17,7 @@ use super::{
 };
 use crate::config::ApiExtractConfig;
 use crate::error::{Error, Result};
-use crate::pipeline::{Pipeline, RecordsPath, SourceSpec, WindowParams};
+use crate::pipeline::{Paging, Pipeline, RecordsPath, RestAuth, SourceSpec, WindowParams};
 use crate::storage::Lake;
 use crate::window::{Granularity, Tz, Window};
 
@@ -34,6 +36,22 @@ pub struct Endpoint {
     /// Where the record array sits in a response wrapping it (`data.items`: fields and indexes
     /// from the top); `None`: the response is the array, streamed.
     pub records: Option<RecordsPath>,
+    /// OAuth 2.0 bearer token on every request.
+    pub auth: Option<RestAuth>,
+    /// Pages read one after another into the same extraction.
+    pub paging: Option<PageWalk>,
+}
+
+/// How to find the pages of a paged source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageWalk {
+    /// The next page's URL at this path of each response.
+    NextUrl(RecordsPath),
+    Offset {
+        limit: u32,
+        offset_param: String,
+        limit_param: String,
+    },
 }
 
 /// The largest wrapped response read (it is parsed whole, unlike a bare array, which streams):
@@ -50,9 +68,31 @@ impl Endpoint {
                 path,
                 window,
                 records,
+                auth,
+                paging,
                 ..
             } = source.get_ref()
             {
+                let paging = match paging {
+                    None => None,
+                    Some(Paging::NextUrl { next }) => {
+                        Some(PageWalk::NextUrl(RecordsPath::parse(next).map_err(|m| {
+                            Error::Configuration(format!(
+                                "pipeline {}: source {name}: paging next: {m}",
+                                pipeline.spec.name
+                            ))
+                        })?))
+                    }
+                    Some(Paging::Offset {
+                        limit,
+                        offset_param,
+                        limit_param,
+                    }) => Some(PageWalk::Offset {
+                        limit: *limit,
+                        offset_param: offset_param.clone(),
+                        limit_param: limit_param.clone(),
+                    }),
+                };
                 let records = records
                     .as_deref()
                     .map(RecordsPath::parse)
@@ -69,6 +109,8 @@ impl Endpoint {
                     path: path.clone(),
                     window: window.clone(),
                     records,
+                    auth: *auth,
+                    paging,
                 });
             }
         }
@@ -82,6 +124,23 @@ impl Endpoint {
     /// The landing-zone source folder, e.g. `api/users`.
     pub fn source(&self) -> &str {
         &self.landing
+    }
+}
+
+/// Sets (or replaces) query parameters of `url`, keeping the others in order.
+fn set_query(url: &mut url::Url, params: &[(&String, &str)]) {
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !params.iter().any(|(p, _)| p.as_str() == k))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut q = url.query_pairs_mut();
+    q.clear();
+    for (k, v) in &kept {
+        q.append_pair(k, v);
+    }
+    for (k, v) in params {
+        q.append_pair(k, v);
     }
 }
 
@@ -198,9 +257,9 @@ pub fn plan(
 }
 
 /// Maps a transport failure; all of them may succeed on a later try.
-fn transport_err(url: &str, e: reqwest::Error) -> Error {
+fn transport_err(request: &str, e: reqwest::Error) -> Error {
     use std::error::Error as _;
-    let mut msg = format!("GET {url}: {e}");
+    let mut msg = format!("{request}: {e}");
     let mut src = e.source();
     while let Some(s) = src {
         msg.push_str(": ");
@@ -214,7 +273,49 @@ pub struct ApiExtractor {
     http: reqwest::Client,
     cfg: ApiExtractConfig,
     lake: Lake,
+    /// For an OAuth client secret kept in Secrets Manager.
+    secrets: Option<aws_sdk_secretsmanager::Client>,
+    /// The bearer token of the OAuth sources, until it expires or is refused.
+    token: tokio::sync::Mutex<Option<CachedToken>>,
 }
+
+struct CachedToken {
+    value: String,
+    /// Refreshed from this instant on: a little before the server's expiry.
+    refresh_at: std::time::Instant,
+}
+
+/// A request that failed, with what the server said of the next one.
+struct Failure {
+    error: Error,
+    /// The `Retry-After` of a 429 or 503.
+    retry_after: Option<Duration>,
+    /// HTTP 401: the bearer token was refused.
+    unauthorized: bool,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            error,
+            retry_after: None,
+            unauthorized: false,
+        }
+    }
+}
+
+/// The delay of a `Retry-After` header: seconds, or an HTTP date.
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let raw = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = DateTime::parse_from_rfc2822(raw).ok()?.with_timezone(&Utc);
+    Some((at - Utc::now()).to_std().unwrap_or_default())
+}
+
+/// Pages of one extraction at most: a paging that never ends is refused rather than followed.
+pub const MAX_PAGES: usize = 100_000;
 
 impl ApiExtractor {
     pub fn new(cfg: ApiExtractConfig, lake: Lake) -> Result<Self> {
@@ -224,14 +325,26 @@ impl ApiExtractor {
             .user_agent(concat!("deftunes-api-extract/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Configuration(format!("cannot build the HTTP client: {e}")))?;
-        Ok(ApiExtractor { http, cfg, lake })
+        Ok(ApiExtractor {
+            http,
+            cfg,
+            lake,
+            secrets: None,
+            token: tokio::sync::Mutex::new(None),
+        })
     }
 
     /// Builds everything from the environment (the Lambda's cold start).
     pub async fn from_env() -> Result<Self> {
         let cfg = ApiExtractConfig::from_env(&crate::config::ProcessEnv)?;
         let lake = Lake::from_uri(&cfg.landing.lake_uri, cfg.landing.s3_force_path_style).await?;
-        Self::new(cfg, lake)
+        let secrets = match &cfg.oauth {
+            Some(o) => super::songs::secrets_client(&o.client_secret).await,
+            None => None,
+        };
+        let mut ex = Self::new(cfg, lake)?;
+        ex.secrets = secrets;
+        Ok(ex)
     }
 
     pub fn lake(&self) -> &Lake {
@@ -285,71 +398,190 @@ impl ApiExtractor {
         Ok(url)
     }
 
-    /// One attempt: sends the request and streams the whole body into fresh parts. A 4xx other
-    /// than 408/429 is final; so is a body that is not a JSON array (or, with `records`, an
-    /// object holding one there).
-    async fn download(
+    /// A bearer token for the OAuth sources: the cached one, or a new one from the token
+    /// endpoint (client credentials in HTTP Basic, as RFC 6749 prefers).
+    async fn bearer(&self) -> std::result::Result<String, Failure> {
+        let mut cached = self.token.lock().await;
+        if let Some(t) = cached.as_ref().filter(|t| std::time::Instant::now() < t.refresh_at) {
+            return Ok(t.value.clone());
+        }
+        let oauth = self.cfg.oauth.as_ref().ok_or_else(|| {
+            Error::Configuration("a source needs OAuth 2.0 but no OAUTH_* settings were read".into())
+        })?;
+        let secret = super::songs::resolve_password(&oauth.client_secret, self.secrets.as_ref())
+            .await?
+            .unwrap_or_default();
+        let url = &oauth.token_url;
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(scope) = &oauth.scope {
+            form.push(("scope", scope));
+        }
+        let sent = self
+            .http
+            .post(url.clone())
+            .basic_auth(&oauth.client_id, Some(&secret))
+            .form(&form)
+            .send();
+        let resp = match tokio::time::timeout(self.cfg.timeout, sent).await {
+            Err(_) => {
+                return Err(Error::SourceUnavailable(format!(
+                    "POST {url}: no response within {:?}",
+                    self.cfg.timeout
+                ))
+                .into())
+            }
+            Ok(r) => r.map_err(|e| transport_err(&format!("POST {url}"), e))?,
+        };
+        let status = resp.status();
+        let wait = retry_after(&resp);
+        let body = resp.text().await.unwrap_or_default();
+        let excerpt: String = body.chars().take(300).collect();
+        if !status.is_success() {
+            let msg = format!("POST {url} (token for client {}): HTTP {status}: {excerpt}", oauth.client_id);
+            return Err(if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
+                Failure {
+                    error: Error::SourceUnavailable(msg),
+                    retry_after: wait,
+                    unauthorized: false,
+                }
+            } else {
+                // Wrong client id or secret, or a grant the server does not allow.
+                Error::Configuration(format!(
+                    "{msg} (check OAUTH_CLIENT_ID and the client secret)"
+                ))
+                .into()
+            });
+        }
+        #[derive(Deserialize)]
+        struct TokenResponse {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let t: TokenResponse = serde_json::from_str(&body).map_err(|e| {
+            Error::InvalidSourcePayload(format!("POST {url}: not a token response ({e}): {excerpt}"))
+        })?;
+        let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600));
+        // Refresh a little early (a tenth of the lifetime, at most a minute): a token never
+        // expires between the check and the request.
+        let margin = (lifetime / 10).min(Duration::from_secs(60));
+        tracing::info!(token_url = %url, ?lifetime, "new OAuth token");
+        *cached = Some(CachedToken {
+            value: t.access_token.clone(),
+            refresh_at: std::time::Instant::now() + lifetime - margin,
+        });
+        Ok(t.access_token)
+    }
+
+    async fn forget_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// Sends a GET with the source's authentication; a status other than 2xx is a [`Failure`]:
+    /// 408, 429 and 5xx retryable (with their `Retry-After`), other 4xx final, 401 marked so a
+    /// new token is tried once.
+    async fn send(
         &self,
         url: &url::Url,
-        records: Option<&RecordsPath>,
-    ) -> Result<Vec<SpooledPart>> {
-        let sent = tokio::time::timeout(self.cfg.timeout, self.http.get(url.clone()).send()).await;
-        let resp = match sent {
+        auth: bool,
+    ) -> std::result::Result<reqwest::Response, Failure> {
+        let mut req = self.http.get(url.clone());
+        if auth {
+            req = req.bearer_auth(self.bearer().await?);
+        }
+        let resp = match tokio::time::timeout(self.cfg.timeout, req.send()).await {
             Err(_) => {
                 return Err(Error::SourceUnavailable(format!(
                     "GET {url}: no response within {:?}",
                     self.cfg.timeout
-                )))
+                ))
+                .into())
             }
-            Ok(r) => r.map_err(|e| transport_err(url.as_str(), e))?,
+            Ok(r) => r.map_err(|e| transport_err(&format!("GET {url}"), e))?,
         };
         let status = resp.status();
-        if !status.is_success() {
-            let body: String = resp
-                .text()
-                .await
-                .unwrap_or_default()
-                .chars()
-                .take(300)
-                .collect();
-            let msg = format!("GET {url}: HTTP {status}: {body}");
-            return if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
-                Err(Error::SourceUnavailable(msg))
-            } else {
-                Err(Error::SourceRejected(msg))
-            };
+        if status.is_success() {
+            return Ok(resp);
         }
+        let wait = retry_after(&resp);
+        let body: String = resp
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        let msg = format!("GET {url}: HTTP {status}: {body}");
+        let retryable = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
+        Err(Failure {
+            error: if retryable {
+                Error::SourceUnavailable(msg)
+            } else {
+                Error::SourceRejected(msg)
+            },
+            retry_after: wait,
+            unauthorized: status.as_u16() == 401,
+        })
+    }
+
+    /// Runs `attempt` until it succeeds, retrying timeouts (also in the middle of a body),
+    /// connection failures, 408, 429 and 5xx with exponential backoff and jitter, never
+    /// sooner than the server's `Retry-After`; a refused token (401) is replaced once.
+    async fn with_retries<T, F, Fut>(&self, auth: bool, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, Failure>>,
+    {
+        use backon::BackoffBuilder;
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(self.cfg.retry_base_delay)
+            .with_max_delay(self.cfg.retry_base_delay.saturating_mul(32))
+            .with_max_times(self.cfg.max_attempts.saturating_sub(1) as usize)
+            .with_jitter()
+            .build();
+        let mut refreshed = false;
+        loop {
+            let failure = match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(f) => f,
+            };
+            if failure.unauthorized && auth && !refreshed {
+                refreshed = true;
+                tracing::info!(error = %failure.error, "token refused, fetching a new one");
+                self.forget_token().await;
+                continue;
+            }
+            if !failure.error.is_retryable() {
+                return Err(failure.error);
+            }
+            let Some(mut wait) = delays.next() else {
+                return Err(failure.error);
+            };
+            if let Some(asked) = failure.retry_after {
+                if asked > self.cfg.retry_after_max {
+                    return Err(Error::SourceUnavailable(format!(
+                        "{}: the server asks to wait {asked:?} (Retry-After), more than API_RETRY_AFTER_MAX_SECS ({:?})",
+                        failure.error, self.cfg.retry_after_max
+                    )));
+                }
+                wait = wait.max(asked);
+            }
+            tracing::warn!(error = %failure.error, ?wait, "request failed, retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One attempt at a bare-array response: streams the whole body into fresh parts (each
+    /// attempt starts from an empty spool, so a retry never mixes two responses).
+    async fn download_array(
+        &self,
+        url: &url::Url,
+        auth: bool,
+    ) -> std::result::Result<Vec<SpooledPart>, Failure> {
+        let resp = self.send(url, auth).await?;
         let mut spooler =
             PartSpooler::new(&self.cfg.landing.spool_dir, self.cfg.landing.part_max_bytes);
         let mut body = resp.bytes_stream();
-        if let Some(path) = records {
-            let what = format!("GET {url}");
-            let mut whole = Vec::new();
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| {
-                    Error::SourceUnavailable(format!(
-                        "{what}: response body interrupted after {} bytes: {e}",
-                        whole.len()
-                    ))
-                })?;
-                if whole.len() + chunk.len() > MAX_WRAPPED_RESPONSE_BYTES {
-                    return Err(Error::InvalidSourcePayload(format!(
-                        "{what}: a response wrapping its records (records = {:?}) is read whole, and this one is larger than {MAX_WRAPPED_RESPONSE_BYTES} bytes",
-                        path.text
-                    )));
-                }
-                whole.extend_from_slice(&chunk);
-            }
-            let doc: Value = serde_json::from_slice(&whole)
-                .map_err(|e| Error::InvalidSourcePayload(format!("{what}: not JSON: {e}")))?;
-            for record in path.records(&doc, &what)? {
-                let line = serde_json::to_vec(record).map_err(|e| {
-                    Error::InvalidSourcePayload(format!("{what}: cannot re-encode a record: {e}"))
-                })?;
-                spooler.write_line(&line)?;
-            }
-            return spooler.finish();
-        }
         let mut splitter = ArraySplitter::new(format!("GET {url}"));
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
@@ -361,27 +593,146 @@ impl ApiExtractor {
             splitter.feed(&chunk, &mut |rec| spooler.write_line(rec))?;
         }
         splitter.finish()?;
+        Ok(spooler.finish()?)
+    }
+
+    /// One attempt at a wrapped response (a page): read whole, up to
+    /// [`MAX_WRAPPED_RESPONSE_BYTES`], and parsed.
+    async fn get_document(
+        &self,
+        url: &url::Url,
+        auth: bool,
+        records: &RecordsPath,
+    ) -> std::result::Result<Value, Failure> {
+        let resp = self.send(url, auth).await?;
+        let what = format!("GET {url}");
+        let mut body = resp.bytes_stream();
+        let mut whole = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                Error::SourceUnavailable(format!(
+                    "{what}: response body interrupted after {} bytes: {e}",
+                    whole.len()
+                ))
+            })?;
+            if whole.len() + chunk.len() > MAX_WRAPPED_RESPONSE_BYTES {
+                return Err(Error::InvalidSourcePayload(format!(
+                    "{what}: a response wrapping its records (records = {:?}) is read whole, and this one is larger than {MAX_WRAPPED_RESPONSE_BYTES} bytes",
+                    records.text
+                ))
+                .into());
+            }
+            whole.extend_from_slice(&chunk);
+        }
+        Ok(serde_json::from_slice(&whole)
+            .map_err(|e| Error::InvalidSourcePayload(format!("{what}: not JSON: {e}")))?)
+    }
+
+    /// Reads every page of a wrapped (and possibly paged) source in order into one spool. A page
+    /// lands its records only once read whole, so a page retried is never counted twice; a
+    /// page URL seen twice (a paging loop) is refused.
+    async fn fetch_pages(
+        &self,
+        first: url::Url,
+        endpoint: &Endpoint,
+        records: &RecordsPath,
+    ) -> Result<Vec<SpooledPart>> {
+        let auth = endpoint.auth.is_some();
+        let mut spooler =
+            PartSpooler::new(&self.cfg.landing.spool_dir, self.cfg.landing.part_max_bytes);
+        let mut url = first;
+        let mut offset: u64 = 0;
+        if let Some(PageWalk::Offset {
+            limit,
+            offset_param,
+            limit_param,
+        }) = &endpoint.paging
+        {
+            set_query(&mut url, &[(offset_param, "0"), (limit_param, &limit.to_string())]);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for page in 1.. {
+            if page > MAX_PAGES {
+                return Err(Error::InvalidSourcePayload(format!(
+                    "source {}: more than {MAX_PAGES} pages",
+                    endpoint.name
+                )));
+            }
+            if !seen.insert(url.to_string()) {
+                return Err(Error::InvalidSourcePayload(format!(
+                    "source {}: page {url} comes a second time: the paging loops",
+                    endpoint.name
+                )));
+            }
+            let doc = self
+                .with_retries(auth, || self.get_document(&url, auth, records))
+                .await?;
+            let what = format!("GET {url}");
+            let items = records.records(&doc, &what)?;
+            for record in items {
+                let line = serde_json::to_vec(record).map_err(|e| {
+                    Error::InvalidSourcePayload(format!("{what}: cannot re-encode a record: {e}"))
+                })?;
+                spooler.write_line(&line)?;
+            }
+            url = match &endpoint.paging {
+                None => break,
+                Some(PageWalk::NextUrl(path)) => match path.value_at(&doc) {
+                    None | Some(Value::Null) => break,
+                    Some(Value::String(s)) if s.is_empty() => break,
+                    Some(Value::String(s)) => self.next_page(&url, s, &what)?,
+                    Some(other) => {
+                        return Err(Error::InvalidSourcePayload(format!(
+                            "{what}: the next page ({}) is {other}, not a URL",
+                            path.text
+                        )))
+                    }
+                },
+                Some(PageWalk::Offset {
+                    limit,
+                    offset_param,
+                    ..
+                }) => {
+                    if items.len() < *limit as usize {
+                        break;
+                    }
+                    offset += items.len() as u64;
+                    let mut next = url.clone();
+                    set_query(&mut next, &[(offset_param, &offset.to_string())]);
+                    next
+                }
+            };
+            tracing::debug!(source = %endpoint.name, page, "next page");
+        }
         spooler.finish()
     }
 
-    /// [`Self::download`], retrying timeouts (also in the middle of the body), connection
-    /// failures, 408, 429 and 5xx with exponential backoff and jitter. Each attempt starts
-    /// from an empty spool, so a retry never mixes two responses.
-    async fn fetch(
-        &self,
-        url: &url::Url,
-        records: Option<&RecordsPath>,
-    ) -> Result<Vec<SpooledPart>> {
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(self.cfg.retry_base_delay)
-            .with_max_delay(self.cfg.retry_base_delay.saturating_mul(32))
-            .with_max_times(self.cfg.max_attempts.saturating_sub(1) as usize)
-            .with_jitter();
-        (|| self.download(url, records))
-            .retry(backoff)
-            .when(Error::is_retryable)
-            .notify(|e, wait| tracing::warn!(error = %e, ?wait, "request failed, retrying"))
-            .await
+    /// The next page's URL, resolved against the current one; it must stay on the API's own
+    /// scheme, host and port, since the bearer token goes with it.
+    fn next_page(&self, current: &url::Url, next: &str, what: &str) -> Result<url::Url> {
+        let url = current.join(next).map_err(|e| {
+            Error::InvalidSourcePayload(format!("{what}: next page {next:?} is not a URL: {e}"))
+        })?;
+        let base = &self.cfg.api_base_url;
+        if url.origin() != base.origin() {
+            return Err(Error::InvalidSourcePayload(format!(
+                "{what}: next page {url} leaves the API ({}): refused, the token would go with it",
+                base.origin().ascii_serialization()
+            )));
+        }
+        Ok(url)
+    }
+
+    /// Reads the whole answer of `endpoint` at `url`: one streamed array, or its pages.
+    async fn fetch(&self, url: &url::Url, endpoint: &Endpoint) -> Result<Vec<SpooledPart>> {
+        match &endpoint.records {
+            Some(records) => self.fetch_pages(url.clone(), endpoint, records).await,
+            None => {
+                let auth = endpoint.auth.is_some();
+                self.with_retries(auth, || self.download_array(url, auth))
+                    .await
+            }
+        }
     }
 
     /// Extracts one (endpoint, window) into the landing zone.
@@ -389,7 +740,7 @@ impl ApiExtractor {
         let started = std::time::Instant::now();
         let url = self.url(job)?;
         tracing::info!(endpoint = %job.endpoint, window = %job.window, ingest_date = %job.ingest_date, url = %url, "extracting");
-        let parts = self.fetch(&url, job.endpoint.records.as_ref()).await?;
+        let parts = self.fetch(&url, &job.endpoint).await?;
         let (objects, removed) = publish_parts(&self.lake, &job.stem(), parts).await?;
         let s = summary(
             job.endpoint.source(),
