@@ -313,6 +313,10 @@ pub struct ColumnSpec {
     /// Inclusive bounds of a number; a value outside quarantines the record.
     #[serde(default)]
     pub range: Option<[f64; 2]>,
+    /// An array on the path may be shorter than its index: the value is then null (the first
+    /// genre of an artist without genres). Without it a short array quarantines the record.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]

@@ -75,14 +75,14 @@ impl Endpoint {
             {
                 let paging = match paging {
                     None => None,
-                    Some(Paging::NextUrl { next }) => {
-                        Some(PageWalk::NextUrl(RecordsPath::parse(next).map_err(|m| {
+                    Some(Paging::NextUrl { next }) => Some(PageWalk::NextUrl(
+                        RecordsPath::parse(next).map_err(|m| {
                             Error::Configuration(format!(
                                 "pipeline {}: source {name}: paging next: {m}",
                                 pipeline.spec.name
                             ))
-                        })?))
-                    }
+                        })?,
+                    )),
                     Some(Paging::Offset {
                         limit,
                         offset_param,
@@ -306,7 +306,12 @@ impl From<Error> for Failure {
 
 /// The delay of a `Retry-After` header: seconds, or an HTTP date.
 fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    let raw = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let raw = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = raw.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -402,11 +407,16 @@ impl ApiExtractor {
     /// endpoint (client credentials in HTTP Basic, as RFC 6749 prefers).
     async fn bearer(&self) -> std::result::Result<String, Failure> {
         let mut cached = self.token.lock().await;
-        if let Some(t) = cached.as_ref().filter(|t| std::time::Instant::now() < t.refresh_at) {
+        if let Some(t) = cached
+            .as_ref()
+            .filter(|t| std::time::Instant::now() < t.refresh_at)
+        {
             return Ok(t.value.clone());
         }
         let oauth = self.cfg.oauth.as_ref().ok_or_else(|| {
-            Error::Configuration("a source needs OAuth 2.0 but no OAUTH_* settings were read".into())
+            Error::Configuration(
+                "a source needs OAuth 2.0 but no OAUTH_* settings were read".into(),
+            )
         })?;
         let secret = super::songs::resolve_password(&oauth.client_secret, self.secrets.as_ref())
             .await?
@@ -437,20 +447,25 @@ impl ApiExtractor {
         let body = resp.text().await.unwrap_or_default();
         let excerpt: String = body.chars().take(300).collect();
         if !status.is_success() {
-            let msg = format!("POST {url} (token for client {}): HTTP {status}: {excerpt}", oauth.client_id);
-            return Err(if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
-                Failure {
-                    error: Error::SourceUnavailable(msg),
-                    retry_after: wait,
-                    unauthorized: false,
-                }
-            } else {
-                // Wrong client id or secret, or a grant the server does not allow.
-                Error::Configuration(format!(
-                    "{msg} (check OAUTH_CLIENT_ID and the client secret)"
-                ))
-                .into()
-            });
+            let msg = format!(
+                "POST {url} (token for client {}): HTTP {status}: {excerpt}",
+                oauth.client_id
+            );
+            return Err(
+                if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
+                    Failure {
+                        error: Error::SourceUnavailable(msg),
+                        retry_after: wait,
+                        unauthorized: false,
+                    }
+                } else {
+                    // Wrong client id or secret, or a grant the server does not allow.
+                    Error::Configuration(format!(
+                        "{msg} (check OAUTH_CLIENT_ID and the client secret)"
+                    ))
+                    .into()
+                },
+            );
         }
         #[derive(Deserialize)]
         struct TokenResponse {
@@ -459,7 +474,9 @@ impl ApiExtractor {
             expires_in: Option<u64>,
         }
         let t: TokenResponse = serde_json::from_str(&body).map_err(|e| {
-            Error::InvalidSourcePayload(format!("POST {url}: not a token response ({e}): {excerpt}"))
+            Error::InvalidSourcePayload(format!(
+                "POST {url}: not a token response ({e}): {excerpt}"
+            ))
         })?;
         let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600));
         // Refresh a little early (a tenth of the lifetime, at most a minute): a token never
@@ -648,7 +665,10 @@ impl ApiExtractor {
             limit_param,
         }) = &endpoint.paging
         {
-            set_query(&mut url, &[(offset_param, "0"), (limit_param, &limit.to_string())]);
+            set_query(
+                &mut url,
+                &[(offset_param, "0"), (limit_param, &limit.to_string())],
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for page in 1.. {

@@ -33,6 +33,8 @@ struct Column {
     range: Option<[f64; 2]>,
     /// Read from the explode array's item.
     item: bool,
+    /// A short array on the path gives null.
+    optional: bool,
 }
 
 /// A table's record shape, compiled from its spec.
@@ -114,6 +116,7 @@ impl RecordShape {
                 format: c.format,
                 range: c.range,
                 item,
+                optional: c.optional,
             });
         }
         Ok(RecordShape {
@@ -150,7 +153,7 @@ impl RecordShape {
             return Ok(());
         };
         let name = &self.explode_label;
-        let items = match walk(obj, explode)? {
+        let items = match walk(obj, explode, false)? {
             Some(Json::Array(items)) => items,
             None | Some(Json::Null) => return Err(format!("{name} is missing")),
             Some(other) => return Err(format!("{name}: expected an array, found {}", kind(other))),
@@ -199,7 +202,11 @@ fn labelled(path: &str, column: &str) -> String {
 
 /// The value at `path`, `None` when a field on the way is missing or null. A wrong shape on the
 /// way is an error naming the value that had it (`a.b: expected an object, found a string`).
-fn walk<'j, 'a>(obj: &'j JsonMap<'a>, path: &[Step]) -> Result<Option<&'j Json<'a>>, String> {
+fn walk<'j, 'a>(
+    obj: &'j JsonMap<'a>,
+    path: &[Step],
+    optional: bool,
+) -> Result<Option<&'j Json<'a>>, String> {
     let mut cur: Option<&Json<'a>> = None;
     for (n, step) in path.iter().enumerate() {
         let wrong = |what: String| Err(format!("{}: {what}", render(&path[..n])));
@@ -208,6 +215,7 @@ fn walk<'j, 'a>(obj: &'j JsonMap<'a>, path: &[Step]) -> Result<Option<&'j Json<'
             (Step::Field(f), Some(Json::Object(m))) => m.get(f),
             (Step::Index(i), Some(Json::Array(a))) => match a.get(*i) {
                 Some(v) => Some(v),
+                None if optional => return Ok(None),
                 None => {
                     return wrong(format!(
                         "expected at least {} items, found {}",
@@ -256,7 +264,7 @@ impl Column {
 
     fn read<'a>(&self, obj: &'a JsonMap<'_>, path: &[Step]) -> Result<Cell<'a>, String> {
         let name = &self.label;
-        let value = walk(obj, path)?;
+        let value = walk(obj, path, self.optional)?;
         let found = |v: &Json<'_>| kind(v);
         let cell = match (self.ty, value) {
             (_, None | Some(Json::Null)) => Cell::Null,
