@@ -545,6 +545,103 @@ pub(crate) fn write_dashboard(
     Ok(())
 }
 
+/// `dbt build` of `project` on `warehouse`, then the rows of every table of `schemas` and the
+/// value of each named query (`name=SQL`, a number) from `row_counts.py`.
+pub(crate) fn serve_and_count(
+    project: &Path,
+    catalog_db: &Path,
+    warehouse: &Path,
+    schemas: &[&str],
+    queries: &[(&str, &str)],
+) -> Result<(BTreeMap<String, u64>, serde_json::Value)> {
+    dbt_build_locally(project, catalog_db, warehouse)?;
+    let mut args: Vec<std::ffi::OsString> = vec![warehouse.as_os_str().to_owned()];
+    for s in schemas {
+        args.push("--schema".into());
+        args.push((*s).into());
+    }
+    for (name, sql) in queries {
+        args.push("--query".into());
+        args.push(format!("{name}={sql}").into());
+    }
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let out = python_script("local/python/row_counts.py", &refs)?;
+    let counts: serde_json::Value = serde_json::from_str(out.trim())
+        .with_context(|| format!("row_counts.py printed {out:?}"))?;
+    let rows: BTreeMap<String, u64> = serde_json::from_value(counts["row_counts"].clone())?;
+    for (table, n) in &rows {
+        println!("      {table:<40} {n:>9}");
+    }
+    Ok((rows, counts["queries"].clone()))
+}
+
+/// The end of a pipeline's local run: prints and records `checks` (name, expected, found),
+/// writes the run summary and the row-count report, draws the dashboard with `dashboard` (a
+/// script of local/python, when served) and fails on any mismatch or quality failure.
+pub(crate) fn finish_run(
+    dir: &Path,
+    mut report: RunReport,
+    checks: Vec<(String, u64, u64)>,
+    mut mismatches: Vec<String>,
+    quality_failed: &[String],
+    dashboard: Option<(&str, &Path)>,
+    started: Instant,
+) -> Result<RunReport> {
+    if !checks.is_empty() {
+        println!("      checks against the source");
+    }
+    for (name, expected, found) in checks {
+        let passed = expected == found;
+        println!(
+            "      {name:<44} expected {expected:>9}, found {found:>9}  {}",
+            if passed { "ok" } else { "MISMATCH" }
+        );
+        if !passed {
+            mismatches.push(name.clone());
+        }
+        report.checks.insert(
+            name,
+            Check {
+                expected,
+                found,
+                passed,
+            },
+        );
+    }
+    report
+        .timings_ms
+        .insert("total".to_string(), started.elapsed().as_millis());
+    let report_path = dir.join("run-summary.json");
+    std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)?;
+    if !report.row_counts.is_empty() {
+        // The original ETL's report file: rows per table, one per line.
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+        let results = dir.join(format!("etl_{stamp}.results"));
+        let lines: String = report
+            .row_counts
+            .iter()
+            .map(|(t, n)| format!("{t}\t{n}\n"))
+            .collect();
+        std::fs::write(&results, lines)?;
+        println!("      row-count report: {}", results.display());
+    }
+    println!("      run summary: {}", report_path.display());
+    if let Some((script, warehouse)) = dashboard {
+        println!("      dashboard");
+        write_dashboard(script, warehouse, &report_path, dir)?;
+    }
+    if !mismatches.is_empty() {
+        bail!("the run's counts differ: {}", mismatches.join(", "));
+    }
+    if !quality_failed.is_empty() {
+        bail!(
+            "data quality failed (DataQualityFailed), nothing served:\n  {}",
+            quality_failed.join("\n  ")
+        );
+    }
+    Ok(report)
+}
+
 /// A run directory in use: held for the whole run, released (and the lock file left, harmless)
 /// when dropped, also when the process dies.
 pub struct RunDir {

@@ -9,14 +9,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use chrono::{Days, NaiveDate};
 use mysql_async::prelude::Queryable;
 
 use crate::cli_run::{
-    check_pipeline, dbt_build_locally, local_transform_env, pipelines_dir, print_transform,
-    python_script, read_table_rows, run_dir, transform_keys, write_dashboard, Check, RunOptions,
-    RunReport, SourceTotals,
+    check_pipeline, finish_run, local_transform_env, pipelines_dir, print_transform,
+    read_table_rows, run_dir, serve_and_count, transform_keys, RunOptions, RunReport, SourceTotals,
 };
 use deftunes::config::SongsExtractConfig;
 use deftunes::extract::songs::SongsExtractor;
@@ -168,32 +167,22 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
             warehouse.display()
         );
         let t = Instant::now();
-        dbt_build_locally(&project, &catalog_db, &warehouse)?;
+        let (rows, queries) = serve_and_count(
+            &project,
+            &catalog_db,
+            &warehouse,
+            &["classicmodels", "classicmodels_serving"],
+            &[
+                ("revenue_cents", "SELECT CAST(round(sum(line_amount) * 100) AS BIGINT) FROM classicmodels_serving.fact_orders WHERE status <> 'Cancelled'"),
+                ("bi_revenue_cents", "SELECT CAST(round(sum(revenue) * 100) AS BIGINT) FROM classicmodels_bi.sales_by_product_line_monthly"),
+            ],
+        )?;
         report
             .timings_ms
             .insert("serving".to_string(), t.elapsed().as_millis());
-        let out = python_script(
-            "local/python/row_counts.py",
-            &[
-                warehouse.as_os_str(),
-                "--schema".as_ref(),
-                "classicmodels".as_ref(),
-                "--schema".as_ref(),
-                "classicmodels_serving".as_ref(),
-                "--query".as_ref(),
-                "revenue_cents=SELECT CAST(round(sum(line_amount) * 100) AS BIGINT) FROM classicmodels_serving.fact_orders WHERE status <> 'Cancelled'".as_ref(),
-                "--query".as_ref(),
-                "bi_revenue_cents=SELECT CAST(round(sum(revenue) * 100) AS BIGINT) FROM classicmodels_bi.sales_by_product_line_monthly".as_ref(),
-            ],
-        )?;
-        let counts: serde_json::Value = serde_json::from_str(out.trim())
-            .with_context(|| format!("row_counts.py printed {out:?}"))?;
-        report.row_counts = serde_json::from_value(counts["row_counts"].clone())?;
-        for (table, rows) in &report.row_counts {
-            println!("      {table:<40} {rows:>9}");
-        }
+        report.row_counts = rows;
         let found = |name: &str| report.row_counts.get(name).copied().unwrap_or(0);
-        let query = |name: &str| counts["queries"][name].as_u64().unwrap_or(0);
+        let query = |name: &str| queries[name].as_u64().unwrap_or(0);
         checks.push((
             "fact_orders = source order lines".into(),
             source_rows.get("orderdetails").copied().unwrap_or(0),
@@ -210,61 +199,19 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
             query("bi_revenue_cents"),
         ));
     }
-    println!("      checks against the source database");
-    for (name, expected, found) in checks {
-        let passed = expected == found;
-        println!(
-            "      {name:<44} expected {expected:>9}, found {found:>9}  {}",
-            if passed { "ok" } else { "MISMATCH" }
-        );
-        if !passed {
-            mismatches.push(name.clone());
-        }
-        report.checks.insert(
-            name,
-            Check {
-                expected,
-                found,
-                passed,
-            },
-        );
-    }
-    report
-        .timings_ms
-        .insert("total".to_string(), started.elapsed().as_millis());
-    let report_path = dir.join("run-summary.json");
-    std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)?;
-    if !report.row_counts.is_empty() {
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
-        let results = dir.join(format!("etl_{stamp}.results"));
-        let lines: String = report
-            .row_counts
-            .iter()
-            .map(|(t, n)| format!("{t}\t{n}\n"))
-            .collect();
-        std::fs::write(&results, lines)?;
-        println!("      row-count report: {}", results.display());
-    }
-    println!("      run summary: {}", report_path.display());
-    if serving {
-        println!("[6/6] dashboard");
-        write_dashboard(
+    println!("[6/6] report");
+    finish_run(
+        &dir,
+        report,
+        checks,
+        mismatches,
+        &quality_failed,
+        serving.then_some((
             "local/python/classicmodels_dashboard.py",
-            &warehouse,
-            &report_path,
-            &dir,
-        )?;
-    }
-    if !mismatches.is_empty() {
-        bail!("the run's counts differ: {}", mismatches.join(", "));
-    }
-    if !quality_failed.is_empty() {
-        bail!(
-            "data quality failed (DataQualityFailed), nothing served:\n  {}",
-            quality_failed.join("\n  ")
-        );
-    }
-    Ok(report)
+            warehouse.as_path(),
+        )),
+        started,
+    )
 }
 
 /// Every SQL source of the spec, as the scheduled songs-extract invocation reads them.

@@ -11,9 +11,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::cli_run::{
-    check_pipeline, dbt_build_locally, local_transform_env, pipelines_dir, print_transform,
-    python_script, read_table_rows, run_dir, transform_keys, write_dashboard, Check, RunOptions,
-    RunReport, SourceTotals,
+    check_pipeline, finish_run, local_transform_env, pipelines_dir, print_transform,
+    read_table_rows, run_dir, serve_and_count, transform_keys, RunOptions, RunReport, SourceTotals,
 };
 use deftunes::transform::{TransformConfig, Transformer};
 use deftunes_local::sparkify::{count_plays_in_files, SparkifyData, SparkifyScale};
@@ -38,7 +37,7 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
     let scale = demo_scale();
 
     println!(
-        "[1/5] landing Sparkify's raw data: {} songs, {} users, {} days of event logs (seed {seed})",
+        "[1/4] landing Sparkify's raw data: {} songs, {} users, {} days of event logs (seed {seed})",
         scale.songs, scale.users, scale.days
     );
     let t = Instant::now();
@@ -84,7 +83,7 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
     );
 
     println!(
-        "[2/5] transform: every landed object (namespace {})",
+        "[2/4] transform: every landed object (namespace {})",
         pipeline.spec.namespace
     );
     let t = Instant::now();
@@ -103,6 +102,7 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
     let quality_failed = print_transform(&transform, &mut mismatches);
 
     let mut report = RunReport::new(&lake_uri, &catalog_db, vec![], landing, transform, timings);
+    let mut checks = Vec::new();
     let warehouse = dir.join("warehouse").join("warehouse.duckdb");
     let serving = opts.serving && quality_failed.is_empty();
     if !quality_failed.is_empty() {
@@ -110,7 +110,7 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
     }
     if serving {
         println!(
-            "[3/5] serving: dbt build of {} on {}",
+            "[3/4] serving: dbt build of {} on {}",
             pipeline
                 .spec
                 .dbt
@@ -123,107 +123,52 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
             Some(d) => pipeline_dir.join(&d.project),
             None => bail!("pipeline sparkify declares no dbt project (or pass --no-serving)"),
         };
-        dbt_build_locally(&project, &catalog_db, &warehouse)?;
+        let (rows, queries) = serve_and_count(
+            &project,
+            &catalog_db,
+            &warehouse,
+            &["sparkify", "sparkify_serving"],
+            &[(
+                "matched_plays",
+                "SELECT count(*) FROM sparkify_serving.songplays WHERE song_id IS NOT NULL",
+            )],
+        )?;
         report
             .timings_ms
             .insert("serving".to_string(), t.elapsed().as_millis());
-
-        println!("[4/5] row counts and checks");
-        let out = python_script(
-            "local/python/row_counts.py",
-            &[
-                warehouse.as_os_str(),
-                "--schema".as_ref(),
-                "sparkify".as_ref(),
-                "--schema".as_ref(),
-                "sparkify_serving".as_ref(),
-                "--query".as_ref(),
-                "matched_plays=SELECT count(*) FROM sparkify_serving.songplays WHERE song_id IS NOT NULL".as_ref(),
-            ],
-        )?;
-        let counts: serde_json::Value = serde_json::from_str(out.trim())
-            .with_context(|| format!("row_counts.py printed {out:?}"))?;
-        report.row_counts = serde_json::from_value(counts["row_counts"].clone())?;
-        for (table, rows) in &report.row_counts {
-            println!("      {table:<32} {rows:>9}");
-        }
+        report.row_counts = rows;
         let found = |name: &str| report.row_counts.get(name).copied().unwrap_or(0);
-        let checks = [
+        checks = vec![
             (
-                "songplays = NextSong events generated",
+                "songplays = NextSong events generated".to_string(),
                 data.next_song_events(),
                 found("sparkify_serving.songplays"),
             ),
             (
-                "matched plays = count over the raw files",
+                "matched plays = count over the raw files".to_string(),
                 raw.matched,
-                counts["queries"]["matched_plays"].as_u64().unwrap_or(0),
+                queries["matched_plays"].as_u64().unwrap_or(0),
             ),
             (
-                "staging_events = events landed",
+                "staging_events = events landed".to_string(),
                 raw.events,
                 found("sparkify.staging_events"),
             ),
             (
-                "staging_songs = songs landed",
+                "staging_songs = songs landed".to_string(),
                 raw.songs,
                 found("sparkify.staging_songs"),
             ),
         ];
-        for (name, expected, found) in checks {
-            let passed = expected == found;
-            println!(
-                "      {name:<44} expected {expected:>7}, found {found:>7}  {}",
-                if passed { "ok" } else { "MISMATCH" }
-            );
-            if !passed {
-                mismatches.push(name.to_string());
-            }
-            report.checks.insert(
-                name.to_string(),
-                Check {
-                    expected,
-                    found,
-                    passed,
-                },
-            );
-        }
     }
-    report
-        .timings_ms
-        .insert("total".to_string(), started.elapsed().as_millis());
-    let report_path = dir.join("run-summary.json");
-    std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)?;
-    if !report.row_counts.is_empty() {
-        // The original ETL's report file: rows per table, one per line.
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
-        let results = dir.join(format!("etl_{stamp}.results"));
-        let lines: String = report
-            .row_counts
-            .iter()
-            .map(|(t, n)| format!("{t}\t{n}\n"))
-            .collect();
-        std::fs::write(&results, lines)?;
-        println!("      row-count report: {}", results.display());
-    }
-    println!("      run summary: {}", report_path.display());
-    if serving {
-        println!("[5/5] dashboard");
-        write_dashboard(
-            "local/python/sparkify_dashboard.py",
-            &warehouse,
-            &report_path,
-            &dir,
-        )?;
-    }
-    if !mismatches.is_empty() {
-        bail!("the run's counts differ: {}", mismatches.join(", "));
-    }
-    if !quality_failed.is_empty() {
-        bail!(
-            "data quality failed (DataQualityFailed), nothing served:\n  {}",
-            quality_failed.join("\n  ")
-        );
-    }
-    Ok(report)
+    println!("[4/4] report");
+    finish_run(
+        &dir,
+        report,
+        checks,
+        mismatches,
+        &quality_failed,
+        serving.then_some(("local/python/sparkify_dashboard.py", warehouse.as_path())),
+        started,
+    )
 }

@@ -13,6 +13,7 @@ mod cli_load;
 mod cli_run;
 mod cli_run_classicmodels;
 mod cli_run_sparkify;
+mod cli_run_spotify;
 mod cli_stack;
 
 use std::path::PathBuf;
@@ -85,8 +86,9 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
         /// The pipeline to run (a folder of pipelines/ with a local data generator): deftunes
-        /// (API and PostgreSQL sources), sparkify (files landed in S3) or classicmodels (a
-        /// MySQL shop database, on a throwaway local MariaDB).
+        /// (API and PostgreSQL sources), sparkify (files landed in S3), classicmodels (a MySQL
+        /// shop database, on a throwaway local MariaDB) or spotify (an OAuth 2.0, paged
+        /// catalogue API, on its emulator).
         #[arg(long, default_value = "deftunes")]
         pipeline: String,
         /// classicmodels only: the source's size as a multiple of the sample database's (1:
@@ -231,8 +233,11 @@ async fn main() -> std::process::ExitCode {
                 "classicmodels" => cli_run_classicmodels::run(data.seed, scale, &dir, &opts)
                     .await
                     .map(|_| ()),
+                "spotify" => cli_run_spotify::run(data.seed, &dir, &opts)
+                    .await
+                    .map(|_| ()),
                 other => Err(anyhow::anyhow!(
-                    "no local run for pipeline {other:?}: deftunes, sparkify and classicmodels have data generators"
+                    "no local run for pipeline {other:?}: deftunes, sparkify, classicmodels and spotify have data generators"
                 )),
             }
         }
