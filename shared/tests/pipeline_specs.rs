@@ -208,6 +208,24 @@ fn a_corpus_of_broken_specs_is_refused_naming_the_place() {
             Source("users"),
             "source users: bad path \"data..items\": an empty field name",
         ),
+        (
+            "path = \"/users\"\n",
+            "path = \"/users\"\npaging = { style = \"next_url\", next = \"next\" }\n",
+            Source("users"),
+            "source users: paging needs records",
+        ),
+        (
+            "path = \"/users\"\n",
+            "path = \"/users\"\nrecords = \"items\"\npaging = { style = \"offset\", limit = 0 }\n",
+            Source("users"),
+            "source users: paging limit must be at least 1",
+        ),
+        (
+            "path = \"/users\"\n",
+            "path = \"/users\"\nauth = \"basic\"\n",
+            Source("users"),
+            "unknown variant `basic`",
+        ),
     ];
     for (from, to, place, what) in corpus {
         let (e, text) = load_changed(from, to);

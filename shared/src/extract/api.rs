@@ -920,4 +920,49 @@ mod tests {
             assert!(e.to_string().contains(needle), "{payload}: {e}");
         }
     }
+
+    #[test]
+    fn query_parameters_are_set_in_place_and_pages_stay_on_the_api() {
+        let mut u = url::Url::parse("http://api.test/v1/artists?market=FR&offset=50").unwrap();
+        set_query(
+            &mut u,
+            &[(&"offset".to_string(), "100"), (&"limit".to_string(), "50")],
+        );
+        assert_eq!(
+            u.as_str(),
+            "http://api.test/v1/artists?market=FR&offset=100&limit=50"
+        );
+        let env: std::collections::HashMap<String, String> = [
+            ("LAKE_URI", "/tmp/lake"),
+            ("API_BASE_URL", "http://api.test/"),
+            (
+                "PIPELINE_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/deftunes"),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let ex = ApiExtractor::new(
+            ApiExtractConfig::from_env(&env).unwrap(),
+            Lake::local("/tmp/lake"),
+        )
+        .unwrap();
+        let here = url::Url::parse("http://api.test/v1/albums?offset=0").unwrap();
+        assert_eq!(
+            ex.next_page(&here, "/v1/albums?offset=20", "GET x")
+                .unwrap()
+                .as_str(),
+            "http://api.test/v1/albums?offset=20"
+        );
+        for foreign in [
+            "http://evil.test/v1/albums",
+            "https://api.test/v1/albums",
+            "http://api.test:81/x",
+        ] {
+            let e = ex.next_page(&here, foreign, "GET x").unwrap_err();
+            assert_eq!(e.error_type(), "InvalidSourcePayload", "{foreign}");
+            assert!(e.to_string().contains("leaves the API"), "{e}");
+        }
+    }
 }

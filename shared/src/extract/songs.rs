@@ -508,10 +508,15 @@ fn password_from_secret(raw: &str) -> std::result::Result<String, String> {
     if raw.trim_start().starts_with('{') {
         let v: Value = serde_json::from_str(raw)
             .map_err(|e| format!("SecretString is not valid JSON: {e}"))?;
-        v.get("password")
-            .and_then(Value::as_str)
+        // RDS-managed database secrets say `password`; OAuth client secrets `client_secret`.
+        ["password", "client_secret"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(Value::as_str))
             .map(str::to_string)
-            .ok_or_else(|| "SecretString JSON has no string field \"password\"".to_string())
+            .ok_or_else(|| {
+                "SecretString JSON has no string field \"password\" (or \"client_secret\")"
+                    .to_string()
+            })
     } else {
         Ok(raw.to_string())
     }
@@ -981,6 +986,10 @@ mod tests {
         assert_eq!(
             password_from_secret(r#"{"username":"u","password":"p w"}"#).unwrap(),
             "p w"
+        );
+        assert_eq!(
+            password_from_secret(r#"{"client_id":"c","client_secret":"s"}"#).unwrap(),
+            "s"
         );
         assert!(password_from_secret(r#"{"username":"u"}"#)
             .unwrap_err()
