@@ -53,7 +53,7 @@ mariadb: ## Install Debian's mariadb-server (the local MySQL of the classicmodel
 
 # The pipeline `make demo` runs: deftunes (API emulator, local Postgres) or sparkify (files landed in the lake).
 PIPELINE ?= deftunes
-demo: build python $(if $(filter classicmodels,$(PIPELINE)),mariadb) ## Run a pipeline locally end to end (PIPELINE=deftunes|sparkify|classicmodels)
+demo: build python $(if $(filter classicmodels,$(PIPELINE)),mariadb) ## Run a pipeline locally end to end (PIPELINE=deftunes|sparkify|classicmodels|spotify)
 	$(DEFTUNES) run --pipeline $(PIPELINE)
 
 test: build python moto mariadb test-rust test-serving test-terraform ## Run all tests (Rust, serving/dbt end to end, Terraform checks)
@@ -69,7 +69,9 @@ test-rust:
 # (counts checked against the generator and the raw files), its dashboard, its spec changed under the
 # loaded table (evolved in place, read by DuckDB and dbt), its dbt tests on hand-made edge cases, and its
 # Redshift compile. Then classicmodels: its run on a local MariaDB (tables, fact and revenue checked against
-# the source database), its dashboard, its dbt tests on hand-made edge cases, and its Redshift compile.
+# the source database), its dashboard, its dbt tests on hand-made edge cases, and its Redshift compile. Then
+# spotify: its run against the OAuth/paged API emulator (two runs across a catalogue change: versions,
+# additions and type-2 artists checked against what was served), dashboard, scratch dbt tests, Redshift compile.
 test-serving: chromium mariadb
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(DEFTUNES) run --dir "$$tmp/run"; \
@@ -88,7 +90,12 @@ test-serving: chromium mariadb
 	$(DEFTUNES_PYTHON) local/python/classicmodels_dashboard_check.py "$$tmp/classicmodels/dashboard.html" \
 	  --warehouse "$$tmp/classicmodels/warehouse/warehouse.duckdb" --summary "$$tmp/classicmodels/run-summary.json"; \
 	$(DEFTUNES_PYTHON) local/python/classicmodels_scratch_check.py --workdir "$$tmp/classicmodels-scratch"; \
-	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --project pipelines/classicmodels/dbt --workdir "$$tmp/classicmodels-rs"
+	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --project pipelines/classicmodels/dbt --workdir "$$tmp/classicmodels-rs"; \
+	$(DEFTUNES) run --pipeline spotify --dir "$$tmp/spotify"; \
+	$(DEFTUNES_PYTHON) local/python/spotify_dashboard_check.py "$$tmp/spotify/dashboard.html" \
+	  --warehouse "$$tmp/spotify/warehouse/warehouse.duckdb" --summary "$$tmp/spotify/run-summary.json"; \
+	$(DEFTUNES_PYTHON) local/python/spotify_scratch_check.py --workdir "$$tmp/spotify-scratch"; \
+	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --project pipelines/spotify/dbt --workdir "$$tmp/spotify-rs"
 
 test-terraform:
 	@if [ -x terraform/tests/run.sh ]; then bash terraform/tests/run.sh; else echo "terraform checks not present yet"; fi
