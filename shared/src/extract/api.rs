@@ -760,7 +760,9 @@ impl ApiExtractor {
         let started = std::time::Instant::now();
         let url = self.url(job)?;
         tracing::info!(endpoint = %job.endpoint, window = %job.window, ingest_date = %job.ingest_date, url = %url, "extracting");
-        let parts = self.fetch(&url, &job.endpoint).await?;
+        // Boxed: the paging, retry and token futures nest deep enough to overflow the
+        // compiler's layout recursion limit in the handler's own future.
+        let parts = Box::pin(self.fetch(&url, &job.endpoint)).await?;
         let (objects, removed) = publish_parts(&self.lake, &job.stem(), parts).await?;
         let s = summary(
             job.endpoint.source(),
