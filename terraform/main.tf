@@ -20,7 +20,8 @@ locals {
   )
 
   # The DeFtunes API, else the demo source's function URL, else null (then a pipeline with a
-  # REST source needs its own api_base_url: a precondition of modules/pipeline_settings).
+  # REST source needs its own api_base_url: a precondition of modules/pipeline_settings). Not the
+  # default of a pipeline with an OAuth REST source: it takes only its own.
   api_base_url = var.api_base_url != null ? var.api_base_url : one(aws_lambda_function_url.demo_source[*].function_url)
 
   # What each pipeline deploys: var.pipelines resolved against its deploy.json and the defaults.
@@ -65,6 +66,12 @@ module "pipeline_settings" {
     mysql_user               = var.mysql_user
     mysql_secret_arn         = var.mysql_secret_arn
     mysql_sslmode            = var.mysql_sslmode
+    oauth_token_url          = var.oauth_token_url
+    oauth_client_id          = var.oauth_client_id
+    oauth_client_secret_arn  = var.oauth_client_secret_arn
+    oauth_scope              = var.oauth_scope
+    oauth_secret_kms_key_arn = var.oauth_secret_kms_key_arn
+    api_retry_after_max_secs = var.api_retry_after_max_secs
     songs_table              = var.songs_table
     songs_subnet_ids         = var.songs_subnet_ids
     songs_security_group_ids = var.songs_security_group_ids

@@ -11,9 +11,12 @@ variable "pipelines" {
     pipeline.toml, gives the extracts, landing prefixes, tables, Glue namespace and dbt project).
     Each gets its own Glue database, functions (the same zips, PIPELINE=<key>), state machine,
     landing queue and dbt task; the lake, Redshift, ECR and ECS are shared. Every attribute is an
-    optional override of a top-level default: api_base_url, pg_*, mysql_* and songs_* (its sources:
-    pg_* for its PostgreSQL extracts, mysql_* for its MySQL ones, songs_* for the SQL extractor;
-    the top-level songs_table is the default of the pipeline keyed var.project only),
+    optional override of a top-level default: api_base_url, api_retry_after_max_secs, oauth_*,
+    pg_*, mysql_* and songs_* (its sources: api_base_url for its REST extracts, oauth_* for those
+    with "auth": "oauth2_client_credentials", pg_* for its PostgreSQL extracts, mysql_* for its
+    MySQL ones, songs_* for the SQL extractor; the top-level songs_table is the default of the
+    pipeline keyed var.project only, and a pipeline with an OAuth extract takes only its own
+    api_base_url: its bearer token goes there),
     schedule_enabled, schedule_expression and backfill_max_concurrency, glue_database_name (default: deploy.json's
     namespace), external_schema, serving_schema and bi_schema (default: the top-level variables
     for the pipeline keyed var.project, <key>_transform, <key>_serving and <key>_bi for the
@@ -35,6 +38,12 @@ variable "pipelines" {
     mysql_user               = optional(string)
     mysql_secret_arn         = optional(string)
     mysql_sslmode            = optional(string)
+    oauth_token_url          = optional(string)
+    oauth_client_id          = optional(string)
+    oauth_client_secret_arn  = optional(string)
+    oauth_scope              = optional(string)
+    oauth_secret_kms_key_arn = optional(string)
+    api_retry_after_max_secs = optional(number)
     songs_table              = optional(string)
     songs_subnet_ids         = optional(list(string))
     songs_security_group_ids = optional(list(string))
@@ -61,6 +70,21 @@ variable "pipelines" {
   validation {
     condition     = alltrue([for p in values(var.pipelines) : contains(["disable", "require", "verify-full"], coalesce(p.mysql_sslmode, "require"))])
     error_message = "A pipeline's mysql_sslmode must be disable, require or verify-full."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pipelines) : p.oauth_token_url == null || startswith(coalesce(p.oauth_token_url, "-"), "https://")])
+    error_message = "A pipeline's oauth_token_url must be an https:// URL (the client secret is sent to it)."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pipelines) : p.oauth_client_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", coalesce(p.oauth_client_secret_arn, "-")))])
+    error_message = "A pipeline's oauth_client_secret_arn must be the ARN of a Secrets Manager secret (arn:aws:secretsmanager:<region>:<account>:secret:<name>)."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pipelines) : p.api_retry_after_max_secs == null || (coalesce(p.api_retry_after_max_secs, 0) >= 0 && coalesce(p.api_retry_after_max_secs, 0) <= 900 && floor(coalesce(p.api_retry_after_max_secs, 0)) == coalesce(p.api_retry_after_max_secs, 0))])
+    error_message = "A pipeline's api_retry_after_max_secs must be an integer from 0 to 900 (seconds; api-extract refuses more)."
   }
 
   validation {
@@ -132,7 +156,7 @@ variable "lake_force_destroy" {
 
 # ---------------------------------------------------------------- sources
 variable "api_base_url" {
-  description = "Base URL of the DeFtunes purchases API (GET users, sessions relative to it: end a URL that has a path with \"/\"), the default of every pipeline's api_base_url. null uses the demo source's function URL (deploy_demo_source). A pipeline with a REST source needs one of them (a plan-time check)."
+  description = "Base URL of the DeFtunes purchases API (GET users, sessions relative to it: end a URL that has a path with \"/\"), the default of every pipeline's api_base_url but those with an OAuth REST source (they take only their own: their bearer token goes to it). null uses the demo source's function URL (deploy_demo_source). A pipeline with a REST source needs one of them (a plan-time check)."
   type        = string
   default     = null
 }
@@ -258,6 +282,57 @@ variable "mysql_sslmode" {
   validation {
     condition     = contains(["disable", "require", "verify-full"], var.mysql_sslmode)
     error_message = "mysql_sslmode must be disable, require or verify-full."
+  }
+}
+
+variable "oauth_token_url" {
+  description = "Token endpoint (OAUTH_TOKEN_URL, https://) of the OAuth 2.0 client credentials grant of the pipelines whose REST extracts have \"auth\": \"oauth2_client_credentials\" in deploy.json (e.g. spotify): the default of every pipeline's oauth_token_url. Needed (here or per pipeline) by those pipelines."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.oauth_token_url == null || startswith(coalesce(var.oauth_token_url, "-"), "https://")
+    error_message = "oauth_token_url must be an https:// URL (the client secret is sent to it)."
+  }
+}
+
+variable "oauth_client_id" {
+  description = "OAuth 2.0 client id (OAUTH_CLIENT_ID) of the pipelines with an OAuth REST source: the default of every pipeline's oauth_client_id. Needed (here or per pipeline) by those pipelines."
+  type        = string
+  default     = null
+}
+
+variable "oauth_client_secret_arn" {
+  description = "Secrets Manager secret with the OAuth 2.0 client secret (OAUTH_CLIENT_SECRET_ARN; a plain string, or JSON with \"password\": see functions/api-extract/README.md): the default of every pipeline's oauth_client_secret_arn. Needed (here or per pipeline) by the pipelines with an OAuth REST source; their api-extract may read it, no other role."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.oauth_client_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", coalesce(var.oauth_client_secret_arn, "-")))
+    error_message = "oauth_client_secret_arn must be the ARN of a Secrets Manager secret (arn:aws:secretsmanager:<region>:<account>:secret:<name>)."
+  }
+}
+
+variable "oauth_scope" {
+  description = "Scope requested with the OAuth 2.0 token (OAUTH_SCOPE), the default of every pipeline's oauth_scope. null: none is sent."
+  type        = string
+  default     = null
+}
+
+variable "oauth_secret_kms_key_arn" {
+  description = "Customer managed KMS key encrypting the OAuth client secrets, if any: the default of every pipeline's oauth_secret_kms_key_arn (grants kms:Decrypt to the api-extract of the pipelines with an OAuth REST source)."
+  type        = string
+  default     = null
+}
+
+variable "api_retry_after_max_secs" {
+  description = "Longest Retry-After (of a 429 or 503) api-extract waits out within an invocation (API_RETRY_AFTER_MAX_SECS); a longer one fails the extract as SourceUnavailable, which the state machine retries later. The default of every pipeline's api_retry_after_max_secs. null: not set, the function's default (120). The wait counts against the function's 900-second timeout: keep it well below."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.api_retry_after_max_secs == null || (coalesce(var.api_retry_after_max_secs, 0) >= 0 && coalesce(var.api_retry_after_max_secs, 0) <= 900 && floor(coalesce(var.api_retry_after_max_secs, 0)) == coalesce(var.api_retry_after_max_secs, 0))
+    error_message = "api_retry_after_max_secs must be an integer from 0 to 900 (seconds; api-extract refuses more)."
   }
 }
 

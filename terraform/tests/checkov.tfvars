@@ -13,11 +13,25 @@ schedule_enabled              = true
 lake_kms_key_arn         = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000001"
 pg_secret_kms_key_arn    = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000002"
 mysql_secret_kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000003"
+oauth_secret_kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000004"
 
-# A PostgreSQL pipeline (deftunes) and a MySQL one (classicmodels): both engines' statements render
-pipelines        = { deftunes = {}, classicmodels = {} }
+# A PostgreSQL pipeline (deftunes), a MySQL one (classicmodels) and an OAuth REST one (spotify):
+# both engines' statements and the OAuth client secret's render
+pipelines = {
+  deftunes      = {}
+  classicmodels = {}
+  spotify = {
+    api_base_url            = "https://api.spotify.example.com/"
+    oauth_token_url         = "https://accounts.spotify.example.com/api/token"
+    oauth_client_id         = "deftunes-catalogue"
+    oauth_client_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:spotify-client-AbCdEf"
+  }
+}
 mysql_host       = "classicmodels-db.abcdefghij.us-east-1.rds.amazonaws.com"
 mysql_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mysql-db-AbCdEf"
+
+# REST sources: the longest Retry-After waited out (API_RETRY_AFTER_MAX_SECS)
+api_retry_after_max_secs = 300
 
 # Required inputs (VPC placement makes the VPC statements and vpc_config render)
 pg_host                     = "deftunes-db.abcdefghij.us-east-1.rds.amazonaws.com"

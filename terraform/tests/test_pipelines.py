@@ -250,7 +250,10 @@ def test_overlapping_landing_prefixes_are_refused(overlapping_pipeline):
 
 def test_every_pair_of_deployable_pipelines_is_disjoint():
     folders = sorted(p.parent.name for p in (tp.REPO_ROOT / "pipelines").glob("*/deploy.json"))
-    planned = tp.plan_settings({f: {} for f in folders})
+    # A pipeline with an OAuth REST source (spotify) needs its own API and client settings.
+    oauth = {"api_base_url": "https://api.example.com/", "oauth_token_url": "https://auth.example.com/token",
+             "oauth_client_id": "client", "oauth_client_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:c-AbCdEf"}
+    planned = tp.plan_settings({f: oauth if any(e.get("auth") for e in tp.deploy_json(f)["extracts"]) else {} for f in folders})
     assert set(planned) == set(folders)
 
 

@@ -607,7 +607,7 @@ def test_function_policy_statements_come_from_checked_locals():
     """lambda_function passes policy_statements through (UNRESOLVED_ALLOWED): the root gives it
     only the locals the IAM test checks."""
     checked = ("lake_kms_statements", "pg_secret_statements", "mysql_secret_statements", "pg_secret_kms_statements",
-               "mysql_secret_kms_statements")
+               "mysql_secret_kms_statements", "oauth_secret_statements", "oauth_secret_kms_statements")
     allowed = re.compile(r'^local\.(function_statements\["[a-z-]+"\]|' + "|".join(checked) + ")$")
     locals_ = tp.locals_of(tp.PIPELINE_DIR)
     assert {"function_statements", *checked} <= set(locals_)

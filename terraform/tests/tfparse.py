@@ -205,6 +205,13 @@ def settings_defaults(**overrides) -> dict:
         "mysql_user": variable_default(TF_DIR, "mysql_user"),
         "mysql_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:mysql-db-AbCdEf",
         "mysql_sslmode": variable_default(TF_DIR, "mysql_sslmode"),
+        # None by default: a pipeline with an OAuth REST source (spotify) sets its own, or a test does.
+        "oauth_token_url": variable_default(TF_DIR, "oauth_token_url"),
+        "oauth_client_id": variable_default(TF_DIR, "oauth_client_id"),
+        "oauth_client_secret_arn": variable_default(TF_DIR, "oauth_client_secret_arn"),
+        "oauth_scope": variable_default(TF_DIR, "oauth_scope"),
+        "oauth_secret_kms_key_arn": variable_default(TF_DIR, "oauth_secret_kms_key_arn"),
+        "api_retry_after_max_secs": variable_default(TF_DIR, "api_retry_after_max_secs"),
         "songs_table": variable_default(TF_DIR, "songs_table"),
         "songs_subnet_ids": ["subnet-0aaa1111"],
         "songs_security_group_ids": ["sg-0songs"],

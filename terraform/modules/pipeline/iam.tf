@@ -176,6 +176,21 @@ locals {
     conditions = []
   }] : []
 
+  # api-extract reads the OAuth client secret of its pipeline, only with an OAuth REST source.
+  oauth_secret_statements = local.uses_oauth ? [{
+    sid        = "ReadOauthClientSecret"
+    actions    = ["secretsmanager:GetSecretValue"]
+    resources  = [var.settings.oauth_client_secret_arn]
+    conditions = []
+  }] : []
+
+  oauth_secret_kms_statements = var.settings.oauth_secret_kms_key_arn == null ? [] : local.uses_oauth ? [{
+    sid        = "DecryptOauthClientSecret"
+    actions    = ["kms:Decrypt"]
+    resources  = [var.settings.oauth_secret_kms_key_arn]
+    conditions = []
+  }] : []
+
   pg_secret_kms_statements = var.pg_secret_kms_key_arn == null ? [] : local.uses_postgres ? [{
     sid        = "DecryptDatabasePassword"
     actions    = ["kms:Decrypt"]

@@ -14,6 +14,9 @@ locals {
   # and the secret of these only.
   uses_postgres = contains(var.settings.sql_engines, "postgres")
   uses_mysql    = contains(var.settings.sql_engines, "mysql")
+  # Its REST sources with "auth": "oauth2_client_credentials": api-extract gets the OAUTH_*
+  # settings and the client secret, only then.
+  uses_oauth = contains(var.settings.rest_auths, "oauth2_client_credentials")
 
   function_arns = merge(
     {
@@ -71,7 +74,23 @@ module "api_extract" {
     PIPELINE = var.settings.pipeline
   }
 
-  policy_statements = concat(local.function_statements["api-extract"], local.lake_kms_statements)
+  # Left out where null. OAUTH_* only for a pipeline with an OAuth REST source: the client
+  # secret is read from Secrets Manager (OAUTH_CLIENT_SECRET_ARN); OAUTH_CLIENT_SECRET is for
+  # local runs only and never set here. API_RETRY_AFTER_MAX_SECS only when configured.
+  optional_environment = {
+    OAUTH_TOKEN_URL          = local.uses_oauth ? var.settings.oauth_token_url : null
+    OAUTH_CLIENT_ID          = local.uses_oauth ? var.settings.oauth_client_id : null
+    OAUTH_CLIENT_SECRET_ARN  = local.uses_oauth ? var.settings.oauth_client_secret_arn : null
+    OAUTH_SCOPE              = local.uses_oauth ? var.settings.oauth_scope : null
+    API_RETRY_AFTER_MAX_SECS = var.settings.api_retry_after_max_secs != null ? tostring(var.settings.api_retry_after_max_secs) : null
+  }
+
+  policy_statements = concat(
+    local.function_statements["api-extract"],
+    local.oauth_secret_statements,
+    local.oauth_secret_kms_statements,
+    local.lake_kms_statements,
+  )
 }
 
 module "songs_extract" {

@@ -1,5 +1,5 @@
 variable "settings" {
-  description = "The pipeline's settings, one value of modules/pipeline_settings' pipelines output: names, Glue database, schemas, extracts and the engines of its SQL extracts, landing prefixes, dbt command, sources, schedule, backfill concurrency and map results prefix."
+  description = "The pipeline's settings, one value of modules/pipeline_settings' pipelines output: names, Glue database, schemas, extracts, the engines of its SQL extracts and the auth of its REST extracts, landing prefixes, dbt command, sources, schedule, backfill concurrency and map results prefix."
   type = object({
     pipeline                 = string
     primary                  = bool
@@ -11,6 +11,7 @@ variable "settings" {
     extracts                 = list(object({ source = string, function = string, windowed = bool, landing_prefix = string }))
     extract_functions        = list(string)
     sql_engines              = list(string)
+    rest_auths               = list(string)
     tables                   = list(string)
     landing_prefixes         = list(string)
     extract_landing          = map(list(string))
@@ -30,6 +31,12 @@ variable "settings" {
     mysql_user               = string
     mysql_secret_arn         = string
     mysql_sslmode            = string
+    oauth_token_url          = string
+    oauth_client_id          = string
+    oauth_client_secret_arn  = string
+    oauth_scope              = string
+    oauth_secret_kms_key_arn = string
+    api_retry_after_max_secs = number
     songs_table              = string
     songs_subnet_ids         = list(string)
     songs_security_group_ids = list(string)

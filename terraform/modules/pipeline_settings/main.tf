@@ -11,6 +11,9 @@ locals {
   # The engines songs-extract reads (a deploy.json SQL extract's "engine"), each with its own
   # connection settings: pg_* (PG_*) and mysql_* (MYSQL_*).
   sql_engines = ["mysql", "postgres"]
+  # How api-extract authenticates to a REST source (a deploy.json REST extract's "auth"; none:
+  # no authentication): OAuth 2.0 client credentials, with the OAUTH_* settings.
+  rest_auths = ["oauth2_client_credentials"]
 
   # The Iceberg namespace is the spec's, unless overridden.
   glue_database_names = { for k, p in var.pipelines : k => coalesce(p.glue_database_name, try(local.deploy[k].namespace, k)) }
@@ -18,6 +21,15 @@ locals {
   # Optional Athena named queries of a pipeline: pipelines/<key>/athena/<name>.sql, rendered by
   # templatefile() with the pipeline's Glue database (${database}) and key (${pipeline}).
   athena_files = { for k, _ in var.pipelines : k => sort(fileset("${var.pipelines_dir}/${k}/athena", "*.sql")) }
+
+  # The "auth" of each pipeline's REST extracts (api-extract), e.g. ["oauth2_client_credentials"]
+  # for spotify, [] for deftunes: what its api-extract needs beside api_base_url.
+  pipeline_rest_auths = {
+    for k, _ in var.pipelines : k => sort(distinct([
+      for e in try(local.deploy[k].extracts, []) : try(e.auth, null) if e.function == "api-extract" && try(e.auth, null) != null
+    ]))
+  }
+  uses_oauth = { for k, auths in local.pipeline_rest_auths : k => contains(auths, "oauth2_client_credentials") }
 
   settings = {
     for k, p in var.pipelines : k => {
@@ -52,7 +64,10 @@ locals {
       sql_engines = sort(distinct([
         for e in try(local.deploy[k].extracts, []) : try(e.engine, null) != null ? e.engine : "postgres" if e.function == "songs-extract"
       ]))
-      tables = try(local.deploy[k].tables, [])
+      # The authentication of its REST extracts: the OAUTH_* settings its api-extract gets, and
+      # the client secret it may read, only with "oauth2_client_credentials".
+      rest_auths = local.pipeline_rest_auths[k]
+      tables     = try(local.deploy[k].tables, [])
       # Full keys in the bucket: the pipeline's transform receives the objects created below these.
       landing_prefixes = [for prefix in try(local.deploy[k].landing_prefixes, []) : "${var.lake_key_prefix}${prefix}"]
       # dbt project of the pipeline, relative to the repository root (and to /dbt in the image).
@@ -63,7 +78,9 @@ locals {
         "--profiles-dir", "/dbt/${try(local.deploy[k].dbt_project_dir, "")}",
       ]
 
-      api_base_url     = p.api_base_url != null ? p.api_base_url : var.defaults.api_base_url
+      # A pipeline with an OAuth REST source takes only its own api_base_url: the top-level one is
+      # the DeFtunes API (or the demo source), and its bearer token goes to this URL.
+      api_base_url     = p.api_base_url != null ? p.api_base_url : (local.uses_oauth[k] ? null : var.defaults.api_base_url)
       pg_host          = p.pg_host != null ? p.pg_host : var.defaults.pg_host
       pg_port          = coalesce(p.pg_port, var.defaults.pg_port)
       pg_database      = coalesce(p.pg_database, var.defaults.pg_database)
@@ -76,6 +93,15 @@ locals {
       mysql_user       = coalesce(p.mysql_user, var.defaults.mysql_user)
       mysql_secret_arn = p.mysql_secret_arn != null ? p.mysql_secret_arn : var.defaults.mysql_secret_arn
       mysql_sslmode    = coalesce(p.mysql_sslmode, var.defaults.mysql_sslmode)
+      # OAuth 2.0 client credentials of its REST sources with that "auth" (OAUTH_* of api-extract,
+      # set only for such a pipeline), and the longest Retry-After api-extract waits out (null:
+      # API_RETRY_AFTER_MAX_SECS not set, the function's default).
+      oauth_token_url          = p.oauth_token_url != null ? p.oauth_token_url : var.defaults.oauth_token_url
+      oauth_client_id          = p.oauth_client_id != null ? p.oauth_client_id : var.defaults.oauth_client_id
+      oauth_client_secret_arn  = p.oauth_client_secret_arn != null ? p.oauth_client_secret_arn : var.defaults.oauth_client_secret_arn
+      oauth_scope              = p.oauth_scope != null ? p.oauth_scope : var.defaults.oauth_scope
+      oauth_secret_kms_key_arn = p.oauth_secret_kms_key_arn != null ? p.oauth_secret_kms_key_arn : var.defaults.oauth_secret_kms_key_arn
+      api_retry_after_max_secs = p.api_retry_after_max_secs != null ? p.api_retry_after_max_secs : var.defaults.api_retry_after_max_secs
       # SONGS_TABLE overrides the pipeline's one SQL table source: the top-level value is the
       # primary pipeline's only (songs-extract refuses it for a pipeline with several table
       # sources, such as classicmodels); null leaves the spec's table.
@@ -126,12 +152,30 @@ locals {
     for k, s in local.settings : [for f in s.extract_functions : "${k}: ${f}" if !contains(local.extract_functions, f)]
   ])))
   # Sources the pipeline cannot reach with what it was given.
-  without_api   = sort([for k, s in local.settings : k if contains(s.extract_functions, "api-extract") && s.api_base_url == null])
+  without_api   = sort([for k, s in local.settings : k if contains(s.extract_functions, "api-extract") && s.api_base_url == null && !local.uses_oauth[k]])
   without_pg    = sort([for k, s in local.settings : k if contains(s.sql_engines, "postgres") && (s.pg_host == null || s.pg_secret_arn == null)])
   without_mysql = sort([for k, s in local.settings : k if contains(s.sql_engines, "mysql") && (s.mysql_host == null || s.mysql_secret_arn == null)])
   unknown_engines = sort(distinct(flatten([
     for k, s in local.settings : [for e in s.sql_engines : "${k}: ${e}" if !contains(local.sql_engines, e)]
   ])))
+  unknown_auths = sort(distinct(flatten([
+    for k, s in local.settings : [for a in s.rest_auths : "${k}: ${a}" if !contains(local.rest_auths, a)]
+  ])))
+  # OAuth pipelines: their own api_base_url, and the client credentials (here or top-level);
+  # both URLs https (the client secret goes to the token URL, the bearer token to the API).
+  oauth_pipelines   = sort([for k, s in local.settings : k if local.uses_oauth[k]])
+  oauth_without_api = [for k in local.oauth_pipelines : k if local.settings[k].api_base_url == null || local.settings[k].api_base_url == ""]
+  oauth_missing = flatten([
+    for k in local.oauth_pipelines : [
+      for name in ["oauth_token_url", "oauth_client_id", "oauth_client_secret_arn"] : "${k}: ${name}" if local.settings[k][name] == null || local.settings[k][name] == ""
+    ]
+  ])
+  without_oauth = distinct([for m in local.oauth_missing : split(": ", m)[0]])
+  oauth_insecure = flatten([
+    for k in local.oauth_pipelines : [
+      for name in ["oauth_token_url", "api_base_url"] : "${k}: ${name}" if !try(startswith(local.settings[k][name], "https://"), true)
+    ]
+  ])
   # Athena query names (file names): part of the named query's name, <prefix>-<name>.
   bad_athena_files = sort(flatten([for k, files in local.athena_files : [for f in files : "pipelines/${k}/athena/${f}" if !can(regex("^[a-z0-9][a-z0-9_-]*\\.sql$", f))]]))
   # A Redshift schema name (unquoted identifier).

@@ -1,5 +1,5 @@
 output "pipelines" {
-  description = "Settings of each pipeline, by key: names, Glue database, Redshift schemas, extracts and the extract functions they call, the engines of its SQL extracts, landing prefixes, dbt project and command, source and schedule settings, backfill concurrency, map results prefix and Athena queries."
+  description = "Settings of each pipeline, by key: names, Glue database, Redshift schemas, extracts and the extract functions they call, the engines of its SQL extracts, the auth of its REST extracts, landing prefixes, dbt project and command, source settings (API, OAuth, databases), schedule settings, backfill concurrency, map results prefix and Athena queries."
   value       = local.settings
 
   precondition {
@@ -45,6 +45,26 @@ output "pipelines" {
   precondition {
     condition     = length(local.without_api) == 0
     error_message = "Pipeline(s) ${join(", ", local.without_api)} extract from a REST API: set api_base_url (top-level or the pipeline's), or deploy_demo_source = true."
+  }
+
+  precondition {
+    condition     = length(local.unknown_auths) == 0
+    error_message = "deploy.json REST extracts name an unknown auth (${join(", ", local.unknown_auths)}): api-extract knows oauth2_client_credentials."
+  }
+
+  precondition {
+    condition     = length(local.oauth_without_api) == 0
+    error_message = "Pipeline(s) ${join(", ", local.oauth_without_api)} extract from a REST API with OAuth 2.0: set the pipeline's own api_base_url (its bearer token goes there; the top-level api_base_url and the demo source are the DeFtunes API's)."
+  }
+
+  precondition {
+    condition     = length(local.without_oauth) == 0
+    error_message = "Pipeline(s) ${join(", ", local.without_oauth)} extract from a REST API with OAuth 2.0 client credentials: set oauth_token_url, oauth_client_id and oauth_client_secret_arn (top-level or the pipeline's). Missing: ${join(", ", local.oauth_missing)}."
+  }
+
+  precondition {
+    condition     = length(local.oauth_insecure) == 0
+    error_message = "OAuth 2.0 URLs must be https:// (the client secret goes to the token URL, the bearer token to the API): ${join(", ", local.oauth_insecure)}."
   }
 
   precondition {

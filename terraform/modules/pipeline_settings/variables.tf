@@ -20,6 +20,12 @@ variable "pipelines" {
     mysql_user               = optional(string)
     mysql_secret_arn         = optional(string)
     mysql_sslmode            = optional(string)
+    oauth_token_url          = optional(string)
+    oauth_client_id          = optional(string)
+    oauth_client_secret_arn  = optional(string)
+    oauth_scope              = optional(string)
+    oauth_secret_kms_key_arn = optional(string)
+    api_retry_after_max_secs = optional(number)
     songs_table              = optional(string)
     songs_subnet_ids         = optional(list(string))
     songs_security_group_ids = optional(list(string))
@@ -35,6 +41,21 @@ variable "pipelines" {
   validation {
     condition     = length(var.pipelines) > 0 && alltrue([for k in keys(var.pipelines) : can(regex("^[a-z0-9][a-z0-9_-]*$", k))])
     error_message = "pipelines needs at least one pipeline, each keyed by a folder name under pipelines/ (lower-case letters, digits, _ and -; no path)."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pipelines) : p.oauth_token_url == null || startswith(coalesce(p.oauth_token_url, "-"), "https://")])
+    error_message = "A pipeline's oauth_token_url must be an https:// URL (the client secret is sent to it)."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pipelines) : p.oauth_client_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", coalesce(p.oauth_client_secret_arn, "-")))])
+    error_message = "A pipeline's oauth_client_secret_arn must be the ARN of a Secrets Manager secret (arn:aws:secretsmanager:<region>:<account>:secret:<name>)."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pipelines) : p.api_retry_after_max_secs == null || (coalesce(p.api_retry_after_max_secs, 0) >= 0 && coalesce(p.api_retry_after_max_secs, 0) <= 900 && floor(coalesce(p.api_retry_after_max_secs, 0)) == coalesce(p.api_retry_after_max_secs, 0))])
+    error_message = "A pipeline's api_retry_after_max_secs must be an integer from 0 to 900 (seconds; api-extract refuses more)."
   }
 
   validation {
@@ -55,7 +76,7 @@ variable "lake_key_prefix" {
 }
 
 variable "defaults" {
-  description = "The top-level settings every pipeline takes unless it overrides them. Schemas and songs_table apply as they are to the pipeline keyed var.project only; others get <pipeline>_transform, <pipeline>_serving and <pipeline>_bi, and their own songs_table or none."
+  description = "The top-level settings every pipeline takes unless it overrides them. Schemas and songs_table apply as they are to the pipeline keyed var.project only; others get <pipeline>_transform, <pipeline>_serving and <pipeline>_bi, and their own songs_table or none. api_base_url is not the default of a pipeline with an OAuth REST source (it takes only its own)."
   type = object({
     api_base_url             = string
     pg_host                  = string
@@ -70,6 +91,12 @@ variable "defaults" {
     mysql_user               = string
     mysql_secret_arn         = string
     mysql_sslmode            = string
+    oauth_token_url          = string
+    oauth_client_id          = string
+    oauth_client_secret_arn  = string
+    oauth_scope              = string
+    oauth_secret_kms_key_arn = string
+    api_retry_after_max_secs = number
     songs_table              = string
     songs_subnet_ids         = list(string)
     songs_security_group_ids = list(string)
