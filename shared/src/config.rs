@@ -333,9 +333,36 @@ impl DbConfig {
     /// `<P>_USER`, `<P>_PASSWORD` or `<P>_SECRET_ARN`, `<P>_SSLMODE`, `<P>_SSL_ROOT_CERT`,
     /// `<P>_CONNECT_TIMEOUT_SECS`, `<P>_STATEMENT_TIMEOUT_SECS`, with `P` = `PG` or `MYSQL`.
     pub fn from_env_for(env: &dyn Env, engine: SqlEngine) -> Result<Self> {
+        // Each engine's names spelled out: a search for a variable finds where it is read.
+        let raw = match engine {
+            SqlEngine::Postgres => RawDb {
+                host: required(env, "PG_HOST")?,
+                port: parse_or(env, "PG_PORT", 5432)?,
+                database: Some(parse_or(env, "PG_DATABASE", "postgres".to_string())?),
+                user: Some(parse_or(env, "PG_USER", "postgres".to_string())?),
+                secret_arn: env.var("PG_SECRET_ARN"),
+                password: env.var("PG_PASSWORD"),
+                sslmode: parse_or(env, "PG_SSLMODE", SslMode::Require)?,
+                ssl_root_cert: env.var("PG_SSL_ROOT_CERT"),
+                connect_timeout: parse_or(env, "PG_CONNECT_TIMEOUT_SECS", 10)?,
+                statement_timeout: parse_or(env, "PG_STATEMENT_TIMEOUT_SECS", 600)?,
+            },
+            // MySQL has no default account worth assuming; tables name their schema.
+            SqlEngine::Mysql => RawDb {
+                host: required(env, "MYSQL_HOST")?,
+                port: parse_or(env, "MYSQL_PORT", 3306)?,
+                database: env.var("MYSQL_DATABASE"),
+                user: env.var("MYSQL_USER"),
+                secret_arn: env.var("MYSQL_SECRET_ARN"),
+                password: env.var("MYSQL_PASSWORD"),
+                sslmode: parse_or(env, "MYSQL_SSLMODE", SslMode::Require)?,
+                ssl_root_cert: env.var("MYSQL_SSL_ROOT_CERT"),
+                connect_timeout: parse_or(env, "MYSQL_CONNECT_TIMEOUT_SECS", 10)?,
+                statement_timeout: parse_or(env, "MYSQL_STATEMENT_TIMEOUT_SECS", 600)?,
+            },
+        };
         let p = Self::prefix_of(engine);
-        let v = |name: &str| format!("{p}_{name}");
-        let password = match (env.var(&v("SECRET_ARN")), env.var(&v("PASSWORD"))) {
+        let password = match (raw.secret_arn, raw.password) {
             (Some(_), Some(_)) => {
                 return Err(Error::Configuration(format!(
                     "set either {p}_SECRET_ARN or {p}_PASSWORD, not both"
@@ -345,39 +372,43 @@ impl DbConfig {
             (None, Some(pw)) => PasswordSource::Plain(pw),
             (None, None) => PasswordSource::None,
         };
-        let host = required(env, &v("HOST"))?;
-        let (port, database, user) = match engine {
-            SqlEngine::Postgres => (
-                parse_or(env, &v("PORT"), 5432)?,
-                parse_or(env, &v("DATABASE"), "postgres".to_string())?,
-                parse_or(env, &v("USER"), "postgres".to_string())?,
-            ),
-            // MySQL has no default account worth assuming; tables name their schema.
-            SqlEngine::Mysql => (
-                parse_or(env, &v("PORT"), 3306)?,
-                env.var(&v("DATABASE")).unwrap_or_default(),
-                required(env, &v("USER"))?,
-            ),
-        };
         Ok(DbConfig {
             engine,
-            host,
-            port,
-            database,
-            user,
+            host: raw.host,
+            port: raw.port,
+            database: raw.database.unwrap_or_default(),
+            user: raw.user.ok_or_else(|| {
+                Error::Configuration(format!(
+                    "environment variable {p}_USER is required but not set"
+                ))
+            })?,
             password,
-            sslmode: parse_or(env, &v("SSLMODE"), SslMode::Require)?,
-            ssl_root_cert: env.var(&v("SSL_ROOT_CERT")).map(PathBuf::from),
+            sslmode: raw.sslmode,
+            ssl_root_cert: raw.ssl_root_cert.map(PathBuf::from),
             connect_timeout: Duration::from_secs(positive(
-                &v("CONNECT_TIMEOUT_SECS"),
-                parse_or(env, &v("CONNECT_TIMEOUT_SECS"), 10)?,
+                &format!("{p}_CONNECT_TIMEOUT_SECS"),
+                raw.connect_timeout,
             )?),
             statement_timeout: Duration::from_secs(positive(
-                &v("STATEMENT_TIMEOUT_SECS"),
-                parse_or(env, &v("STATEMENT_TIMEOUT_SECS"), 600)?,
+                &format!("{p}_STATEMENT_TIMEOUT_SECS"),
+                raw.statement_timeout,
             )?),
         })
     }
+}
+
+/// The variables of one engine's connection, as read.
+struct RawDb {
+    host: String,
+    port: u16,
+    database: Option<String>,
+    user: Option<String>,
+    secret_arn: Option<String>,
+    password: Option<String>,
+    sslmode: SslMode,
+    ssl_root_cert: Option<String>,
+    connect_timeout: u64,
+    statement_timeout: u64,
 }
 
 impl SongsExtractConfig {
