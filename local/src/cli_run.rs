@@ -545,6 +545,89 @@ pub(crate) fn write_dashboard(
     Ok(())
 }
 
+/// What the transform stage of a local run found: totals per table, the tables whose counts
+/// disagree and the dataset rules that failed.
+pub(crate) struct Transformed {
+    pub tables: BTreeMap<String, TableTotals>,
+    pub mismatches: Vec<String>,
+    pub quality_failed: Vec<String>,
+}
+
+/// Transforms every landed key (sorted, as the transform takes them in landing order) with a
+/// transformer of `env`, reads each table's row count back and prints the totals.
+pub(crate) async fn transform_landed(
+    env: &HashMap<String, String>,
+    mut keys: Vec<String>,
+    timings: &mut BTreeMap<String, u128>,
+) -> Result<Transformed> {
+    let t = Instant::now();
+    let transformer = Transformer::new(TransformConfig::from_env(env)?, env).await?;
+    let mut tables = BTreeMap::new();
+    keys.sort();
+    let quarantined = transform_keys(&transformer, keys, &mut tables).await?;
+    read_table_rows(&transformer, &mut tables).await?;
+    timings.insert("transform".to_string(), t.elapsed().as_millis());
+    println!(
+        "      {:.1}s, quarantined {quarantined}",
+        t.elapsed().as_secs_f64()
+    );
+    let mut mismatches = Vec::new();
+    let quality_failed = print_transform(&tables, &mut mismatches);
+    Ok(Transformed {
+        tables,
+        mismatches,
+        quality_failed,
+    })
+}
+
+/// Serving of a pipeline's local run, unless turned off or a dataset rule failed (as in the
+/// state machine): `dbt build` of its project, then [`serve_and_count`] into `report`; returns
+/// the named queries' values, `None` when not served.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn serve_pipeline(
+    step: &str,
+    pipeline_dir: &Path,
+    pipeline: &deftunes::pipeline::Pipeline,
+    opts: &RunOptions,
+    quality_failed: &[String],
+    catalog_db: &Path,
+    warehouse: &Path,
+    queries: &[(&str, &str)],
+    report: &mut RunReport,
+) -> Result<Option<serde_json::Value>> {
+    if !quality_failed.is_empty() {
+        println!("      serving skipped: a dataset quality rule failed");
+    }
+    if !opts.serving || !quality_failed.is_empty() {
+        return Ok(None);
+    }
+    let name = &pipeline.spec.name;
+    let project = match &pipeline.spec.dbt {
+        Some(d) => pipeline_dir.join(&d.project),
+        None => bail!("pipeline {name} declares no dbt project (or pass --no-serving)"),
+    };
+    println!(
+        "{step} serving: dbt build of {} on {}",
+        project.display(),
+        warehouse.display()
+    );
+    let t = Instant::now();
+    let namespace = &pipeline.spec.namespace;
+    let serving_schema = format!("{namespace}_serving");
+    let (rows, values) = serve_and_count(
+        &project,
+        catalog_db,
+        warehouse,
+        &[namespace.as_str(), serving_schema.as_str()],
+        queries,
+    )?;
+    report
+        .timings_ms
+        .insert("serving".to_string(), t.elapsed().as_millis());
+    report.row_counts = rows;
+    Ok(Some(values))
+}
+
 /// `dbt build` of `project` on `warehouse`, then the rows of every table of `schemas` and the
 /// value of each named query (`name=SQL`, a number) from `row_counts.py`.
 pub(crate) fn serve_and_count(

@@ -14,14 +14,13 @@ use chrono::{Days, NaiveDate};
 use mysql_async::prelude::Queryable;
 
 use crate::cli_run::{
-    check_pipeline, finish_run, local_transform_env, pipelines_dir, print_transform,
-    read_table_rows, run_dir, serve_and_count, transform_keys, RunOptions, RunReport, SourceTotals,
+    check_pipeline, finish_run, local_transform_env, pipelines_dir, run_dir, serve_pipeline,
+    transform_landed, RunOptions, RunReport, SourceTotals, Transformed,
 };
 use deftunes::config::SongsExtractConfig;
 use deftunes::extract::songs::SongsExtractor;
 use deftunes::extract::ExtractBatch;
 use deftunes::storage::Lake;
-use deftunes::transform::{TransformConfig, Transformer};
 use deftunes_local::classicmodels::{self, ClassicModels, ClassicScale};
 use deftunes_local::mariadb::LocalMariaDb;
 
@@ -126,19 +125,11 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
         keys.len(),
         pipeline.spec.namespace
     );
-    let t = Instant::now();
-    let transformer = Transformer::new(TransformConfig::from_env(&env)?, &env).await?;
-    let mut transform = BTreeMap::new();
-    keys.sort();
-    let quarantined = transform_keys(&transformer, keys, &mut transform).await?;
-    read_table_rows(&transformer, &mut transform).await?;
-    timings.insert("transform".to_string(), t.elapsed().as_millis());
-    println!(
-        "      {:.1}s, quarantined {quarantined}",
-        t.elapsed().as_secs_f64()
-    );
-    let mut mismatches = Vec::new();
-    let quality_failed = print_transform(&transform, &mut mismatches);
+    let Transformed {
+        tables: transform,
+        mismatches,
+        quality_failed,
+    } = transform_landed(&env, keys, &mut timings).await?;
     let mut checks: Vec<(String, u64, u64)> = source_rows
         .iter()
         .map(|(table, n)| {
@@ -152,35 +143,21 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
 
     let mut report = RunReport::new(&lake_uri, &catalog_db, vec![], landing, transform, timings);
     let warehouse = dir.join("warehouse").join("warehouse.duckdb");
-    let serving = opts.serving && quality_failed.is_empty();
-    if !quality_failed.is_empty() {
-        println!("      serving skipped: a dataset quality rule failed");
-    }
-    if serving {
-        let project = match &pipeline.spec.dbt {
-            Some(d) => pipeline_dir.join(&d.project),
-            None => bail!("pipeline {PIPELINE} declares no dbt project (or pass --no-serving)"),
-        };
-        println!(
-            "[5/6] serving: dbt build of {} on {}",
-            project.display(),
-            warehouse.display()
-        );
-        let t = Instant::now();
-        let (rows, queries) = serve_and_count(
-            &project,
-            &catalog_db,
-            &warehouse,
-            &["classicmodels", "classicmodels_serving"],
-            &[
-                ("revenue_cents", "SELECT CAST(round(sum(line_amount) * 100) AS BIGINT) FROM classicmodels_serving.fact_orders WHERE status <> 'Cancelled'"),
-                ("bi_revenue_cents", "SELECT CAST(round(sum(revenue) * 100) AS BIGINT) FROM classicmodels_bi.sales_by_product_line_monthly"),
-            ],
-        )?;
-        report
-            .timings_ms
-            .insert("serving".to_string(), t.elapsed().as_millis());
-        report.row_counts = rows;
+    let served = serve_pipeline(
+        "[5/6]",
+        &pipeline_dir,
+        &pipeline,
+        opts,
+        &quality_failed,
+        &catalog_db,
+        &warehouse,
+        &[
+            ("revenue_cents", "SELECT CAST(round(sum(line_amount) * 100) AS BIGINT) FROM classicmodels_serving.fact_orders WHERE status <> 'Cancelled'"),
+            ("bi_revenue_cents", "SELECT CAST(round(sum(revenue) * 100) AS BIGINT) FROM classicmodels_bi.sales_by_product_line_monthly"),
+        ],
+        &mut report,
+    )?;
+    if let Some(queries) = &served {
         let found = |name: &str| report.row_counts.get(name).copied().unwrap_or(0);
         let query = |name: &str| queries[name].as_u64().unwrap_or(0);
         checks.push((
@@ -206,7 +183,7 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
         checks,
         mismatches,
         &quality_failed,
-        serving.then_some((
+        served.is_some().then_some((
             "local/python/classicmodels_dashboard.py",
             warehouse.as_path(),
         )),

@@ -8,13 +8,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::cli_run::{
-    check_pipeline, finish_run, local_transform_env, pipelines_dir, print_transform,
-    read_table_rows, run_dir, serve_and_count, transform_keys, RunOptions, RunReport, SourceTotals,
+    check_pipeline, finish_run, local_transform_env, pipelines_dir, run_dir, serve_pipeline,
+    transform_landed, RunOptions, RunReport, SourceTotals, Transformed,
 };
-use deftunes::transform::{TransformConfig, Transformer};
 use deftunes_local::sparkify::{count_plays_in_files, SparkifyData, SparkifyScale};
 
 /// The demo's size: a month of events; songs kept to a few hundred because each song document
@@ -86,57 +85,32 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
         "[2/4] transform: every landed object (namespace {})",
         pipeline.spec.namespace
     );
-    let t = Instant::now();
     let lake_uri = format!("file://{}", lake_dir.display());
     let env = local_transform_env(&lake_uri, &catalog_db, "sparkify");
-    let transformer = Transformer::new(TransformConfig::from_env(&env)?, &env).await?;
-    let mut transform = BTreeMap::new();
-    let quarantined = transform_keys(&transformer, keys, &mut transform).await?;
-    read_table_rows(&transformer, &mut transform).await?;
-    timings.insert("transform".to_string(), t.elapsed().as_millis());
-    println!(
-        "      {:.1}s, quarantined {quarantined}",
-        t.elapsed().as_secs_f64()
-    );
-    let mut mismatches = Vec::new();
-    let quality_failed = print_transform(&transform, &mut mismatches);
+    let Transformed {
+        tables: transform,
+        mismatches,
+        quality_failed,
+    } = transform_landed(&env, keys, &mut timings).await?;
 
     let mut report = RunReport::new(&lake_uri, &catalog_db, vec![], landing, transform, timings);
     let mut checks = Vec::new();
     let warehouse = dir.join("warehouse").join("warehouse.duckdb");
-    let serving = opts.serving && quality_failed.is_empty();
-    if !quality_failed.is_empty() {
-        println!("      serving skipped: a dataset quality rule failed");
-    }
-    if serving {
-        println!(
-            "[3/4] serving: dbt build of {} on {}",
-            pipeline
-                .spec
-                .dbt
-                .as_ref()
-                .map_or("(none)", |d| d.project.as_str()),
-            warehouse.display()
-        );
-        let t = Instant::now();
-        let project = match &pipeline.spec.dbt {
-            Some(d) => pipeline_dir.join(&d.project),
-            None => bail!("pipeline sparkify declares no dbt project (or pass --no-serving)"),
-        };
-        let (rows, queries) = serve_and_count(
-            &project,
-            &catalog_db,
-            &warehouse,
-            &["sparkify", "sparkify_serving"],
-            &[(
-                "matched_plays",
-                "SELECT count(*) FROM sparkify_serving.songplays WHERE song_id IS NOT NULL",
-            )],
-        )?;
-        report
-            .timings_ms
-            .insert("serving".to_string(), t.elapsed().as_millis());
-        report.row_counts = rows;
+    let served = serve_pipeline(
+        "[3/4]",
+        &pipeline_dir,
+        &pipeline,
+        opts,
+        &quality_failed,
+        &catalog_db,
+        &warehouse,
+        &[(
+            "matched_plays",
+            "SELECT count(*) FROM sparkify_serving.songplays WHERE song_id IS NOT NULL",
+        )],
+        &mut report,
+    )?;
+    if let Some(queries) = &served {
         let found = |name: &str| report.row_counts.get(name).copied().unwrap_or(0);
         checks = vec![
             (
@@ -168,7 +142,9 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
         checks,
         mismatches,
         &quality_failed,
-        serving.then_some(("local/python/sparkify_dashboard.py", warehouse.as_path())),
+        served
+            .is_some()
+            .then_some(("local/python/sparkify_dashboard.py", warehouse.as_path())),
         started,
     )
 }

@@ -13,14 +13,13 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use crate::cli_run::{
-    check_pipeline, finish_run, local_transform_env, pipelines_dir, print_transform,
-    read_table_rows, run_dir, serve_and_count, transform_keys, RunOptions, RunReport, SourceTotals,
+    check_pipeline, finish_run, local_transform_env, pipelines_dir, run_dir, serve_pipeline,
+    transform_landed, RunOptions, RunReport, SourceTotals, Transformed,
 };
 use deftunes::config::ApiExtractConfig;
 use deftunes::extract::api::ApiExtractor;
 use deftunes::extract::ExtractSummary;
 use deftunes::storage::Lake;
-use deftunes::transform::{TransformConfig, Transformer};
 use deftunes_local::spotify::{self, SpotifyConfig, SpotifyFaults};
 
 const PIPELINE: &str = "spotify";
@@ -148,19 +147,11 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
         keys.len(),
         pipeline.spec.namespace
     );
-    let t = Instant::now();
-    let transformer = Transformer::new(TransformConfig::from_env(&env)?, &env).await?;
-    let mut transform = BTreeMap::new();
-    keys.sort();
-    let quarantined = transform_keys(&transformer, keys, &mut transform).await?;
-    read_table_rows(&transformer, &mut transform).await?;
-    timings.insert("transform".to_string(), t.elapsed().as_millis());
-    println!(
-        "      {:.1}s, quarantined {quarantined}",
-        t.elapsed().as_secs_f64()
-    );
-    let mut mismatches = Vec::new();
-    let quality_failed = print_transform(&transform, &mut mismatches);
+    let Transformed {
+        tables: transform,
+        mismatches,
+        quality_failed,
+    } = transform_landed(&env, keys, &mut timings).await?;
     let table_rows = |name: &str| transform.get(name).map_or(0, |t| t.table_rows);
     let mut checks: Vec<(String, u64, u64)> = vec![
         (
@@ -192,41 +183,27 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
 
     let mut report = RunReport::new(&lake_uri, &catalog_db, vec![], landing, transform, timings);
     let warehouse = dir.join("warehouse").join("warehouse.duckdb");
-    let serving = opts.serving && quality_failed.is_empty();
-    if !quality_failed.is_empty() {
-        println!("      serving skipped: a dataset quality rule failed");
-    }
-    if serving {
-        let project = match &pipeline.spec.dbt {
-            Some(d) => pipeline_dir.join(&d.project),
-            None => bail!("pipeline {PIPELINE} declares no dbt project (or pass --no-serving)"),
-        };
-        println!(
-            "[5/5] serving: dbt build of {} on {}",
-            project.display(),
-            warehouse.display()
-        );
-        let t = Instant::now();
-        let (rows, queries) = serve_and_count(
-            &project,
-            &catalog_db,
-            &warehouse,
-            &["spotify", "spotify_serving"],
-            &[
-                (
-                    "current_artists",
-                    "SELECT count(*) FROM spotify_serving.dim_artists WHERE is_current",
-                ),
-                (
-                    "artist_versions",
-                    "SELECT count(*) FROM spotify_serving.dim_artists",
-                ),
-            ],
-        )?;
-        report
-            .timings_ms
-            .insert("serving".to_string(), t.elapsed().as_millis());
-        report.row_counts = rows;
+    let served = serve_pipeline(
+        "[5/5]",
+        &pipeline_dir,
+        &pipeline,
+        opts,
+        &quality_failed,
+        &catalog_db,
+        &warehouse,
+        &[
+            (
+                "current_artists",
+                "SELECT count(*) FROM spotify_serving.dim_artists WHERE is_current",
+            ),
+            (
+                "artist_versions",
+                "SELECT count(*) FROM spotify_serving.dim_artists",
+            ),
+        ],
+        &mut report,
+    )?;
+    if let Some(queries) = &served {
         let found = |name: &str| report.row_counts.get(name).copied().unwrap_or(0);
         let query = |name: &str| queries[name].as_u64().unwrap_or(0);
         checks.push((
@@ -251,7 +228,9 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
         checks,
         mismatches,
         &quality_failed,
-        serving.then_some(("local/python/spotify_dashboard.py", warehouse.as_path())),
+        served
+            .is_some()
+            .then_some(("local/python/spotify_dashboard.py", warehouse.as_path())),
         started,
     )
 }

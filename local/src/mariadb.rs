@@ -66,6 +66,12 @@ fn log_tail(log: &Path) -> String {
 impl LocalMariaDb {
     /// Initialises a server in `dir` (which must not hold one yet) and starts it.
     pub async fn start(dir: &Path) -> Result<LocalMariaDb> {
+        Self::start_with(dir, None).await
+    }
+
+    /// [`Self::start`] serving TLS with `tls` (certificate and key PEM files); the application
+    /// account then connects over TLS only (`REQUIRE SSL`), as on RDS with `require_secure_transport`.
+    pub async fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> Result<LocalMariaDb> {
         let server = find_binary(&["mariadbd", "mysqld"]).context(
             "no MariaDB/MySQL server found (mariadbd or mysqld on PATH, in MARIADB_BIN_DIR or /usr/sbin): run `make mariadb` or install Debian's mariadb-server",
         )?;
@@ -75,6 +81,10 @@ impl LocalMariaDb {
             .canonicalize()
             .with_context(|| format!("resolving {}", dir.display()))?;
         let log = dir.join("mariadb.log");
+        // Its own temporary folder: servers set up side by side (tests run in parallel) must not
+        // share /tmp's `#sql-temptable-*` files.
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let as_root = is_root();
         let mut init = match find_binary(&["mariadb-install-db", "mysql_install_db"]) {
             Some(install) => {
@@ -82,7 +92,8 @@ impl LocalMariaDb {
                 c.arg("--no-defaults")
                     .arg(format!("--datadir={}", data.display()))
                     .arg("--auth-root-authentication-method=normal")
-                    .arg("--skip-test-db");
+                    .arg("--skip-test-db")
+                    .arg(format!("--tmpdir={}", tmp.display()));
                 c
             }
             // MySQL 8 initialises through the server itself.
@@ -90,7 +101,8 @@ impl LocalMariaDb {
                 let mut c = Command::new(&server);
                 c.arg("--no-defaults")
                     .arg("--initialize-insecure")
-                    .arg(format!("--datadir={}", data.display()));
+                    .arg(format!("--datadir={}", data.display()))
+                    .arg(format!("--tmpdir={}", tmp.display()));
                 c
             }
         };
@@ -115,6 +127,7 @@ impl LocalMariaDb {
             .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
             .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
             .arg(format!("--log-error={}", log.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--port={port}"))
             .arg(format!("--bind-address={HOST}"))
             .arg("--skip-name-resolve")
@@ -127,6 +140,10 @@ impl LocalMariaDb {
         if as_root {
             cmd.arg("--user=root");
         }
+        if let Some((cert, key)) = tls {
+            cmd.arg(format!("--ssl-cert={}", cert.display()))
+                .arg(format!("--ssl-key={}", key.display()));
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", server.display()))?;
@@ -137,8 +154,9 @@ impl LocalMariaDb {
             child: Some(child),
         };
         let mut root = db.wait_ready(&log).await?;
+        let require = if tls.is_some() { " REQUIRE SSL" } else { "" };
         root.query_drop(format!(
-            "CREATE USER '{USER}'@'{HOST}' IDENTIFIED BY '{}'; \
+            "CREATE USER '{USER}'@'{HOST}' IDENTIFIED BY '{}'{require}; \
              GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'{HOST}'",
             db.password
         ))

@@ -504,6 +504,7 @@ fn songs_config(f: &SongsFixture, overrides: &[(&str, &str)]) -> SongsExtractCon
         ("PG_DATABASE", f.postgres.database()),
         ("PG_SSLMODE", "disable"),
         ("PG_CONNECT_TIMEOUT_SECS", "3"),
+        ("SQL_RETRY_BASE_MS", "10"),
     ]);
     vars.extend(env(overrides));
     SongsExtractConfig::from_env(&vars).unwrap()
@@ -624,6 +625,8 @@ async fn songs_extract_failures_are_classified() {
         &[
             ("SONGS_TABLE", "deftunes.slow_songs"),
             ("PG_STATEMENT_TIMEOUT_SECS", "1"),
+            // One read: this checks the classification, not the read retries.
+            ("SQL_MAX_ATTEMPTS", "1"),
         ],
     )
     .handle(&json!({"ingest_date": "2020-01-05"}))

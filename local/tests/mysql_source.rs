@@ -412,6 +412,77 @@ async fn every_mysql_type_lands_as_json_and_a_lost_connection_is_read_again_from
     assert_eq!(ids.len(), 20_000, "every row once");
 }
 
+/// A test CA and a server certificate it signs for 127.0.0.1, as PEM files in `dir`:
+/// (CA, certificate, key).
+fn tls_files(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "deftunes test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server-key.pem"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    (paths.0, paths.1, paths.2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_against_a_server_that_requires_tls() {
+    let work = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(work.path());
+    let db = LocalMariaDb::start_with(&work.path().join("mariadb"), Some((&cert, &key)))
+        .await
+        .unwrap();
+    let spec = work.path().join("shop");
+    std::fs::create_dir_all(&spec).unwrap();
+    std::fs::write(
+        spec.join("pipeline.toml"),
+        TYPES_SPEC.replace("table = \"shop.types\"", "query = \"SELECT 1 AS id\""),
+    )
+    .unwrap();
+    let spec = spec.display().to_string();
+    let ca = ca.display().to_string();
+    let run = |extra: &[(&str, &str)]| {
+        let env = settings(work.path(), &db, &spec, extra);
+        let ex = extractor(&env, work.path());
+        async move { ex.handle(&json!({"ingest_date": "2020-01-01"})).await }
+    };
+    // The account refuses a plain connection.
+    let e = run(&[]).await.unwrap_err();
+    assert_eq!(e.error_type(), "SourceRejected", "{e}");
+    assert!(e.to_string().contains("Access denied"), "{e}");
+    // require: encrypted, certificate not checked; verify-full: checked against the CA.
+    for extra in [
+        vec![("MYSQL_SSLMODE", "require")],
+        vec![
+            ("MYSQL_SSLMODE", "verify-full"),
+            ("MYSQL_SSL_ROOT_CERT", ca.as_str()),
+        ],
+    ] {
+        let out = run(&extra).await.unwrap();
+        assert_eq!(out["records"], 1, "{extra:?}");
+    }
+    // verify-full without the CA: the certificate is not trusted, a configuration error.
+    let e = run(&[("MYSQL_SSLMODE", "verify-full")]).await.unwrap_err();
+    assert_eq!(e.error_type(), "Configuration", "{e}");
+    assert!(e.to_string().contains("MYSQL_SSL_ROOT_CERT"), "{e}");
+}
+
 /// Forwards TCP to the server; while armed, the first connection that has sent more than
 /// `limit` bytes to the client is cut (and the proxy disarms).
 struct CuttingProxy {

@@ -197,15 +197,27 @@ pub(crate) fn mysql_err(context: &str, e: mysql_async::Error, db: &DbConfig) -> 
     match &e {
         E::Server(s) if RETRYABLE_SERVER_CODES.contains(&s.code) => Error::SourceUnavailable(msg),
         E::Server(_) => Error::SourceRejected(msg),
-        E::Io(mysql_async::IoError::Tls(_)) | E::Driver(DriverError::NoClientSslFlagFromServer) => {
-            Error::Configuration(format!(
-                "{msg} (check {p}_SSLMODE and {p}_SSL_ROOT_CERT against the server)",
-                p = db.prefix()
-            ))
-        }
+        _ if is_tls_setup_failure(&e) => Error::Configuration(format!(
+            "{msg} (check {p}_SSLMODE and {p}_SSL_ROOT_CERT against the server)",
+            p = db.prefix()
+        )),
         E::Io(_) | E::Driver(DriverError::ConnectionClosed) => Error::SourceUnavailable(msg),
         E::Url(_) => Error::Configuration(msg),
         _ => Error::SourceUnavailable(msg),
+    }
+}
+
+/// A TLS handshake refused for a reason of configuration (untrusted or mismatched certificate,
+/// a server without TLS), not a network interruption: retrying cannot help.
+fn is_tls_setup_failure(e: &mysql_async::Error) -> bool {
+    use mysql_async::{DriverError, Error as E, IoError};
+    match e {
+        E::Io(IoError::Tls(_)) | E::Driver(DriverError::NoClientSslFlagFromServer) => true,
+        // rustls reports through the stream: an I/O error wrapping its own error.
+        E::Io(IoError::Io(io)) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
     }
 }
 
