@@ -19,7 +19,8 @@ from decimal import Decimal
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dashboard import (  # noqa: E402
-    CHART_JS_PRELUDE, dashboard_main, html_page, html_table, kpis_html, query_rows, schema_of,
+    CHART_JS_PRELUDE, chart_panel, dashboard_main, html_page, kpis_html, month_slots, query_rows,
+    row_counts_panel, run_period, schema_of,
 )
 from duckdb_env import connect  # noqa: E402
 
@@ -27,18 +28,6 @@ TOP_COUNTRIES = 15
 # The BI views' rule for a line that counts as revenue (fact_orders.status, the order's status).
 REVENUE_LINES = "status <> 'Cancelled'"
 
-
-def month_slots(months: list[dict]) -> list[str]:
-    """Every month 'yyyy-mm' from the first to the last with revenue (a month without any draws no bar)."""
-    if not months:
-        return []
-    first, last = months[0]["month"], months[-1]["month"]
-    y, m = int(first[:4]), int(first[5:])
-    out = []
-    while f"{y:04d}-{m:02d}" <= last:
-        out.append(f"{y:04d}-{m:02d}")
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return out
 
 
 def read_warehouse(path: str, top_countries: int = TOP_COUNTRIES) -> dict:
@@ -80,12 +69,6 @@ def read_warehouse(path: str, top_countries: int = TOP_COUNTRIES) -> dict:
 def format_money(amount: Decimal) -> str:
     """$1,234.56: two decimals, from the exact amount."""
     return f"${amount:,.2f}"
-
-
-def row_counts(summary: dict) -> dict | None:
-    """The summary's {table: rows}, or None when it has none."""
-    counts = summary.get("row_counts")
-    return counts if isinstance(counts, dict) else None
 
 
 SCRIPT = CHART_JS_PRELUDE + r"""
@@ -154,14 +137,6 @@ SCRIPT = CHART_JS_PRELUDE + r"""
 """
 
 
-def _chart(chart_id: str, title: str, note: str) -> str:
-    return f"""<section class="panel">
-<h2>{html.escape(title)}</h2>
-<p class="note">{html.escape(note)}</p>
-<div id="{chart_id}" class="chart" data-marks="0"><p class="empty">The chart needs JavaScript.</p></div>
-</section>"""
-
-
 def render(summary: dict, wh: dict) -> str:
     t = wh["totals"]
     kpis = [
@@ -170,22 +145,15 @@ def render(summary: dict, wh: dict) -> str:
         (f"{t['order_lines']:,}", "order lines"),
         (f"{t['customers']:,}", "customers with orders"),
     ]
-    counts = row_counts(summary)
-    if counts is None:
-        counts_html = '<p class="empty">The run summary has no row counts.</p>'
-    else:
-        counts_html = html_table(["table", "rows"], [[name, rows] for name, rows in sorted(counts.items())])
     body = "\n".join([
         f'<div class="kpis">{kpis_html(kpis, {0: "revenue", 1: "orders", 2: "order_lines", 3: "customers"})}</div>',
-        _chart("chart-months", "Revenue per month", f"{wh['lines_view']}.revenue by month of the order date"),
-        _chart("chart-product-lines", "Revenue by product line", f"{wh['lines_view']}.revenue by product_line"),
-        _chart("chart-countries", f"Revenue by customer country (top {wh['top_countries']})",
+        chart_panel("chart-months", "Revenue per month", f"{wh['lines_view']}.revenue by month of the order date"),
+        chart_panel("chart-product-lines", "Revenue by product line", f"{wh['lines_view']}.revenue by product_line"),
+        chart_panel("chart-countries", f"Revenue by customer country (top {wh['top_countries']})",
                f"{wh['countries_view']}.revenue by country ('unknown': customer not landed yet)"),
-        f'<section class="panel"><h2>Row counts (run summary)</h2>{counts_html}</section>',
+        row_counts_panel(summary),
     ])
-    windows = summary.get("windows") or []
-    period = (f" over {windows[0].get('start_date')} .. {windows[-1].get('end_date')}"
-              if windows and isinstance(windows[0], dict) else "")
+    period = run_period(summary)
     intro = (f"Local pipeline run{html.escape(period)}: the classicmodels tables into the Iceberg tables of namespace "
              f"classicmodels, dbt order-line star schema ({html.escape(wh['serving'])}.fact_orders) and BI views. "
              "Revenue, orders, lines and customers leave out cancelled orders, as the BI views do.")

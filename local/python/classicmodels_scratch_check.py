@@ -15,32 +15,22 @@ Usage: classicmodels_scratch_check.py [--workdir DIR]   (warehouse and dbt's tar
        otherwise)
 Exits non-zero on failure (dbt build, any dbt test, or the checks below); prints one JSON line on success.
 """
-import argparse
 import datetime as dt
-import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import tomllib
 from decimal import Decimal as D
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from dbt_cli import REPO, dbt_command  # noqa: E402
-from duckdb_env import connect, extension_dir  # noqa: E402
+import scratch  # noqa: E402
+from dbt_cli import REPO  # noqa: E402
+from duckdb_env import connect  # noqa: E402
 
 PIPELINE = os.path.join(REPO, "pipelines", "classicmodels")
 PROJECT = os.path.join(PIPELINE, "dbt")
 SCHEMA = "classicmodels"
 SERVING = "classicmodels_serving"
 BI = "classicmodels_bi"
-META = [("record_hash", "VARCHAR"), ("ingest_on", "DATE"), ("processing_timestamp", "TIMESTAMP"),
-        ("source_from", "VARCHAR"), ("source_object", "VARCHAR")]
-# pipeline.toml column types -> DuckDB (what iceberg_scan returns for the Iceberg types the transform writes).
-TYPES = {"string": "VARCHAR", "int": "INTEGER", "long": "BIGINT", "date": "DATE", "timestamp": "TIMESTAMP",
-         "double": "DOUBLE", "boolean": "BOOLEAN"}
 
 # Versions: (ingest_on, hour of processing_timestamp). V1b is V1's day, processed later.
 V1, V1b, V2 = (dt.date(2024, 1, 1), 12), (dt.date(2024, 1, 1), 13), (dt.date(2024, 1, 2), 12)
@@ -141,62 +131,18 @@ WANT_CUSTOMER_103 = ("Brussels", "Belgium", 1165, D("25000.00"))
 WANT_DAYS = (d("2003-02-20") - d("2003-01-06")).days + 1
 
 
-def table_columns() -> dict:
-    """{table: [(column, DuckDB type)]} from pipeline.toml, in its column order."""
-    with open(os.path.join(PIPELINE, "pipeline.toml"), "rb") as f:
-        tables = tomllib.load(f)["tables"]
-    out = {}
-    for name, table in tables.items():
-        cols = []
-        for c in table["columns"]:
-            t = c["type"].lower()
-            cols.append((c["name"], t.upper() if t.startswith("decimal") else TYPES[t]))
-        out[name] = cols
-    return out
-
-
-def _create(con, table: str, columns: list, rows: list) -> None:
-    cols = columns + META
-    con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{table} ({', '.join(f'{n} {t}' for n, t in cols)})")
-    full = []
-    for i, r in enumerate(rows):
-        *data, (ingest_on, hour) = r
-        if len(data) != len(columns):
-            raise SystemExit(f"FAILED: scratch row {i} of {table} has {len(data)} values, pipeline.toml "
-                             f"{len(columns)} columns")
-        processing = dt.datetime.combine(ingest_on, dt.time(hour))
-        full.append((*data, f"hash{i}", ingest_on, processing, "mysql_classicmodels",
-                     f"landing_zone/mysql/{table}/ingest_on={ingest_on}/{i}.json"))
-    con.executemany(f"INSERT INTO {SCHEMA}.{table} VALUES ({', '.join('?' * len(cols))})", full)
+def _meta(table: str, i: int, version) -> tuple:
+    ingest_on, hour = version
+    return (ingest_on, dt.datetime.combine(ingest_on, dt.time(hour)), "mysql_classicmodels",
+            f"landing_zone/mysql/{table}/ingest_on={ingest_on}/{i}.json")
 
 
 def write_warehouse(path: str) -> None:
-    columns = table_columns()
-    if set(columns) != set(ROWS):
-        raise SystemExit(f"FAILED: pipeline.toml tables {sorted(columns)}, scratch rows for {sorted(ROWS)}")
-    con = connect(path)
-    try:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        for table, rows in ROWS.items():
-            _create(con, table, columns[table], rows)
-    finally:
-        con.close()
+    scratch.write_warehouse(path, SCHEMA, scratch.pipeline_tables(PIPELINE, ROWS), _meta)
 
 
 def build(workdir: str, warehouse: str) -> None:
-    env = dict(os.environ, DEFTUNES_WAREHOUSE=warehouse, DEFTUNES_DUCKDB_EXT=extension_dir(),
-               DEFTUNES_CATALOG_NAMESPACE=SCHEMA, DBT_SOURCE_SCHEMA=SCHEMA, DBT_SEND_ANONYMOUS_USAGE_STATS="false")
-    for var in ("DEFTUNES_CATALOG", "DBT_SERVING_SCHEMA", "DBT_BI_SCHEMA"):
-        env.pop(var, None)
-    cmd = dbt_command("build", "local", os.path.join(workdir, "dbt"), "--vars", "{skip_transform_views: true}",
-                      project=PROJECT)
-    proc = subprocess.run(cmd, env=env, cwd=PROJECT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stdout.write(proc.stdout[-8000:])
-        sys.stderr.write(proc.stderr[-3000:])
-        raise SystemExit(f"FAILED: dbt build of {PROJECT} exited {proc.returncode}")
-    done = [line for line in proc.stdout.splitlines() if "Done. PASS=" in line]
-    print("  ok  dbt build --vars '{skip_transform_views: true}':", done[-1].split("Done. ")[-1] if done else "")
+    scratch.build(PROJECT, SCHEMA, workdir, warehouse)
 
 
 def _exact(values) -> bool:
@@ -271,22 +217,7 @@ def check(warehouse: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default=None, help="kept if given; a temporary directory otherwise")
-    args = parser.parse_args()
-    workdir = os.path.abspath(args.workdir) if args.workdir else tempfile.mkdtemp(prefix="classicmodels-scratch-")
-    os.makedirs(workdir, exist_ok=True)
-    warehouse = os.path.join(workdir, "warehouse.duckdb")
-    try:
-        if os.path.exists(warehouse):
-            os.remove(warehouse)
-        write_warehouse(warehouse)
-        build(workdir, warehouse)
-        counts = check(warehouse)
-    finally:
-        if not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps({"ok": True, **counts}))
+    scratch.main(__doc__.splitlines()[0], "classicmodels-scratch-", write_warehouse, build, check)
 
 
 if __name__ == "__main__":

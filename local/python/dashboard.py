@@ -9,8 +9,9 @@ opens from disk with no network. Charts are SVG drawn by the inline script; each
 `data-marks` (how many bars it drew) and the body `data-rendered` (how many charts drew), which the
 headless-browser test reads.
 
-Also a library for the other dashboards (sparkify_dashboard.py): query_rows, schema_of, html_table, kpis_html,
-STYLE, CHART_JS_PRELUDE, html_page and write_page.
+Also a library for the pipelines' dashboards (<pipeline>_dashboard.py): query_rows, schema_of, html_table,
+kpis_html, chart_panel, row_counts, row_counts_panel, run_period, month_slots, STYLE, CHART_JS_PRELUDE, html_page
+and write_page.
 """
 import argparse
 import datetime as dt
@@ -100,6 +101,52 @@ def html_table(headers: list[str], rows: list[list], numeric_from: int = 1) -> s
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def chart_panel(chart_id: str, title: str, note: str) -> str:
+    """A chart's panel: its container `chart_id` (data-marks 0 until the script draws) under a title and note."""
+    return f"""<section class="panel">
+<h2>{html.escape(title)}</h2>
+<p class="note">{html.escape(note)}</p>
+<div id="{chart_id}" class="chart" data-marks="0"><p class="empty">The chart needs JavaScript.</p></div>
+</section>"""
+
+
+def row_counts(summary: dict) -> dict | None:
+    """The summary's {table: rows}, or None when it has none."""
+    counts = summary.get("row_counts")
+    return counts if isinstance(counts, dict) else None
+
+
+def row_counts_panel(summary: dict) -> str:
+    """The panel of the summary's row counts (a table), or a note when it has none."""
+    counts = row_counts(summary)
+    if counts is None:
+        counts_html = '<p class="empty">The run summary has no row counts.</p>'
+    else:
+        counts_html = html_table(["table", "rows"], [[name, rows] for name, rows in sorted(counts.items())])
+    return f'<section class="panel"><h2>Row counts (run summary)</h2>{counts_html}</section>'
+
+
+def run_period(summary: dict) -> str:
+    """' over <first start_date> .. <last end_date>' of the summary's windows, or '' when it has none."""
+    windows = summary.get("windows") or []
+    return (f" over {windows[0].get('start_date')} .. {windows[-1].get('end_date')}"
+            if windows and isinstance(windows[0], dict) else "")
+
+
+def month_slots(months: list[dict]) -> list[str]:
+    """Every month 'yyyy-mm' from the first to the last of `months` (rows with a 'month'; a month without any
+    draws no bar)."""
+    if not months:
+        return []
+    first, last = months[0]["month"], months[-1]["month"]
+    y, m = int(first[:4]), int(first[5:])
+    out = []
+    while f"{y:04d}-{m:02d}" <= last:
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
 
 
 def summary_sections(summary: dict, fact_rows: int) -> str:

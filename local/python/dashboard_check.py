@@ -11,8 +11,12 @@ runs its script, and dumps the resulting DOM. The check then asserts:
   - if the page shows the inferred dimension members (the run summary had them), they match the warehouse's
     dim_users / dim_songs rows with is_inferred.
 Exits non-zero with the reason on the first failure.
+
+Also the library of the pipelines' dashboard checks (<pipeline>_dashboard_check.py): load_page and
+pipeline_check_main.
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -24,7 +28,7 @@ from html.parser import HTMLParser
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bi_preview import inferred_members  # noqa: E402
-from dashboard import read_warehouse  # noqa: E402
+from dashboard import read_warehouse, row_counts  # noqa: E402
 from duckdb_env import connect  # noqa: E402
 
 # Without the networking flags Chromium tries Google's hosts at start-up, which a closed network refuses.
@@ -145,6 +149,44 @@ def load_page(page: str, screenshot: str | None) -> tuple:
     if dom.external:
         failures.append(f"the page references external resources: {dom.external}")
     return dom, failures
+
+
+def pipeline_check_main(description: str, name: str, charts: dict, read, nothing: str, kpis=None,
+                        tables: int = 1) -> None:
+    """The command line and common checks of a pipeline's dashboard check:
+    `<page> --warehouse W [--summary S] [--screenshot P]`. Each chart of `charts` ({container id: key of
+    read(W)}) drew as many bars as read(W)[key] has rows, none empty ("no <nothing> in the warehouse"); the body
+    counts them all as rendered; kpis(warehouse, dom, failures), if given, adds its failures and returns the head of
+    the success line; the page has at least `tables` tables when the summary has row_counts. Exits 1 with the
+    failures, else prints "<name> dashboard ok: ..."."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("page")
+    parser.add_argument("--warehouse", required=True)
+    parser.add_argument("--summary", default=None)
+    parser.add_argument("--screenshot", default=None)
+    args = parser.parse_args()
+    dom, failures = load_page(args.page, args.screenshot)
+    wh = read(args.warehouse)
+    want = {chart: len(wh[key]) for chart, key in charts.items()}
+    for chart, n in want.items():
+        got = int(dom.attrs_by_id.get(chart, {}).get("data-marks", "0"))
+        if n == 0:
+            failures.append(f"{chart}: no {nothing} in the warehouse, nothing to chart")
+        if got != n or dom.rects_in.get(chart, 0) != n:
+            failures.append(f"{chart}: drew {dom.rects_in.get(chart, 0)} bars (data-marks {got}), want {n}")
+    if dom.body.get("data-rendered") != str(len(charts)):
+        failures.append(f"body data-rendered={dom.body.get('data-rendered')!r}, want '{len(charts)}'")
+    head = kpis(args.warehouse, dom, failures) if kpis else ""
+    if args.summary:
+        with open(args.summary, encoding="utf-8") as f:
+            has_counts = row_counts(json.load(f)) is not None
+        if has_counts and dom.tables < tables:
+            failures.append("the summary has row_counts but the page shows no row-count table")
+    if failures:
+        print(f"{name} dashboard check FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        sys.exit(1)
+    print(f"{name} dashboard ok: {head}" + ", ".join(f"{c} {n} bars" for c, n in want.items())
+          + f", {dom.tables} tables" + (f", screenshot {args.screenshot}" if args.screenshot else ""))
 
 
 def main() -> None:

@@ -15,7 +15,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dashboard import (  # noqa: E402
-    CHART_JS_PRELUDE, dashboard_main, html_page, html_table, kpis_html, query_rows, schema_of,
+    CHART_JS_PRELUDE, chart_panel, dashboard_main, html_page, kpis_html, query_rows, row_counts_panel,
+    run_period, schema_of,
 )
 from duckdb_env import connect  # noqa: E402
 
@@ -51,12 +52,6 @@ def read_warehouse(path: str, top_locations: int = TOP_LOCATIONS) -> dict:
         con.close()
     return {"schema": s, "hours": hours, "levels": levels, "locations": locations, "totals": totals,
             "top_locations": top_locations}
-
-
-def row_counts(summary: dict) -> dict | None:
-    """The summary's {table: rows}, or None when it has none."""
-    counts = summary.get("row_counts")
-    return counts if isinstance(counts, dict) else None
 
 
 SCRIPT = CHART_JS_PRELUDE + r"""
@@ -123,14 +118,6 @@ SCRIPT = CHART_JS_PRELUDE + r"""
 """
 
 
-def _chart(chart_id: str, title: str, note: str) -> str:
-    return f"""<section class="panel">
-<h2>{html.escape(title)}</h2>
-<p class="note">{html.escape(note)}</p>
-<div id="{chart_id}" class="chart" data-marks="0"><p class="empty">The chart needs JavaScript.</p></div>
-</section>"""
-
-
 def render(summary: dict, wh: dict) -> str:
     t = wh["totals"]
     matched = f"{100 * t['matched'] / t['songplays']:.1f}%" if t["songplays"] else "n/a"
@@ -141,23 +128,16 @@ def render(summary: dict, wh: dict) -> str:
         (f"{t['songs']:,}", "songs"),
         (f"{t['artists']:,}", "artists"),
     ]
-    counts = row_counts(summary)
-    if counts is None:
-        counts_html = '<p class="empty">The run summary has no row counts.</p>'
-    else:
-        counts_html = html_table(["table", "rows"], [[name, rows] for name, rows in sorted(counts.items())])
     s = wh["schema"]
     body = "\n".join([
         f'<div class="kpis">{kpis_html(kpis)}</div>',
-        _chart("chart-hours", "Song plays per hour of day", f"{s}.songplays by {s}.time.hour (UTC)"),
-        _chart("chart-levels", "Song plays per user level", f"{s}.songplays.level (free or paid at the play)"),
-        _chart("chart-locations", f"Song plays per location (top {wh['top_locations']})",
+        chart_panel("chart-hours", "Song plays per hour of day", f"{s}.songplays by {s}.time.hour (UTC)"),
+        chart_panel("chart-levels", "Song plays per user level", f"{s}.songplays.level (free or paid at the play)"),
+        chart_panel("chart-locations", f"Song plays per location (top {wh['top_locations']})",
                f"{s}.songplays.location"),
-        f'<section class="panel"><h2>Row counts (run summary)</h2>{counts_html}</section>',
+        row_counts_panel(summary),
     ])
-    windows = summary.get("windows") or []
-    period = (f" over {windows[0].get('start_date')} .. {windows[-1].get('end_date')}"
-              if windows and isinstance(windows[0], dict) else "")
+    period = run_period(summary)
     intro = (f"Local pipeline run{html.escape(period)}: event logs and songs into the Iceberg tables of namespace "
              "sparkify, dbt songplays star schema.")
     payload = {"hours": wh["hours"], "levels": wh["levels"], "locations": wh["locations"]}

@@ -11,24 +11,18 @@ miss (|length - duration| = 1 s), an unmatched play, a song with two versions an
 Usage: sparkify_scratch_check.py [--workdir DIR]   (warehouse and dbt's target/, logs/ there; a temp dir otherwise)
 Exits non-zero on failure (dbt build, any dbt test, or the checks below); prints one JSON line on success.
 """
-import argparse
 import datetime as dt
-import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from dbt_cli import REPO, dbt_command  # noqa: E402
-from duckdb_env import connect, extension_dir  # noqa: E402
+import scratch  # noqa: E402
+from dbt_cli import REPO  # noqa: E402
+from duckdb_env import connect  # noqa: E402
 
 PROJECT = os.path.join(REPO, "pipelines", "sparkify", "dbt")
 SCHEMA = "sparkify"
-META = [("record_hash", "VARCHAR"), ("ingest_on", "DATE"), ("processing_timestamp", "TIMESTAMP"),
-        ("source_from", "VARCHAR"), ("source_object", "VARCHAR")]
 SONG_COLUMNS = [
     ("song_id", "VARCHAR"), ("num_songs", "INTEGER"), ("title", "VARCHAR"), ("artist_id", "VARCHAR"),
     ("artist_name", "VARCHAR"), ("artist_location", "VARCHAR"), ("artist_latitude", "DOUBLE"),
@@ -89,41 +83,18 @@ WANT_USERS = {"10": "paid", "20": "free"}
 WANT_ARTISTS = {"ARA": ("Artist A", "Paris"), "ARB": ("Artist B & Co", "Berlin"), "ARC": ("Artist C", "Oslo")}
 
 
-def _create(con, table: str, columns: list, rows: list) -> None:
-    cols = columns + META
-    con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{table} ({', '.join(f'{n} {t}' for n, t in cols)})")
-    full = []
-    for i, r in enumerate(rows):
-        *data, ingest_on = r
-        processing = dt.datetime.combine(ingest_on, dt.time(12))
-        full.append((*data, f"hash{i}", ingest_on, processing, f"s3_{table}", f"landing/{table}/{ingest_on}/{i}.json"))
-    con.executemany(f"INSERT INTO {SCHEMA}.{table} VALUES ({', '.join('?' * len(cols))})", full)
+def _meta(table: str, i: int, ingest_on) -> tuple:
+    processing = dt.datetime.combine(ingest_on, dt.time(12))
+    return (ingest_on, processing, f"s3_{table}", f"landing/{table}/{ingest_on}/{i}.json")
 
 
 def write_warehouse(path: str) -> None:
-    con = connect(path)
-    try:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        _create(con, "staging_songs", SONG_COLUMNS, SONGS)
-        _create(con, "staging_events", EVENT_COLUMNS, EVENTS)
-    finally:
-        con.close()
+    scratch.write_warehouse(path, SCHEMA, {"staging_songs": (SONG_COLUMNS, SONGS),
+                                           "staging_events": (EVENT_COLUMNS, EVENTS)}, _meta)
 
 
 def build(workdir: str, warehouse: str) -> None:
-    env = dict(os.environ, DEFTUNES_WAREHOUSE=warehouse, DEFTUNES_DUCKDB_EXT=extension_dir(),
-               DEFTUNES_CATALOG_NAMESPACE=SCHEMA, DBT_SOURCE_SCHEMA=SCHEMA, DBT_SEND_ANONYMOUS_USAGE_STATS="false")
-    env.pop("DEFTUNES_CATALOG", None)
-    env.pop("DBT_SERVING_SCHEMA", None)
-    cmd = dbt_command("build", "local", os.path.join(workdir, "dbt"), "--vars", "{skip_transform_views: true}",
-                      project=PROJECT)
-    proc = subprocess.run(cmd, env=env, cwd=PROJECT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stdout.write(proc.stdout[-8000:])
-        sys.stderr.write(proc.stderr[-3000:])
-        raise SystemExit(f"FAILED: dbt build of {PROJECT} exited {proc.returncode}")
-    done = [line for line in proc.stdout.splitlines() if "Done. PASS=" in line]
-    print("  ok  dbt build --vars '{skip_transform_views: true}':", done[-1].split("Done. ")[-1] if done else "")
+    scratch.build(PROJECT, SCHEMA, workdir, warehouse, unset=("DEFTUNES_CATALOG", "DBT_SERVING_SCHEMA"))
 
 
 def check(warehouse: str) -> dict:
@@ -156,22 +127,7 @@ def check(warehouse: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default=None, help="kept if given; a temporary directory otherwise")
-    args = parser.parse_args()
-    workdir = os.path.abspath(args.workdir) if args.workdir else tempfile.mkdtemp(prefix="sparkify-scratch-")
-    os.makedirs(workdir, exist_ok=True)
-    warehouse = os.path.join(workdir, "warehouse.duckdb")
-    try:
-        if os.path.exists(warehouse):
-            os.remove(warehouse)
-        write_warehouse(warehouse)
-        build(workdir, warehouse)
-        counts = check(warehouse)
-    finally:
-        if not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps({"ok": True, **counts}))
+    scratch.main(__doc__.splitlines()[0], "sparkify-scratch-", write_warehouse, build, check)
 
 
 if __name__ == "__main__":

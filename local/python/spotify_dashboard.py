@@ -17,9 +17,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from classicmodels_dashboard import month_slots  # noqa: E402
 from dashboard import (  # noqa: E402
-    CHART_JS_PRELUDE, dashboard_main, html_page, html_table, kpis_html, query_rows, schema_of,
+    CHART_JS_PRELUDE, chart_panel, dashboard_main, html_page, html_table, kpis_html, month_slots, query_rows,
+    row_counts_panel, schema_of,
 )
 from duckdb_env import connect  # noqa: E402
 
@@ -66,12 +66,6 @@ def read_warehouse(path: str, top_artists: int = TOP_ARTISTS, top_genres: int = 
     return {"serving": serving, "artists_view": artists_view, "genres_view": genres_view, "artists": artists,
             "genres": genres, "months": months, "slots": month_slots(months), "totals": totals,
             "top_artists": top_artists, "top_genres": top_genres}
-
-
-def row_counts(summary: dict) -> dict | None:
-    """The summary's {table: rows}, or None when it has none."""
-    counts = summary.get("row_counts")
-    return counts if isinstance(counts, dict) else None
 
 
 SCRIPT = CHART_JS_PRELUDE + r"""
@@ -146,22 +140,9 @@ SCRIPT = CHART_JS_PRELUDE + r"""
 """
 
 
-def _chart(chart_id: str, title: str, note: str) -> str:
-    return f"""<section class="panel">
-<h2>{html.escape(title)}</h2>
-<p class="note">{html.escape(note)}</p>
-<div id="{chart_id}" class="chart" data-marks="0"><p class="empty">The chart needs JavaScript.</p></div>
-</section>"""
-
-
 def render(summary: dict, wh: dict) -> str:
     t = wh["totals"]
     kpis = [(f"{t[key]:,}", label) for key, label in KPIS.items()]
-    counts = row_counts(summary)
-    if counts is None:
-        counts_html = '<p class="empty">The run summary has no row counts.</p>'
-    else:
-        counts_html = html_table(["table", "rows"], [[name, rows] for name, rows in sorted(counts.items())])
     s = wh["serving"]
     top = html_table(
         ["artist", "additions", "playlists", "popularity", "change", "versions"],
@@ -171,14 +152,14 @@ def render(summary: dict, wh: dict) -> str:
     )
     body = "\n".join([
         f'<div class="kpis">{kpis_html(kpis, dict(enumerate(KPIS)))}</div>',
-        _chart("chart-artists", f"Top {wh['top_artists']} artists by playlist additions",
+        chart_panel("chart-artists", f"Top {wh['top_artists']} artists by playlist additions",
                f"{wh['artists_view']}.additions (name, popularity: the artist's current version)"),
-        _chart("chart-genres", f"Top genres by playlist additions (top {wh['top_genres']})",
+        chart_panel("chart-genres", f"Top genres by playlist additions (top {wh['top_genres']})",
                f"{wh['genres_view']}.additions by the artist's primary genre ('unknown': none)"),
-        _chart("chart-months", "Playlist additions per month",
+        chart_panel("chart-months", "Playlist additions per month",
                f"{s}.fact_playlist_additions by month of added_at ({s}.dim_dates)"),
         f'<section class="panel"><h2>Top artists: popularity change since their first version</h2>{top}</section>',
-        f'<section class="panel"><h2>Row counts (run summary)</h2>{counts_html}</section>',
+        row_counts_panel(summary),
     ])
     intro = ("Local pipeline run: a Spotify-style catalogue API (artists, albums, tracks, playlists) into the Iceberg "
              f"tables of namespace spotify, dbt type-2 dimensions of artists and albums and the playlist-additions "

@@ -1,6 +1,6 @@
 -- Type-2 slowly changing dimension of the albums, built from the versions the Iceberg table keeps
 -- (stg_album_versions), not from dbt snapshots: the lake already holds the history, and every build recomputes
--- the same rows from it. The same design as dim_artists:
+-- the same rows from it. The same design as dim_artists (macro scd2_versions):
 -- Tracked attributes: name, popularity. A lake version opens a new row when it is the album's first or when one
 -- of them differs (null-safe) from the lake version just before it; otherwise it extends the open row:
 -- consecutive versions with the same tracked attributes collapse into one, and a value that changed and changed
@@ -11,42 +11,7 @@
 -- is null. lake_versions counts the lake versions the row stands for.
 -- The other attributes (album_type, release date, total_tracks, label, artist_id) are not tracked (type 1):
 -- every row carries the album's latest values.
-with ordered as (
-    select
-        album_id,
-        name,
-        popularity,
-        ingest_on,
-        processing_timestamp,
-        lake_version,
-        lag(name) over (partition by album_id order by lake_version)       as prev_name,
-        lag(popularity) over (partition by album_id order by lake_version) as prev_popularity
-    from {{ ref('stg_album_versions') }}
-),
-opened as (
-    select *
-    from ordered
-    where case
-              when lake_version = 1 then 1
-              when (name = prev_name or (name is null and prev_name is null))
-               and (popularity = prev_popularity or (popularity is null and prev_popularity is null))
-                  then 0
-              else 1
-          end = 1
-),
-versions as (
-    select
-        album_id,
-        cast(row_number() over (partition by album_id order by lake_version) as integer) as version_number,
-        name,
-        popularity,
-        processing_timestamp                                                              as valid_from,
-        lead(processing_timestamp) over (partition by album_id order by lake_version)     as valid_to,
-        ingest_on                                                                         as first_ingest_on,
-        lake_version,
-        lead(lake_version) over (partition by album_id order by lake_version)             as next_lake_version
-    from opened
-),
+with {{ scd2_versions(ref('stg_album_versions'), 'album_id', ['name', 'popularity']) }},
 latest as (
     select
         album_id,

@@ -1,6 +1,6 @@
 -- Type-2 slowly changing dimension of the artists, built from the versions the Iceberg table keeps
 -- (stg_artist_versions), not from dbt snapshots: the lake already holds the history, and every build recomputes
--- the same rows from it.
+-- the same rows from it (macro scd2_versions).
 -- Tracked attributes: name, popularity, followers. A lake version opens a new row when it is the artist's first
 -- or when one of them differs (null-safe) from the lake version just before it; otherwise (a version appended for
 -- a change of an untracked column, or an identical one) it extends the open row: consecutive versions with the
@@ -12,46 +12,7 @@
 -- valid_from (null for the current row); is_current exactly when valid_to is null. lake_versions counts the lake
 -- versions the row stands for.
 -- primary_genre is not tracked (type 1): every row carries the artist's latest value.
-with ordered as (
-    select
-        artist_id,
-        name,
-        popularity,
-        followers,
-        ingest_on,
-        processing_timestamp,
-        lake_version,
-        lag(name) over (partition by artist_id order by lake_version)       as prev_name,
-        lag(popularity) over (partition by artist_id order by lake_version) as prev_popularity,
-        lag(followers) over (partition by artist_id order by lake_version)  as prev_followers
-    from {{ ref('stg_artist_versions') }}
-),
-opened as (
-    select *
-    from ordered
-    where case
-              when lake_version = 1 then 1
-              when (name = prev_name or (name is null and prev_name is null))
-               and (popularity = prev_popularity or (popularity is null and prev_popularity is null))
-               and (followers = prev_followers or (followers is null and prev_followers is null))
-                  then 0
-              else 1
-          end = 1
-),
-versions as (
-    select
-        artist_id,
-        cast(row_number() over (partition by artist_id order by lake_version) as integer) as version_number,
-        name,
-        popularity,
-        followers,
-        processing_timestamp                                                               as valid_from,
-        lead(processing_timestamp) over (partition by artist_id order by lake_version)     as valid_to,
-        ingest_on                                                                          as first_ingest_on,
-        lake_version,
-        lead(lake_version) over (partition by artist_id order by lake_version)             as next_lake_version
-    from opened
-),
+with {{ scd2_versions(ref('stg_artist_versions'), 'artist_id', ['name', 'popularity', 'followers']) }},
 latest as (
     select artist_id, primary_genre, lake_version as last_lake_version
     from {{ ref('stg_artist_versions') }}
