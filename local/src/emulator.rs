@@ -30,8 +30,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::dataset::Dataset;
 
@@ -116,8 +114,7 @@ pub struct RunningEmulator {
     /// `http://<addr>`, e.g. `http://127.0.0.1:41234`.
     pub base_url: String,
     faults: Arc<Mutex<Faults>>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    server: crate::serve::Server,
 }
 
 impl RunningEmulator {
@@ -132,55 +129,22 @@ impl RunningEmulator {
     }
 
     /// Graceful shutdown: stops accepting, lets in-flight requests finish (at most 5 s).
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(mut task) = self.task.take() {
-            match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "emulator server error"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "emulator task failed"),
-                Err(_) => {
-                    tracing::warn!("emulator did not shut down within 5 s, aborting");
-                    task.abort();
-                }
-            }
-        }
-        tracing::info!(addr = %self.addr, "emulator stopped");
-    }
-}
-
-impl Drop for RunningEmulator {
-    fn drop(&mut self) {
-        // Best effort: ask the server to stop if `stop` was not called.
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 
 /// Binds `bind` (port 0: any free port) and serves the emulator in a background task.
 pub async fn start(dataset: Arc<Dataset>, bind: SocketAddr) -> std::io::Result<RunningEmulator> {
-    let listener = tokio::net::TcpListener::bind(bind).await?;
-    let addr = listener.local_addr()?;
     let faults = Arc::new(Mutex::new(Faults::default()));
-    let app = router(dataset, faults.clone());
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
-    tracing::info!(%addr, "emulator listening");
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let server =
+        crate::serve::Server::spawn("emulator", listener, router(dataset, faults.clone()))?;
     Ok(RunningEmulator {
-        addr,
-        base_url: format!("http://{addr}"),
+        addr: server.addr,
+        base_url: server.base_url(),
         faults,
-        shutdown: Some(tx),
-        task: Some(task),
+        server,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod dataset;
 pub mod emulator;
 pub mod mariadb;
 pub mod pg;
+pub mod serve;
 pub mod sparkify;
 pub mod spotify;
 

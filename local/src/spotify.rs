@@ -53,8 +53,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Client id accepted when [`SpotifyConfig::default`] is used.
 pub const DEFAULT_CLIENT_ID: &str = "deftunes-spotify-client";
@@ -1026,8 +1024,7 @@ pub struct RunningSpotify {
     pub client_id: String,
     pub client_secret: String,
     state: AppState,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    server: crate::serve::Server,
 }
 
 impl RunningSpotify {
@@ -1086,31 +1083,8 @@ impl RunningSpotify {
     }
 
     /// Graceful shutdown: stops accepting, lets in-flight requests finish (at most 5 s).
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(mut task) = self.task.take() {
-            match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "spotify emulator server error"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "spotify emulator task failed"),
-                Err(_) => {
-                    tracing::warn!("spotify emulator did not shut down within 5 s, aborting");
-                    task.abort();
-                }
-            }
-        }
-        tracing::info!(addr = %self.addr, "spotify emulator stopped");
-    }
-}
-
-impl Drop for RunningSpotify {
-    fn drop(&mut self) {
-        // Best effort: ask the server to stop if `stop` was not called.
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 
@@ -1136,24 +1110,15 @@ pub async fn start(config: SpotifyConfig, bind: SocketAddr) -> std::io::Result<R
         view: RwLock::new(view),
         inner: Mutex::new(Inner::default()),
     });
-    let app = build_router(state.clone());
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
-    tracing::info!(%addr, "spotify emulator listening");
+    let server =
+        crate::serve::Server::spawn("spotify emulator", listener, build_router(state.clone()))?;
     Ok(RunningSpotify {
         addr,
-        base_url: format!("http://{addr}"),
+        base_url: server.base_url(),
         client_id: config.client_id,
         client_secret: config.client_secret,
         state,
-        shutdown: Some(tx),
-        task: Some(task),
+        server,
     })
 }
 
