@@ -24,7 +24,16 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "deftunes",
     version,
-    about = "Run the DeFtunes pipeline locally"
+    about = "Run the DeFtunes pipeline locally",
+    after_help = "Examples:
+  deftunes run                                   the DeFtunes pipeline end to end into .deftunes/
+  deftunes run --window-to 2020-02-29            only January and February
+  deftunes run --keep --window-from 2020-03-01   then March, on top of that run
+  deftunes run --pipeline classicmodels --dir /tmp/cm   the MySQL shop on a throwaway MariaDB
+  deftunes up                                    a long-lived stack for `cargo lambda watch`
+  deftunes check-pipeline pipelines/sparkify     validate a pipeline folder
+
+Dates are YYYY-MM-DD. `make deftunes ARGS=\"...\"` runs this tool from the demo's own build."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,16 +46,19 @@ pub struct DataArgs {
     /// Seed of the deterministic generator.
     #[arg(long, default_value_t = deftunes_local::dataset::DEFAULT_SEED)]
     pub seed: u64,
+    /// Songs in the catalogue (deftunes.songs).
     #[arg(long, default_value_t = 10_000)]
     pub songs: usize,
+    /// Users of the purchases API.
     #[arg(long, default_value_t = 2_000)]
     pub users: usize,
+    /// Purchase sessions over --from..--to.
     #[arg(long, default_value_t = 20_000)]
     pub sessions: usize,
-    /// First day of source activity.
+    /// First day of source activity (YYYY-MM-DD).
     #[arg(long, default_value = "2020-01-01")]
     pub from: chrono::NaiveDate,
-    /// Last day of source activity (inclusive).
+    /// Last day of source activity, inclusive (YYYY-MM-DD).
     #[arg(long, default_value = "2020-03-31")]
     pub to: chrono::NaiveDate,
 }
@@ -69,7 +81,7 @@ enum Command {
     Up {
         #[command(flatten)]
         data: DataArgs,
-        /// State directory (database files, logs, the local lake).
+        /// State directory (database files, logs, the local lake, functions.env).
         #[arg(long, default_value = ".deftunes")]
         dir: PathBuf,
         /// Port of the API emulator (0 = any free port).
@@ -78,6 +90,7 @@ enum Command {
     },
     /// Stop what `up` started.
     Down {
+        /// The state directory `up` used.
         #[arg(long, default_value = ".deftunes")]
         dir: PathBuf,
     },
@@ -95,18 +108,21 @@ enum Command {
         /// 122 customers, 326 orders, about 3,000 order lines).
         #[arg(long, default_value_t = 1)]
         scale: usize,
+        /// Run directory. A run (without --keep) first deletes its lake/, catalog/, warehouse/,
+        /// dashboard.html and run-summary.json, after checking every other option; nothing else
+        /// in it is touched.
         #[arg(long, default_value = ".deftunes")]
         dir: PathBuf,
-        /// Maximum size of one landing object.
+        /// Maximum size of one landing object, in bytes.
         #[arg(long, default_value_t = deftunes::config::DEFAULT_PART_MAX_BYTES)]
         part_max_bytes: u64,
         /// Stop after transform and quality (skip the local warehouse and `dbt build`).
         #[arg(long)]
         no_serving: bool,
-        /// Only run the monthly windows from this date (default: --from).
+        /// Only run the monthly windows from this date, YYYY-MM-DD (default: --from).
         #[arg(long)]
         window_from: Option<chrono::NaiveDate>,
-        /// Only run the monthly windows up to this date (default: --to).
+        /// Only run the monthly windows up to this date, YYYY-MM-DD (default: --to).
         #[arg(long)]
         window_to: Option<chrono::NaiveDate>,
         /// Keep the lake, catalog and warehouse of an earlier run in --dir: an incremental run
@@ -117,6 +133,7 @@ enum Command {
     /// Transform landing objects of a run directory's lake into its catalog, as the transform
     /// function's direct invocation does; prints the per-key outcomes.
     Transform {
+        /// The run directory whose lake and catalog to use.
         #[arg(long, default_value = ".deftunes")]
         dir: PathBuf,
         /// The pipeline (a folder of pipelines/) the keys belong to.
@@ -129,6 +146,7 @@ enum Command {
     /// Delete the files no snapshot references (crashed or abandoned commits) from every table
     /// of a run directory's catalog, as the transform function's scheduled maintenance does.
     RemoveOrphanFiles {
+        /// The run directory whose catalog to clean.
         #[arg(long, default_value = ".deftunes")]
         dir: PathBuf,
         /// The pipeline (a folder of pipelines/) whose tables to clean.
@@ -142,8 +160,10 @@ enum Command {
     ServeApi {
         #[command(flatten)]
         data: DataArgs,
+        /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1")]
         host: std::net::IpAddr,
+        /// Port to listen on.
         #[arg(long, default_value_t = 8000)]
         port: u16,
     },
@@ -281,5 +301,35 @@ async fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag of every command says what it is for.
+    #[test]
+    fn every_flag_has_help() {
+        fn visit(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+                visit(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        visit(&Cli::command(), "deftunes", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Examples:"), "{help}");
     }
 }
