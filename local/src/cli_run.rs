@@ -545,6 +545,47 @@ pub(crate) fn write_dashboard(
     Ok(())
 }
 
+/// The start of a local run that reads its whole source each time (no windows, no `--keep`):
+/// its spec, checked, and its fresh run directory.
+pub(crate) struct WholeSourceRun {
+    pub pipeline_dir: PathBuf,
+    pub pipeline: deftunes::pipeline::Pipeline,
+    pub started: Instant,
+    pub dir: RunDir,
+    pub lake_dir: PathBuf,
+    pub catalog_db: PathBuf,
+    pub lake_uri: String,
+}
+
+/// Refuses the deftunes-only options (`why`: how the pipeline reads instead), checks the
+/// pipeline's spec, then takes and clears the run directory.
+pub(crate) fn start_whole_source_run(
+    name: &str,
+    dir: &Path,
+    opts: &RunOptions,
+    why: &str,
+) -> Result<WholeSourceRun> {
+    if opts.window_from.is_some() || opts.window_to.is_some() || opts.keep {
+        bail!("--window-from, --window-to and --keep are for the deftunes pipeline: {why}");
+    }
+    let pipeline_dir = pipelines_dir().join(name);
+    let pipeline = check_pipeline(&pipeline_dir)?;
+    let started = Instant::now();
+    let dir = run_dir(dir, false)?;
+    let lake_dir = dir.join("lake");
+    let catalog_db = dir.join("catalog").join("catalog.db");
+    let lake_uri = format!("file://{}", lake_dir.display());
+    Ok(WholeSourceRun {
+        pipeline_dir,
+        pipeline,
+        started,
+        dir,
+        lake_dir,
+        catalog_db,
+        lake_uri,
+    })
+}
+
 /// What the transform stage of a local run found: totals per table, the tables whose counts
 /// disagree and the dataset rules that failed.
 pub(crate) struct Transformed {

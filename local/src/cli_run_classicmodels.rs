@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use chrono::{Days, NaiveDate};
 use mysql_async::prelude::Queryable;
 
 use crate::cli_run::{
-    check_pipeline, finish_run, local_transform_env, pipelines_dir, run_dir, serve_pipeline,
-    transform_landed, RunOptions, RunReport, SourceTotals, Transformed,
+    finish_run, local_transform_env, serve_pipeline, start_whole_source_run, transform_landed,
+    RunOptions, RunReport, SourceTotals, Transformed, WholeSourceRun,
 };
 use deftunes::config::SongsExtractConfig;
 use deftunes::extract::songs::SongsExtractor;
@@ -33,17 +33,21 @@ const SOURCE_REVENUE_CENTS: &str =
  WHERE o.status <> 'Cancelled'";
 
 pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Result<RunReport> {
-    if opts.window_from.is_some() || opts.window_to.is_some() || opts.keep {
-        bail!("--window-from, --window-to and --keep are for the deftunes pipeline: classicmodels extracts whole tables and watermarks");
-    }
-    let pipeline_dir = pipelines_dir().join(PIPELINE);
-    let pipeline = check_pipeline(&pipeline_dir)?;
-    let started = Instant::now();
+    let WholeSourceRun {
+        pipeline_dir,
+        pipeline,
+        started,
+        dir,
+        lake_dir,
+        catalog_db,
+        lake_uri,
+    } = start_whole_source_run(
+        PIPELINE,
+        dir,
+        opts,
+        "classicmodels extracts whole tables and watermarks",
+    )?;
     let mut timings = BTreeMap::new();
-    let dir = run_dir(dir, false)?;
-    let lake_dir = dir.join("lake");
-    let catalog_db = dir.join("catalog").join("catalog.db");
-    let lake_uri = format!("file://{}", lake_dir.display());
     let scale = ClassicScale::times(scale);
     // Half the business is in the source at the first extraction, the rest arrives before the second.
     let cut = scale.start + Days::new(((scale.end - scale.start).num_days() / 2).max(0) as u64);

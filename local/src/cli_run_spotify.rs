@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::cli_run::{
-    check_pipeline, finish_run, local_transform_env, pipelines_dir, run_dir, serve_pipeline,
-    transform_landed, RunOptions, RunReport, SourceTotals, Transformed,
+    finish_run, local_transform_env, serve_pipeline, start_whole_source_run, transform_landed,
+    RunOptions, RunReport, SourceTotals, Transformed, WholeSourceRun,
 };
 use deftunes::config::ApiExtractConfig;
 use deftunes::extract::api::ApiExtractor;
@@ -27,17 +27,21 @@ const PIPELINE: &str = "spotify";
 const RUNS: [(u32, &str); 2] = [(0, "2025-01-01"), (1, "2025-01-02")];
 
 pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> {
-    if opts.window_from.is_some() || opts.window_to.is_some() || opts.keep {
-        bail!("--window-from, --window-to and --keep are for the deftunes pipeline: spotify reads the whole catalogue on each run");
-    }
-    let pipeline_dir = pipelines_dir().join(PIPELINE);
-    let pipeline = check_pipeline(&pipeline_dir)?;
-    let started = Instant::now();
+    let WholeSourceRun {
+        pipeline_dir,
+        pipeline,
+        started,
+        dir,
+        lake_dir,
+        catalog_db,
+        lake_uri,
+    } = start_whole_source_run(
+        PIPELINE,
+        dir,
+        opts,
+        "spotify reads the whole catalogue on each run",
+    )?;
     let mut timings = BTreeMap::new();
-    let dir = run_dir(dir, false)?;
-    let lake_dir = dir.join("lake");
-    let catalog_db = dir.join("catalog").join("catalog.db");
-    let lake_uri = format!("file://{}", lake_dir.display());
 
     let api = spotify::start(
         SpotifyConfig {
