@@ -17,6 +17,7 @@ use crate::cli_run::{
     finish_run, local_transform_env, serve_pipeline, start_whole_source_run, transform_landed,
     RunOptions, RunReport, SourceTotals, Transformed, WholeSourceRun,
 };
+use crate::interrupt::step;
 use deftunes::config::SongsExtractConfig;
 use deftunes::extract::songs::SongsExtractor;
 use deftunes::extract::ExtractBatch;
@@ -52,7 +53,7 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
     // Half the business is in the source at the first extraction, the rest arrives before the second.
     let cut = scale.start + Days::new(((scale.end - scale.start).num_days() / 2).max(0) as u64);
 
-    println!("[1/6] source: a local MariaDB with the classicmodels database (seed {seed})");
+    step!("[1/6] source: a local MariaDB with the classicmodels database (seed {seed})");
     let t = Instant::now();
     let db = LocalMariaDb::start(&dir.join("mariadb")).await?;
     let mut conn = db.connect().await?;
@@ -86,12 +87,12 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
     for (step, ingest) in [(2, cut + Days::new(1)), (3, second_day)] {
         if step == 3 {
             let all = classicmodels::load(&mut conn, &data, None, false).await?;
-            println!(
+            step!(
                 "[3/6] new business in the source ({} orders in all), extracted again: facts from their watermarks",
                 all.tables["orders"]
             );
         } else {
-            println!("[2/6] extract: every table of the spec (songs-extract's SQL extraction)");
+            step!("[2/6] extract: every table of the spec (songs-extract's SQL extraction)");
         }
         let batch = extract_all(&extractor, ingest).await?;
         for s in &batch.extracts {
@@ -124,7 +125,7 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
     // The server's files are of no use after the run.
     let _ = std::fs::remove_dir_all(dir.join("mariadb"));
 
-    println!(
+    step!(
         "[4/6] transform: {} landed objects (namespace {})",
         keys.len(),
         pipeline.spec.namespace
@@ -160,7 +161,8 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
             ("bi_revenue_cents", "SELECT CAST(round(sum(revenue) * 100) AS BIGINT) FROM classicmodels_bi.sales_by_product_line_monthly"),
         ],
         &mut report,
-    )?;
+    )
+    .await?;
     if let Some(queries) = &served {
         let found = |name: &str| report.row_counts.get(name).copied().unwrap_or(0);
         let query = |name: &str| queries[name].as_u64().unwrap_or(0);
@@ -180,7 +182,7 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
             query("bi_revenue_cents"),
         ));
     }
-    println!("[6/6] report");
+    step!("[6/6] report");
     finish_run(
         &dir,
         report,
@@ -193,6 +195,7 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
         )),
         started,
     )
+    .await
 }
 
 /// Every SQL source of the spec, as the scheduled songs-extract invocation reads them.

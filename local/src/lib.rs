@@ -4,6 +4,7 @@
 //! landed into a local lake ([`sparkify`]), and an HTTP emulator of a Spotify-style catalogue API
 //! with OAuth2 client credentials, paging and epochs of changing data ([`spotify`]).
 
+pub mod child;
 pub mod classicmodels;
 pub mod dataset;
 pub mod emulator;
