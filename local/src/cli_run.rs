@@ -879,6 +879,24 @@ pub(crate) fn run_windows(
     Ok(Window::monthly(start, end)?)
 }
 
+/// What a run into an empty catalog whose first window starts after the data's first day
+/// (`from`) should know: users are extracted by sign-up date, so those of the earlier months
+/// never land and their sessions get inferred users (unknown country in the BI views).
+fn late_start_note(
+    from: chrono::NaiveDate,
+    windows: &[Window],
+    has_catalog: bool,
+) -> Option<String> {
+    let start = windows.first()?.start_date;
+    (start > from && !has_catalog).then(|| {
+        format!(
+            "      note: this run starts on {start} with an empty catalog, so users who signed up from {from} to {} are not landed: their sessions count as inferred users (country unknown) until those windows run. For the whole picture, run the earlier windows first (`--window-to {}`), then this one with --keep.",
+            start - chrono::Days::new(1),
+            start - chrono::Days::new(1),
+        )
+    })
+}
+
 /// The repository's `pipelines/` folder (`DEFTUNES_PIPELINES` overrides it).
 pub fn pipelines_dir() -> PathBuf {
     std::env::var_os("DEFTUNES_PIPELINES")
@@ -921,6 +939,9 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
     let dir = run_dir(dir, opts.keep)?;
     let lake_dir = dir.join("lake");
     let catalog_db = dir.join("catalog").join("catalog.db");
+    if let Some(note) = late_start_note(data.from, &windows, catalog_db.exists()) {
+        println!("{note}");
+    }
 
     step!(
         "[1/6] generating source data: {} songs, {} users, {} sessions (seed {})",
@@ -948,8 +969,9 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
         deftunes_local::emulator::start(dataset.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))
             .await?;
     println!(
-        "      postgres 127.0.0.1:{} ({loaded} songs), API {}",
+        "      postgres 127.0.0.1:{} ({loaded} songs; files in {}, removed at the end), API {}",
         postgres.port(),
+        pg_dir.path().display(),
         emulator.base_url
     );
     timings.insert("source_stack".to_string(), t.elapsed().as_millis());
@@ -1220,6 +1242,20 @@ mod tests {
                 .contains("outside the generated data (2020-01-01..2020-03-31"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_late_first_window_into_an_empty_catalog_is_explained() {
+        let from = "2020-01-01".parse().unwrap();
+        let march =
+            Window::monthly("2020-03-01".parse().unwrap(), "2020-03-31".parse().unwrap()).unwrap();
+        let note = late_start_note(from, &march, false).expect("a note");
+        assert!(note.contains("from 2020-01-01 to 2020-02-29"), "{note}");
+        assert!(note.contains("`--window-to 2020-02-29`"), "{note}");
+        // Nothing to say with the earlier windows in the catalog, or from the first day on.
+        assert_eq!(late_start_note(from, &march, true), None);
+        let all = Window::monthly(from, "2020-03-31".parse().unwrap()).unwrap();
+        assert_eq!(late_start_note(from, &all, false), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{Days, NaiveDate};
 use mysql_async::prelude::Queryable;
 
@@ -55,7 +55,13 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
 
     step!("[1/6] source: a local MariaDB with the classicmodels database (seed {seed})");
     let t = Instant::now();
-    let db = LocalMariaDb::start(&dir.join("mariadb")).await?;
+    // The server's files are of no use after the run: removed with this directory, after the
+    // server is stopped (`db` is dropped first), also when the run fails or is interrupted.
+    let db_dir = tempfile::Builder::new()
+        .prefix("mariadb-")
+        .tempdir_in(&*dir)
+        .with_context(|| format!("creating a directory for MariaDB in {}", dir.display()))?;
+    let db = LocalMariaDb::start(db_dir.path()).await?;
     let mut conn = db.connect().await?;
     let data = ClassicModels::generate(seed, &scale);
     let first = classicmodels::load(&mut conn, &data, Some(cut), true).await?;
@@ -122,8 +128,7 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
     let source_revenue: i64 = conn.query_first(SOURCE_REVENUE_CENTS).await?.unwrap_or(0);
     let _ = conn.disconnect().await;
     drop(db);
-    // The server's files are of no use after the run.
-    let _ = std::fs::remove_dir_all(dir.join("mariadb"));
+    drop(db_dir);
 
     step!(
         "[4/6] transform: {} landed objects (namespace {})",
