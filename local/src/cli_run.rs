@@ -152,11 +152,18 @@ pub(crate) fn python() -> Result<String> {
     Ok(python)
 }
 
-/// Runs one of the repository's Python helpers; its stdout is returned, its failure is an error
-/// carrying what it printed. Dropped before it ends (an interrupted run), the helper is stopped.
+/// The repository this tool was built from: its dbt projects, pipelines and Python helpers, found
+/// from any working directory.
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs one of the repository's Python helpers (`script`, relative to its root); its stdout is
+/// returned, its failure is an error carrying what it printed. Dropped before it ends (an
+/// interrupted run), the helper is stopped.
 pub(crate) async fn python_script(script: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
     let mut cmd = tokio::process::Command::new(python()?);
-    cmd.arg(script)
+    cmd.arg(repo_root().join(script))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -190,7 +197,7 @@ pub(crate) async fn dbt_build_locally(
             project.display()
         );
     }
-    let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dbt_modeling/run_local.sh");
+    let runner = repo_root().join("dbt_modeling/run_local.sh");
     let log_dir = warehouse.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
     let log_path = log_dir.join("dbt-build.log");
@@ -338,7 +345,7 @@ async fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<ServingSum
         "[6/6] serving: local warehouse {} and dbt build",
         warehouse.display()
     );
-    dbt_build_locally(Path::new("dbt_modeling"), catalog_db, warehouse).await?;
+    dbt_build_locally(&repo_root().join("dbt_modeling"), catalog_db, warehouse).await?;
     print!(
         "{}",
         python_script("local/python/bi_preview.py", &[warehouse.as_os_str()]).await?
@@ -901,7 +908,7 @@ fn late_start_note(
 pub fn pipelines_dir() -> PathBuf {
     std::env::var_os("DEFTUNES_PIPELINES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines"))
+        .unwrap_or_else(|| repo_root().join("pipelines"))
 }
 
 /// Loads and validates a pipeline folder, and prints what it declares.

@@ -98,7 +98,7 @@ impl Signals {
                     ),
                     _ => {
                         eprintln!(
-                            "deftunes: forced exit: a local PostgreSQL or MariaDB may still be running and temporary directories (deftunes-pg-* in {}) may remain",
+                            "deftunes: forced exit: a local PostgreSQL or MariaDB may still be running, and temporary directories may remain (deftunes-pg-* in {}, mariadb-* in the run directory)",
                             std::env::temp_dir().display()
                         );
                         std::process::exit(i32::from(received[0].exit_code()));

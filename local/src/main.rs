@@ -238,20 +238,26 @@ async fn main() -> std::process::ExitCode {
         result = &mut work => return exit_code(result),
         sig = signals.first() => sig,
     };
-    eprintln!(
-        "\ndeftunes: {}: stopping what this command started ...",
-        sig.name()
-    );
-    // Dropping the command's future runs the Drop of everything it holds: servers stopped and
-    // waited for, child process groups ended, temporary directories removed, the lock released.
-    drop(work);
-    eprint!("{}", aftermath.message(sig, &interrupt::this_command()));
+    if let Some(aftermath) = &aftermath {
+        eprintln!(
+            "\ndeftunes: {}: stopping what this command started ...",
+            sig.name()
+        );
+        // Dropping the command's future runs the Drop of everything it holds: servers stopped
+        // and waited for, child process groups ended, temporary directories removed, the lock
+        // released.
+        drop(work);
+        eprint!("{}", aftermath.message(sig, &interrupt::this_command()));
+    } else {
+        drop(work);
+    }
     std::process::ExitCode::from(sig.exit_code())
 }
 
-/// What an interruption of `command` leaves, for its message.
-fn aftermath(command: &Command) -> interrupt::Aftermath {
-    match command {
+/// What an interruption of `command` leaves, for its message; `None` for bench's worker, whose
+/// bench says it.
+fn aftermath(command: &Command) -> Option<interrupt::Aftermath> {
+    Some(match command {
         Command::Run {
             pipeline,
             dir,
@@ -263,8 +269,9 @@ fn aftermath(command: &Command) -> interrupt::Aftermath {
             keep: *keep,
         },
         Command::Up { dir, .. } => interrupt::Aftermath::Up { dir: dir.clone() },
+        Command::BenchWorker(_) => return None,
         _ => interrupt::Aftermath::Rerun,
-    }
+    })
 }
 
 fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {

@@ -269,7 +269,7 @@ fn ctrl_c_during_dbt_stops_dbt_and_its_children() {
 }
 
 #[test]
-fn sigterm_while_mariadb_runs_stops_it_and_removes_its_files() {
+fn sigterm_while_mariadb_runs_stops_it_and_removes_its_files_a_second_one_waits() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     let dir_arg = dir.to_str().unwrap();
@@ -304,8 +304,12 @@ fn sigterm_while_mariadb_runs_stops_it_and_removes_its_files() {
     assert!(running(server));
 
     run.signal(libc::SIGTERM);
+    // Impatient: a second signal while the server shuts down is answered, and stopping goes on.
+    std::thread::sleep(Duration::from_millis(50));
+    run.signal(libc::SIGTERM);
     let (status, _, stdout, stderr) = run.finish(Duration::from_secs(45));
     assert_eq!(status.code(), Some(143), "{stdout}\n{stderr}");
+    assert!(stderr.contains("SIGTERM again: still stopping"), "{stderr}");
     assert!(stderr.contains("To start over: "), "{stderr}");
     assert_gone(server, "MariaDB");
     assert!(
