@@ -32,6 +32,7 @@ use serde_json::json;
 use deftunes::config::Env;
 use deftunes::transform::events::ObjectRef;
 use deftunes::transform::{TransformConfig, Transformer};
+use deftunes_local::child::GroupChild;
 use deftunes_local::{Dataset, Scale};
 
 const MB: f64 = 1_000_000.0;
@@ -407,12 +408,14 @@ async fn run_worker_line(label: &str, args: &[OsString]) -> Result<String> {
     } else {
         std::env::current_exe().context("locating the deftunes executable")?
     };
-    let out = tokio::process::Command::new(exe)
-        .arg("bench-worker")
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("bench-worker")
         .args(args)
         .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    // Stopped (its scratch directory removed by its own signal handling) if the bench is.
+    let out = async { GroupChild::spawn(&mut cmd)?.output().await }
         .await
         .with_context(|| format!("starting the {label} worker"))?;
     if !out.status.success() {

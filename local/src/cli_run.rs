@@ -2,8 +2,10 @@
 //! machine runs them, month by month as a catch-up would.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::interrupt::step;
 use crate::DataArgs;
 use deftunes::config::{ApiExtractConfig, SongsExtractConfig};
 use deftunes::extract::api::ApiExtractor;
@@ -21,6 +24,7 @@ use deftunes::transform::events::ObjectRef;
 use deftunes::transform::quality::QualityReport;
 use deftunes::transform::{ObjectOutcome, TransformConfig, Transformer};
 use deftunes::window::Window;
+use deftunes_local::child::GroupChild;
 use deftunes_local::{pg, Dataset, LocalPostgres};
 
 #[derive(Debug, Default, Serialize)]
@@ -148,13 +152,24 @@ pub(crate) fn python() -> Result<String> {
     Ok(python)
 }
 
-/// Runs one of the repository's Python helpers; its stdout is returned, its failure is an error
-/// carrying what it printed.
-pub(crate) fn python_script(script: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
-    let out = std::process::Command::new(python()?)
-        .arg(script)
+/// The repository this tool was built from: its dbt projects, pipelines and Python helpers, found
+/// from any working directory.
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs one of the repository's Python helpers (`script`, relative to its root); its stdout is
+/// returned, its failure is an error carrying what it printed. Dropped before it ends (an
+/// interrupted run), the helper is stopped.
+pub(crate) async fn python_script(script: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
+    let mut cmd = tokio::process::Command::new(python()?);
+    cmd.arg(repo_root().join(script))
         .args(args)
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = async { GroupChild::spawn(&mut cmd)?.output().await }
+        .await
         .with_context(|| format!("running {script}"))?;
     if !out.status.success() {
         bail!(
@@ -168,57 +183,71 @@ pub(crate) fn python_script(script: &str, args: &[&std::ffi::OsStr]) -> Result<S
 
 /// `dbt build --target local` of a pipeline's dbt project on the DuckDB warehouse, whose source
 /// views its on-run-start hook points at the current Iceberg snapshots (the stand-in for Redshift
-/// Spectrum). Prints dbt's tally.
-pub(crate) fn dbt_build_locally(project: &Path, catalog_db: &Path, warehouse: &Path) -> Result<()> {
+/// Spectrum). Prints dbt's tally. Dropped before it ends (an interrupted run), dbt is stopped
+/// with the runner script.
+pub(crate) async fn dbt_build_locally(
+    project: &Path,
+    catalog_db: &Path,
+    warehouse: &Path,
+) -> Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     if !project.join("dbt_project.yml").exists() {
         bail!(
             "{}: no dbt project (dbt_project.yml) there (or pass --no-serving)",
             project.display()
         );
     }
-    let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dbt_modeling/run_local.sh");
+    let runner = repo_root().join("dbt_modeling/run_local.sh");
     let log_dir = warehouse.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
     let log_path = log_dir.join("dbt-build.log");
     let mut log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
-    let mut child = std::process::Command::new(&runner)
-        .arg("--project")
+    let mut cmd = tokio::process::Command::new(&runner);
+    cmd.arg("--project")
         .arg(project)
         .arg(catalog_db)
         .arg(warehouse)
         .env("DEFTUNES_PYTHON", python()?)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running {}", runner.display()))?;
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child =
+        GroupChild::spawn(&mut cmd).with_context(|| format!("running {}", runner.display()))?;
+    tracing::debug!(pid = child.pid(), "dbt build started");
+    let (stdout, stderr) = (child.inner().stdout.take(), child.inner().stderr.take());
     // stderr drained beside stdout: a full pipe would stall dbt.
-    let stderr = child.stderr.take();
-    let stderr = std::thread::spawn(move || {
+    let drain_stderr = async {
         let mut text = String::new();
         if let Some(mut e) = stderr {
-            let _ = std::io::Read::read_to_string(&mut e, &mut text);
+            let _ = e.read_to_string(&mut text).await;
         }
         text
-    });
+    };
     let (mut failures, mut tally) = (Vec::new(), Vec::new());
-    if let Some(stdout) = child.stdout.take() {
-        use std::io::{BufRead, Write};
-        for line in std::io::BufReader::new(stdout).lines() {
-            let line =
-                line.with_context(|| format!("reading the output of {}", runner.display()))?;
-            writeln!(log, "{line}")?;
-            match classify_dbt_line(&line) {
-                DbtLine::Progress(p) => println!("      {p}"),
-                DbtLine::Failure(f) => failures.push(f),
-                DbtLine::Tally(t) => tally.push(t),
-                DbtLine::Other => {}
+    let follow_stdout = async {
+        if let Some(stdout) = stdout {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Some(line) = lines
+                .next_line()
+                .await
+                .with_context(|| format!("reading the output of {}", runner.display()))?
+            {
+                writeln!(log, "{line}")?;
+                match classify_dbt_line(&line) {
+                    DbtLine::Progress(p) => println!("      {p}"),
+                    DbtLine::Failure(f) => failures.push(f),
+                    DbtLine::Tally(t) => tally.push(t),
+                    DbtLine::Other => {}
+                }
             }
         }
-    }
-    let status = child.wait()?;
-    let stderr = stderr.join().unwrap_or_default();
-    std::io::Write::write_all(&mut log, stderr.as_bytes())?;
+        anyhow::Ok(())
+    };
+    let (followed, stderr) = tokio::join!(follow_stdout, drain_stderr);
+    followed?;
+    let status = child.wait().await?;
+    log.write_all(stderr.as_bytes())?;
     if !status.success() {
         if failures.is_empty() {
             failures.extend(stderr.lines().rev().take(5).map(str::to_string));
@@ -311,20 +340,21 @@ fn classify_dbt_line(line: &str) -> DbtLine {
 }
 
 /// DeFtunes' serving stage locally: the dbt build, then the first rows of the BI views.
-fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<ServingSummary> {
-    println!(
+async fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<ServingSummary> {
+    step!(
         "[6/6] serving: local warehouse {} and dbt build",
         warehouse.display()
     );
-    dbt_build_locally(Path::new("dbt_modeling"), catalog_db, warehouse)?;
+    dbt_build_locally(&repo_root().join("dbt_modeling"), catalog_db, warehouse).await?;
     print!(
         "{}",
-        python_script("local/python/bi_preview.py", &[warehouse.as_os_str()])?
+        python_script("local/python/bi_preview.py", &[warehouse.as_os_str()]).await?
     );
     let counts = python_script(
         "local/python/bi_preview.py",
         &[warehouse.as_os_str(), "--json".as_ref()],
-    )?;
+    )
+    .await?;
     serde_json::from_str(counts.trim())
         .with_context(|| format!("bi_preview.py --json printed {counts:?}"))
 }
@@ -523,7 +553,7 @@ pub(crate) fn print_transform(
 }
 
 /// Writes `<dir>/dashboard.html` with a dashboard script (`--warehouse --summary --out`).
-pub(crate) fn write_dashboard(
+pub(crate) async fn write_dashboard(
     script: &str,
     warehouse: &Path,
     summary: &Path,
@@ -540,7 +570,8 @@ pub(crate) fn write_dashboard(
             "--out".as_ref(),
             dashboard.as_os_str(),
         ],
-    )?;
+    )
+    .await?;
     println!("      dashboard: file://{}", dashboard.display());
     Ok(())
 }
@@ -625,7 +656,7 @@ pub(crate) async fn transform_landed(
 /// state machine): `dbt build` of its project, then [`serve_and_count`] into `report`; returns
 /// the named queries' values, `None` when not served.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn serve_pipeline(
+pub(crate) async fn serve_pipeline(
     step: &str,
     pipeline_dir: &Path,
     pipeline: &deftunes::pipeline::Pipeline,
@@ -647,7 +678,7 @@ pub(crate) fn serve_pipeline(
         Some(d) => pipeline_dir.join(&d.project),
         None => bail!("pipeline {name} declares no dbt project (or pass --no-serving)"),
     };
-    println!(
+    step!(
         "{step} serving: dbt build of {} on {}",
         project.display(),
         warehouse.display()
@@ -661,7 +692,8 @@ pub(crate) fn serve_pipeline(
         warehouse,
         &[namespace.as_str(), serving_schema.as_str()],
         queries,
-    )?;
+    )
+    .await?;
     report
         .timings_ms
         .insert("serving".to_string(), t.elapsed().as_millis());
@@ -671,14 +703,14 @@ pub(crate) fn serve_pipeline(
 
 /// `dbt build` of `project` on `warehouse`, then the rows of every table of `schemas` and the
 /// value of each named query (`name=SQL`, a number) from `row_counts.py`.
-pub(crate) fn serve_and_count(
+pub(crate) async fn serve_and_count(
     project: &Path,
     catalog_db: &Path,
     warehouse: &Path,
     schemas: &[&str],
     queries: &[(&str, &str)],
 ) -> Result<(BTreeMap<String, u64>, serde_json::Value)> {
-    dbt_build_locally(project, catalog_db, warehouse)?;
+    dbt_build_locally(project, catalog_db, warehouse).await?;
     let mut args: Vec<std::ffi::OsString> = vec![warehouse.as_os_str().to_owned()];
     for s in schemas {
         args.push("--schema".into());
@@ -689,7 +721,7 @@ pub(crate) fn serve_and_count(
         args.push(format!("{name}={sql}").into());
     }
     let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-    let out = python_script("local/python/row_counts.py", &refs)?;
+    let out = python_script("local/python/row_counts.py", &refs).await?;
     let counts: serde_json::Value = serde_json::from_str(out.trim())
         .with_context(|| format!("row_counts.py printed {out:?}"))?;
     let rows: BTreeMap<String, u64> = serde_json::from_value(counts["row_counts"].clone())?;
@@ -702,7 +734,7 @@ pub(crate) fn serve_and_count(
 /// The end of a pipeline's local run: prints and records `checks` (name, expected, found),
 /// writes the run summary and the row-count report, draws the dashboard with `dashboard` (a
 /// script of local/python, when served) and fails on any mismatch or quality failure.
-pub(crate) fn finish_run(
+pub(crate) async fn finish_run(
     dir: &Path,
     mut report: RunReport,
     checks: Vec<(String, u64, u64)>,
@@ -752,7 +784,7 @@ pub(crate) fn finish_run(
     println!("      run summary: {}", report_path.display());
     if let Some((script, warehouse)) = dashboard {
         println!("      dashboard");
-        write_dashboard(script, warehouse, &report_path, dir)?;
+        write_dashboard(script, warehouse, &report_path, dir).await?;
     }
     if !mismatches.is_empty() {
         bail!("the run's counts differ: {}", mismatches.join(", "));
@@ -854,11 +886,29 @@ pub(crate) fn run_windows(
     Ok(Window::monthly(start, end)?)
 }
 
+/// What a run into an empty catalog whose first window starts after the data's first day
+/// (`from`) should know: users are extracted by sign-up date, so those of the earlier months
+/// never land and their sessions get inferred users (unknown country in the BI views).
+fn late_start_note(
+    from: chrono::NaiveDate,
+    windows: &[Window],
+    has_catalog: bool,
+) -> Option<String> {
+    let start = windows.first()?.start_date;
+    (start > from && !has_catalog).then(|| {
+        format!(
+            "      note: this run starts on {start} with an empty catalog, so users who signed up from {from} to {} are not landed: their sessions count as inferred users (country unknown) until those windows run. For the whole picture, run the earlier windows first (`--window-to {}`), then this one with --keep.",
+            start - chrono::Days::new(1),
+            start - chrono::Days::new(1),
+        )
+    })
+}
+
 /// The repository's `pipelines/` folder (`DEFTUNES_PIPELINES` overrides it).
 pub fn pipelines_dir() -> PathBuf {
     std::env::var_os("DEFTUNES_PIPELINES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines"))
+        .unwrap_or_else(|| repo_root().join("pipelines"))
 }
 
 /// Loads and validates a pipeline folder, and prints what it declares.
@@ -896,16 +946,22 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
     let dir = run_dir(dir, opts.keep)?;
     let lake_dir = dir.join("lake");
     let catalog_db = dir.join("catalog").join("catalog.db");
+    if let Some(note) = late_start_note(data.from, &windows, catalog_db.exists()) {
+        println!("{note}");
+    }
 
-    println!(
+    step!(
         "[1/6] generating source data: {} songs, {} users, {} sessions (seed {})",
-        data.songs, data.users, data.sessions, data.seed
+        data.songs,
+        data.users,
+        data.sessions,
+        data.seed
     );
     let t = Instant::now();
     let dataset = Arc::new(Dataset::generate(data.seed, &data.scale()));
     timings.insert("generate".to_string(), t.elapsed().as_millis());
 
-    println!("[2/6] starting the local source stack (PostgreSQL, API emulator)");
+    step!("[2/6] starting the local source stack (PostgreSQL, API emulator)");
     let t = Instant::now();
     // PostgreSQL lives in the system temp dir: its server user must be able to traverse it.
     let pg_dir = tempfile::Builder::new()
@@ -920,8 +976,9 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
         deftunes_local::emulator::start(dataset.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))
             .await?;
     println!(
-        "      postgres 127.0.0.1:{} ({loaded} songs), API {}",
+        "      postgres 127.0.0.1:{} ({loaded} songs; files in {}, removed at the end), API {}",
         postgres.port(),
+        pg_dir.path().display(),
         emulator.base_url
     );
     timings.insert("source_stack".to_string(), t.elapsed().as_millis());
@@ -969,7 +1026,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
     let mut transform: BTreeMap<String, TableTotals> = BTreeMap::new();
     let mut transform_ms = 0u128;
 
-    println!(
+    step!(
         "[3/6] extract -> transform, {} monthly windows (landing zone: {}, catalog: {})",
         windows.len(),
         lake_dir.join("landing_zone").display(),
@@ -1037,7 +1094,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
 
     emulator.stop().await;
     postgres.stop()?;
-    println!("[4/6] landing zone");
+    step!("[4/6] landing zone");
     println!(
         "      {:<14} {:>5} {:>8} {:>10} {:>11} {:>10}",
         "source", "runs", "objects", "records", "bytes", "expected"
@@ -1059,7 +1116,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
             mismatches.push(source.clone());
         }
     }
-    println!(
+    step!(
         "[5/6] transform zone (Iceberg, namespace {}) and data quality",
         transformer.config().namespace
     );
@@ -1078,7 +1135,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
     }
     if serving {
         let t = Instant::now();
-        report.serving = Some(serve_locally(&catalog_db, &warehouse)?);
+        report.serving = Some(serve_locally(&catalog_db, &warehouse).await?);
         report
             .timings_ms
             .insert("serving".to_string(), t.elapsed().as_millis());
@@ -1096,7 +1153,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
     println!("      timings: {}", timing_line.join(", "));
     println!("      run summary: {}", report_path.display());
     if serving {
-        write_dashboard("local/python/dashboard.py", &warehouse, &report_path, &dir)?;
+        write_dashboard("local/python/dashboard.py", &warehouse, &report_path, &dir).await?;
     }
     if !mismatches.is_empty() {
         bail!(
@@ -1192,6 +1249,20 @@ mod tests {
                 .contains("outside the generated data (2020-01-01..2020-03-31"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_late_first_window_into_an_empty_catalog_is_explained() {
+        let from = "2020-01-01".parse().unwrap();
+        let march =
+            Window::monthly("2020-03-01".parse().unwrap(), "2020-03-31".parse().unwrap()).unwrap();
+        let note = late_start_note(from, &march, false).expect("a note");
+        assert!(note.contains("from 2020-01-01 to 2020-02-29"), "{note}");
+        assert!(note.contains("`--window-to 2020-02-29`"), "{note}");
+        // Nothing to say with the earlier windows in the catalog, or from the first day on.
+        assert_eq!(late_start_note(from, &march, true), None);
+        let all = Window::monthly(from, "2020-03-31".parse().unwrap()).unwrap();
+        assert_eq!(late_start_note(from, &all, false), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{Days, NaiveDate};
 use mysql_async::prelude::Queryable;
 
@@ -17,6 +17,7 @@ use crate::cli_run::{
     finish_run, local_transform_env, serve_pipeline, start_whole_source_run, transform_landed,
     RunOptions, RunReport, SourceTotals, Transformed, WholeSourceRun,
 };
+use crate::interrupt::step;
 use deftunes::config::SongsExtractConfig;
 use deftunes::extract::songs::SongsExtractor;
 use deftunes::extract::ExtractBatch;
@@ -52,9 +53,15 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
     // Half the business is in the source at the first extraction, the rest arrives before the second.
     let cut = scale.start + Days::new(((scale.end - scale.start).num_days() / 2).max(0) as u64);
 
-    println!("[1/6] source: a local MariaDB with the classicmodels database (seed {seed})");
+    step!("[1/6] source: a local MariaDB with the classicmodels database (seed {seed})");
     let t = Instant::now();
-    let db = LocalMariaDb::start(&dir.join("mariadb")).await?;
+    // The server's files are of no use after the run: removed with this directory, after the
+    // server is stopped (`db` is dropped first), also when the run fails or is interrupted.
+    let db_dir = tempfile::Builder::new()
+        .prefix("mariadb-")
+        .tempdir_in(&*dir)
+        .with_context(|| format!("creating a directory for MariaDB in {}", dir.display()))?;
+    let db = LocalMariaDb::start(db_dir.path()).await?;
     let mut conn = db.connect().await?;
     let data = ClassicModels::generate(seed, &scale);
     let first = classicmodels::load(&mut conn, &data, Some(cut), true).await?;
@@ -86,12 +93,12 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
     for (step, ingest) in [(2, cut + Days::new(1)), (3, second_day)] {
         if step == 3 {
             let all = classicmodels::load(&mut conn, &data, None, false).await?;
-            println!(
+            step!(
                 "[3/6] new business in the source ({} orders in all), extracted again: facts from their watermarks",
                 all.tables["orders"]
             );
         } else {
-            println!("[2/6] extract: every table of the spec (songs-extract's SQL extraction)");
+            step!("[2/6] extract: every table of the spec (songs-extract's SQL extraction)");
         }
         let batch = extract_all(&extractor, ingest).await?;
         for s in &batch.extracts {
@@ -121,10 +128,9 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
     let source_revenue: i64 = conn.query_first(SOURCE_REVENUE_CENTS).await?.unwrap_or(0);
     let _ = conn.disconnect().await;
     drop(db);
-    // The server's files are of no use after the run.
-    let _ = std::fs::remove_dir_all(dir.join("mariadb"));
+    drop(db_dir);
 
-    println!(
+    step!(
         "[4/6] transform: {} landed objects (namespace {})",
         keys.len(),
         pipeline.spec.namespace
@@ -160,7 +166,8 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
             ("bi_revenue_cents", "SELECT CAST(round(sum(revenue) * 100) AS BIGINT) FROM classicmodels_bi.sales_by_product_line_monthly"),
         ],
         &mut report,
-    )?;
+    )
+    .await?;
     if let Some(queries) = &served {
         let found = |name: &str| report.row_counts.get(name).copied().unwrap_or(0);
         let query = |name: &str| queries[name].as_u64().unwrap_or(0);
@@ -180,7 +187,7 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
             query("bi_revenue_cents"),
         ));
     }
-    println!("[6/6] report");
+    step!("[6/6] report");
     finish_run(
         &dir,
         report,
@@ -193,6 +200,7 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
         )),
         started,
     )
+    .await
 }
 
 /// Every SQL source of the spec, as the scheduled songs-extract invocation reads them.

@@ -14,6 +14,7 @@ use crate::cli_run::{
     check_pipeline, finish_run, local_transform_env, pipelines_dir, run_dir, serve_pipeline,
     transform_landed, RunOptions, RunReport, SourceTotals, Transformed,
 };
+use crate::interrupt::step;
 use deftunes_local::sparkify::{count_plays_in_files, SparkifyData, SparkifyScale};
 
 /// The demo's size: a month of events; songs kept to a few hundred because each song document
@@ -35,7 +36,7 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
     let catalog_db = dir.join("catalog").join("catalog.db");
     let scale = demo_scale();
 
-    println!(
+    step!(
         "[1/4] landing Sparkify's raw data: {} songs, {} users, {} days of event logs (seed {seed})",
         scale.songs, scale.users, scale.days
     );
@@ -81,7 +82,7 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
         raw.next_song
     );
 
-    println!(
+    step!(
         "[2/4] transform: every landed object (namespace {})",
         pipeline.spec.namespace
     );
@@ -109,7 +110,8 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
             "SELECT count(*) FROM sparkify_serving.songplays WHERE song_id IS NOT NULL",
         )],
         &mut report,
-    )?;
+    )
+    .await?;
     if let Some(queries) = &served {
         let found = |name: &str| report.row_counts.get(name).copied().unwrap_or(0);
         checks = vec![
@@ -135,7 +137,7 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
             ),
         ];
     }
-    println!("[4/4] report");
+    step!("[4/4] report");
     finish_run(
         &dir,
         report,
@@ -147,4 +149,5 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
             .then_some(("local/python/sparkify_dashboard.py", warehouse.as_path())),
         started,
     )
+    .await
 }

@@ -16,6 +16,7 @@ use crate::cli_run::{
     finish_run, local_transform_env, serve_pipeline, start_whole_source_run, transform_landed,
     RunOptions, RunReport, SourceTotals, Transformed, WholeSourceRun,
 };
+use crate::interrupt::step;
 use deftunes::config::ApiExtractConfig;
 use deftunes::extract::api::ApiExtractor;
 use deftunes::extract::ExtractSummary;
@@ -52,7 +53,7 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
     )
     .await?;
     let scale = &api.data().scale;
-    println!(
+    step!(
         "[1/5] source: the Spotify-style API emulator at {} (seed {seed}): {} artists, {} albums, {} tracks, {} playlists",
         api.base_url, scale.artists, scale.albums, scale.tracks, scale.playlists
     );
@@ -146,7 +147,7 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
         .count();
     let additions: usize = last.playlists.iter().map(|p| p.tracks.items.len()).sum();
 
-    println!(
+    step!(
         "[4/5] transform: {} landed objects (namespace {})",
         keys.len(),
         pipeline.spec.namespace
@@ -206,7 +207,8 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
             ),
         ],
         &mut report,
-    )?;
+    )
+    .await?;
     if let Some(queries) = &served {
         let found = |name: &str| report.row_counts.get(name).copied().unwrap_or(0);
         let query = |name: &str| queries[name].as_u64().unwrap_or(0);
@@ -237,4 +239,5 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
             .then_some(("local/python/spotify_dashboard.py", warehouse.as_path())),
         started,
     )
+    .await
 }

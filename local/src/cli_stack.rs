@@ -47,30 +47,30 @@ pub async fn up(data: &DataArgs, dir: &Path, api_port: u16) -> Result<()> {
     eprintln!("generating the source data (seed {}) ...", data.seed);
     let dataset = Dataset::generate(data.seed, &data.scale());
     eprintln!("starting PostgreSQL ...");
+    // Until the stack is up whole, what is started is stopped again on an error or an
+    // interruption (this future dropped): PostgreSQL by its own drop, the rest by `starting`'s.
     let pg = LocalPostgres::start(&stack_dir.join("postgres")).await?;
     let client = pg.connect().await?;
     let loaded = pg::load_songs(&client, &dataset.songs).await?;
     drop(client);
-    let pg = pg.detach();
-    // Until the state file is written, nothing but this process knows of the detached server:
-    // stop it on any failure, so `up` can be run again.
-    let spawned = spawn_api(data, api_port, &stack_dir);
-    let (port, child, log_path) = match spawned {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = pg::stop_detached(&pg);
-            return Err(e);
-        }
-    };
+    let mut starting = Starting::default();
+    let (port, child, log_path) = spawn_api(data, api_port, &stack_dir)?;
+    let api_pid = child.id();
+    starting.api = Some(child);
     let api_url = format!("http://127.0.0.1:{port}/");
     let state = StackState {
-        postgres: pg.clone(),
-        api_pid: child.id(),
+        postgres: pg.handle(),
+        api_pid,
         api_url: api_url.clone(),
         lake: lake.clone(),
     };
     std::fs::write(state_file(dir), serde_json::to_vec_pretty(&state)?)?;
+    starting.state = Some(state_file(dir));
     wait_healthy(&api_url, &log_path).await?;
+    // Up: from now on `down` stops it (a std Child is not killed when dropped).
+    starting.api = None;
+    starting.state = None;
+    let pg = pg.detach();
 
     println!("DeFtunes local stack is up ({loaded} songs in deftunes.songs).");
     println!(
@@ -102,6 +102,26 @@ pub async fn up(data: &DataArgs, dir: &Path, api_port: u16) -> Result<()> {
     println!("  cargo lambda invoke transform --data-file events/transform-direct.json");
     println!("Stop with: deftunes down --dir {}", dir.display());
     Ok(())
+}
+
+/// What `up` has started besides PostgreSQL, stopped again when dropped: `up` empties it once
+/// the stack is up.
+#[derive(Default)]
+struct Starting {
+    api: Option<std::process::Child>,
+    state: Option<PathBuf>,
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(mut api) = self.api.take() {
+            let _ = api.kill();
+            let _ = api.wait();
+        }
+        if let Some(state) = self.state.take() {
+            let _ = std::fs::remove_file(state);
+        }
+    }
 }
 
 /// What the functions need to run against this stack, in `cargo lambda watch --env-file` form.

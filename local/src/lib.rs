@@ -2,8 +2,10 @@
 //! emulator of the DeFtunes purchases API ([`emulator`]) and a throwaway PostgreSQL holding
 //! `deftunes.songs` ([`pg`]), and a deterministic generator of Sparkify raw song and event files
 //! landed into a local lake ([`sparkify`]), and an HTTP emulator of a Spotify-style catalogue API
-//! with OAuth2 client credentials, paging and epochs of changing data ([`spotify`]).
+//! with OAuth2 client credentials, paging and epochs of changing data ([`spotify`]); the servers'
+//! and helpers' child processes are stopped with the command that started them ([`child`]).
 
+pub mod child;
 pub mod classicmodels;
 pub mod dataset;
 pub mod emulator;

@@ -15,6 +15,7 @@ mod cli_run_classicmodels;
 mod cli_run_sparkify;
 mod cli_run_spotify;
 mod cli_stack;
+mod interrupt;
 
 use std::path::PathBuf;
 
@@ -220,7 +221,71 @@ async fn main() -> std::process::ExitCode {
         _ => "warn",
     };
     deftunes::telemetry::init_local(default_level);
-    let result = match cli.command {
+    // A foreground server's normal stop is a signal: serve-api handles its own.
+    if matches!(cli.command, Command::ServeApi { .. }) {
+        return exit_code(execute(cli.command).await);
+    }
+    let mut signals = match interrupt::Signals::listen() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: listening for SIGINT and SIGTERM: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let aftermath = aftermath(&cli.command);
+    let mut work = Box::pin(execute(cli.command));
+    let sig = tokio::select! {
+        result = &mut work => return exit_code(result),
+        sig = signals.first() => sig,
+    };
+    if let Some(aftermath) = &aftermath {
+        eprintln!(
+            "\ndeftunes: {}: stopping what this command started ...",
+            sig.name()
+        );
+        // Dropping the command's future runs the Drop of everything it holds: servers stopped
+        // and waited for, child process groups ended, temporary directories removed, the lock
+        // released.
+        drop(work);
+        eprint!("{}", aftermath.message(sig, &interrupt::this_command()));
+    } else {
+        drop(work);
+    }
+    std::process::ExitCode::from(sig.exit_code())
+}
+
+/// What an interruption of `command` leaves, for its message; `None` for bench's worker, whose
+/// bench says it.
+fn aftermath(command: &Command) -> Option<interrupt::Aftermath> {
+    Some(match command {
+        Command::Run {
+            pipeline,
+            dir,
+            keep,
+            ..
+        } => interrupt::Aftermath::Run {
+            pipeline: pipeline.clone(),
+            dir: dir.clone(),
+            keep: *keep,
+        },
+        Command::Up { dir, .. } => interrupt::Aftermath::Up { dir: dir.clone() },
+        Command::BenchWorker(_) => return None,
+        _ => interrupt::Aftermath::Rerun,
+    })
+}
+
+fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Up {
             data,
             dir,
@@ -294,13 +359,6 @@ async fn main() -> std::process::ExitCode {
         }
         Command::Bench(args) => cli_bench::bench(&args).await,
         Command::BenchWorker(args) => cli_bench::worker(&args).await,
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
     }
 }
 

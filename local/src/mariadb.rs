@@ -11,6 +11,7 @@
 //! (Debian's `mariadb-server` package; `make mariadb` installs it). As root the server runs
 //! with `--user=root` (it refuses root otherwise).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use mysql_async::prelude::Queryable;
 use rand::distr::{Alphanumeric, SampleString};
+
+use crate::child::GroupChild;
 
 const HOST: &str = "127.0.0.1";
 /// The account extraction and loading use.
@@ -88,7 +91,7 @@ impl LocalMariaDb {
         let as_root = is_root();
         let mut init = match find_binary(&["mariadb-install-db", "mysql_install_db"]) {
             Some(install) => {
-                let mut c = Command::new(install);
+                let mut c = tokio::process::Command::new(install);
                 c.arg("--no-defaults")
                     .arg(format!("--datadir={}", data.display()))
                     .arg("--auth-root-authentication-method=normal")
@@ -98,7 +101,7 @@ impl LocalMariaDb {
             }
             // MySQL 8 initialises through the server itself.
             None => {
-                let mut c = Command::new(&server);
+                let mut c = tokio::process::Command::new(&server);
                 c.arg("--no-defaults")
                     .arg("--initialize-insecure")
                     .arg(format!("--datadir={}", data.display()))
@@ -109,9 +112,14 @@ impl LocalMariaDb {
         if as_root {
             init.arg("--user=root");
         }
-        let out = init
-            .output()
-            .with_context(|| format!("running {:?}", init.get_program()))?;
+        init.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Awaited, and stopped if the start is dropped half-way (an interrupted run).
+        let program = init.as_std().get_program().to_owned();
+        let out = async { GroupChild::spawn(&mut init)?.output().await }
+            .await
+            .with_context(|| format!("running {program:?}"))?;
         if !out.status.success() {
             bail!(
                 "initialising the MariaDB data directory {} failed: {}{}",
@@ -140,6 +148,9 @@ impl LocalMariaDb {
         if as_root {
             cmd.arg("--user=root");
         }
+        // Out of the terminal's process group: a Ctrl-C reaches deftunes only, whose `stop` then
+        // shuts the server down cleanly and waits for it.
+        cmd.process_group(0);
         if let Some((cert, key)) = tls {
             cmd.arg(format!("--ssl-cert={}", cert.display()))
                 .arg(format!("--ssl-key={}", key.display()));

@@ -14,8 +14,9 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::distr::{Alphanumeric, SampleString};
@@ -24,6 +25,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
+use crate::child::GroupChild;
 use crate::dataset::Song;
 
 /// Default location of the PostgreSQL binaries (Debian's PostgreSQL 15).
@@ -174,8 +176,16 @@ impl LocalPostgres {
         };
 
         let log = dir.join("postgres.log");
+        // Owned from here on: a start that fails or is interrupted (its future dropped while
+        // `pg_ctl start` runs) stops whatever server came up.
+        let mut pg = LocalPostgres {
+            dir: dir.clone(),
+            port: 0,
+            password,
+            running: true,
+        };
         let mut attempt = 0;
-        let port = loop {
+        pg.port = loop {
             attempt += 1;
             let port = free_port()?;
             let opts = format!(
@@ -211,18 +221,8 @@ impl LocalPostgres {
                 Err(e) => return Err(e),
             }
         };
-
-        let mut pg = LocalPostgres {
-            dir,
-            port,
-            password,
-            running: true,
-        };
-        if let Err(e) = pg.wait_ready().await {
-            let _ = pg.stop();
-            return Err(e);
-        }
-        tracing::info!(port, dir = %pg.dir.display(), "local PostgreSQL started");
+        pg.wait_ready().await?;
+        tracing::info!(port = pg.port, dir = %pg.dir.display(), "local PostgreSQL started");
         Ok(pg)
     }
 
@@ -289,15 +289,20 @@ impl LocalPostgres {
         connect(&self.connection_string()).await
     }
 
-    /// Keeps the server running after this value is gone; the handle can stop it later.
-    pub fn detach(mut self) -> PgHandle {
-        self.running = false;
+    /// What another process needs to reach and stop this server once detached.
+    pub fn handle(&self) -> PgHandle {
         PgHandle {
             dir: self.dir.clone(),
             port: self.port,
             user: SUPERUSER.to_owned(),
-            password: std::mem::take(&mut self.password),
+            password: self.password.clone(),
         }
+    }
+
+    /// Keeps the server running after this value is gone; the handle can stop it later.
+    pub fn detach(mut self) -> PgHandle {
+        self.running = false;
+        self.handle()
     }
 
     /// `pg_ctl stop -m fast`. Idempotent.
@@ -452,6 +457,9 @@ fn pg_command(program: &str, as_postgres: bool, cwd: &Path) -> Command {
     };
     // The working directory must be accessible to the server's user.
     cmd.current_dir(cwd);
+    // Out of the terminal's process group: a Ctrl-C reaches deftunes only, which then stops the
+    // server itself (a `pg_ctl stop` killed half-way would leave it running).
+    cmd.process_group(0);
     cmd
 }
 
@@ -504,11 +512,15 @@ fn run_sync(mut cmd: Command) -> Result<Output, PgError> {
     check(command, out)
 }
 
+/// Runs `cmd` to its end; dropped before (an interrupted command), it stops it with its group.
 async fn run_async(cmd: Command) -> Result<Output, PgError> {
     let command = describe(&cmd);
     tracing::debug!(%command, "running");
-    let out = tokio::process::Command::from(cmd)
-        .output()
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = async { GroupChild::spawn(&mut cmd)?.output().await }
         .await
         .map_err(io_err(format!("running `{command}`")))?;
     check(command, out)

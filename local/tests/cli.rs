@@ -203,3 +203,54 @@ fn up_serves_the_sources_until_down() {
         "PostgreSQL still up after down"
     );
 }
+
+/// A fresh run from a later month (the issue's `--window-from 2020-03-01` on a new directory)
+/// runs, served too when the Python venv is there, and says that the users of the earlier months
+/// are missing and how to add them; those months then run on top with `--keep`.
+#[test]
+fn a_fresh_run_from_a_later_month_says_what_it_misses_and_the_earlier_months_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let serving = std::env::var_os("DEFTUNES_PYTHON").is_some();
+    if !serving {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "DEFTUNES_PYTHON must be set in CI (make test sets it)"
+        );
+        eprintln!("DEFTUNES_PYTHON not set: the run stops before serving");
+    }
+    let mut args = vec!["run", "--window-from", "2020-03-01"];
+    if !serving {
+        args.push("--no-serving");
+    }
+    args.extend(SMALL);
+    let out = deftunes(&args, dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("note: this run starts on 2020-03-01 with an empty catalog")
+            && stdout.contains("(`--window-to 2020-02-29`)"),
+        "{stdout}"
+    );
+    if serving {
+        assert!(stdout.contains("dbt log: "), "{stdout}");
+    }
+    let summary = |dir: &Path| -> Value {
+        serde_json::from_slice(&std::fs::read(dir.join("run-summary.json")).unwrap()).unwrap()
+    };
+    assert_eq!(summary(dir.path())["windows"].as_array().unwrap().len(), 1);
+
+    let args: Vec<&str> = ["run", "--no-serving", "--keep", "--window-to", "2020-02-29"]
+        .into_iter()
+        .chain(SMALL)
+        .collect();
+    let out = deftunes(&args, dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(!stdout.contains("note:"), "{stdout}");
+    // Every user is in the table now, whatever month they signed up in.
+    assert_eq!(summary(dir.path())["transform"]["users"]["table_rows"], 150);
+}
