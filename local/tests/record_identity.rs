@@ -948,6 +948,37 @@ async fn sessions_are_partitioned_by_event_day_one_file_per_day_of_an_object() {
     assert_eq!(o.data_files as usize, per_day.len());
 }
 
+/// The natural key's string column is written without a dictionary (it is unique per record:
+/// a dictionary only costs hashing), the repetitive ones with one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_keys_are_written_without_a_dictionary() {
+    let f = fixture(&[]).await;
+    let (_, _, table) = january_committed(&f).await;
+    let task = plan_all(&table).await.into_iter().next().unwrap();
+    let bytes = table
+        .file_io()
+        .new_input(&task.data_file_path)
+        .unwrap()
+        .read()
+        .await
+        .unwrap();
+    let meta = parquet::file::reader::FileReader::metadata(
+        &parquet::file::serialized_reader::SerializedFileReader::new(bytes).unwrap(),
+    )
+    .clone();
+    let dictionary = |name: &str| {
+        let rg = meta.row_group(0);
+        let col = (0..rg.num_columns())
+            .map(|i| rg.column(i))
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        col.dictionary_page_offset().is_some()
+    };
+    assert!(!dictionary("session_id"));
+    assert!(dictionary("user_agent"));
+    assert!(dictionary("artist_name"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_files_roll_at_the_target_size_with_every_row_kept() {
     // Tiny files and batches. A file rolls once its written bytes (completed pages, counted

@@ -7,10 +7,14 @@ use arrow_array::builder::{
     BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder,
     Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
+use arrow_array::{Array, StructArray};
 use arrow_array::{ArrayRef, Date32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::SchemaRef;
-use iceberg::arrow::RecordBatchPartitionSplitter;
-use iceberg::spec::{DataFile, DataFileFormat, PartitionKey, Struct};
+use iceberg::arrow::{arrow_struct_to_literal, PartitionValueCalculator};
+use iceberg::spec::{
+    DataFile, DataFileFormat, Literal, PartitionKey, PartitionSpec, SchemaRef as IcebergSchemaRef,
+    Struct, StructType,
+};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::location_generator::{
@@ -240,9 +244,28 @@ fn file_writer_builder(
     target_file_size: usize,
 ) -> Result<FileWriterBuilder> {
     let metadata = table.metadata();
-    let props = WriterProperties::builder()
+    let schema = metadata.current_schema();
+    let mut props = WriterProperties::builder();
+    // String natural keys are (nearly) unique per record: a dictionary of them only costs its
+    // hashing and falls back to plain pages at 1 MB. Measured on 20 MB of sessions (session_id):
+    // 1% fewer instructions and 1.5% smaller files.
+    for id in schema.identifier_field_ids() {
+        if let Some(f) = schema.field_by_id(id).filter(|f| {
+            matches!(
+                *f.field_type,
+                iceberg::spec::Type::Primitive(iceberg::spec::PrimitiveType::String)
+            )
+        }) {
+            props = props.set_column_dictionary_enabled(
+                parquet::schema::types::ColumnPath::from(f.name.as_str()),
+                false,
+            );
+        }
+    }
+    let props = props
         // Level 1: on the bench object 11% faster than 3 and no larger (the columns are
-        // dictionary-encoded already), with smaller compression contexts.
+        // dictionary-encoded already), with smaller compression contexts. Snappy would cost
+        // 1.5% fewer instructions for 54% larger files (measured on 20 MB of sessions).
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).map_err(|e| Error::Catalog(e.to_string()))?,
         ))
@@ -276,6 +299,85 @@ const BUFFERED_ROWS: usize = FLUSH_ROWS;
 /// column (about 11 MB for sessions, measured).
 const MAX_OPEN_FILES: usize = 2;
 
+/// Splits batches by the table's partition spec, whatever its fields and transforms. One
+/// vectorised pass computes every row's partition value; rows already in one partition (a daily
+/// object) pass through untouched, others are sorted by partition once (a single `take`) and
+/// sliced. iceberg's own `RecordBatchPartitionSplitter` builds a literal per row and filters the
+/// whole batch once per partition: 10% of the transform's CPU on the bench object (31 days,
+/// shuffled).
+struct Splitter {
+    calculator: PartitionValueCalculator,
+    partition_type: StructType,
+    spec: PartitionSpec,
+    schema: IcebergSchemaRef,
+}
+
+impl Splitter {
+    fn new(table: &Table) -> Result<Option<Splitter>> {
+        let metadata = table.metadata();
+        let spec = metadata.default_partition_spec();
+        if spec.is_unpartitioned() {
+            return Ok(None);
+        }
+        let schema = metadata.current_schema().clone();
+        let calculator = PartitionValueCalculator::try_new(spec, &schema)?;
+        Ok(Some(Splitter {
+            partition_type: calculator.partition_type().clone(),
+            calculator,
+            spec: spec.as_ref().clone(),
+            schema,
+        }))
+    }
+
+    fn split(&self, batch: &RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>> {
+        let internal = |e: &dyn std::fmt::Display| {
+            Error::Catalog(format!("internal: splitting a batch by partition: {e}"))
+        };
+        let fields = |values: &ArrayRef| -> Result<Vec<ArrayRef>> {
+            values
+                .as_any()
+                .downcast_ref::<StructArray>()
+                .map(|s| s.columns().to_vec())
+                .ok_or_else(|| internal(&"partition values are not a struct"))
+        };
+        let values = self.calculator.calculate(batch)?;
+        let runs = arrow_ord::partition::partition(&fields(&values)?).map_err(|e| internal(&e))?;
+        let (batch, values, ranges) = if runs.len() <= 1 {
+            (batch.clone(), values, runs.ranges())
+        } else {
+            let order: Vec<arrow_ord::sort::SortColumn> = fields(&values)?
+                .into_iter()
+                .map(|values| arrow_ord::sort::SortColumn {
+                    values,
+                    options: None,
+                })
+                .collect();
+            let indices =
+                arrow_ord::sort::lexsort_to_indices(&order, None).map_err(|e| internal(&e))?;
+            let sorted =
+                arrow_select::take::take_record_batch(batch, &indices).map_err(|e| internal(&e))?;
+            let values =
+                arrow_select::take::take(&values, &indices, None).map_err(|e| internal(&e))?;
+            let ranges = arrow_ord::partition::partition(&fields(&values)?)
+                .map_err(|e| internal(&e))?
+                .ranges();
+            (sorted, values, ranges)
+        };
+        ranges
+            .into_iter()
+            .map(|r| {
+                let first =
+                    arrow_struct_to_literal(&values.slice(r.start, 1), &self.partition_type)?;
+                let Some(Some(Literal::Struct(data))) = first.into_iter().next() else {
+                    return Err(internal(&"a partition value is not a struct"));
+                };
+                let key = PartitionKey::new(self.spec.clone(), self.schema.clone(), data);
+                Ok((key, batch.slice(r.start, r.end - r.start)))
+            })
+            .collect()
+    }
+}
+
 /// Rows of one partition not yet handed to its file.
 struct Pending {
     key: Option<PartitionKey>,
@@ -289,7 +391,7 @@ struct Pending {
 /// object spanning many days writes a few files per day instead of holding a file open for each.
 struct Sink {
     builder: FileWriterBuilder,
-    splitter: Option<RecordBatchPartitionSplitter>,
+    splitter: Option<Splitter>,
     pending: HashMap<Struct, Pending>,
     pending_rows: usize,
     /// Least recently written first.
@@ -299,16 +401,7 @@ struct Sink {
 
 impl Sink {
     fn new(table: &Table, file_prefix: String, target_file_size: usize) -> Result<Sink> {
-        let metadata = table.metadata();
-        let spec = metadata.default_partition_spec();
-        let splitter = if spec.is_unpartitioned() {
-            None
-        } else {
-            Some(RecordBatchPartitionSplitter::try_new_with_computed_values(
-                metadata.current_schema().clone(),
-                spec.clone(),
-            )?)
-        };
+        let splitter = Splitter::new(table)?;
         Ok(Sink {
             builder: file_writer_builder(table, file_prefix, target_file_size)?,
             splitter,
