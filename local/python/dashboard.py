@@ -185,33 +185,11 @@ def summary_sections(summary: dict, fact_rows: int) -> str:
 <section class="panel"><h2>Timings</h2>{html_table(["stage", "time"], timing_rows)}</section>"""
 
 
-STYLE = """
-:root { --ink:#1d2433; --muted:#5b6578; --line:#d9dee8; --bg:#f5f7fb; --accent:#2f6fdf; }
-* { box-sizing: border-box; }
-body { margin:0; font:14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color:var(--ink); background:var(--bg); }
-header { padding:20px 28px; background:#fff; border-bottom:1px solid var(--line); }
-header h1 { margin:0 0 4px; font-size:22px; }
-header p { margin:0; color:var(--muted); }
-main { padding:20px 28px; display:grid; grid-template-columns:repeat(auto-fit, minmax(520px, 1fr)); gap:20px; }
-.kpis { grid-column:1/-1; display:grid; grid-template-columns:repeat(auto-fit, minmax(160px, 1fr)); gap:12px; }
-.kpi { background:#fff; border:1px solid var(--line); border-radius:8px; padding:12px 16px; }
-.kpi b { display:block; font-size:22px; }
-.kpi span { color:var(--muted); }
-.panel { background:#fff; border:1px solid var(--line); border-radius:8px; padding:16px 20px; overflow-x:auto; }
-.panel h2 { margin:0 0 10px; font-size:16px; }
-.panel .note { color:var(--muted); margin:0 0 8px; }
-table { border-collapse:collapse; width:100%; }
-th, td { padding:4px 8px; border-bottom:1px solid var(--line); text-align:left; white-space:nowrap; }
-td.num { text-align:right; font-variant-numeric:tabular-nums; }
-svg text { font-size:11px; fill:var(--ink); }
-svg .axis { stroke:var(--line); }
-svg .bar:hover { opacity:.8; }
-.legend { display:flex; flex-wrap:wrap; gap:6px 14px; margin-top:6px; color:var(--muted); }
-.legend i { display:inline-block; width:10px; height:10px; margin-right:4px; border-radius:2px; }
-h2 label { margin-left:16px; font-weight:normal; color:var(--muted); }
-select { font:inherit; margin-left:6px; }
-.empty { color:var(--muted); font-style:italic; }
-"""
+# One stylesheet for every dashboard: these pages and the run reports of the state machine's
+# run-control function (shared/src/run_control/html.rs embeds the same file).
+STYLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "assets", "dashboard.css")
+with open(STYLE_PATH, encoding="utf-8") as _f:
+    STYLE = "\n" + _f.read()
 
 # The start of every dashboard's script: the page's data, SVG helpers. A script continues it and closes the
 # function with `})();`.

@@ -20,9 +20,11 @@ use deftunes::extract::api::ApiExtractor;
 use deftunes::extract::songs::SongsExtractor;
 use deftunes::extract::ExtractSummary;
 use deftunes::storage::Lake;
+use deftunes::transform::catalog::current_rows;
 use deftunes::transform::events::ObjectRef;
 use deftunes::transform::quality::QualityReport;
-use deftunes::transform::{ObjectOutcome, TransformConfig, Transformer};
+use deftunes::transform::totals::{observe_rule, OutcomeTotals, RuleSummary};
+use deftunes::transform::{TransformConfig, Transformer};
 use deftunes::window::Window;
 use deftunes_local::child::GroupChild;
 use deftunes_local::{pg, Dataset, LocalPostgres};
@@ -40,28 +42,13 @@ pub struct SourceTotals {
 /// What the transform stage did to one table, summed over the run.
 #[derive(Debug, Default, Serialize)]
 pub struct TableTotals {
-    pub objects: u64,
-    pub records_in: u64,
-    pub records_committed: u64,
-    /// Records the table already held (re-landed by an overlapping window or a full extract).
-    pub records_unchanged: u64,
-    pub records_quarantined: u64,
-    pub rows_committed: u64,
-    pub rows_unchanged: u64,
-    /// Items quarantined one by one, their records' other items kept.
-    pub rows_quarantined: u64,
+    #[serde(flatten)]
+    pub outcomes: OutcomeTotals,
     /// Rows in the table's current snapshot, read back from the catalog.
     pub table_rows: u64,
     pub quality_failures: Vec<String>,
     /// Dataset rules, with the worst value seen over the run's objects.
     pub dataset_rules: BTreeMap<String, RuleSummary>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RuleSummary {
-    pub worst_value: f64,
-    pub threshold: f64,
-    pub passed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -359,17 +346,6 @@ async fn serve_locally(catalog_db: &Path, warehouse: &Path) -> Result<ServingSum
         .with_context(|| format!("bi_preview.py --json printed {counts:?}"))
 }
 
-fn add_outcome(t: &mut TableTotals, o: &ObjectOutcome) {
-    t.objects += 1;
-    t.records_in += o.records_in;
-    t.records_committed += o.records_committed;
-    t.records_unchanged += o.records_unchanged;
-    t.records_quarantined += o.records_quarantined;
-    t.rows_committed += o.rows_committed;
-    t.rows_unchanged += o.rows_unchanged;
-    t.rows_quarantined += o.rows_quarantined;
-}
-
 fn env_map(pairs: &[(&str, String)]) -> HashMap<String, String> {
     pairs
         .iter()
@@ -452,22 +428,11 @@ pub(crate) async fn transform_keys(
         match outcome {
             Ok(o) => {
                 quarantined += o.records_quarantined;
-                add_outcome(totals, &o);
+                totals.outcomes.add(&o);
                 let raw = transformer.lake().get_bytes(&o.quality_report_key).await?;
                 let report: QualityReport = serde_json::from_slice(&raw)?;
-                for r in report.dataset_rules {
-                    let name = format!(
-                        "{} {}",
-                        r.rule["check"].as_str().unwrap_or("rule"),
-                        r.column
-                    );
-                    let e = totals.dataset_rules.entry(name).or_insert(RuleSummary {
-                        worst_value: r.value,
-                        threshold: r.threshold,
-                        passed: true,
-                    });
-                    e.worst_value = e.worst_value.min(r.value);
-                    e.passed &= r.passed;
+                for r in &report.dataset_rules {
+                    observe_rule(&mut totals.dataset_rules, r, None);
                 }
             }
             Err(e) if e.error_type() == "DataQualityFailed" => {
@@ -487,17 +452,7 @@ pub(crate) async fn read_table_rows(
     for (name, totals) in transform.iter_mut() {
         let ident = transformer.table_ident(name);
         let table = transformer.catalog().load_table(&ident).await?;
-        totals.table_rows = table
-            .metadata()
-            .current_snapshot()
-            .and_then(|s| {
-                s.summary()
-                    .additional_properties
-                    .get("total-records")
-                    .cloned()
-            })
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+        totals.table_rows = current_rows(&table);
     }
     Ok(())
 }
@@ -517,11 +472,11 @@ pub(crate) fn print_transform(
         println!(
             "      {:<14} {:>8} {:>10} {:>10} {:>11} {:>10} {:>11}  {}",
             name,
-            t.objects,
-            t.records_in,
-            t.records_unchanged,
-            t.records_quarantined,
-            t.rows_committed,
+            t.outcomes.objects,
+            t.outcomes.records_in,
+            t.outcomes.records_unchanged,
+            t.outcomes.records_quarantined,
+            t.outcomes.rows_committed,
             t.table_rows,
             if t.quality_failures.is_empty() {
                 "passed"
@@ -529,7 +484,7 @@ pub(crate) fn print_transform(
                 "FAILED"
             }
         );
-        if t.records_in != t.records_committed + t.records_unchanged + t.records_quarantined {
+        if !t.outcomes.balanced() {
             mismatches.push(format!(
                 "{}: records in != committed + unchanged + quarantined",
                 name

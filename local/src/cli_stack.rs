@@ -100,6 +100,7 @@ pub async fn up(data: &DataArgs, dir: &Path, api_port: u16) -> Result<()> {
     println!("  cargo lambda invoke api-extract --data-file events/api-extract-sessions.json");
     println!("  cargo lambda invoke songs-extract --data-file events/songs-extract.json");
     println!("  cargo lambda invoke transform --data-file events/transform-direct.json");
+    println!("  cargo lambda invoke run-control --data-file events/run-control-report.json");
     println!("Stop with: deftunes down --dir {}", dir.display());
     Ok(())
 }

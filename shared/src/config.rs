@@ -51,7 +51,7 @@ where
     }
 }
 
-fn at_most(name: &str, v: u64, max: u64) -> Result<u64> {
+pub(crate) fn at_most(name: &str, v: u64, max: u64) -> Result<u64> {
     if v > max {
         return Err(Error::Configuration(format!(
             "environment variable {name}={v} is too large (at most {max})"
@@ -60,13 +60,40 @@ fn at_most(name: &str, v: u64, max: u64) -> Result<u64> {
     Ok(v)
 }
 
-fn positive<T: PartialEq + Default>(name: &str, v: T) -> Result<T> {
+pub(crate) fn positive<T: PartialEq + Default>(name: &str, v: T) -> Result<T> {
     if v == T::default() {
         return Err(Error::Configuration(format!(
             "environment variable {name} must be greater than 0"
         )));
     }
     Ok(v)
+}
+
+/// `WINDOW_GRANULARITY`: the period of a scheduled run (`day` or `month`).
+pub fn window_granularity(env: &dyn Env) -> Result<Granularity> {
+    parse_or(env, "WINDOW_GRANULARITY", Granularity::Day)
+}
+
+/// `WINDOW_TIMEZONE`: the IANA zone whose calendar a scheduled run's previous period follows.
+pub fn window_timezone(env: &dyn Env) -> Result<Tz> {
+    parse_or(env, "WINDOW_TIMEZONE", Tz::UTC)
+}
+
+/// A lake key prefix (`reports/runs/deftunes`): `name`, else `default`; slashes at the ends are
+/// dropped, and a prefix that would leave the lake or name an empty folder is refused.
+pub fn key_prefix(env: &dyn Env, name: &str, default: String) -> Result<String> {
+    let raw = env.var(name).unwrap_or(default);
+    let prefix = raw.trim().trim_matches('/');
+    if prefix.is_empty()
+        || prefix
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(Error::Configuration(format!(
+            "environment variable {name}={raw:?} is not a key prefix inside the lake (e.g. reports/runs/deftunes)"
+        )));
+    }
+    Ok(prefix.to_string())
 }
 
 /// Settings both extract functions share: where the lake is and how parts are cut.
@@ -95,7 +122,7 @@ impl LandingConfig {
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
             s3_force_path_style: parse_or(env, "S3_FORCE_PATH_STYLE", false)?,
-            timezone: parse_or(env, "WINDOW_TIMEZONE", Tz::UTC)?,
+            timezone: window_timezone(env)?,
         })
     }
 }
@@ -201,7 +228,7 @@ impl ApiExtractConfig {
             landing: LandingConfig::from_env(env)?,
             api_base_url,
             endpoints,
-            granularity: parse_or(env, "WINDOW_GRANULARITY", Granularity::Day)?,
+            granularity: window_granularity(env)?,
             timeout: Duration::from_secs(positive(
                 "API_TIMEOUT_SECS",
                 parse_or(env, "API_TIMEOUT_SECS", 30)?,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod pipeline;
+pub mod run_control;
 pub mod serving;
 pub mod storage;
 pub mod telemetry;

@@ -147,6 +147,13 @@ impl Lake {
 
     /// Publishes a local file under `key`, replacing what was there. Returns the bytes written.
     pub async fn put_file(&self, key: &str, file: &Path) -> Result<u64> {
+        // Boxed: the extract handlers' futures are deep already; one more layer of nesting
+        // overflows the compiler's layout query depth.
+        Box::pin(self.put_file_as(key, file, "application/x-ndjson")).await
+    }
+
+    /// [`Self::put_file`] with the object's content type (S3 serves it with that type).
+    pub async fn put_file_as(&self, key: &str, file: &Path, content_type: &str) -> Result<u64> {
         check_key(key)?;
         let len = tokio::fs::metadata(file)
             .await
@@ -187,7 +194,7 @@ impl Lake {
                     .key(&s3key)
                     .body(body)
                     .content_length(len as i64)
-                    .content_type("application/x-ndjson")
+                    .content_type(content_type)
                     .send()
                     .await
                     .map_err(|e| s3_err(&format!("PutObject s3://{bucket}/{s3key}"), e))?;
@@ -198,12 +205,17 @@ impl Lake {
 
     /// Publishes bytes under `key` (small objects: reports, manifests).
     pub async fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<u64> {
+        Box::pin(self.put_bytes_as(key, bytes, "application/x-ndjson")).await
+    }
+
+    /// [`Self::put_bytes`] with the object's content type (`text/html` opens in a browser).
+    pub async fn put_bytes_as(&self, key: &str, bytes: &[u8], content_type: &str) -> Result<u64> {
         let tmp = tempfile::NamedTempFile::new()
             .map_err(|e| Error::Configuration(format!("cannot create a temporary file: {e}")))?;
         tokio::fs::write(tmp.path(), bytes)
             .await
             .map_err(|e| io_err("cannot write", tmp.path(), e))?;
-        self.put_file(key, tmp.path()).await
+        self.put_file_as(key, tmp.path(), content_type).await
     }
 
     /// Whole object as bytes (small objects: reports, tests).
@@ -637,6 +649,22 @@ mod tests {
                 .unwrap(),
             3
         );
+        assert_eq!(put.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn s3_objects_carry_their_content_type() {
+        let put = mock!(aws_sdk_s3::Client::put_object)
+            .match_requests(|r| {
+                r.key() == Some("dev/reports/r/report.html")
+                    && r.content_type() == Some("text/html; charset=utf-8")
+            })
+            .then_output(|| PutObjectOutput::builder().build());
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&put]);
+        s3_lake(client)
+            .put_bytes_as("reports/r/report.html", b"<p>", "text/html; charset=utf-8")
+            .await
+            .unwrap();
         assert_eq!(put.num_calls(), 1);
     }
 

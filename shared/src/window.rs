@@ -76,24 +76,35 @@ impl Window {
     /// Calendar months covering `start..=end`, clipped to it: what a catch-up run walks through.
     pub fn monthly(start: NaiveDate, end: NaiveDate) -> Result<Vec<Window>> {
         let whole = Window::new(start, end)?;
-        let mut out = Vec::new();
-        let mut cursor = whole.start_date;
-        while cursor <= whole.end_date {
-            let next_month = cursor
-                .with_day(1)
-                .and_then(|d| d.checked_add_months(Months::new(1)))
-                .ok_or_else(|| Error::InvalidInput(format!("date {cursor} out of range")))?;
-            let month_end = next_month
-                .checked_sub_days(Days::new(1))
-                .unwrap_or(next_month);
-            let end = month_end.min(whole.end_date);
-            out.push(Window {
-                start_date: cursor,
-                end_date: end,
-            });
-            cursor = next_month;
-        }
-        Ok(out)
+        Ok(Window::periods(Granularity::Month, whole.start_date, whole.end_date).collect())
+    }
+
+    /// The periods of `granularity` (days, calendar months) covering `start..=end`, oldest
+    /// first, the first and last clipped to it; none when `end` is before `start`. Lazy: a
+    /// catch-up years behind costs only the windows it takes.
+    pub fn periods(
+        granularity: Granularity,
+        start: NaiveDate,
+        end: NaiveDate,
+    ) -> impl Iterator<Item = Window> {
+        let mut cursor = Some(start);
+        std::iter::from_fn(move || {
+            let from = cursor.filter(|c| *c <= end)?;
+            let period_end = match granularity {
+                Granularity::Day => from,
+                Granularity::Month => from
+                    .with_day(1)
+                    .and_then(|d| d.checked_add_months(Months::new(1)))
+                    .and_then(|d| d.checked_sub_days(Days::new(1)))
+                    .unwrap_or(end),
+            };
+            let to = period_end.min(end);
+            cursor = to.succ_opt();
+            Some(Window {
+                start_date: from,
+                end_date: to,
+            })
+        })
     }
 
     pub fn contains(&self, d: NaiveDate) -> bool {
@@ -158,6 +169,42 @@ mod tests {
                 "2020-02-01..2020-02-29",
                 "2020-03-01..2020-03-10"
             ]
+        );
+    }
+
+    #[test]
+    fn periods_are_days_or_clipped_months_and_lazy() {
+        let days: Vec<_> = Window::periods(Granularity::Day, d("2020-02-28"), d("2020-03-01"))
+            .map(|w| w.to_string())
+            .collect();
+        assert_eq!(
+            days,
+            [
+                "2020-02-28..2020-02-28",
+                "2020-02-29..2020-02-29",
+                "2020-03-01..2020-03-01"
+            ]
+        );
+        let months: Vec<_> = Window::periods(Granularity::Month, d("2019-12-01"), d("2020-01-31"))
+            .map(|w| w.to_string())
+            .collect();
+        assert_eq!(months, ["2019-12-01..2019-12-31", "2020-01-01..2020-01-31"]);
+        assert_eq!(
+            Window::periods(Granularity::Day, d("2020-01-02"), d("2020-01-01")).count(),
+            0
+        );
+        // The whole calendar is not walked to take the first three.
+        let first = Window::periods(Granularity::Day, NaiveDate::MIN, NaiveDate::MAX).take(3);
+        assert_eq!(first.count(), 3);
+        let last = Window::periods(
+            Granularity::Month,
+            NaiveDate::from_ymd_opt(262142, 12, 15).unwrap(),
+            NaiveDate::MAX,
+        );
+        assert_eq!(
+            last.count(),
+            1,
+            "the last month of the calendar ends the walk"
         );
     }
 

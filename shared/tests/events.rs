@@ -27,6 +27,8 @@ fn sample_events_parse_into_handler_inputs() {
         } else if name.starts_with("songs-extract") {
             deftunes::extract::songs::plan(&payload, Tz::UTC, now)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
+        } else if name.starts_with("run-control") {
+            deftunes::run_control::Event::parse(&payload).unwrap_or_else(|e| panic!("{name}: {e}"));
         } else if name.starts_with("redshift-setup") {
             // The setup takes no input: the handler ignores the payload.
             assert!(payload.is_object(), "{name}");
@@ -37,7 +39,7 @@ fn sample_events_parse_into_handler_inputs() {
         checked += 1;
     }
     assert!(
-        checked >= 6,
+        checked >= 8,
         "only {checked} sample events found in {}",
         dir.display()
     );

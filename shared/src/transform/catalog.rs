@@ -20,8 +20,10 @@ use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 
 use super::identity::{data_files_at, read_added};
 use super::tables::TableDef;
-use crate::config::Env;
+use crate::config::{parse_or, required, Env};
 use crate::error::{Error, Result};
+use crate::pipeline::Pipeline;
+use crate::storage::LakeUri;
 
 pub const PROP_SOURCE_KEY: &str = "deftunes.source-key";
 pub const PROP_SOURCE_VERSION: &str = "deftunes.source-version";
@@ -38,6 +40,74 @@ pub enum CatalogKind {
     Sql { uri: String },
     /// AWS Glue Data Catalog.
     Glue { catalog_id: Option<String> },
+}
+
+/// Where a pipeline's tables live, as the transform function reads it from the environment
+/// (`LAKE_URI`, `CATALOG`, `CATALOG_URI`, `GLUE_CATALOG_ID`, `ICEBERG_WAREHOUSE`,
+/// `ICEBERG_NAMESPACE`, `S3_FORCE_PATH_STYLE`); every function that reads the tables reads this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogConfig {
+    pub lake_uri: String,
+    pub catalog: CatalogKind,
+    /// Where table data and metadata are written (`<LAKE_URI>/transform_zone` by default).
+    pub warehouse: String,
+    /// The spec's namespace, unless a deployment keeps its tables elsewhere.
+    pub namespace: String,
+    pub s3_force_path_style: bool,
+}
+
+impl CatalogConfig {
+    pub fn from_env(env: &dyn Env, pipeline: &Pipeline) -> Result<Self> {
+        let lake_uri = required(env, "LAKE_URI")?;
+        let catalog = match parse_or(env, "CATALOG", "sql".to_string())?.as_str() {
+            "sql" => CatalogKind::Sql {
+                uri: required(env, "CATALOG_URI")?,
+            },
+            "glue" => CatalogKind::Glue {
+                catalog_id: env.var("GLUE_CATALOG_ID"),
+            },
+            other => {
+                return Err(Error::Configuration(format!(
+                    "CATALOG={other:?}: expected \"sql\" or \"glue\""
+                )))
+            }
+        };
+        let warehouse = match env.var("ICEBERG_WAREHOUSE") {
+            Some(w) => w,
+            None => match LakeUri::parse(&lake_uri)? {
+                LakeUri::S3 { bucket, prefix } if prefix.is_empty() => {
+                    format!("s3://{bucket}/transform_zone")
+                }
+                LakeUri::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}/transform_zone"),
+                LakeUri::Local(p) => {
+                    let abs = std::path::absolute(&p)
+                        .map_err(|e| Error::Configuration(format!("LAKE_URI {lake_uri}: {e}")))?;
+                    format!("file://{}/transform_zone", abs.display())
+                }
+            },
+        };
+        Ok(CatalogConfig {
+            lake_uri,
+            catalog,
+            warehouse,
+            namespace: parse_or(env, "ICEBERG_NAMESPACE", pipeline.spec.namespace.clone())?,
+            s3_force_path_style: parse_or(env, "S3_FORCE_PATH_STYLE", false)?,
+        })
+    }
+}
+
+/// Rows in the table's current snapshot (its summary's `total-records`; 0 before the first).
+pub fn current_rows(table: &Table) -> u64 {
+    table
+        .metadata()
+        .current_snapshot()
+        .and_then(|s| {
+            s.summary()
+                .additional_properties
+                .get("total-records")
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Builds the catalog; S3 and Glue endpoints follow the SDK's standard `AWS_ENDPOINT_URL*`

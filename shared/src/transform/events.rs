@@ -392,7 +392,11 @@ where
             }
             let (outcomes, failures) = run_all(objects, &transform).await;
             if failures.is_empty() {
-                Ok(json!({ "outcomes": outcomes, "failed": 0 }))
+                serde_json::to_value(Answer {
+                    outcomes,
+                    failed: 0,
+                })
+                .map_err(|e| Error::InvalidInput(format!("cannot serialize the answer: {e}")))
             } else {
                 Err(combined_failure(&failures, total))
             }
@@ -400,12 +404,49 @@ where
     }
 }
 
+/// One landing object's entry in the answer to a direct or notification invocation
+/// (`{"outcomes": [...], "failed": 0}`): what the state machine keeps of a window's transform,
+/// and what its run reports read back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerEntry<O> {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub status: EntryStatus,
+    /// The object's outcome (`status` ok).
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<O>,
+    /// Why it failed (`status` error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+fn none<O>() -> Option<O> {
+    None
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryStatus {
+    Ok,
+    Error,
+}
+
+/// The answer to a direct or notification invocation that succeeded (failures fail the call).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer<O> {
+    pub outcomes: Vec<AnswerEntry<O>>,
+    pub failed: usize,
+}
+
 /// Transforms each object in turn (a failure does not stop the others). Returns one outcome
 /// entry per object and the failures.
 async fn run_all<F, Fut, O>(
     objects: Vec<ObjectRef>,
     transform: &F,
-) -> (Vec<Value>, Vec<(ObjectRef, Error)>)
+) -> (Vec<AnswerEntry<O>>, Vec<(ObjectRef, Error)>)
 where
     F: Fn(ObjectRef) -> Fut,
     Fut: Future<Output = Result<O>>,
@@ -414,16 +455,16 @@ where
     let mut outcomes = Vec::with_capacity(objects.len());
     let mut failures = Vec::new();
     for object in objects {
-        let mut entry = json!({ "key": object.key });
-        if let Some(version) = &object.version {
-            entry["version"] = json!(version);
-        }
+        let mut entry = AnswerEntry {
+            key: object.key.clone(),
+            version: object.version.clone(),
+            status: EntryStatus::Ok,
+            outcome: None,
+            error_type: None,
+            error_message: None,
+        };
         match transform(object.clone()).await {
-            Ok(outcome) => {
-                entry["status"] = json!("ok");
-                entry["outcome"] = serde_json::to_value(outcome)
-                    .unwrap_or_else(|e| json!({ "unserializable": e.to_string() }));
-            }
+            Ok(outcome) => entry.outcome = Some(outcome),
             Err(e) => {
                 tracing::error!(
                     key = %object.key,
@@ -433,9 +474,9 @@ where
                     error = %e,
                     "transform failed"
                 );
-                entry["status"] = json!("error");
-                entry["error_type"] = json!(e.error_type());
-                entry["error_message"] = json!(e.to_string());
+                entry.status = EntryStatus::Error;
+                entry.error_type = Some(e.error_type().to_string());
+                entry.error_message = Some(e.to_string());
                 failures.push((object, e));
             }
         }

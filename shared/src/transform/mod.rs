@@ -16,6 +16,7 @@ pub mod maintenance;
 pub mod quality;
 pub mod records;
 pub mod tables;
+pub mod totals;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,14 +31,14 @@ use iceberg::{Catalog, TableIdent};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt;
 
-use crate::config::{parse_or, required, Env, ProcessEnv};
+use crate::config::{parse_or, Env, ProcessEnv};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, Unit};
 use crate::pipeline::{pipeline_dir, FileFormat, Pipeline};
 use crate::storage::{Lake, LakeUri, ObjectMeta};
 use catalog::{
-    build_catalog, ensure_table, find_commit, find_own_commit, refused_before_update, CatalogKind,
-    CommitGuard, Hooked, ALREADY_COMMITTED,
+    build_catalog, ensure_table, find_commit, find_own_commit, refused_before_update,
+    CatalogConfig, CatalogKind, CommitGuard, Hooked, ALREADY_COMMITTED,
 };
 use events::{LakeFilter, ObjectRef};
 use identity::{record_hash, IdentityCache};
@@ -69,34 +70,14 @@ pub struct TransformConfig {
 
 impl TransformConfig {
     pub fn from_env(env: &dyn Env) -> Result<Self> {
-        let lake_uri = required(env, "LAKE_URI")?;
-        let catalog = match parse_or(env, "CATALOG", "sql".to_string())?.as_str() {
-            "sql" => CatalogKind::Sql {
-                uri: required(env, "CATALOG_URI")?,
-            },
-            "glue" => CatalogKind::Glue {
-                catalog_id: env.var("GLUE_CATALOG_ID"),
-            },
-            other => {
-                return Err(Error::Configuration(format!(
-                    "CATALOG={other:?}: expected \"sql\" or \"glue\""
-                )))
-            }
-        };
-        let warehouse = match env.var("ICEBERG_WAREHOUSE") {
-            Some(w) => w,
-            None => match LakeUri::parse(&lake_uri)? {
-                LakeUri::S3 { bucket, prefix } if prefix.is_empty() => {
-                    format!("s3://{bucket}/transform_zone")
-                }
-                LakeUri::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}/transform_zone"),
-                LakeUri::Local(p) => {
-                    let abs = std::path::absolute(&p)
-                        .map_err(|e| Error::Configuration(format!("LAKE_URI {lake_uri}: {e}")))?;
-                    format!("file://{}/transform_zone", abs.display())
-                }
-            },
-        };
+        let pipeline = Pipeline::load(&pipeline_dir(env))?;
+        let CatalogConfig {
+            lake_uri,
+            catalog,
+            warehouse,
+            namespace,
+            s3_force_path_style,
+        } = CatalogConfig::from_env(env, &pipeline)?;
         let positive = |name: &str, v: usize| {
             if v == 0 {
                 Err(Error::Configuration(format!(
@@ -106,15 +87,13 @@ impl TransformConfig {
                 Ok(v)
             }
         };
-        let pipeline = Pipeline::load(&pipeline_dir(env))?;
         let metrics = Metrics::from_env(env, &pipeline.spec.name)?;
         Ok(TransformConfig {
             metrics,
             lake_uri,
             catalog,
             warehouse,
-            // The spec's, unless a deployment keeps its tables elsewhere.
-            namespace: parse_or(env, "ICEBERG_NAMESPACE", pipeline.spec.namespace.clone())?,
+            namespace,
             pipeline,
             target_file_size: positive(
                 "TARGET_FILE_SIZE_BYTES",
@@ -125,7 +104,7 @@ impl TransformConfig {
                 "COMMIT_MAX_ATTEMPTS",
                 parse_or(env, "COMMIT_MAX_ATTEMPTS", 20)?,
             )? as u32,
-            s3_force_path_style: parse_or(env, "S3_FORCE_PATH_STYLE", false)?,
+            s3_force_path_style,
             spool_dir: env
                 .var("SPOOL_DIR")
                 .map(PathBuf::from)
