@@ -171,14 +171,15 @@ def test_every_dlq_state_machine_and_function_of_two_pipelines_has_its_alarms(op
     for metric in ("Errors", "Throttles"):
         (alarm,) = [a for a in alarms if a["metric_name"] == metric and a["dimensions"] == {"FunctionName": "deftunes-api-emulator"}]
         expected.add(alarm["alarm_name"])
-    # Two pipelines with what each deploys: sparkify has no extract function.
-    assert set(inputs["pipelines"]["deftunes"]["function_names"]) == {"transform", "redshift-setup", "api-extract", "songs-extract"}
-    assert set(inputs["pipelines"]["sparkify"]["function_names"]) == {"transform", "redshift-setup"}
+    # Two pipelines with what each deploys: sparkify has no extract function; both have run-control.
+    assert set(inputs["pipelines"]["deftunes"]["function_names"]) == {"transform", "redshift-setup", "run-control",
+                                                                     "api-extract", "songs-extract"}
+    assert set(inputs["pipelines"]["sparkify"]["function_names"]) == {"transform", "redshift-setup", "run-control"}
     # Nothing else but the data alarms (data quality and quarantine rate, one each per pipeline).
     data = {a["alarm_name"] for a in alarms} - expected
     assert data == {"deftunes-data-quality-failed", "deftunes-quarantine-rate",
                     "deftunes-sparkify-data-quality-failed", "deftunes-sparkify-quarantine-rate"}, data
-    assert len(alarms) == len(expected) + 4 == 2 * (2 + 3) + 2 * (4 + 2 + 1) + 4
+    assert len(alarms) == len(expected) + 4 == 2 * (2 + 3) + 2 * (5 + 3 + 1) + 4
 
 
 def test_alarm_names_follow_the_resources_they_watch(ops, inputs):
@@ -583,7 +584,7 @@ def test_readme_explains_every_alarm_and_the_contract(ops):
     kinds = set()
     for key, alarm in ops["alarms"].items():
         kind = key.split("/", 1)[1]
-        kind = re.sub(r"^(api-extract|songs-extract|transform|redshift-setup|api-emulator)-(errors|throttles)$", r"<function>-\2", kind)
+        kind = re.sub(r"^(api-extract|songs-extract|transform|redshift-setup|run-control|api-emulator)-(errors|throttles)$", r"<function>-\2", kind)
         kinds.add(kind)
     for kind in kinds:
         pattern = kind if kind.startswith("<function>") else {
@@ -643,7 +644,8 @@ def test_plan_has_the_alarms_of_every_queue_function_and_state_machine(plans, na
         alarm = alarms[f"{queue}-not-empty"]
         assert (alarm["namespace"], alarm["metric_name"], alarm["dimensions"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": queue})
     functions = [c["after"]["function_name"] for c in _changes(plan, "aws_lambda_function").values()]
-    assert len(functions) == (7 if name == "opted-in" else 6), functions
+    # deftunes: two extract functions, transform, redshift-setup, run-control; sparkify: the last three.
+    assert len(functions) == (9 if name == "opted-in" else 8), functions
     for function in functions:
         for suffix, metric in (("errors", "Errors"), ("throttles", "Throttles")):
             alarm = alarms[f"{function}-{suffix}"]

@@ -27,8 +27,8 @@ import tomllib
 import pytest
 
 import tfparse as tp
-from test_state_machine import (FUNCTION_ARNS, LANDING_PREFIXES, ROLE_ARN, as_inline, assert_branches_are,  # noqa: F401
-                                executable, explain, fake, fake_aws, happy, moto, run, sfn)
+from test_state_machine import (FUNCTION_ARNS, LANDING_PREFIXES, PIPELINE_FUNCTIONS, ROLE_ARN, as_inline,  # noqa: F401
+                                assert_branches_are, executable, explain, fake, fake_aws, happy, moto, run, sfn)
 from test_workspace import fake_definition_values
 
 ACCOUNT, REGION = tp.PLAN_ACCOUNT, tp.PLAN_REGION
@@ -301,7 +301,7 @@ def spotify_definition_values() -> dict:
     """What modules/pipeline passes for spotify: its deploy.json extracts, and only the functions
     it deploys (no songs-extract)."""
     values = fake_definition_values(FUNCTION_ARNS)
-    values["function_arns"] = {c: a for c, a in values["function_arns"].items() if c in ("transform", "redshift-setup", "api-extract")}
+    values["function_arns"] = {c: a for c, a in values["function_arns"].items() if c in (*PIPELINE_FUNCTIONS, "api-extract")}
     values["extracts"] = tp.deploy_json("spotify")["extracts"]
     return values
 
@@ -523,7 +523,8 @@ def _document(plan, pipeline: str, module: str = "api_extract") -> list[dict]:
 def test_plan_deploys_spotifys_api_extract_and_no_sql_extractor(plan):
     functions = {c["after"]["function_name"] for c in tp.plan_changes(plan, "aws_lambda_function").values()}
     assert sorted(n for n in functions if n.startswith("deftunes-spotify-")) == [
-        "deftunes-spotify-api-extract", "deftunes-spotify-redshift-setup", "deftunes-spotify-transform"]
+        "deftunes-spotify-api-extract", "deftunes-spotify-redshift-setup", "deftunes-spotify-run-control",
+        "deftunes-spotify-transform"]
     assert {"deftunes-api-extract", "deftunes-songs-extract"} <= functions
 
 
