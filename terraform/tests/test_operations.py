@@ -753,3 +753,31 @@ def test_plan_lets_each_state_machine_run_its_distributed_map(plans):
             assert write["actions"] == ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"]
             assert unknown["resources"] == [True], "the lake bucket's ARN, known after apply"
             assert "MapResultsKey" not in statements, "no lake KMS key in these plans"
+
+
+RUN_CONTROL_SIDS = {"WriteOwnLogs", "WriteRunReports", "CatchUpFrontier", "FindCatchUpFrontier", "ReadSilverTables",
+                    "ReadTableMetadata"}
+
+
+def test_plan_gives_each_run_control_its_own_statements(plans):
+    """Each pipeline's run-control, planned: its statements (the Map's results only for the pipeline
+    with extracts, X-Ray only with xray_tracing), the Glue database of its own pipeline only, and
+    the frontier key of its own pipeline. The bucket is known after apply: the S3 resources are
+    checked in the HCL (test_run_control)."""
+    for name, plan in plans.items():
+        for pipeline, prefix, db, with_map in (("deftunes", "deftunes", "deftunes_transform", True),
+                                               ("sparkify", "deftunes-sparkify", "sparkify", False)):
+            address = f'module.pipeline["{pipeline}"].module.run_control.data.aws_iam_policy_document.this'
+            (change,) = [r["change"] for r in plan["resource_changes"] if r["address"] == address]
+            statements = {s["sid"]: s for s in change["after"]["statement"]}
+            expected = RUN_CONTROL_SIDS | ({"ReadMapResults"} if with_map else set()) | ({"XRayTraces"} if name == "opted-in" else set())
+            assert set(statements) == expected, (name, pipeline)
+            glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+            assert statements["ReadSilverTables"]["resources"] == sorted(
+                [f"{glue}:catalog", f"{glue}:database/{db}", f"{glue}:table/{db}/*"]), (name, pipeline)
+            (condition,) = statements["FindCatchUpFrontier"]["condition"]
+            assert (condition["test"], condition["variable"], condition["values"]) == (
+                "StringEquals", "s3:prefix", [f"state/{pipeline}/last-successful-window.json"])
+            (function,) = [c["after"] for c in _changes(plan, "aws_lambda_function").values()
+                           if c["after"]["function_name"] == f"{prefix}-run-control"]
+            assert (function["memory_size"], function["timeout"]) == (512, 300)
