@@ -327,6 +327,9 @@ def test_non_windowed_rest_extracts_get_their_source_only(spotify_machine):
         assert extract["Parameters"]["Payload.$"] == f"$.{source}_request", source
         assert extract["Parameters"]["FunctionName"] == FUNCTION_ARNS["api-extract"]
     assert "songs-extract" not in json.dumps(definition)
+    # Nothing windowed: a scheduled run is not planned (catching up would read the listings again
+    # for every missed day).
+    assert "Plan catch-up" not in definition["States"]
 
 
 SPOTIFY_INPUTS = {
@@ -355,6 +358,9 @@ def test_non_windowed_rest_extracts_run_without_dates_whatever_the_input(sfn, sp
     assert fake.calls_of("songs-extract") == []
     assert len(fake.calls_of("transform")) == len(SPOTIFY_SOURCES) * windows
     assert len(fake.calls_of("redshift-setup")) == 1
+    assert [p for p in fake.calls_of("run-control") if "plan" in p] == []
+    (report,) = [p["report"] for p in fake.calls_of("run-control") if "report" in p]
+    assert (report["status"], report["scheduled"], report["input"]) == ("SUCCEEDED", False, payload)
 
 
 # ------------------------------------------------------------------ Athena queries of spotify

@@ -498,6 +498,12 @@ def test_the_schedule_is_planned_by_run_control(rendered):
     # The children still get only the window's own fields: the Map reads $.windows, as before.
     assert states["Process windows"]["ItemsPath"] == "$.windows"
 
+    # No windowed extract (every source read whole): nothing to catch up, the schedule's input is
+    # one run, as {} is.
+    unwindowed = json.loads(tp.render_template({**fake_definition_values(FUNCTION_ARNS), "extracts": OTHER_EXTRACTS["one-sql"]}))
+    assert not {"Plan catch-up", "Catch-up not planned"} & set(unwindowed["States"])
+    assert unwindowed["States"]["Plan windows"]["Choices"] == choice["Choices"][:2]
+
 
 @pytest.mark.parametrize("definition_of", ["extracts", "files-only", "two-windowed", "one-sql"])
 def test_every_end_of_a_run_writes_its_report(rendered, definition_of):
@@ -718,8 +724,8 @@ def test_another_extract_list_renders_a_valid_state_machine(sfn, fake, monkeypat
     definition = json.loads(tp.render_template({**fake_definition_values(FUNCTION_ARNS), "extracts": extracts}))
     assert_branches_are(definition, extracts)
     lambda_tasks = [n for n, s in iter_states(definition["States"]) if s.get("Resource") == "arn:aws:states:::lambda:invoke"]
-    # Extract and transform per source; Redshift setup; run-control's plan and both reports.
-    assert len(lambda_tasks) == 2 * len(extracts) + 4
+    # Extract and transform per source; Redshift setup; both reports; the catch-up plan with a windowed extract.
+    assert len(lambda_tasks) == 2 * len(extracts) + 3 + any(e["windowed"] for e in extracts)
 
     # Accepted by moto's validation, and executed end to end.
     sfn.create_state_machine(name=f"other-{case}-as-rendered", definition=json.dumps(definition), roleArn=ROLE_ARN)
