@@ -755,8 +755,8 @@ def test_plan_lets_each_state_machine_run_its_distributed_map(plans):
             assert "MapResultsKey" not in statements, "no lake KMS key in these plans"
 
 
-RUN_CONTROL_SIDS = {"WriteOwnLogs", "WriteRunReports", "CatchUpFrontier", "FindCatchUpFrontier", "ReadSilverTables",
-                    "ReadTableMetadata"}
+RUN_CONTROL_SIDS = {"WriteOwnLogs", "WriteRunReports", "CatchUpFrontier", "FindRunControlObjects", "ReadSilverTables",
+                    "ReadTableMetadata", "ReadQualityReports"}
 
 
 def test_plan_gives_each_run_control_its_own_statements(plans):
@@ -775,9 +775,10 @@ def test_plan_gives_each_run_control_its_own_statements(plans):
             glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
             assert statements["ReadSilverTables"]["resources"] == sorted(
                 [f"{glue}:catalog", f"{glue}:database/{db}", f"{glue}:table/{db}/*"]), (name, pipeline)
-            (condition,) = statements["FindCatchUpFrontier"]["condition"]
-            assert (condition["test"], condition["variable"], condition["values"]) == (
-                "StringEquals", "s3:prefix", [f"state/{pipeline}/last-successful-window.json"])
+            (condition,) = statements["FindRunControlObjects"]["condition"]
+            assert (condition["test"], condition["variable"]) == ("StringLike", "s3:prefix")
+            assert sorted(condition["values"]) == sorted(
+                [f"state/{pipeline}/last-successful-window.json", f"reports/runs/{pipeline}/*", "quality/*"]), (name, pipeline)
             (function,) = [c["after"] for c in _changes(plan, "aws_lambda_function").values()
                            if c["after"]["function_name"] == f"{prefix}-run-control"]
             assert (function["memory_size"], function["timeout"]) == (512, 300)

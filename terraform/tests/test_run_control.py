@@ -93,7 +93,7 @@ def resolve(text: str, pipeline: str = "deftunes") -> str:
         "${var.settings.state_prefix}": f"state/{pipeline}/",
         "${var.settings.map_results_prefix}": f"reports/map-results/{pipeline}",
         '${local.zones["transform_zone"]}': "transform_zone/",
-        '${local.zones[\\"transform_zone\\"]}': "transform_zone/",
+        '${local.zones["quality"]}': "quality/",
     }
     text = tp.unquote(text)
     for ref, value in values.items():
@@ -109,34 +109,41 @@ def run_control_statements() -> dict[str, dict]:
 
 def test_run_control_role_grants_exactly_what_it_needs():
     statements = run_control_statements()
-    assert set(statements) == {"WriteRunReports", "CatchUpFrontier", "FindCatchUpFrontier", "ReadSilverTables",
-                               "ReadTableMetadata"}
+    assert set(statements) == {"WriteRunReports", "CatchUpFrontier", "FindRunControlObjects", "ReadSilverTables",
+                               "ReadTableMetadata", "ReadQualityReports"}
     actions = {sid: [tp.unquote(a) for a in st["actions"]] for sid, st in statements.items()}
     assert actions == {
         "WriteRunReports": ["s3:GetObject", "s3:PutObject"],
         "CatchUpFrontier": ["s3:GetObject", "s3:PutObject"],
-        "FindCatchUpFrontier": ["s3:ListBucket"],
+        "FindRunControlObjects": ["s3:ListBucket"],
         "ReadSilverTables": ["glue:GetDatabase", "glue:GetTable", "glue:GetTables"],
         "ReadTableMetadata": ["s3:GetObject"],
+        "ReadQualityReports": ["s3:GetObject"],
     }
     resources = {sid: [resolve(r) for r in st["resources"]] for sid, st in statements.items() if sid != "ReadSilverTables"}
     assert resources == {
         "WriteRunReports": [f"{BUCKET_ARN}/reports/runs/deftunes/*"],
         "CatchUpFrontier": [f"{BUCKET_ARN}/state/deftunes/last-successful-window.json"],
-        "FindCatchUpFrontier": [BUCKET_ARN],
+        "FindRunControlObjects": [BUCKET_ARN],
         "ReadTableMetadata": [f"{BUCKET_ARN}/transform_zone/*"],
+        "ReadQualityReports": [f"{BUCKET_ARN}/quality/*"],
     }
-    # Listing only tells whether the frontier exists (404, not 403, on the first deployment).
-    (condition,) = statements["FindCatchUpFrontier"]["conditions"]
-    assert (tp.unquote(condition["test"]), tp.unquote(condition["variable"])) == ("StringEquals", "s3:prefix")
-    assert [resolve(v) for v in condition["values"]] == ["state/deftunes/last-successful-window.json"]
+    # Listing only where it reads objects that may be missing (then 404, not 403): the frontier
+    # (none on the first deployment), its reports, the quality reports; not the watermarks.
+    (condition,) = statements["FindRunControlObjects"]["conditions"]
+    assert (tp.unquote(condition["test"]), tp.unquote(condition["variable"])) == ("StringLike", "s3:prefix")
+    listed = [resolve(v) for v in condition["values"]]
+    assert listed == ["state/deftunes/last-successful-window.json", "reports/runs/deftunes/*", "quality/*"]
+    assert not any(iam_matches(v, "state/deftunes/songs.watermark.json") for v in listed)
+    assert not any(iam_matches(v, "reports/runs/sparkify/x/report.json") for v in listed)
     # The Glue catalog as transform reads it (its database and its tables), read-only.
     transform = {tp.unquote(st["sid"]): st for st in tp.locals_of(tp.PIPELINE_DIR)["function_statements"]['"transform"']}
     assert statements["ReadSilverTables"]["resources"] == transform["SilverTables"]["resources"] == [
         "${module.catalog.glue_arns.catalog}", "${module.catalog.glue_arns.database}", "${module.catalog.glue_arns.tables}"]
     assert set(actions["ReadSilverTables"]) < {tp.unquote(a) for a in transform["SilverTables"]["actions"]}
-    # Its Iceberg metadata where transform's grants put it.
+    # Its Iceberg metadata and the quality reports where transform's grants put them.
     assert statements["ReadTableMetadata"]["resources"] == transform["WriteWarehouse"]["resources"]
+    assert statements["ReadQualityReports"]["resources"][0] in transform["WriteQuarantineAndQuality"]["resources"]
 
     # The windows' results of its own pipeline (only with extracts: a files-only one has no Map),
     # and the lake's key when it has one.
@@ -153,6 +160,9 @@ def test_run_control_role_grants_exactly_what_it_needs():
     ("s3:GetObject", "reports/runs/deftunes/test-0f5b7a2e/report.json", True),
     ("s3:PutObject", "state/deftunes/last-successful-window.json", True),
     ("s3:GetObject", "transform_zone/deftunes_transform/users/metadata/00001-a.metadata.json", True),
+    ("s3:GetObject", "quality/users/ingest_on=2020-01-01/part-00000.json", True),
+    ("s3:PutObject", "quality/users/ingest_on=2020-01-01/part-00000.json", False),
+    ("s3:GetObject", "quarantine/users/x.jsonl", False),
     ("s3:PutObject", "reports/runs/sparkify/test-1/report.json", False),          # another pipeline's reports
     ("s3:PutObject", "reports/runs/deftunes-old/x/report.json", False),           # a sibling folder
     ("s3:PutObject", "reports/map-results/deftunes/9d2e7b/manifest.json", False),  # the Map's results: read only

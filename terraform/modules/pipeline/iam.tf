@@ -167,15 +167,21 @@ locals {
         conditions = []
       },
       {
-        # A first deployment has no frontier yet: with this, the missing object reads as 404
-        # (no frontier), not 403 (an error), as for songs-extract's watermarks.
-        sid       = "FindCatchUpFrontier"
+        # What it reads and may find missing: the frontier (a first deployment has none), its
+        # report (an event retried after a lost answer finds it), the quality reports. With this
+        # a missing object reads as 404 (absent), not 403 (an error), as for songs-extract's
+        # watermarks.
+        sid       = "FindRunControlObjects"
         actions   = ["s3:ListBucket"]
         resources = [local.bucket_arn]
         conditions = [{
-          test     = "StringEquals"
+          test     = "StringLike"
           variable = "s3:prefix"
-          values   = ["${var.settings.state_prefix}last-successful-window.json"]
+          values = [
+            "${var.settings.state_prefix}last-successful-window.json",
+            "${var.settings.reports_prefix}/*",
+            "${local.zones["quality"]}*",
+          ]
         }]
       },
       {
@@ -194,6 +200,13 @@ locals {
         sid        = "ReadTableMetadata"
         actions    = ["s3:GetObject"]
         resources  = ["${local.bucket_arn}/${local.zones["transform_zone"]}*"]
+        conditions = []
+      },
+      {
+        # The dataset rules' results of the run's objects: transform's reports under quality/.
+        sid        = "ReadQualityReports"
+        actions    = ["s3:GetObject"]
+        resources  = ["${local.bucket_arn}/${local.zones["quality"]}*"]
         conditions = []
       },
     ]
