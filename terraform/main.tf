@@ -81,6 +81,7 @@ module "pipeline_settings" {
     schedule_enabled         = var.schedule_enabled
     schedule_expression      = local.schedule_expression
     backfill_max_concurrency = var.backfill_max_concurrency
+    catch_up_max_windows     = var.catch_up_max_windows
   }
 }
 

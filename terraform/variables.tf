@@ -17,7 +17,7 @@ variable "pipelines" {
     MySQL ones, songs_* for the SQL extractor; the top-level songs_table is the default of the
     pipeline keyed var.project only, and a pipeline with an OAuth extract takes only its own
     api_base_url: its bearer token goes there),
-    schedule_enabled, schedule_expression and backfill_max_concurrency, glue_database_name (default: deploy.json's
+    schedule_enabled, schedule_expression, backfill_max_concurrency and catch_up_max_windows, glue_database_name (default: deploy.json's
     namespace), external_schema, serving_schema and bi_schema (default: the top-level variables
     for the pipeline keyed var.project, <key>_transform, <key>_serving and <key>_bi for the
     others, "-" as "_"), and name_prefix (default: var.project for the pipeline keyed var.project,
@@ -54,6 +54,7 @@ variable "pipelines" {
     schedule_enabled         = optional(bool)
     schedule_expression      = optional(string)
     backfill_max_concurrency = optional(number)
+    catch_up_max_windows     = optional(number)
   }))
   default = { deftunes = {} }
 
@@ -90,6 +91,11 @@ variable "pipelines" {
   validation {
     condition     = alltrue([for p in values(var.pipelines) : coalesce(p.backfill_max_concurrency, 1) >= 1 && coalesce(p.backfill_max_concurrency, 1) <= 10000 && floor(coalesce(p.backfill_max_concurrency, 1)) == coalesce(p.backfill_max_concurrency, 1)])
     error_message = "A pipeline's backfill_max_concurrency must be an integer from 1 to 10000 (child executions of the windows' Distributed Map at a time)."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pipelines) : coalesce(p.catch_up_max_windows, 1) >= 1 && coalesce(p.catch_up_max_windows, 1) <= 2000 && floor(coalesce(p.catch_up_max_windows, 1)) == coalesce(p.catch_up_max_windows, 1)])
+    error_message = "A pipeline's catch_up_max_windows must be an integer from 1 to 2000 (windows one scheduled run catches up; they travel in the execution's state, 256 KiB at most)."
   }
 }
 
@@ -515,6 +521,17 @@ variable "backfill_max_concurrency" {
   validation {
     condition     = var.backfill_max_concurrency >= 1 && var.backfill_max_concurrency <= 10000 && floor(var.backfill_max_concurrency) == var.backfill_max_concurrency
     error_message = "backfill_max_concurrency must be an integer from 1 to 10000 (a Distributed Map runs at most 10,000 child executions at a time)."
+  }
+}
+
+variable "catch_up_max_windows" {
+  description = "Most windows one scheduled run processes when it catches up missed schedules (run-control's CATCH_UP_MAX_WINDOWS): the default of every pipeline's catch_up_max_windows. A scheduled run processes every period since the last successful window; past this many, the oldest ones, and the next run goes on from there."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.catch_up_max_windows >= 1 && var.catch_up_max_windows <= 2000 && floor(var.catch_up_max_windows) == var.catch_up_max_windows
+    error_message = "catch_up_max_windows must be an integer from 1 to 2000 (windows one scheduled run catches up; they travel in the execution's state, 256 KiB at most)."
   }
 }
 

@@ -171,14 +171,15 @@ def test_every_dlq_state_machine_and_function_of_two_pipelines_has_its_alarms(op
     for metric in ("Errors", "Throttles"):
         (alarm,) = [a for a in alarms if a["metric_name"] == metric and a["dimensions"] == {"FunctionName": "deftunes-api-emulator"}]
         expected.add(alarm["alarm_name"])
-    # Two pipelines with what each deploys: sparkify has no extract function.
-    assert set(inputs["pipelines"]["deftunes"]["function_names"]) == {"transform", "redshift-setup", "api-extract", "songs-extract"}
-    assert set(inputs["pipelines"]["sparkify"]["function_names"]) == {"transform", "redshift-setup"}
+    # Two pipelines with what each deploys: sparkify has no extract function; both have run-control.
+    assert set(inputs["pipelines"]["deftunes"]["function_names"]) == {"transform", "redshift-setup", "run-control",
+                                                                     "api-extract", "songs-extract"}
+    assert set(inputs["pipelines"]["sparkify"]["function_names"]) == {"transform", "redshift-setup", "run-control"}
     # Nothing else but the data alarms (data quality and quarantine rate, one each per pipeline).
     data = {a["alarm_name"] for a in alarms} - expected
     assert data == {"deftunes-data-quality-failed", "deftunes-quarantine-rate",
                     "deftunes-sparkify-data-quality-failed", "deftunes-sparkify-quarantine-rate"}, data
-    assert len(alarms) == len(expected) + 4 == 2 * (2 + 3) + 2 * (4 + 2 + 1) + 4
+    assert len(alarms) == len(expected) + 4 == 2 * (2 + 3) + 2 * (5 + 3 + 1) + 4
 
 
 def test_alarm_names_follow_the_resources_they_watch(ops, inputs):
@@ -583,7 +584,7 @@ def test_readme_explains_every_alarm_and_the_contract(ops):
     kinds = set()
     for key, alarm in ops["alarms"].items():
         kind = key.split("/", 1)[1]
-        kind = re.sub(r"^(api-extract|songs-extract|transform|redshift-setup|api-emulator)-(errors|throttles)$", r"<function>-\2", kind)
+        kind = re.sub(r"^(api-extract|songs-extract|transform|redshift-setup|run-control|api-emulator)-(errors|throttles)$", r"<function>-\2", kind)
         kinds.add(kind)
     for kind in kinds:
         pattern = kind if kind.startswith("<function>") else {
@@ -643,7 +644,8 @@ def test_plan_has_the_alarms_of_every_queue_function_and_state_machine(plans, na
         alarm = alarms[f"{queue}-not-empty"]
         assert (alarm["namespace"], alarm["metric_name"], alarm["dimensions"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": queue})
     functions = [c["after"]["function_name"] for c in _changes(plan, "aws_lambda_function").values()]
-    assert len(functions) == (7 if name == "opted-in" else 6), functions
+    # deftunes: two extract functions, transform, redshift-setup, run-control; sparkify: the last three.
+    assert len(functions) == (9 if name == "opted-in" else 8), functions
     for function in functions:
         for suffix, metric in (("errors", "Errors"), ("throttles", "Throttles")):
             alarm = alarms[f"{function}-{suffix}"]
@@ -751,3 +753,32 @@ def test_plan_lets_each_state_machine_run_its_distributed_map(plans):
             assert write["actions"] == ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"]
             assert unknown["resources"] == [True], "the lake bucket's ARN, known after apply"
             assert "MapResultsKey" not in statements, "no lake KMS key in these plans"
+
+
+RUN_CONTROL_SIDS = {"WriteOwnLogs", "WriteRunReports", "CatchUpFrontier", "FindRunControlObjects", "ReadSilverTables",
+                    "ReadTableMetadata", "ReadQualityReports"}
+
+
+def test_plan_gives_each_run_control_its_own_statements(plans):
+    """Each pipeline's run-control, planned: its statements (the Map's results only for the pipeline
+    with extracts, X-Ray only with xray_tracing), the Glue database of its own pipeline only, and
+    the frontier key of its own pipeline. The bucket is known after apply: the S3 resources are
+    checked in the HCL (test_run_control)."""
+    for name, plan in plans.items():
+        for pipeline, prefix, db, with_map in (("deftunes", "deftunes", "deftunes_transform", True),
+                                               ("sparkify", "deftunes-sparkify", "sparkify", False)):
+            address = f'module.pipeline["{pipeline}"].module.run_control.data.aws_iam_policy_document.this'
+            (change,) = [r["change"] for r in plan["resource_changes"] if r["address"] == address]
+            statements = {s["sid"]: s for s in change["after"]["statement"]}
+            expected = RUN_CONTROL_SIDS | ({"ReadMapResults"} if with_map else set()) | ({"XRayTraces"} if name == "opted-in" else set())
+            assert set(statements) == expected, (name, pipeline)
+            glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+            assert statements["ReadSilverTables"]["resources"] == sorted(
+                [f"{glue}:catalog", f"{glue}:database/{db}", f"{glue}:table/{db}/*"]), (name, pipeline)
+            (condition,) = statements["FindRunControlObjects"]["condition"]
+            assert (condition["test"], condition["variable"]) == ("StringLike", "s3:prefix")
+            assert sorted(condition["values"]) == sorted(
+                [f"state/{pipeline}/last-successful-window.json", f"reports/runs/{pipeline}/*", "quality/*"]), (name, pipeline)
+            (function,) = [c["after"] for c in _changes(plan, "aws_lambda_function").values()
+                           if c["after"]["function_name"] == f"{prefix}-run-control"]
+            assert (function["memory_size"], function["timeout"]) == (512, 300)

@@ -44,7 +44,8 @@ def test_default_configuration_plans_the_deftunes_pipeline_with_todays_names():
     assert s["extract_functions"] == ["api-extract", "songs-extract"]
     names = {tp.crate_of_module(b): tp.function_name_of(b, s["name"]) for n, b in tp.lambda_modules().items() if n != "api_emulator"}
     assert names == {"api-extract": "deftunes-api-extract", "songs-extract": "deftunes-songs-extract",
-                     "transform": "deftunes-transform", "redshift-setup": "deftunes-redshift-setup"}
+                     "transform": "deftunes-transform", "redshift-setup": "deftunes-redshift-setup",
+                     "run-control": "deftunes-run-control"}
 
 
 def test_two_pipelines_get_their_own_spec_namespace_schemas_and_names(two):
@@ -217,7 +218,10 @@ def test_root_and_settings_module_declare_the_same_pipelines_type():
     ({"Deftunes": {}}, "folder name under pipelines/"),
     ({"deftunes": {"backfill_max_concurrency": 0}}, "backfill_max_concurrency must be an integer from 1 to 10000"),
     ({"deftunes": {}, "sparkify": {"backfill_max_concurrency": 1.5}}, "backfill_max_concurrency must be an integer from 1 to 10000"),
-], ids=["glue-database", "schema", "name-prefix", "no-deploy-json", "schema-name", "key", "concurrency-0", "concurrency-fraction"])
+    ({"deftunes": {"catch_up_max_windows": 0}}, "catch_up_max_windows must be an integer from 1 to 2000"),
+    ({"deftunes": {}, "sparkify": {"catch_up_max_windows": 2001}}, "catch_up_max_windows must be an integer from 1 to 2000"),
+], ids=["glue-database", "schema", "name-prefix", "no-deploy-json", "schema-name", "key", "concurrency-0", "concurrency-fraction",
+        "catch-up-0", "catch-up-too-many"])
 def test_refused_configurations(pipelines, message):
     with pytest.raises(RuntimeError, match=re.escape(message)):
         tp.plan_settings(pipelines)

@@ -27,8 +27,8 @@ import tomllib
 import pytest
 
 import tfparse as tp
-from test_state_machine import (FUNCTION_ARNS, LANDING_PREFIXES, ROLE_ARN, as_inline, assert_branches_are,  # noqa: F401
-                                executable, explain, fake, fake_aws, happy, moto, run, sfn)
+from test_state_machine import (FUNCTION_ARNS, LANDING_PREFIXES, PIPELINE_FUNCTIONS, ROLE_ARN, as_inline,  # noqa: F401
+                                assert_branches_are, executable, explain, fake, fake_aws, happy, moto, run, sfn)
 from test_workspace import fake_definition_values
 
 ACCOUNT, REGION = tp.PLAN_ACCOUNT, tp.PLAN_REGION
@@ -301,7 +301,7 @@ def spotify_definition_values() -> dict:
     """What modules/pipeline passes for spotify: its deploy.json extracts, and only the functions
     it deploys (no songs-extract)."""
     values = fake_definition_values(FUNCTION_ARNS)
-    values["function_arns"] = {c: a for c, a in values["function_arns"].items() if c in ("transform", "redshift-setup", "api-extract")}
+    values["function_arns"] = {c: a for c, a in values["function_arns"].items() if c in (*PIPELINE_FUNCTIONS, "api-extract")}
     values["extracts"] = tp.deploy_json("spotify")["extracts"]
     return values
 
@@ -327,6 +327,9 @@ def test_non_windowed_rest_extracts_get_their_source_only(spotify_machine):
         assert extract["Parameters"]["Payload.$"] == f"$.{source}_request", source
         assert extract["Parameters"]["FunctionName"] == FUNCTION_ARNS["api-extract"]
     assert "songs-extract" not in json.dumps(definition)
+    # Nothing windowed: a scheduled run is not planned (catching up would read the listings again
+    # for every missed day).
+    assert "Plan catch-up" not in definition["States"]
 
 
 SPOTIFY_INPUTS = {
@@ -355,6 +358,9 @@ def test_non_windowed_rest_extracts_run_without_dates_whatever_the_input(sfn, sp
     assert fake.calls_of("songs-extract") == []
     assert len(fake.calls_of("transform")) == len(SPOTIFY_SOURCES) * windows
     assert len(fake.calls_of("redshift-setup")) == 1
+    assert [p for p in fake.calls_of("run-control") if "plan" in p] == []
+    (report,) = [p["report"] for p in fake.calls_of("run-control") if "report" in p]
+    assert (report["status"], report["scheduled"], report["input"]) == ("SUCCEEDED", False, payload)
 
 
 # ------------------------------------------------------------------ Athena queries of spotify
@@ -523,7 +529,8 @@ def _document(plan, pipeline: str, module: str = "api_extract") -> list[dict]:
 def test_plan_deploys_spotifys_api_extract_and_no_sql_extractor(plan):
     functions = {c["after"]["function_name"] for c in tp.plan_changes(plan, "aws_lambda_function").values()}
     assert sorted(n for n in functions if n.startswith("deftunes-spotify-")) == [
-        "deftunes-spotify-api-extract", "deftunes-spotify-redshift-setup", "deftunes-spotify-transform"]
+        "deftunes-spotify-api-extract", "deftunes-spotify-redshift-setup", "deftunes-spotify-run-control",
+        "deftunes-spotify-transform"]
     assert {"deftunes-api-extract", "deftunes-songs-extract"} <= functions
 
 

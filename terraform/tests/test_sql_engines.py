@@ -333,7 +333,8 @@ def test_plan_deploys_songs_extract_where_a_pipeline_has_sql_sources(plan):
     # classicmodels has SQL sources only; sparkify (files only) has no extract function, so neither
     # database's settings.
     assert "deftunes-classicmodels-api-extract" not in functions
-    assert sorted(n for n in functions if n.startswith("deftunes-sparkify-")) == ["deftunes-sparkify-redshift-setup", "deftunes-sparkify-transform"]
+    assert sorted(n for n in functions if n.startswith("deftunes-sparkify-")) == [
+        "deftunes-sparkify-redshift-setup", "deftunes-sparkify-run-control", "deftunes-sparkify-transform"]
     for name in ("deftunes-songs-extract", "deftunes-classicmodels-songs-extract"):
         assert functions[name]["after"]["vpc_config"] == [], name
 

@@ -331,6 +331,38 @@ def transform_ok(payload):
     return ("ok", {"outcomes": [{"key": k, "status": "committed"} for k in payload["keys"]]})
 
 
+# The functions every pipeline deploys, with or without extracts.
+PIPELINE_FUNCTIONS = ("transform", "redshift-setup", "run-control")
+REPORTS = f"s3://{MAP_RESULTS_BUCKET}/reports/runs/deftunes"
+
+
+def previous_day(scheduled_time: str) -> dict:
+    """The window of a scheduled run that missed nothing: the day before scheduled_time (UTC)."""
+    day = datetime.date.fromisoformat(scheduled_time[:10]) - datetime.timedelta(days=1)
+    return {"start_date": day.isoformat(), "end_date": day.isoformat()}
+
+
+def run_control(planned=None, report_error=None, plan_error=None):
+    """The run-control function as its contract answers: {"plan": <input>} -> the windows
+    (`planned`, else the previous day of scheduled_time) and the catch-up summary; {"report":
+    {...}} -> where it wrote the report. `report_error`/`plan_error`: (type, message) raised
+    instead (every attempt)."""
+    def answer(payload):
+        if set(payload) == {"plan"}:
+            if plan_error:
+                return ("error", *plan_error)
+            windows = planned if planned is not None else [previous_day(payload["plan"]["scheduled_time"])]
+            return ("ok", {"windows": windows, "catch_up": {"last_successful": None, "planned": len(windows), "capped": False}})
+        if set(payload) == {"report"}:
+            if report_error:
+                return ("error", *report_error)
+            name = payload["report"]["execution_name"]
+            return ("ok", {"json": f"{REPORTS}/{name}/report.json", "html": f"{REPORTS}/{name}/report.html",
+                           "last_successful_window": None})
+        return ("error", "InvalidInput", f"run-control: neither plan nor report: {sorted(payload)}")
+    return answer
+
+
 def happy(fake):
     fake.behaviour.update({
         "api-extract": extract_ok,
@@ -338,7 +370,16 @@ def happy(fake):
         "transform": transform_ok,
         "redshift-setup": lambda p: ("ok", {"statements": 5}),
         "dbt-stand-in": lambda p: ("ok", {"TaskArn": TASK_ARN, "LastStatus": "STOPPED"}),
+        "run-control": run_control(),
     })
+
+
+def plans_of(fake) -> list[dict]:
+    return [p["plan"] for p in fake.calls_of("run-control") if "plan" in p]
+
+
+def reports_of(fake) -> list[dict]:
+    return [p["report"] for p in fake.calls_of("run-control") if "report" in p]
 
 
 def run(sfn, arn, payload, timeout=60):
@@ -393,6 +434,213 @@ def test_dbt_task_parameters(rendered):
     vpc = params["NetworkConfiguration"]["AwsvpcConfiguration"]
     assert vpc == {"Subnets": ["subnet-0a", "subnet-0b", "subnet-0c"], "SecurityGroups": ["sg-0dbt"], "AssignPublicIp": "DISABLED"}
     assert params["Overrides"]["ContainerOverrides"][0]["Name"] == "dbt"
+
+
+# ------------------------------------------------------------------ catch-up and run reports (rendered)
+def transitions(states: dict) -> dict[str, set[str]]:
+    """{state: the states it may go to} of one level of a definition: Next, a Choice's choices
+    and Default, every catcher's Next."""
+    out = {}
+    for name, s in states.items():
+        nxt = {s["Next"]} if "Next" in s else set()
+        nxt |= {c["Next"] for c in s.get("Choices", [])} | ({s["Default"]} if "Default" in s else set())
+        nxt |= {c["Next"] for c in s.get("Catch", [])}
+        out[name] = nxt
+    return out
+
+
+def predecessors(states: dict) -> dict[str, set[str]]:
+    preds = {name: set() for name in states}
+    for name, nxt in transitions(states).items():
+        for n in nxt:
+            preds[n].add(name)
+    return preds
+
+
+REPORT_FIELDS = {"execution_arn.$": "$$.Execution.Id", "execution_name.$": "$$.Execution.Name",
+                 "state_machine.$": "$$.StateMachine.Name", "started_at.$": "$$.Execution.StartTime",
+                 "input.$": "$$.Execution.Input"}
+
+
+def test_the_schedule_is_planned_by_run_control(rendered):
+    """Plan windows: windows -> as given; dates (with or without scheduled_time) -> one window;
+    scheduled_time alone -> Plan catch-up, which hands the input to run-control as it is, retries
+    as every Lambda task, and replaces the state with the planned windows; every path to the Map
+    leaves the same fields (a missing JSONPath would fail the report states)."""
+    states = rendered["States"]
+    choice = states["Plan windows"]
+    assert choice["Choices"] == [
+        {"Variable": "$.windows", "IsPresent": True, "Next": "Backfill windows"},
+        {"Or": [{"Variable": "$.start_date", "IsPresent": True}, {"Variable": "$.end_date", "IsPresent": True}],
+         "Next": "Single window"},
+        {"Variable": "$.scheduled_time", "IsPresent": True, "Next": "Plan catch-up"},
+    ]
+    assert choice["Default"] == "Single window"
+    plan = states["Plan catch-up"]
+    assert plan["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert plan["Parameters"] == {"FunctionName": FUNCTION_ARNS["run-control"], "Payload": {"plan.$": "$"}}
+    assert plan["ResultSelector"] == {"windows.$": "$.Payload.windows", "window_count.$": "States.ArrayLength($.Payload.windows)",
+                                      "scheduled": True, "catch_up.$": "$.Payload.catch_up", "windows_processed": None}
+    assert plan["ResultPath"] == "$" and plan["Next"] == "Process windows"
+    assert plan["Retry"] == states["Set up Redshift"]["Retry"]
+    assert plan["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Catch-up not planned"}]
+    assert states["Catch-up not planned"]["Parameters"] == {"windows": None, "window_count": 0, "scheduled": True,
+                                                            "catch_up": None, "windows_processed": None, "error.$": "$.error"}
+    assert states["Catch-up not planned"]["Next"] == "Failure report size?"
+    assert states["Backfill windows"]["Parameters"] == {"windows.$": "$.windows", "window_count.$": "States.ArrayLength($.windows)",
+                                                        "scheduled": False, "catch_up": None, "windows_processed": None}
+    assert states["Single window"]["Parameters"] == {"windows.$": "States.Array($)", "window_count": 1, "scheduled": False,
+                                                     "catch_up": None, "windows_processed": None}
+    fields = {k.removesuffix(".$") for k in plan["ResultSelector"]}
+    for name in ("Backfill windows", "Single window"):
+        assert {k.removesuffix(".$") for k in states[name]["Parameters"]} == fields, name
+    assert predecessors(states)["Process windows"] == {"Backfill windows", "Single window", "Plan catch-up"}
+    # The children still get only the window's own fields: the Map reads $.windows, as before.
+    assert states["Process windows"]["ItemsPath"] == "$.windows"
+
+    # No windowed extract (every source read whole): nothing to catch up, the schedule's input is
+    # one run, as {} is.
+    unwindowed = json.loads(tp.render_template({**fake_definition_values(FUNCTION_ARNS), "extracts": OTHER_EXTRACTS["one-sql"]}))
+    assert not {"Plan catch-up", "Catch-up not planned"} & set(unwindowed["States"])
+    assert unwindowed["States"]["Plan windows"]["Choices"] == choice["Choices"][:2]
+
+
+@pytest.mark.parametrize("definition_of", ["extracts", "files-only", "two-windowed", "one-sql"])
+def test_every_end_of_a_run_writes_its_report(rendered, definition_of):
+    """Success: Run dbt build -> Write run report -> Report written (or Report not written, its
+    error caught) -> Pipeline succeeded. Failure: every Fail state is reached only through Write
+    failure report, whose own failure is caught into $.report_error (never $.error, which the Fail
+    states read). Both call run-control with the execution (context object) and its status."""
+    if definition_of == "extracts":
+        definition = rendered
+    elif definition_of == "files-only":
+        definition = json.loads(tp.render_template(files_only_values()))
+    else:
+        definition = json.loads(tp.render_template({**fake_definition_values(FUNCTION_ARNS), "extracts": OTHER_EXTRACTS[definition_of]}))
+    states = definition["States"]
+    windowed = definition_of != "files-only"
+    preds = predecessors(states)
+    lambda_retry = states["Set up Redshift"]["Retry"]
+    after_failure_report = "Data quality?" if windowed else "Pipeline failed"
+    for name, status, caught in (("Write run report", "SUCCEEDED", "Report not written"),
+                                 ("Write failure report", "FAILED", after_failure_report)):
+        state = states[name]
+        assert state["Resource"] == "arn:aws:states:::lambda:invoke", name
+        assert state["Parameters"]["FunctionName"] == FUNCTION_ARNS["run-control"], name
+        report = state["Parameters"]["Payload"]["report"]
+        per_run = ({"scheduled.$": "$.scheduled", "windows.$": "$.windows", "map_run.$": "$.windows_processed"} if windowed
+                   else {"scheduled": False, "windows": None, "map_run": None})
+        error = {"error": None} if status == "SUCCEEDED" else {"error.$": "$.error"}
+        assert report == {**REPORT_FIELDS, "status": status, **per_run, **error}, name
+        assert state["ResultSelector"] == {"written.$": "$.Payload"} and state["ResultPath"] == "$.report", name
+        assert state["Retry"] == lambda_retry, name
+        assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.report_error", "Next": caught}], name
+
+    # Success (a long backfill's windows are left out of the report first: test_report_size_guards).
+    if windowed:
+        assert states["Run dbt build"]["Next"] == "Report size?"
+        assert preds["Write run report"] == {"Report size?", "Report without the windows"}
+    else:
+        assert states["Run dbt build"]["Next"] == "Write run report"
+    assert states["Write run report"]["Next"] == "Report written"
+    assert preds["Pipeline succeeded"] == {"Report written", "Report not written"}
+    shared = ({"windows_processed.$": "$.windows_processed", "scheduled.$": "$.scheduled", "catch_up.$": "$.catch_up"}
+              if windowed else {"input.$": "$.input"})
+    assert states["Report written"]["Parameters"] == {"report.$": "$.report.written", **shared, "dbt.$": "$.dbt"}
+    assert states["Report not written"]["Parameters"] == {"report_error.$": "$.report_error", **shared, "dbt.$": "$.dbt"}
+
+    # Failure: the Fail states only after the failure report (through the data quality choice).
+    fails = {n for n, s in states.items() if s["Type"] == "Fail"}
+    assert fails == ({"Pipeline failed", "Data quality failed"} if windowed else {"Pipeline failed"})
+    for fail in fails:
+        assert preds[fail] <= {"Write failure report", "Data quality?"}, (fail, preds[fail])
+        assert (states[fail]["ErrorPath"], states[fail]["CausePath"]) == ("$.error.Error", "$.error.Cause")
+    if windowed:
+        assert preds["Data quality?"] == {"Write failure report"}
+        assert transitions(states)["Write failure report"] == {"Data quality?"}
+        assert preds["Write failure report"] == {"Failure report size?", "Failure report without the windows"}
+        entry = "Failure report size?"
+    else:
+        assert transitions(states)["Write failure report"] == {"Pipeline failed"}
+        entry = "Write failure report"
+    # Whatever leads to the failure report carries $.error: every catcher into it writes there,
+    # or it comes from a state after such a catcher (the failed-window lookup keeps the Map Run's).
+    catchers = [(name, c) for name, state in states.items() for c in state.get("Catch", []) if c["Next"] == entry]
+    assert {name for name, _ in catchers} >= {"Set up Redshift", "Run dbt build"}
+    assert all(c["ResultPath"] in ("$.error", "$.lookup_error") for _, c in catchers)
+    assert not [c for s in states.values() for c in s.get("Catch", []) if c["ResultPath"] == "$.error"
+                and c["Next"] not in (entry, "Find the failed window", "Catch-up not planned")]
+    # Every transition names a state of the definition.
+    assert all(n in states for targets in transitions(states).values() for n in targets)
+
+
+REPORT_GUARDS = {"Report size?": ("Report without the windows", "Write run report"),
+                 "Failure report size?": ("Failure report without the windows", "Write failure report")}
+
+
+def report_window_limit(definition: dict) -> int:
+    """The number of windows of a manual run past which its reports leave the windows out."""
+    limits = set()
+    for choice in REPORT_GUARDS:
+        (rule,) = definition["States"][choice]["Choices"]
+        (manual, count) = rule["And"]
+        assert manual == {"Variable": "$.scheduled", "BooleanEquals": False}
+        assert set(count) == {"Variable", "NumericGreaterThan"} and count["Variable"] == "$.window_count"
+        limits.add(count["NumericGreaterThan"])
+    (limit,) = limits
+    return limit
+
+
+def with_report_window_limit(definition: dict, limit: int) -> dict:
+    definition = json.loads(json.dumps(definition))
+    for choice in REPORT_GUARDS:
+        definition["States"][choice]["Choices"][0]["And"][1]["NumericGreaterThan"] = limit
+    return definition
+
+
+def test_report_size_guards(rendered):
+    """Before each report: a manual run with more windows than fit twice in a state's input (the
+    report receives the input, which holds a backfill's windows, and the windows) leaves its
+    windows out; a scheduled run never does (its input is a time; run-control needs its windows
+    to move the frontier)."""
+    states = rendered["States"]
+    assert report_window_limit(rendered) == THREE_YEARS_OF_DAYS
+    for choice, (leave_out, report) in REPORT_GUARDS.items():
+        assert states[choice]["Choices"][0]["Next"] == leave_out and states[choice]["Default"] == report
+        assert states[leave_out] == {"Type": "Pass", "Result": None, "ResultPath": "$.windows", "Next": report}
+
+
+@pytest.fixture(scope="module")
+def small_report_limit(sfn, rendered):
+    """The rendered definition (INLINE Map) with the report's window limit at 2, so that a
+    3-window backfill runs the guards."""
+    return sfn.create_state_machine(
+        name="deftunes-pipeline-small-report-limit", roleArn=ROLE_ARN,
+        definition=json.dumps(executable(as_inline(with_report_window_limit(rendered, 2)))))["stateMachineArn"]
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["succeeded", "failed"])
+def test_a_backfill_past_the_limit_is_reported_without_its_windows(sfn, small_report_limit, fake, fails):
+    happy(fake)
+    if fails:
+        dbt_fails(fake)
+    desc, execution = run(sfn, small_report_limit, {"windows": BACKFILL})
+    assert desc["status"] == ("FAILED" if fails else "SUCCEEDED"), explain(sfn, execution)
+    (report,) = reports_of(fake)
+    assert report["windows"] is None and report["input"] == {"windows": BACKFILL}
+    assert len(report["map_run"]) == 3, "the Map's results still give each window"
+    assert ("Failure report without the windows" if fails else "Report without the windows") in entered_states(sfn, execution)
+
+    # At the limit, and a scheduled run above it, keep their windows.
+    fake.reset()
+    happy(fake)
+    desc, execution = run(sfn, small_report_limit, {"windows": BACKFILL[:2]})
+    assert desc["status"] == "SUCCEEDED" and reports_of(fake)[0]["windows"] == BACKFILL[:2]
+    fake.reset()
+    happy(fake)
+    fake.behaviour["run-control"] = run_control(planned=MISSED)
+    desc, execution = run(sfn, small_report_limit, {"scheduled_time": "2020-02-01T01:30:00Z"})
+    assert desc["status"] == "SUCCEEDED" and reports_of(fake)[0]["windows"] == MISSED
 
 
 # ------------------------------------------------------------------ branches from deploy.json
@@ -476,7 +724,8 @@ def test_another_extract_list_renders_a_valid_state_machine(sfn, fake, monkeypat
     definition = json.loads(tp.render_template({**fake_definition_values(FUNCTION_ARNS), "extracts": extracts}))
     assert_branches_are(definition, extracts)
     lambda_tasks = [n for n, s in iter_states(definition["States"]) if s.get("Resource") == "arn:aws:states:::lambda:invoke"]
-    assert len(lambda_tasks) == 2 * len(extracts) + 1
+    # Extract and transform per source; Redshift setup; both reports; the catch-up plan with a windowed extract.
+    assert len(lambda_tasks) == 2 * len(extracts) + 3 + any(e["windowed"] for e in extracts)
 
     # Accepted by moto's validation, and executed end to end.
     sfn.create_state_machine(name=f"other-{case}-as-rendered", definition=json.dumps(definition), roleArn=ROLE_ARN)
@@ -532,23 +781,80 @@ def test_happy_path_with_a_window(sfn, state_machine, fake):
     assert "Pipeline succeeded" in entered_states(sfn, execution)
 
 
-def test_no_input_and_scheduled_input_let_the_function_derive_the_window(sfn, state_machine, fake):
+def test_no_input_lets_the_function_derive_the_window(sfn, state_machine, fake):
     happy(fake)
     desc, execution = run(sfn, state_machine, {})
     assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
     assert sorted(p["source"] for p in fake.calls_of("api-extract")) == ["sessions", "users"]
     assert all(set(p) == {"source"} for p in fake.calls_of("api-extract"))
+    assert plans_of(fake) == [], "only the schedule's input is planned"
 
-    fake.reset()
+
+def test_a_scheduled_input_runs_the_window_run_control_plans(sfn, state_machine, fake):
+    """Nothing missed: run-control plans the schedule's own period (here the previous day), and
+    the extracts receive that window's dates."""
     happy(fake)
-    desc, execution = run(sfn, state_machine, {"scheduled_time": "2020-02-01T01:30:00Z"})
+    payload = {"scheduled_time": "2020-02-01T01:30:00Z"}
+    desc, execution = run(sfn, state_machine, payload)
     assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
+    assert plans_of(fake) == [payload]
     assert sorted(fake.calls_of("api-extract"), key=lambda p: p["source"]) == [
-        {"scheduled_time": "2020-02-01T01:30:00Z", "source": "sessions"},
-        {"scheduled_time": "2020-02-01T01:30:00Z", "source": "users"},
+        {"start_date": "2020-01-31", "end_date": "2020-01-31", "source": "sessions"},
+        {"start_date": "2020-01-31", "end_date": "2020-01-31", "source": "users"},
     ]
     # songs is not windowed: it gets its source only, whatever the window.
     assert fake.calls_of("songs-extract") == [{"source": "songs"}]
+
+
+MISSED = [{"start_date": f"2020-01-{d}", "end_date": f"2020-01-{d}"} for d in (29, 30, 31)]
+
+
+def test_a_scheduled_run_catches_up_exactly_the_planned_windows(sfn, state_machine, fake):
+    """Three missed days: the execution input goes to run-control as it is ({"plan": <input>}),
+    and the Map runs exactly the windows it answers, one window each, with those dates (and
+    nothing else: the planned dates are the windows), then serving once; the run is reported as
+    scheduled, with those windows, and its output keeps the catch-up summary."""
+    happy(fake)
+    fake.behaviour["run-control"] = run_control(planned=MISSED)
+    payload = {"scheduled_time": "2020-02-01T01:30:00Z"}
+    desc, execution = run(sfn, state_machine, payload)
+    assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
+    assert [p for p in fake.calls_of("run-control") if "plan" in p] == [{"plan": payload}]
+    for source in ("users", "sessions"):
+        got = sorted((p for p in fake.calls_of("api-extract") if p["source"] == source), key=lambda p: p["start_date"])
+        assert got == [{**w, "source": source} for w in MISSED], source
+    assert fake.calls_of("songs-extract") == [{"source": "songs"}] * 3
+    assert len(fake.calls_of("transform")) == 9
+    assert len(fake.calls_of("redshift-setup")) == len(fake.calls_of("dbt-stand-in")) == 1
+
+    (report,) = reports_of(fake)
+    assert (report["status"], report["scheduled"], report["windows"], report["input"]) == ("SUCCEEDED", True, MISSED, payload)
+    output = json.loads(desc["output"])
+    assert output["scheduled"] is True
+    assert output["catch_up"] == {"last_successful": None, "planned": 3, "capped": False}
+    assert [w["window"] for w in output["windows_processed"]] == MISSED
+    states = entered_states(sfn, execution)
+    assert states[:2] == ["Plan windows", "Plan catch-up"] and "Single window" not in states
+
+
+@pytest.mark.parametrize("payload", [
+    {}, {"Comment": "Insert your JSON here"}, {"start_date": "2020-01-01", "end_date": "2020-01-31"},
+    {"start_date": "2020-01-01", "end_date": "2020-01-02", "scheduled_time": "2020-01-03T01:30:00Z"},
+    {"windows": [{"start_date": "2020-01-01", "end_date": "2020-01-31"}, {"start_date": "2020-02-01", "end_date": "2020-02-29"}]},
+], ids=["empty", "console", "dates", "dates-and-scheduled-time", "windows"])
+def test_inputs_other_than_the_schedules_are_not_planned(sfn, state_machine, fake, payload):
+    """Only {"scheduled_time"} alone is planned: dates (with or without a scheduled_time), a
+    backfill's windows and the previous period run as given, and are reported as not scheduled
+    (a manual run never starts a catch-up)."""
+    happy(fake)
+    desc, execution = run(sfn, state_machine, payload)
+    assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
+    assert plans_of(fake) == [] and "Plan catch-up" not in entered_states(sfn, execution)
+    (report,) = reports_of(fake)
+    assert report["scheduled"] is False and report["input"] == payload
+    assert report["windows"] == payload.get("windows", [payload])
+    output = json.loads(desc["output"])
+    assert output["scheduled"] is False and output["catch_up"] is None
 
 
 BACKFILL = [
@@ -599,8 +905,10 @@ def test_data_quality_failure_goes_to_its_own_fail_state(sfn, state_machine, fak
     desc, execution = run(sfn, state_machine, {"start_date": "2020-01-01", "end_date": "2020-01-31"})
     assert desc["status"] == "FAILED", desc
     assert desc["error"] == "DataQualityFailed" and "uniqueness" in desc["cause"]
-    assert "Data quality failed" in entered_states(sfn, execution)
+    assert entered_states(sfn, execution)[-3:] == ["Write failure report", "Data quality?", "Data quality failed"]
     assert fake.calls_of("redshift-setup") == []
+    (report,) = reports_of(fake)
+    assert report["status"] == "FAILED" and report["error"] == {"Error": desc["error"], "Cause": desc["cause"]}
 
 
 def test_retryable_lambda_error_is_retried_to_success(sfn, state_machine, fake):
@@ -635,9 +943,12 @@ def test_console_default_input_reaches_success_without_unknown_fields(sfn, state
     assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
     api = sorted(fake.calls_of("api-extract"), key=lambda p: p["source"])
     assert api == [{"source": "sessions"}, {"source": "users"}]
-    assert all("Comment" not in json.dumps(p) for _, p in fake.calls)
+    assert all("Comment" not in json.dumps(p) for c, p in fake.calls if c != "run-control")
     (window,) = json.loads(desc["output"])["windows_processed"]
     assert window["window"] == {}
+    # The report records the execution's input as it was given.
+    (report,) = reports_of(fake)
+    assert report["input"] == {"Comment": "Insert your JSON here"}
 
 
 def test_unknown_fields_are_dropped_from_windows_and_backfills(sfn, state_machine, fake):
@@ -656,7 +967,9 @@ def test_unknown_fields_are_dropped_from_windows_and_backfills(sfn, state_machin
         {"start_date": "2020-01-01", "end_date": "2020-01-31", "source": "users"},
         {"start_date": "2020-02-01", "end_date": "2020-02-29", "source": "users"},
     ]
-    assert all("Comment" not in json.dumps(p) and "note" not in p for _, p in fake.calls)
+    assert all("Comment" not in json.dumps(p) and "note" not in p for c, p in fake.calls if c != "run-control")
+    (report,) = reports_of(fake)
+    assert report["input"] == payload and report["windows"] == payload["windows"]
 
     fake.reset()
     happy(fake)
@@ -704,11 +1017,150 @@ def test_failing_dbt_task_fails_the_execution_and_keeps_the_error(sfn, state_mac
     assert len(fake.calls_of("redshift-setup")) == 1
 
 
+# ------------------------------------------------------------------ run reports
+def started_at(desc) -> str:
+    """The execution's start as $$.Execution.StartTime gives it (ISO 8601, UTC)."""
+    return desc["startDate"].astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def assert_report(report: dict, desc: dict, execution: str, status: str, payload: dict, machine: str = "deftunes-pipeline"):
+    """What run-control receives about the execution itself (the rest is per path)."""
+    assert (report["execution_arn"], report["execution_name"], report["state_machine"]) == (
+        execution, execution.rsplit(":", 1)[1], machine)
+    assert (report["status"], report["input"]) == (status, payload)
+    when = datetime.datetime.fromisoformat(report["started_at"].replace("Z", "+00:00"))
+    assert abs((when - desc["startDate"]).total_seconds()) < 1, (report["started_at"], started_at(desc))
+    assert set(report) == {"execution_arn", "execution_name", "state_machine", "started_at", "status", "input",
+                           "scheduled", "windows", "map_run", "error"}
+
+
+def test_a_successful_run_writes_its_report_last_and_its_output_links_it(sfn, state_machine, fake):
+    happy(fake)
+    payload = {"start_date": "2020-01-01", "end_date": "2020-01-31", "Comment": "january"}
+    desc, execution = run(sfn, state_machine, payload)
+    assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
+    (report,) = reports_of(fake)
+    assert_report(report, desc, execution, "SUCCEEDED", payload)
+    assert (report["scheduled"], report["windows"], report["error"]) == (False, [payload], None)
+    output = json.loads(desc["output"])
+    # The Map's output (here INLINE: the window summaries; on AWS the ResultWriter's reference).
+    assert report["map_run"] == output["windows_processed"] and len(report["map_run"]) == 1
+    assert fake.calls[-1] == ("run-control", {"report": report}), "the report comes after dbt"
+
+    name = execution.rsplit(":", 1)[1]
+    assert output["report"] == {"json": f"{REPORTS}/{name}/report.json", "html": f"{REPORTS}/{name}/report.html",
+                                "last_successful_window": None}
+    assert set(output) == {"report", "windows_processed", "scheduled", "catch_up", "dbt"}
+    assert entered_states(sfn, execution)[-5:] == ["Run dbt build", "Report size?", "Write run report", "Report written",
+                                                   "Pipeline succeeded"]
+
+
+def test_a_report_retried_after_a_throttle_is_written(sfn, state_machine, fake):
+    happy(fake)
+    answer, attempts = run_control(), {"n": 0}
+
+    def throttled_once(payload):
+        if "report" in payload:
+            attempts["n"] += 1
+            if attempts["n"] == 1:
+                return ("throttle",)
+        return answer(payload)
+
+    fake.behaviour["run-control"] = throttled_once
+    desc, execution = run(sfn, state_machine, {})
+    assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
+    assert attempts["n"] == 2 and "json" in json.loads(desc["output"])["report"]
+
+
+def test_a_report_that_cannot_be_written_does_not_fail_a_served_run(sfn, state_machine, fake):
+    """After dbt the data is served: the report's failure (after its retries; here one that is not
+    retried) ends the run in success, with report_error instead of the report."""
+    happy(fake)
+    fake.behaviour["run-control"] = run_control(report_error=("InvalidInput", "map_run: s3://other/x is not in the lake's bucket"))
+    desc, execution = run(sfn, state_machine, {"start_date": "2020-01-01", "end_date": "2020-01-31"})
+    assert desc["status"] == "SUCCEEDED", explain(sfn, execution)
+    assert len(reports_of(fake)) == 1 and len(fake.calls_of("dbt-stand-in")) == 1
+    output = json.loads(desc["output"])
+    assert "report" not in output and output["report_error"]["Error"] == "InvalidInput"
+    assert "not in the lake's bucket" in output["report_error"]["Cause"]
+    assert set(output) == {"report_error", "windows_processed", "scheduled", "catch_up", "dbt"}
+    assert entered_states(sfn, execution)[-3:] == ["Write run report", "Report not written", "Pipeline succeeded"]
+
+
+def window_fails(fake):
+    fake.behaviour["api-extract"] = lambda p: (
+        ("error", "InvalidInput", "end_date 2020-01-01 is before start_date 2020-01-31")
+        if p["source"] == "sessions" else extract_ok(p))
+
+
+def dbt_fails(fake):
+    fake.behaviour["dbt-stand-in"] = lambda p: ("error", "DbtTaskFailed", json.dumps({"StopCode": "EssentialContainerExited"}))
+
+
+def quality_fails(fake):
+    fake.behaviour["transform"] = lambda p: (
+        ("error", "DataQualityFailed", "users: uniqueness(user_id) 0.90 < 0.95")
+        if any("/users/" in k for k in p["keys"]) else transform_ok(p))
+
+
+FAILURES = {
+    # (how it fails, error, the Fail state, whether the Map had finished)
+    "window": (window_fails, "InvalidInput", "Pipeline failed", False),
+    "data-quality": (quality_fails, "DataQualityFailed", "Data quality failed", False),
+    "dbt": (dbt_fails, "DbtTaskFailed", "Pipeline failed", True),
+}
+
+
+@pytest.mark.parametrize("report_fails", [False, True], ids=["report-written", "report-fails"])
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_a_failed_run_is_reported_and_ends_with_its_own_error(sfn, state_machine, fake, case, report_fails):
+    """Every failure first goes through Write failure report (status FAILED, with the error the
+    run ends with), then its Fail state; a report that cannot be written changes nothing: the
+    run still fails with its original error and cause."""
+    fail, error, fail_state, map_done = FAILURES[case]
+    happy(fake)
+    fail(fake)
+    if report_fails:
+        fake.behaviour["run-control"] = run_control(report_error=("Configuration", "REPORTS_PREFIX is not a key prefix"))
+    payload = {"start_date": "2020-01-01", "end_date": "2020-01-31"}
+    desc, execution = run(sfn, state_machine, payload)
+    assert desc["status"] == "FAILED", explain(sfn, execution)
+    assert desc["error"] == error, explain(sfn, execution)
+    (report,) = reports_of(fake)
+    assert_report(report, desc, execution, "FAILED", payload)
+    assert report["error"] == {"Error": desc["error"], "Cause": desc["cause"]}
+    assert (report["scheduled"], report["windows"]) == (False, [payload])
+    assert (report["map_run"] is not None) == map_done
+    states = entered_states(sfn, execution)
+    assert states[-1] == fail_state and "Write failure report" in states[-3:], states
+    assert "Write run report" not in states and "Pipeline succeeded" not in states
+
+
+def test_a_catch_up_that_cannot_be_planned_fails_the_run_through_the_failure_report(sfn, state_machine, fake):
+    """A frontier run-control cannot read (or any planning error) fails the scheduled run before
+    any window: reported as scheduled, without windows, with the planning error."""
+    happy(fake)
+    message = "the catch-up frontier s3://lake/state/deftunes/last-successful-window.json is not readable: delete it"
+    fake.behaviour["run-control"] = run_control(plan_error=("Configuration", message))
+    payload = {"scheduled_time": "2020-02-01T01:30:00Z"}
+    desc, execution = run(sfn, state_machine, payload)
+    assert desc["status"] == "FAILED", explain(sfn, execution)
+    assert desc["error"] == "Configuration" and message in desc["cause"]
+    assert len(plans_of(fake)) == 1, "a Configuration error is not retried"
+    assert fake.calls_of("api-extract") == fake.calls_of("songs-extract") == fake.calls_of("redshift-setup") == []
+    (report,) = reports_of(fake)
+    assert_report(report, desc, execution, "FAILED", payload)
+    assert (report["scheduled"], report["windows"], report["map_run"]) == (True, None, None)
+    assert report["error"] == {"Error": "Configuration", "Cause": desc["cause"]}
+    assert entered_states(sfn, execution) == ["Plan windows", "Plan catch-up", "Catch-up not planned", "Failure report size?",
+                                              "Write failure report", "Data quality?", "Pipeline failed"]
+
+
 # ------------------------------------------------------------------ files-only pipelines (sparkify)
 def files_only_values() -> dict:
     """What modules/pipeline passes for a pipeline without extracts: no extract function."""
     values = fake_definition_values(FUNCTION_ARNS)
-    values["function_arns"] = {c: a for c, a in values["function_arns"].items() if c in ("transform", "redshift-setup")}
+    values["function_arns"] = {c: a for c, a in values["function_arns"].items() if c in PIPELINE_FUNCTIONS}
     values["extracts"] = tp.deploy_json("sparkify")["extracts"]
     assert values["extracts"] == []
     return values
@@ -726,15 +1178,25 @@ def files_only(sfn):
 def test_files_only_state_machine_goes_straight_to_serving(files_only, rendered):
     definition, _ = files_only
     assert definition["StartAt"] == "Files only"
-    assert set(definition["States"]) == {"Files only", "Set up Redshift", "Run dbt build", "Pipeline succeeded", "Pipeline failed"}
+    assert set(definition["States"]) == {"Files only", "Set up Redshift", "Run dbt build", "Write run report", "Report written",
+                                         "Report not written", "Pipeline succeeded", "Write failure report", "Pipeline failed"}
     assert definition["States"]["Files only"] == {
         "Type": "Pass", "Comment": definition["States"]["Files only"]["Comment"], "Parameters": {"input.$": "$"},
         "Next": "Set up Redshift"}
     assert "no window" in definition["Comment"].lower()
-    # Serving is the same as a pipeline with extracts.
+    # Serving is the same as a pipeline with extracts, but for the reports' size guards (no windows).
     for name in ("Set up Redshift", "Run dbt build", "Pipeline failed"):
-        assert definition["States"][name] == rendered["States"][name], name
+        files_only_state = json.dumps(definition["States"][name])
+        assert json.loads(files_only_state.replace('"Write failure report"', '"Failure report size?"').replace(
+            '"Next": "Write run report"', '"Next": "Report size?"')) == rendered["States"][name], name
     assert not re.search(r"api-extract|songs-extract", json.dumps(definition))
+    # No window and no Map: the reports say so, and the output keeps the input.
+    for name in ("Write run report", "Write failure report"):
+        report = definition["States"][name]["Parameters"]["Payload"]["report"]
+        assert (report["scheduled"], report["windows"], report["map_run"]) == (False, None, None), name
+    assert definition["States"]["Write failure report"]["Next"] == "Pipeline failed"
+    assert definition["States"]["Report written"]["Parameters"] == {"report.$": "$.report.written", "input.$": "$.input",
+                                                                    "dbt.$": "$.dbt"}
 
 
 @pytest.mark.parametrize("payload", [
@@ -751,7 +1213,14 @@ def test_files_only_run_serves_once_whatever_the_input(sfn, files_only, fake, pa
     assert len(fake.calls_of("dbt-stand-in")) == 1
     output = json.loads(desc["output"])
     assert output["input"] == payload and output["dbt"]["task_arn"] == TASK_ARN
-    assert entered_states(sfn, execution) == ["Files only", "Set up Redshift", "Run dbt build", "Pipeline succeeded"]
+    assert entered_states(sfn, execution) == ["Files only", "Set up Redshift", "Run dbt build", "Write run report",
+                                              "Report written", "Pipeline succeeded"]
+    assert plans_of(fake) == [], "a files-only pipeline has no window to plan"
+    (report,) = reports_of(fake)
+    assert_report(report, desc, execution, "SUCCEEDED", payload, machine="sparkify-pipeline")
+    assert (report["scheduled"], report["windows"], report["map_run"], report["error"]) == (False, None, None, None)
+    name = execution.rsplit(":", 1)[1]
+    assert output["report"]["html"] == f"{REPORTS}/{name}/report.html"
 
 
 def test_files_only_failures_keep_the_error(sfn, files_only, fake):
@@ -762,13 +1231,27 @@ def test_files_only_failures_keep_the_error(sfn, files_only, fake):
     assert desc["status"] == "FAILED", explain(sfn, execution)
     assert desc["error"] == "WarehouseRejected" and "sparkify_serving" in desc["cause"]
     assert fake.calls_of("dbt-stand-in") == []
+    (report,) = reports_of(fake)
+    assert_report(report, desc, execution, "FAILED", {}, machine="sparkify-pipeline")
+    assert report["error"] == {"Error": "WarehouseRejected", "Cause": desc["cause"]}
 
     fake.reset()
     happy(fake)
     fake.behaviour["dbt-stand-in"] = lambda p: ("error", "DbtTaskFailed", json.dumps({"StopCode": "EssentialContainerExited"}))
     desc, execution = run(sfn, arn, {})
     assert desc["status"] == "FAILED" and desc["error"] == "DbtTaskFailed", explain(sfn, execution)
-    assert "Pipeline failed" in entered_states(sfn, execution)
+    assert entered_states(sfn, execution)[-2:] == ["Write failure report", "Pipeline failed"]
+    (report,) = reports_of(fake)
+    assert report["status"] == "FAILED" and report["error"] == {"Error": "DbtTaskFailed", "Cause": desc["cause"]}
+
+    # A report that cannot be written keeps the run's error.
+    fake.reset()
+    happy(fake)
+    dbt_fails(fake)
+    fake.behaviour["run-control"] = run_control(report_error=("InvalidInput", "no such table"))
+    desc, execution = run(sfn, arn, {})
+    assert desc["status"] == "FAILED" and desc["error"] == "DbtTaskFailed", explain(sfn, execution)
+    assert len(reports_of(fake)) == 1
 
 
 def test_extracts_need_their_function_in_function_arns():
@@ -873,7 +1356,7 @@ def test_each_pipelines_windows_map_is_distributed_with_its_concurrency():
                       "backfill_max_concurrency": settings["backfill_max_concurrency"],
                       "map_results_prefix": settings["map_results_prefix"]}
             if not settings["extracts"]:
-                values["function_arns"] = {c: a for c, a in values["function_arns"].items() if c in ("transform", "redshift-setup")}
+                values["function_arns"] = {c: a for c, a in values["function_arns"].items() if c in PIPELINE_FUNCTIONS}
             definition = json.loads(tp.render_template(values))
             maps = [n for n, s in iter_states(definition["States"]) if s["Type"] == "Map"]
             if not settings["extracts"]:
@@ -901,7 +1384,7 @@ def test_the_item_processor_is_what_the_inline_map_ran(rendered):
                            "ResultPath", "Catch", "Next"}
     catches = [(c["ErrorEquals"], c["Next"]) for c in inline["Catch"]]
     assert catches == [(["States.ExceedToleratedFailureThreshold"], "Find the failed window"),
-                       (["DataQualityFailed"], "Data quality failed"), (["States.ALL"], "Pipeline failed")]
+                       (["States.ALL"], "Failure report size?")]
     assert all(c["ResultPath"] == "$.error" for c in inline["Catch"])
     item = inline["ItemProcessor"]["States"]
     assert inline["ItemProcessor"]["StartAt"] == "Keep start_date?" and "Window done" in item
@@ -920,13 +1403,16 @@ def test_failed_window_lookup_states(rendered):
         "Describe the failed window": ("describeExecution", {"ExecutionArn.$": "$.failed_window.listed.executions[0].ExecutionArn"}),
     }
     for name, state in lookups.items():
-        assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.lookup_error", "Next": "Pipeline failed"}], name
+        assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.lookup_error", "Next": "Failure report size?"}], name
         assert state["ResultPath"].startswith("$.failed_window"), name
-    for name in ("Map Run found?", "Failed window found?", "Window error known?", "Data quality?"):
-        assert states[name]["Type"] == "Choice" and states[name]["Default"] == "Pipeline failed", name
+    for name in ("Map Run found?", "Failed window found?", "Window error known?"):
+        assert states[name]["Type"] == "Choice" and states[name]["Default"] == "Failure report size?", name
+    # After the failure report, the error decides the Fail state: the window's own error, when found.
     assert states["Data quality?"]["Choices"] == [
         {"Variable": "$.error.Error", "StringEquals": "DataQualityFailed", "Next": "Data quality failed"}]
+    assert states["Data quality?"]["Default"] == "Pipeline failed"
     assert states["Keep the window's error"]["ResultPath"] == "$.error"
+    assert states["Keep the window's error"]["Next"] == "Failure report size?"
 
 
 def test_distributed_backfill_runs_on_moto(sfn, distributed, fake):
@@ -950,6 +1436,9 @@ def test_distributed_backfill_runs_on_moto(sfn, distributed, fake):
     assert processed["ResultWriterDetails"] == {"Bucket": MAP_RESULTS_BUCKET, "Key": key}
     (put,) = fake.s3_puts
     assert put[:2] == (MAP_RESULTS_BUCKET, key) and json.loads(put[2])["MapRunArn"] == processed["MapRunArn"]
+    # run-control reads the windows' results from there.
+    (report,) = reports_of(fake)
+    assert report["map_run"] == processed and report["windows"] == BACKFILL
 
     events = history(sfn, execution)
     types = [e["type"] for e in events]
@@ -1032,9 +1521,11 @@ def test_a_failed_map_run_ends_like_its_window_data_quality(sfn, failed_map_run,
     assert desc["error"] == "DataQualityFailed" and desc["cause"] == cause
     states = entered_states(sfn, execution)
     lookup = ["Find the failed window", "Map Run found?", "List the failed windows", "Failed window found?",
-              "Describe the failed window", "Window error known?", "Keep the window's error", "Data quality?",
-              "Data quality failed"]
+              "Describe the failed window", "Window error known?", "Keep the window's error", "Failure report size?",
+              "Write failure report", "Data quality?", "Data quality failed"]
     assert states[-len(lookup):] == lookup, states
+    (report,) = reports_of(fake)
+    assert report["status"] == "FAILED" and report["error"] == {"Error": "DataQualityFailed", "Cause": cause}
     assert "Pipeline failed" not in states and fake.calls_of("redshift-setup") == []
     assert [(p["api"], p["parameters"]) for p in fake.calls_of("sfn-stand-in")] == [
         ("listMapRuns", {"ExecutionArn": execution}),
@@ -1061,8 +1552,10 @@ def test_a_failed_map_run_ends_in_pipeline_failed(sfn, failed_map_run, fake, cas
     desc, execution = run(sfn, failed_map_run, {"windows": BACKFILL})
     assert desc["status"] == "FAILED", explain(sfn, execution)
     states = entered_states(sfn, execution)
-    assert states[-1] == "Pipeline failed" and "Data quality failed" not in states, states
-    assert fake.calls_of("redshift-setup") == []
+    assert states[-3:] == ["Write failure report", "Data quality?", "Pipeline failed"], states
+    assert "Data quality failed" not in states and fake.calls_of("redshift-setup") == []
+    (report,) = reports_of(fake)
+    assert report["error"] == {"Error": desc["error"], "Cause": desc["cause"]}
     if case == "window-error":
         assert (desc["error"], desc["cause"]) == ("InvalidInput", cause)
     else:
@@ -1096,7 +1589,8 @@ def test_history_stays_within_the_limit_for_three_years_of_daily_windows(sfn, st
 
     assert parent_events(inline, THREE_YEARS_OF_DAYS) > HISTORY_LIMIT, "the inline Map would have been fine"
     assert parent_events(rendered, 1, worst=True) == parent_events(rendered, THREE_YEARS_OF_DAYS, worst=True)
-    assert parent_events(rendered, THREE_YEARS_OF_DAYS, worst=True) < 200
+    # Counting every state once (the catch-up plan, both reports, the lookup) with every retry used.
+    assert parent_events(rendered, THREE_YEARS_OF_DAYS, worst=True) < 300
     assert child_events(rendered, worst=True) < 1_000 < HISTORY_LIMIT
 
 
@@ -1123,6 +1617,45 @@ def test_payloads_stay_within_the_limit_for_three_years_of_daily_windows(rendere
         "Bucket": "b" * 63, "Key": writer["Prefix"] + "/" + str(uuid.uuid4()) + "/manifest.json"}})
     assert size(execution_input) + bound < PAYLOAD_LIMIT
     assert bound < 2.5 * 1024
+
+    # The run reports: run-control receives the execution's input and its windows (a backfill's
+    # are the input's, so they count twice), the Map's reference and, on failure, the error (a
+    # cause holds at most 32,768 characters).
+    map_run = {"MapRunArn": "a" * 2000, "ResultWriterDetails": {"Bucket": "b" * 63, "Key": "k" * 200}}
+    error = {"Error": "e" * 256, "Cause": "c" * 32_768}
+    for name in ("Write run report", "Write failure report"):
+        assert set(rendered["States"][name]["Parameters"]["Payload"]["report"]) == {
+            "execution_arn.$", "execution_name.$", "state_machine.$", "started_at.$", "status", "input.$",
+            "scheduled.$", "windows.$", "map_run.$", "error" if name == "Write run report" else "error.$"}
+
+    def report_payload(execution_input, windows):
+        return {"report": {"execution_arn": "x" * 1024, "execution_name": "x" * 80, "state_machine": "x" * 80,
+                           "started_at": "2020-01-01T00:00:00.000Z", "status": "FAILED", "input": execution_input,
+                           "scheduled": False, "windows": windows, "map_run": map_run, "error": error}}
+    # Up to the guards' limit (test_report_size_guards) both fit; past it the windows are left out.
+    limit = report_window_limit(rendered)
+    assert len(windows) == limit
+    assert size(report_payload(execution_input, windows)) < PAYLOAD_LIMIT, size(report_payload(execution_input, windows))
+    above = {"windows": daily_windows(limit + 1, scheduled=True)}
+    assert size(report_payload(above, above["windows"])) > PAYLOAD_LIMIT - 32_768, "the guard is needed"
+    # The input itself is in every report: the longest backfills the README allows (4,000 daily
+    # windows, 2,000 with a scheduled_time each) are reported, windows left out, with a failure's
+    # longest cause; a quarter more would not be.
+    for count, scheduled in ((4_000, False), (2_000, True)):
+        longest = {"windows": daily_windows(count, scheduled=scheduled)}
+        assert size(report_payload(longest, None)) < PAYLOAD_LIMIT, (count, size(report_payload(longest, None)))
+        beyond = {"windows": daily_windows(count * 5 // 4, scheduled=scheduled)}
+        assert size(report_payload(beyond, None)) > PAYLOAD_LIMIT, count
+
+    # A scheduled run at the catch-up cap: the planned windows are the state the Map reads, and
+    # what the report receives (the input is only the scheduled time).
+    (condition,) = [v["condition"] for v in tp.blocks(tp.TF_DIR, "variable")["catch_up_max_windows"]["validation"]]
+    cap = int(re.search(r"<= (\d+)", condition).group(1))
+    planned = [{"start_date": w["start_date"], "end_date": w["end_date"]} for w in daily_windows(cap)]
+    state = {"windows": planned, "scheduled": True, "catch_up": {"last_successful": planned[0], "planned": cap, "capped": True},
+             "windows_processed": map_run}
+    assert size(state) < PAYLOAD_LIMIT / 2, size(state)
+    assert size(report_payload({"scheduled_time": "2020-01-01T01:30:00Z"}, planned)) < PAYLOAD_LIMIT
 
 
 def test_window_summaries_would_not_fit_in_the_state(sfn, state_machine, fake):

@@ -606,7 +606,7 @@ def test_iam_resolver_expands_expressions():
 def test_function_policy_statements_come_from_checked_locals():
     """lambda_function passes policy_statements through (UNRESOLVED_ALLOWED): the root gives it
     only the locals the IAM test checks."""
-    checked = ("lake_kms_statements", "pg_secret_statements", "mysql_secret_statements", "pg_secret_kms_statements",
+    checked = ("lake_kms_statements", "map_results_read_statements", "pg_secret_statements", "mysql_secret_statements", "pg_secret_kms_statements",
                "mysql_secret_kms_statements", "oauth_secret_statements", "oauth_secret_kms_statements")
     allowed = re.compile(r'^local\.(function_statements\["[a-z-]+"\]|' + "|".join(checked) + ")$")
     locals_ = tp.locals_of(tp.PIPELINE_DIR)
@@ -892,7 +892,7 @@ def test_state_machine_calls_only_functions_that_exist_in_terraform():
         assert crate_by_module.get(module) == key, (
             f"function_arns[{key}] points at module {module}, which deploys {crate_by_module.get(module)}"
         )
-    assert set(passed) == {"transform", "redshift-setup", "api-extract", "songs-extract"}, passed
+    assert set(passed) == {"transform", "redshift-setup", "run-control", "api-extract", "songs-extract"}, passed
     for name, expr in tp.definition_vars().items():
         m = tp.FUNCTION_ARN_EXPR.match(expr)
         if m:
@@ -950,7 +950,8 @@ def test_lambda_tasks_retry_exactly_the_retryable_errors():
         assert not retried & (NON_RETRYABLE | {"States.ALL", "States.TaskFailed"}), f"{name} retries {sorted(retried & NON_RETRYABLE)}"
         for r in state["Retry"]:
             assert r.get("BackoffRate", 1) > 1 and r.get("MaxAttempts", 3) >= 2, f"{name}: retry without backoff"
-    assert lambda_tasks == 2 * len(default_pipeline_extracts()) + 1  # extract and transform per source, redshift setup
+    # Extract and transform per source; Redshift setup; run-control's catch-up plan and both run reports.
+    assert lambda_tasks == 2 * len(default_pipeline_extracts()) + 4
 
 
 def test_failures_end_in_fail_states_that_keep_the_error():
@@ -960,10 +961,14 @@ def test_failures_end_in_fail_states_that_keep_the_error():
     assert {"Pipeline failed", "Data quality failed"} <= fails
     for n in fails:
         assert top[n].get("ErrorPath") == "$.error.Error" and top[n].get("CausePath") == "$.error.Cause"
+    # Every step's errors go to the failure report first (then the Fail states, test_state_machine),
+    # in $.error, which the report leaves alone.
     for name in ("Process windows", "Set up Redshift", "Run dbt build"):
         catches = top[name]["Catch"]
-        assert catches[-1]["ErrorEquals"] == ["States.ALL"] and catches[-1]["Next"] in fails
+        assert catches[-1]["ErrorEquals"] == ["States.ALL"] and catches[-1]["Next"] == "Failure report size?"
         assert all(c["ResultPath"] == "$.error" for c in catches)
+    assert top["Failure report size?"]["Default"] == "Write failure report"
+    assert top["Write failure report"]["Catch"][0]["ResultPath"] == "$.report_error"
 
 
 # ------------------------------------------------------------------ optional demo source
@@ -1193,7 +1198,7 @@ def test_backfill_max_concurrency_is_validated(value, ok):
     for directory, variable, name in conditions:
         (condition,) = _validations(directory, variable)
         assert tp.console_eval(condition[2:-1], {name: value}) is ok, (directory.name, value)
-    (condition,) = _validations(tp.MODULES_DIR / "pipeline_settings", "defaults")
+    (condition,) = [c for c in _validations(tp.MODULES_DIR / "pipeline_settings", "defaults") if "backfill_max_concurrency" in c]
     assert tp.console_eval(condition[2:-1], {"defaults": {"backfill_max_concurrency": value}}) is ok
 
 

@@ -221,6 +221,7 @@ def settings_defaults(**overrides) -> dict:
         "schedule_enabled": variable_default(TF_DIR, "schedule_enabled"),
         "schedule_expression": "cron(30 1 * * ? *)",
         "backfill_max_concurrency": variable_default(TF_DIR, "backfill_max_concurrency"),
+        "catch_up_max_windows": variable_default(TF_DIR, "catch_up_max_windows"),
     }
     defaults.update(overrides)
     return defaults

@@ -20,12 +20,14 @@ locals {
     function_arns               = var.function_arns
     transform_function_arn      = var.function_arns["transform"]
     redshift_setup_function_arn = var.function_arns["redshift-setup"]
-    ecs_cluster_arn             = var.ecs_cluster_arn
-    dbt_task_definition_arn     = var.dbt_task_definition_arn
-    dbt_container_name          = var.dbt_container_name
-    dbt_subnet_ids              = var.dbt_subnet_ids
-    dbt_security_group_ids      = var.dbt_security_group_ids
-    dbt_assign_public_ip        = var.dbt_assign_public_ip ? "ENABLED" : "DISABLED"
+    # Plans a scheduled run's catch-up windows, and writes each execution's run report.
+    run_control_function_arn = var.function_arns["run-control"]
+    ecs_cluster_arn          = var.ecs_cluster_arn
+    dbt_task_definition_arn  = var.dbt_task_definition_arn
+    dbt_container_name       = var.dbt_container_name
+    dbt_subnet_ids           = var.dbt_subnet_ids
+    dbt_security_group_ids   = var.dbt_security_group_ids
+    dbt_assign_public_ip     = var.dbt_assign_public_ip ? "ENABLED" : "DISABLED"
     # One Parallel branch per extract (Extract <source> -> Transform <source>), in this order;
     # none: a files-only pipeline, whose run is Redshift setup and dbt build.
     extracts = var.extracts

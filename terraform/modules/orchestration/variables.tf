@@ -4,12 +4,12 @@ variable "name" {
 }
 
 variable "function_arns" {
-  description = "ARN of each pipeline function, by crate name: transform and redshift-setup, and the extract functions (api-extract, songs-extract) the pipeline's extracts call."
+  description = "ARN of each pipeline function, by crate name: transform, redshift-setup and run-control, and the extract functions (api-extract, songs-extract) the pipeline's extracts call."
   type        = map(string)
 
   validation {
-    condition     = alltrue([for k in ["transform", "redshift-setup"] : contains(keys(var.function_arns), k)])
-    error_message = "function_arns needs transform and redshift-setup."
+    condition     = alltrue([for k in ["transform", "redshift-setup", "run-control"] : contains(keys(var.function_arns), k)])
+    error_message = "function_arns needs transform, redshift-setup and run-control."
   }
 }
 

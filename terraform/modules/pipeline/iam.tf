@@ -151,7 +151,75 @@ locals {
         conditions = [{ test = "StringEquals", variable = "redshift-data:statement-owner-iam-userid", values = ["$${aws:userid}"] }]
       },
     ]
+    "run-control" = [
+      {
+        # Each execution's report.json and report.html, under <reports_prefix>/<execution name>/.
+        sid        = "WriteRunReports"
+        actions    = ["s3:GetObject", "s3:PutObject"]
+        resources  = ["${local.bucket_arn}/${var.settings.reports_prefix}/*"]
+        conditions = []
+      },
+      {
+        # The catch-up frontier: read by every plan, written after a successful run.
+        sid        = "CatchUpFrontier"
+        actions    = ["s3:GetObject", "s3:PutObject"]
+        resources  = ["${local.bucket_arn}/${var.settings.state_prefix}last-successful-window.json"]
+        conditions = []
+      },
+      {
+        # What it reads and may find missing: the frontier (a first deployment has none), its
+        # report (an event retried after a lost answer finds it), the quality reports. With this
+        # a missing object reads as 404 (absent), not 403 (an error), as for songs-extract's
+        # watermarks.
+        sid       = "FindRunControlObjects"
+        actions   = ["s3:ListBucket"]
+        resources = [local.bucket_arn]
+        conditions = [{
+          test     = "StringLike"
+          variable = "s3:prefix"
+          values = [
+            "${var.settings.state_prefix}last-successful-window.json",
+            "${var.settings.reports_prefix}/*",
+            "${local.zones["quality"]}*",
+          ]
+        }]
+      },
+      {
+        # Read only: the rows of each of the pipeline's tables (their current snapshot).
+        sid     = "ReadSilverTables"
+        actions = ["glue:GetDatabase", "glue:GetTable", "glue:GetTables"]
+        resources = [
+          module.catalog.glue_arns.catalog,
+          module.catalog.glue_arns.database,
+          module.catalog.glue_arns.tables,
+        ]
+        conditions = []
+      },
+      {
+        # The tables' Iceberg metadata, below transform_zone/ as transform's grants are.
+        sid        = "ReadTableMetadata"
+        actions    = ["s3:GetObject"]
+        resources  = ["${local.bucket_arn}/${local.zones["transform_zone"]}*"]
+        conditions = []
+      },
+      {
+        # The dataset rules' results of the run's objects: transform's reports under quality/.
+        sid        = "ReadQualityReports"
+        actions    = ["s3:GetObject"]
+        resources  = ["${local.bucket_arn}/${local.zones["quality"]}*"]
+        conditions = []
+      },
+    ]
   }
+
+  # run-control reads the windows' results the Distributed Map wrote (a pipeline with extracts:
+  # a files-only one has no Map).
+  map_results_read_statements = length(var.settings.extracts) > 0 ? [{
+    sid        = "ReadMapResults"
+    actions    = ["s3:GetObject"]
+    resources  = ["${local.bucket_arn}/${var.settings.map_results_prefix}/*"]
+    conditions = []
+  }] : []
 
   # kms statements appended to every role that reads or writes the lake.
   lake_kms_statements = var.lake_kms_key_arn == null ? [] : [{

@@ -22,6 +22,7 @@ locals {
     {
       "transform"      = module.transform.function_arn
       "redshift-setup" = module.redshift_setup.function_arn
+      "run-control"    = module.run_control.function_arn
     },
     { for m in module.api_extract : "api-extract" => m.function_arn },
     { for m in module.songs_extract : "songs-extract" => m.function_arn },
@@ -206,6 +207,44 @@ module "redshift_setup" {
   }
 
   policy_statements = local.function_statements["redshift-setup"]
+}
+
+# Run control (functions/run-control), called by the state machine: plans the windows a
+# scheduled run catches up, and writes each execution's run report (JSON and HTML) and, after a
+# successful one, the catch-up frontier.
+module "run_control" {
+  source = "../lambda_function"
+
+  function_name      = "${var.settings.name}-run-control"
+  description        = "Plans the catch-up windows of scheduled runs of pipeline ${var.settings.pipeline} and writes each execution's run report."
+  package_path       = "${var.lambda_artifacts_dir}/run-control/bootstrap.zip"
+  memory_size        = 512
+  timeout            = 300
+  log_retention_days = var.log_retention_days
+  log_level          = var.log_level
+  xray_tracing       = var.xray_tracing
+
+  environment = {
+    # The lake and the catalog as transform reads them: a report counts the rows of its tables.
+    LAKE_URI          = var.lake_uri
+    CATALOG           = "glue"
+    ICEBERG_WAREHOUSE = module.catalog.warehouse_uri
+    ICEBERG_NAMESPACE = module.catalog.database_name
+    PIPELINE          = var.settings.pipeline
+    # A scheduled run's own period, as the extracts derive it from scheduled_time.
+    WINDOW_GRANULARITY   = var.window_granularity
+    WINDOW_TIMEZONE      = var.schedule_timezone
+    CATCH_UP_MAX_WINDOWS = tostring(var.settings.catch_up_max_windows)
+    # Relative to LAKE_URI.
+    REPORTS_PREFIX = var.settings.run_control_prefixes.reports
+    STATE_PREFIX   = var.settings.run_control_prefixes.state
+  }
+
+  policy_statements = concat(
+    local.function_statements["run-control"],
+    local.map_results_read_statements,
+    local.lake_kms_statements,
+  )
 }
 
 # ================================================================ dbt task (shared image)

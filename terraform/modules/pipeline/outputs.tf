@@ -4,6 +4,7 @@ output "function_names" {
     {
       "transform"      = module.transform.function_name
       "redshift-setup" = module.redshift_setup.function_name
+      "run-control"    = module.run_control.function_name
     },
     { for m in module.api_extract : "api-extract" => m.function_name },
     { for m in module.songs_extract : "songs-extract" => m.function_name },

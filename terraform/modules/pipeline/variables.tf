@@ -1,5 +1,5 @@
 variable "settings" {
-  description = "The pipeline's settings, one value of modules/pipeline_settings' pipelines output: names, Glue database, schemas, extracts, the engines of its SQL extracts and the auth of its REST extracts, landing prefixes, dbt command, sources, schedule, backfill concurrency and map results prefix."
+  description = "The pipeline's settings, one value of modules/pipeline_settings' pipelines output: names, Glue database, schemas, extracts, the engines of its SQL extracts and the auth of its REST extracts, landing prefixes, dbt command, sources, schedule, backfill concurrency, map results prefix, and run-control's catch-up cap and report and state prefixes."
   type = object({
     pipeline                 = string
     primary                  = bool
@@ -44,6 +44,9 @@ variable "settings" {
     schedule_expression      = string
     backfill_max_concurrency = number
     map_results_prefix       = string
+    catch_up_max_windows     = number
+    reports_prefix           = string
+    run_control_prefixes     = object({ reports = string, state = string })
   })
 }
 

@@ -117,6 +117,19 @@ locals {
       backfill_max_concurrency = coalesce(p.backfill_max_concurrency, var.defaults.backfill_max_concurrency)
       map_results_prefix       = "${var.lake_key_prefix}reports/map-results/${k}"
 
+      # run-control: the most windows a scheduled run catches up (CATCH_UP_MAX_WINDOWS), and
+      # where each execution's run report goes (full key prefix, no trailing "/": the function
+      # writes <prefix>/<execution name>/report.json and report.html).
+      catch_up_max_windows = coalesce(p.catch_up_max_windows, var.defaults.catch_up_max_windows)
+      reports_prefix       = "${var.lake_key_prefix}reports/runs/${k}"
+      # The same two places relative to the lake (LAKE_URI already ends with the lake prefix):
+      # run-control's REPORTS_PREFIX, and STATE_PREFIX, the folder of state_prefix where
+      # songs-extract keeps its watermarks and run-control the catch-up frontier.
+      run_control_prefixes = {
+        reports = "reports/runs/${k}"
+        state   = "state/${try(local.deploy[k].name, k)}"
+      }
+
       # Athena named queries of the pipeline (pipelines/<key>/athena/*.sql), by file name without
       # ".sql": their SQL over the pipeline's Glue database.
       athena_queries = {

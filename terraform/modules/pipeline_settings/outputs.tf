@@ -1,5 +1,5 @@
 output "pipelines" {
-  description = "Settings of each pipeline, by key: names, Glue database, Redshift schemas, extracts and the extract functions they call, the engines of its SQL extracts, the auth of its REST extracts, landing prefixes, dbt project and command, source settings (API, OAuth, databases), schedule settings, backfill concurrency, map results prefix and Athena queries."
+  description = "Settings of each pipeline, by key: names, Glue database, Redshift schemas, extracts and the extract functions they call, the engines of its SQL extracts, the auth of its REST extracts, landing prefixes, dbt project and command, source settings (API, OAuth, databases), schedule settings, backfill concurrency, map results prefix, run-control's catch-up cap and report and state prefixes, and Athena queries."
   value       = local.settings
 
   precondition {

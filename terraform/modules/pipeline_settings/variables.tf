@@ -36,6 +36,7 @@ variable "pipelines" {
     schedule_enabled         = optional(bool)
     schedule_expression      = optional(string)
     backfill_max_concurrency = optional(number)
+    catch_up_max_windows     = optional(number)
   }))
 
   validation {
@@ -61,6 +62,11 @@ variable "pipelines" {
   validation {
     condition     = alltrue([for p in values(var.pipelines) : coalesce(p.backfill_max_concurrency, 1) >= 1 && coalesce(p.backfill_max_concurrency, 1) <= 10000 && floor(coalesce(p.backfill_max_concurrency, 1)) == coalesce(p.backfill_max_concurrency, 1)])
     error_message = "A pipeline's backfill_max_concurrency must be an integer from 1 to 10000 (child executions of the windows' Distributed Map at a time)."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pipelines) : coalesce(p.catch_up_max_windows, 1) >= 1 && coalesce(p.catch_up_max_windows, 1) <= 2000 && floor(coalesce(p.catch_up_max_windows, 1)) == coalesce(p.catch_up_max_windows, 1)])
+    error_message = "A pipeline's catch_up_max_windows must be an integer from 1 to 2000 (windows one scheduled run catches up; they travel in the execution's state, 256 KiB at most)."
   }
 }
 
@@ -106,10 +112,16 @@ variable "defaults" {
     schedule_enabled         = bool
     schedule_expression      = string
     backfill_max_concurrency = number
+    catch_up_max_windows     = number
   })
 
   validation {
     condition     = var.defaults.backfill_max_concurrency >= 1 && var.defaults.backfill_max_concurrency <= 10000 && floor(var.defaults.backfill_max_concurrency) == var.defaults.backfill_max_concurrency
     error_message = "defaults.backfill_max_concurrency must be an integer from 1 to 10000 (child executions of the windows' Distributed Map at a time)."
+  }
+
+  validation {
+    condition     = var.defaults.catch_up_max_windows >= 1 && var.defaults.catch_up_max_windows <= 2000 && floor(var.defaults.catch_up_max_windows) == var.defaults.catch_up_max_windows
+    error_message = "defaults.catch_up_max_windows must be an integer from 1 to 2000 (windows one scheduled run catches up; they travel in the execution's state, 256 KiB at most)."
   }
 }
