@@ -933,6 +933,7 @@ mod tests {
             files,
             bytes_out: 1,
             quarantined,
+            cpu_seconds: 0.0,
         };
         let baseline = m(10, 10, 1, 0);
         assert!(wrong_results(10, &m(10, 30, 1, 0), &baseline).is_empty());
