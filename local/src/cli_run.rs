@@ -155,7 +155,7 @@ pub(crate) async fn python_script(script: &str, args: &[&std::ffi::OsStr]) -> Re
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let out = async { GroupChild::spawn(&mut cmd)?.output().await }
+    let out = GroupChild::run(&mut cmd)
         .await
         .with_context(|| format!("running {script}"))?;
     if !out.status.success() {
