@@ -41,6 +41,12 @@ impl GroupChild {
         })
     }
 
+    /// Runs `cmd` to its end in a group of its own and collects its output (pipe stdout and
+    /// stderr first to capture them). Dropped before the end, it stops the child's group.
+    pub async fn run(cmd: &mut tokio::process::Command) -> io::Result<Output> {
+        GroupChild::spawn(cmd)?.output().await
+    }
+
     /// The child's pid (also its process group's id).
     pub fn pid(&self) -> u32 {
         self.pgid as u32

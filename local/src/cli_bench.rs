@@ -580,7 +580,7 @@ async fn run_worker_line(label: &str, args: &[OsString]) -> Result<String> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit());
     // Stopped (its scratch directory removed by its own signal handling) if the bench is.
-    let out = async { GroupChild::spawn(&mut cmd)?.output().await }
+    let out = GroupChild::run(&mut cmd)
         .await
         .with_context(|| format!("starting the {label} worker"))?;
     if !out.status.success() {

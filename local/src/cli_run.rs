@@ -155,7 +155,7 @@ pub(crate) async fn python_script(script: &str, args: &[&std::ffi::OsStr]) -> Re
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let out = async { GroupChild::spawn(&mut cmd)?.output().await }
+    let out = GroupChild::run(&mut cmd)
         .await
         .with_context(|| format!("running {script}"))?;
     if !out.status.success() {
@@ -767,6 +767,11 @@ impl std::ops::Deref for RunDir {
     }
 }
 
+/// The local warehouse (DuckDB) of a run directory: what dbt builds and the dashboards read.
+pub(crate) fn warehouse_db(dir: &Path) -> PathBuf {
+    dir.join("warehouse").join("warehouse.duckdb")
+}
+
 /// The outputs of a run in its directory: a fresh run removes them all first, so a stale
 /// dashboard or summary never describes the new (or a wiped) warehouse.
 const RUN_OUTPUTS: [&str; 5] = [
@@ -1082,7 +1087,7 @@ pub async fn run(data: &DataArgs, dir: &Path, opts: &RunOptions) -> Result<RunRe
         lake_dir.join("quarantine").display()
     );
     let mut report = RunReport::new(&lake_uri, &catalog_db, windows, landing, transform, timings);
-    let warehouse = dir.join("warehouse").join("warehouse.duckdb");
+    let warehouse = warehouse_db(&dir);
     // As in the state machine, a failed dataset rule stops the run before serving.
     let serving = serving && quality_failed.is_empty();
     if !quality_failed.is_empty() {

@@ -152,7 +152,7 @@ pub async fn run(seed: u64, scale: usize, dir: &Path, opts: &RunOptions) -> Resu
         .collect();
 
     let mut report = RunReport::new(&lake_uri, &catalog_db, vec![], landing, transform, timings);
-    let warehouse = dir.join("warehouse").join("warehouse.duckdb");
+    let warehouse = crate::cli_run::warehouse_db(&dir);
     let served = serve_pipeline(
         "[5/6]",
         &pipeline_dir,

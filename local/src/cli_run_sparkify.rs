@@ -96,7 +96,7 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
 
     let mut report = RunReport::new(&lake_uri, &catalog_db, vec![], landing, transform, timings);
     let mut checks = Vec::new();
-    let warehouse = dir.join("warehouse").join("warehouse.duckdb");
+    let warehouse = crate::cli_run::warehouse_db(&dir);
     let served = serve_pipeline(
         "[3/4]",
         &pipeline_dir,

@@ -187,7 +187,7 @@ pub async fn run(seed: u64, dir: &Path, opts: &RunOptions) -> Result<RunReport> 
     ];
 
     let mut report = RunReport::new(&lake_uri, &catalog_db, vec![], landing, transform, timings);
-    let warehouse = dir.join("warehouse").join("warehouse.duckdb");
+    let warehouse = crate::cli_run::warehouse_db(&dir);
     let served = serve_pipeline(
         "[5/5]",
         &pipeline_dir,

@@ -117,7 +117,7 @@ impl LocalMariaDb {
             .stderr(Stdio::piped());
         // Awaited, and stopped if the start is dropped half-way (an interrupted run).
         let program = init.as_std().get_program().to_owned();
-        let out = async { GroupChild::spawn(&mut init)?.output().await }
+        let out = GroupChild::run(&mut init)
             .await
             .with_context(|| format!("running {program:?}"))?;
         if !out.status.success() {

@@ -520,7 +520,7 @@ async fn run_async(cmd: Command) -> Result<Output, PgError> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let out = async { GroupChild::spawn(&mut cmd)?.output().await }
+    let out = GroupChild::run(&mut cmd)
         .await
         .map_err(io_err(format!("running `{command}`")))?;
     check(command, out)
