@@ -693,7 +693,7 @@ mod tests {
             (ColumnType::Boolean, Cell::Bool(true), DataType::Boolean),
         ];
         for (ty, cell, arrow) in cases {
-            let mut col = Col::new(ty, 4).unwrap();
+            let mut col = Col::new(ty, 4, 0).unwrap();
             col.push(cell).unwrap();
             col.push(Cell::Null).unwrap();
             assert!(col.push(Cell::Str("x")).is_err() || ty == ColumnType::String);
