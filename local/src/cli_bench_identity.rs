@@ -42,7 +42,7 @@ use deftunes::config::Env;
 use deftunes::transform::catalog::ensure_table;
 use deftunes::transform::events::ObjectRef;
 use deftunes::transform::identity::record_hash;
-use deftunes::transform::tables::{Json, TableDef};
+use deftunes::transform::tables::TableDef;
 use deftunes::transform::writer::{BatchBuilder, ObjectWriter, RowMeta};
 use deftunes::transform::{Preparation, Transformer};
 use deftunes_local::{Dataset, Scale, Session};
@@ -948,7 +948,7 @@ fn day_batches(
     let mut total = 0u64;
     for s in day_sessions(day, false) {
         let line = serde_json::to_string(&s)?;
-        let value: Json<'_> = serde_json::from_str(&line)?;
+        let value = shape.read(&line)?;
         let mut rows = Vec::new();
         shape
             .parse(&value, &mut rows, &mut unknown, &mut rejected)

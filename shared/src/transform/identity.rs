@@ -460,12 +460,65 @@ impl ObjectIdentity {
         self.base
     }
 
+    /// The scope day of `row` when the table's rows of that day are not read yet: read them
+    /// ([`ObjectIdentity::read_day`]) before [`ObjectIdentity::admit`]. Only a new day awaits
+    /// anything; an `await` per row moved the scan's future state per row (3% of the transform).
+    pub fn day_to_read(&mut self, row: &[Cell<'_>]) -> Option<Option<i64>> {
+        let Source::Scoped(s) = &mut self.source else {
+            return None;
+        };
+        let day = match row.get(s.position) {
+            Some(Cell::Ts(t)) => Some(t.div_euclid(MICROS_PER_DAY)),
+            _ => None,
+        };
+        if s.last_day == Some(day) {
+            return None;
+        }
+        s.last_day = Some(day);
+        (!s.days.contains(&day)).then_some(day)
+    }
+
+    /// Reads the table's rows of one scope day (`None`: rows whose scope value is null).
+    pub async fn read_day(&mut self, day: Option<i64>) -> Result<()> {
+        let Source::Scoped(s) = &mut self.source else {
+            return Ok(());
+        };
+        let filter = match day {
+            Some(d) => Reference::new(s.column.as_str())
+                .greater_than_or_equal_to(Datum::timestamp_micros(d * MICROS_PER_DAY))
+                .and(
+                    Reference::new(s.column.as_str())
+                        .less_than(Datum::timestamp_micros((d + 1) * MICROS_PER_DAY)),
+                ),
+            None => Reference::new(s.column.as_str()).is_null(),
+        };
+        // The filter prunes files by their bounds; each file is then read whole (no row
+        // filter), once, so the days it also covers are known too.
+        let tasks: Vec<FileScanTask> = plan(&self.table, &self.kind, Some(filter))
+            .await?
+            .into_iter()
+            .filter(|t| !s.files.contains(&t.data_file_path))
+            .map(|mut t| {
+                t.predicate = None;
+                t
+            })
+            .collect();
+        s.files
+            .extend(tasks.iter().map(|t| t.data_file_path.clone()));
+        self.files_read += tasks.len() as u64;
+        read_tasks(&self.table, &self.kind, tasks, &mut s.held).await?;
+        // Marked read only once read: a failed read is not taken for an empty day.
+        s.days.insert(day);
+        Ok(())
+    }
+
     /// Decides whether `row` (hash `hash`, from record `record`) is appended (`true`) or already
-    /// held (`false`), and remembers an appended row.
-    pub async fn admit(&mut self, row: &[Cell<'_>], hash: u128, record: u32) -> Result<bool> {
+    /// held (`false`), and remembers an appended row. Its day must be read
+    /// ([`ObjectIdentity::day_to_read`]).
+    pub fn admit(&mut self, row: &[Cell<'_>], hash: u128, record: u32) -> bool {
         // The same record twice in one object is appended once.
         if self.appended.contains_key(&hash) {
-            return Ok(false);
+            return false;
         }
         let (buf, positions) = (&mut self.buf, &self.key_positions);
         let key = || {
@@ -475,48 +528,15 @@ impl ObjectIdentity {
             }
             twox_hash::XxHash3_64::oneshot(buf)
         };
-        let held = match &mut self.source {
+        let held = match &self.source {
             Source::Table(index) => index.held.holds(hash, self.ingest_on, key),
-            Source::Scoped(s) => {
-                let day = match row.get(s.position) {
-                    Some(Cell::Ts(t)) => Some(t.div_euclid(MICROS_PER_DAY)),
-                    _ => None,
-                };
-                if s.last_day != Some(day) && s.days.insert(day) {
-                    let filter = match day {
-                        Some(d) => Reference::new(s.column.as_str())
-                            .greater_than_or_equal_to(Datum::timestamp_micros(d * MICROS_PER_DAY))
-                            .and(
-                                Reference::new(s.column.as_str())
-                                    .less_than(Datum::timestamp_micros((d + 1) * MICROS_PER_DAY)),
-                            ),
-                        None => Reference::new(s.column.as_str()).is_null(),
-                    };
-                    // The filter prunes files by their bounds; each file is then read whole
-                    // (no row filter), once, so the days it also covers are known too.
-                    let tasks: Vec<FileScanTask> = plan(&self.table, &self.kind, Some(filter))
-                        .await?
-                        .into_iter()
-                        .filter(|t| !s.files.contains(&t.data_file_path))
-                        .map(|mut t| {
-                            t.predicate = None;
-                            t
-                        })
-                        .collect();
-                    s.files
-                        .extend(tasks.iter().map(|t| t.data_file_path.clone()));
-                    self.files_read += tasks.len() as u64;
-                    read_tasks(&self.table, &self.kind, tasks, &mut s.held).await?;
-                }
-                s.last_day = Some(day);
-                s.held.holds(hash, self.ingest_on, key)
-            }
+            Source::Scoped(s) => s.held.holds(hash, self.ingest_on, key),
         };
         if held {
-            return Ok(false);
+            return false;
         }
         self.appended.insert(hash, record);
-        Ok(true)
+        true
     }
 
     /// Data files the check read (for a dimension table: those its warm index lacked).

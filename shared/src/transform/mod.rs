@@ -518,13 +518,10 @@ impl Transformer {
                 )?;
                 continue;
             }
-            let parsed: std::result::Result<tables::Json<'_>, String> =
-                match std::str::from_utf8(&line) {
-                    Err(e) => Err(format!("malformed record: invalid UTF-8: {e}")),
-                    Ok(text) => {
-                        serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))
-                    }
-                };
+            let parsed = match std::str::from_utf8(&line) {
+                Err(e) => Err(format!("malformed record: invalid UTF-8: {e}")),
+                Ok(text) => shape.read(text).map_err(|e| format!("malformed JSON: {e}")),
+            };
             let value = match parsed {
                 Ok(v) => v,
                 Err(reason) => {
@@ -594,10 +591,10 @@ impl Transformer {
             for r in &rows {
                 rules.observe(&mut metrics, r);
                 let h = record_hash(r, &mut hash_buf);
-                if identity
-                    .admit(r, h, u32::try_from(line_no).unwrap_or(u32::MAX))
-                    .await?
-                {
+                if let Some(day) = identity.day_to_read(r) {
+                    identity.read_day(day).await?;
+                }
+                if identity.admit(r, h, u32::try_from(line_no).unwrap_or(u32::MAX)) {
                     batch.push(r, h)?;
                     c.rows_committed += 1;
                     appended = true;
@@ -925,7 +922,7 @@ async fn read_limited<R: tokio::io::AsyncBufRead + Unpin + ?Sized>(
         if chunk.is_empty() {
             return Ok((total, oversized));
         }
-        let (take, done) = match until.and_then(|u| chunk.iter().position(|&b| b == u)) {
+        let (take, done) = match until.and_then(|u| memchr::memchr(u, chunk)) {
             Some(i) => (i + 1, true),
             None => (chunk.len(), false),
         };

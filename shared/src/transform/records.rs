@@ -5,7 +5,11 @@
 //! or only its item (a column of the explode array's item: the siblings are kept). Fields no
 //! column reads are reported as unknown.
 
-use super::tables::{parse_timestamp, Cell, Json, JsonMap};
+use std::borrow::Cow;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::tables::{parse_timestamp, Cell, Json, JsonKey, JsonMap, JsonVisitor};
 use crate::pipeline::{parse_path, ColumnType, PathStep, TableSpec, ValueFormat, ValueFrom};
 
 /// One step into a JSON value.
@@ -35,6 +39,9 @@ struct Column {
     item: bool,
     /// A short array on the path gives null.
     optional: bool,
+    /// Where the path's first field is kept in a decoded record (or item): its index in
+    /// `known` (or `known_item`).
+    slot: Option<usize>,
 }
 
 /// A table's record shape, compiled from its spec.
@@ -49,6 +56,10 @@ pub struct RecordShape {
     known: Vec<String>,
     /// Item fields some item column reads.
     known_item: Vec<String>,
+    /// The explode path is one top-level field: its items are decoded straight into slots.
+    flat_explode: bool,
+    /// The explode path's first field in `known`.
+    explode_slot: Option<usize>,
 }
 
 impl RecordShape {
@@ -117,9 +128,21 @@ impl RecordShape {
                 range: c.range,
                 item,
                 optional: c.optional,
+                slot: None,
             });
         }
+        let slot = |list: &[String], path: &[Step]| match path.first() {
+            Some(Step::Field(f)) => list.iter().position(|k| k == f),
+            _ => None,
+        };
+        for c in &mut columns {
+            if let Source::Path(p) = &c.source {
+                c.slot = slot(if c.item { &known_item } else { &known }, p);
+            }
+        }
         Ok(RecordShape {
+            flat_explode: matches!(explode.as_deref(), Some([Step::Field(_)])),
+            explode_slot: explode.as_deref().and_then(|e| slot(&known, e)),
             columns,
             explode,
             explode_label: spec.explode.clone().unwrap_or_default(),
@@ -129,19 +152,31 @@ impl RecordShape {
         })
     }
 
+    /// Decodes one landing record's JSON text into the fields this shape reads: no tree of the
+    /// whole record, fields no column reads are only named. The error is the JSON parser's.
+    pub fn read<'a>(&self, text: &'a str) -> Result<Record<'a>, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let record = RecordSeed(self).deserialize(&mut de)?;
+        de.end()?;
+        Ok(record)
+    }
+
     /// Appends the rows of one landing record to `out`. The error is the quarantine reason of
     /// the whole record; a bad item of the explode array is pushed to `rejected_items` (its
     /// index and reason) and its siblings are kept.
-    pub fn parse<'a>(
+    pub fn parse<'r>(
         &self,
-        record: &'a Json<'_>,
-        out: &mut Vec<Vec<Cell<'a>>>,
+        record: &'r Record<'_>,
+        out: &mut Vec<Vec<Cell<'r>>>,
         unknown: &mut Vec<String>,
         rejected_items: &mut Vec<(i32, String)>,
     ) -> Result<(), String> {
-        let obj = record.as_object().ok_or("record is not a JSON object")?;
-        note_unknown(obj, &self.known, "", unknown);
-        let mut row: Vec<Cell<'a>> = Vec::with_capacity(self.columns.len());
+        let Some(fields) = &record.fields else {
+            return Err("record is not a JSON object".into());
+        };
+        unknown.extend(record.unknown.iter().map(|k| k.to_string()));
+        let obj = Obj::Slots(fields);
+        let mut row: Vec<Cell<'r>> = Vec::with_capacity(self.columns.len());
         for c in &self.columns {
             row.push(match (&c.source, c.item) {
                 (Source::Path(p), false) => c.read(obj, p)?,
@@ -153,23 +188,56 @@ impl RecordShape {
             return Ok(());
         };
         let name = &self.explode_label;
-        let items = match walk(obj, explode, false)? {
-            Some(Json::Array(items)) => items,
-            None | Some(Json::Null) => return Err(format!("{name} is missing")),
-            Some(other) => return Err(format!("{name}: expected an array, found {}", kind(other))),
+        let missing = || Err(format!("{name} is missing"));
+        let not_array = |v: &Json<'_>| Err(format!("{name}: expected an array, found {}", kind(v)));
+        let items: Vec<(Obj<'r, '_>, &[Cow<'_, str>])> = if self.flat_explode {
+            match &record.items {
+                None | Some(Items::Other(Json::Null)) => return missing(),
+                Some(Items::Other(other)) => return not_array(other),
+                Some(Items::List(list)) => list
+                    .items
+                    .iter()
+                    .map(|item| match item {
+                        Item::Object { start, unknown } => (
+                            Obj::Slots(&list.slots[*start..*start + self.known_item.len()]),
+                            &list.unknown[unknown.clone()],
+                        ),
+                        Item::Other(v) => (Obj::Other(v), &[][..]),
+                    })
+                    .collect(),
+            }
+        } else {
+            match walk(obj.first(explode, self.explode_slot), explode, false)? {
+                Some(Json::Array(items)) => items
+                    .iter()
+                    .map(|v| match v {
+                        Json::Object(m) => (Obj::Map(m), &[][..]),
+                        other => (Obj::Other(other), &[][..]),
+                    })
+                    .collect(),
+                None | Some(Json::Null) => return missing(),
+                Some(other) => return not_array(other),
+            }
         };
         if items.is_empty() {
             return Err(format!("{name} is empty: the record has no item to record"));
         }
-        for (i, item) in items.iter().enumerate() {
-            let Some(it) = item.as_object() else {
+        for (i, (it, item_unknown)) in items.into_iter().enumerate() {
+            if let Obj::Other(v) = it {
                 rejected_items.push((
                     i as i32,
-                    format!("{name}[{i}]: expected an object, found {}", kind(item)),
+                    format!("{name}[{i}]: expected an object, found {}", kind(v)),
                 ));
                 continue;
-            };
-            note_unknown(it, &self.known_item, &self.item_prefix, unknown);
+            }
+            match it {
+                Obj::Map(m) => note_unknown(m, &self.known_item, &self.item_prefix, unknown),
+                _ => unknown.extend(
+                    item_unknown
+                        .iter()
+                        .map(|k| format!("{}{k}", self.item_prefix)),
+                ),
+            }
             let mut r = row.clone();
             let filled = self
                 .columns
@@ -200,18 +268,18 @@ fn labelled(path: &str, column: &str) -> String {
     }
 }
 
-/// The value at `path`, `None` when a field on the way is missing or null. A wrong shape on the
-/// way is an error naming the value that had it (`a.b: expected an object, found a string`).
+/// The value at `path`, `None` when a field on the way is missing or null; `first` is the value
+/// of its first step, already looked up. A wrong shape on the way is an error naming the value
+/// that had it (`a.b: expected an object, found a string`).
 fn walk<'j, 'a>(
-    obj: &'j JsonMap<'a>,
+    first: Option<&'j Json<'a>>,
     path: &[Step],
     optional: bool,
 ) -> Result<Option<&'j Json<'a>>, String> {
-    let mut cur: Option<&Json<'a>> = None;
-    for (n, step) in path.iter().enumerate() {
+    let mut cur = first;
+    for (n, step) in path.iter().enumerate().skip(1) {
         let wrong = |what: String| Err(format!("{}: {what}", render(&path[..n])));
         cur = match (step, cur) {
-            (Step::Field(f), None) if n == 0 => obj.get(f),
             (Step::Field(f), Some(Json::Object(m))) => m.get(f),
             (Step::Index(i), Some(Json::Array(a))) => match a.get(*i) {
                 Some(v) => Some(v),
@@ -234,6 +302,251 @@ fn walk<'j, 'a>(
         };
     }
     Ok(cur)
+}
+
+/// An object a path starts from: a decoded record or item (its fields by slot), an object of a
+/// tree, or a value that is no object (an item of the explode array can be anything).
+#[derive(Clone, Copy)]
+enum Obj<'r, 'a> {
+    Slots(&'r [Option<Json<'a>>]),
+    Map(&'r JsonMap<'a>),
+    Other(&'r Json<'a>),
+}
+
+impl<'r, 'a> Obj<'r, 'a> {
+    /// The value of the path's first field (`slot`: where a decoded record keeps it).
+    fn first(self, path: &[Step], slot: Option<usize>) -> Option<&'r Json<'a>> {
+        match (self, path.first()) {
+            (Obj::Slots(fields), _) => slot.and_then(|i| fields.get(i)).and_then(Option::as_ref),
+            (Obj::Map(m), Some(Step::Field(f))) => m.get(f),
+            _ => None,
+        }
+    }
+}
+
+/// A landing record decoded by its shape ([`RecordShape::read`]): the values of the fields
+/// some column reads, and the names of the others.
+#[derive(Debug)]
+pub struct Record<'a> {
+    /// By slot (the shape's `known`); `None` when the record is no JSON object.
+    fields: Option<Vec<Option<Json<'a>>>>,
+    /// Fields no column reads, in document order.
+    unknown: Vec<Cow<'a, str>>,
+    /// The explode array, when its path is one top-level field; `None` when absent.
+    items: Option<Items<'a>>,
+}
+
+#[derive(Debug)]
+enum Items<'a> {
+    List(ItemList<'a>),
+    /// Not an array (null included).
+    Other(Json<'a>),
+}
+
+/// The items of the explode array: the fields of every object item in one buffer.
+#[derive(Debug, Default)]
+struct ItemList<'a> {
+    items: Vec<Item<'a>>,
+    /// `known_item.len()` slots per object item.
+    slots: Vec<Option<Json<'a>>>,
+    /// Item fields no column reads; each item holds its range.
+    unknown: Vec<Cow<'a, str>>,
+}
+
+#[derive(Debug)]
+enum Item<'a> {
+    Object {
+        start: usize,
+        unknown: std::ops::Range<usize>,
+    },
+    Other(Json<'a>),
+}
+
+/// Keeps the first position of a repeated name (a repeated field's last value wins, as in a
+/// JSON object).
+fn note_name<'a>(names: &mut Vec<Cow<'a, str>>, from: usize, name: Cow<'a, str>) {
+    if !names[from..].contains(&name) {
+        names.push(name);
+    }
+}
+
+/// The position of `key` in a shape's field list, tried first at `hint` (where the previous
+/// field's successor is: records usually list their fields in the spec's order).
+fn slot_of(list: &[String], key: &str, hint: &mut usize) -> Option<usize> {
+    let at = match list.get(*hint) {
+        Some(k) if k == key => Some(*hint),
+        _ => list.iter().position(|k| k == key),
+    };
+    if let Some(i) = at {
+        *hint = i + 1;
+    }
+    at
+}
+
+/// Any value that is no object (or, for the explode array, no array) is kept as a tree: it is
+/// only reported. A macro, as serde's visitor has one method per kind of value.
+macro_rules! other_values {
+    ($wrap:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            JsonVisitor::new().visit_bool(v).map($wrap)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            JsonVisitor::new().visit_i64(v).map($wrap)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            JsonVisitor::new().visit_u64(v).map($wrap)
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            JsonVisitor::new().visit_f64(v).map($wrap)
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            JsonVisitor::new().visit_borrowed_str(v).map($wrap)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            JsonVisitor::new().visit_str(v).map($wrap)
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            JsonVisitor::new().visit_string(v).map($wrap)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            JsonVisitor::new().visit_unit().map($wrap)
+        }
+    };
+}
+
+struct RecordSeed<'s>(&'s RecordShape);
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = Record<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Record<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = Record<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON record")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record<'de>, A::Error> {
+        let shape = self.0;
+        let mut fields = vec![None; shape.known.len()];
+        let (mut unknown, mut items, mut hint) = (Vec::new(), None, 0);
+        while let Some(JsonKey(k)) = map.next_key()? {
+            match slot_of(&shape.known, &k, &mut hint) {
+                Some(i) if shape.flat_explode && Some(i) == shape.explode_slot => {
+                    items = Some(map.next_value_seed(ItemsSeed(shape))?);
+                }
+                Some(i) => fields[i] = Some(map.next_value::<Json<'de>>()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                    note_name(&mut unknown, 0, k);
+                }
+            }
+        }
+        Ok(Record {
+            fields: Some(fields),
+            unknown,
+            items,
+        })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Record<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Record::NOT_AN_OBJECT)
+    }
+
+    other_values!(|_| Record::NOT_AN_OBJECT);
+}
+
+impl Record<'_> {
+    const NOT_AN_OBJECT: Record<'static> = Record {
+        fields: None,
+        unknown: Vec::new(),
+        items: None,
+    };
+}
+
+struct ItemsSeed<'s>(&'s RecordShape);
+
+impl<'de> DeserializeSeed<'de> for ItemsSeed<'_> {
+    type Value = Items<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Items<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsSeed<'_> {
+    type Value = Items<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of items")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Items<'de>, A::Error> {
+        // Sized for a few items: growing from empty reallocated per record.
+        let mut list = ItemList {
+            items: Vec::with_capacity(4),
+            slots: Vec::with_capacity(4 * self.0.known_item.len()),
+            unknown: Vec::new(),
+        };
+        while let Some(item) = seq.next_element_seed(ItemSeed(self.0, &mut list))? {
+            list.items.push(item);
+        }
+        Ok(Items::List(list))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Items<'de>, A::Error> {
+        JsonVisitor::new().visit_map(map).map(Items::Other)
+    }
+
+    other_values!(Items::Other);
+}
+
+/// One item of the explode array, its fields into the list's slots.
+struct ItemSeed<'s, 'l, 'a>(&'s RecordShape, &'l mut ItemList<'a>);
+
+impl<'de> DeserializeSeed<'de> for ItemSeed<'_, '_, 'de> {
+    type Value = Item<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Item<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemSeed<'_, '_, 'de> {
+    type Value = Item<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an item")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item<'de>, A::Error> {
+        let (shape, list) = (self.0, self.1);
+        let start = list.slots.len();
+        list.slots.resize(start + shape.known_item.len(), None);
+        let (first_unknown, mut hint) = (list.unknown.len(), 0);
+        while let Some(JsonKey(k)) = map.next_key()? {
+            match slot_of(&shape.known_item, &k, &mut hint) {
+                Some(i) => list.slots[start + i] = Some(map.next_value::<Json<'de>>()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                    note_name(&mut list.unknown, first_unknown, k);
+                }
+            }
+        }
+        Ok(Item::Object {
+            start,
+            unknown: first_unknown..list.unknown.len(),
+        })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item<'de>, A::Error> {
+        JsonVisitor::new().visit_seq(seq).map(Item::Other)
+    }
+
+    other_values!(Item::Other);
 }
 
 /// `a.b[0].c`.
@@ -262,9 +575,9 @@ impl Column {
         }
     }
 
-    fn read<'a>(&self, obj: &'a JsonMap<'_>, path: &[Step]) -> Result<Cell<'a>, String> {
+    fn read<'r>(&self, obj: Obj<'r, '_>, path: &[Step]) -> Result<Cell<'r>, String> {
         let name = &self.label;
-        let value = walk(obj, path, self.optional)?;
+        let value = walk(obj.first(path, self.slot), path, self.optional)?;
         let found = |v: &Json<'_>| kind(v);
         let cell = match (self.ty, value) {
             (_, None | Some(Json::Null)) => Cell::Null,
@@ -487,8 +800,7 @@ columns = [
         let shape = RecordShape::compile("events", spec.table("events").unwrap()).unwrap();
         let parse = |v: serde_json::Value| {
             let text: &'static str = Box::leak(v.to_string().into_boxed_str());
-            let record: &'static Json<'static> =
-                Box::leak(Box::new(serde_json::from_str(text).unwrap()));
+            let record: &'static Record<'static> = Box::leak(Box::new(shape.read(text).unwrap()));
             let (mut out, mut unknown, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
             shape
                 .parse(record, &mut out, &mut unknown, &mut rejected)
@@ -538,17 +850,13 @@ columns = [
         v: &serde_json::Value,
     ) -> std::result::Result<(Vec<Vec<Cell<'static>>>, Vec<String>), String> {
         let text: &'static str = Box::leak(v.to_string().into_boxed_str());
-        let record: &'static Json<'static> =
-            Box::leak(Box::new(serde_json::from_str(text).unwrap()));
+        let tables = crate::transform::tables::repo_tables("deftunes").unwrap();
+        let shape = tables.get(table).unwrap().shape();
+        let record: &'static Record<'static> = Box::leak(Box::new(shape.read(text).unwrap()));
         let mut out = Vec::new();
         let mut unknown = Vec::new();
         let mut rejected = Vec::new();
-        let tables = crate::transform::tables::repo_tables("deftunes").unwrap();
-        tables
-            .get(table)
-            .unwrap()
-            .shape()
-            .parse(record, &mut out, &mut unknown, &mut rejected)?;
+        shape.parse(record, &mut out, &mut unknown, &mut rejected)?;
         if let Some((_, reason)) = rejected.into_iter().next() {
             return Err(reason);
         }
@@ -640,5 +948,135 @@ columns = [
             let e = rows(kind, &v).unwrap_err();
             assert!(e.contains(needle), "{v}: {e}");
         }
+    }
+
+    #[test]
+    fn repeated_fields_keep_the_last_value_and_are_named_once() {
+        let text = r#"{"user_id": "a", "session_id": "s", "user_id": "b", "x": 1, "x": {"y": 2},
+            "session_start_time": "2020-02-07T18:05:25", "user_agent": "ua",
+            "session_items": [{"song_id": "old"}],
+            "session_items": [{"song_id": "t1", "song_id": "t2", "z": 1, "z": 2, "price": 1.0}]}"#;
+        let tables = crate::transform::tables::repo_tables("deftunes").unwrap();
+        let shape = tables.get("sessions").unwrap().shape();
+        let record = shape.read(text).unwrap();
+        let (mut out, mut unknown, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
+        shape
+            .parse(&record, &mut out, &mut unknown, &mut rejected)
+            .unwrap();
+        assert!(rejected.is_empty(), "{rejected:?}");
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][0], Cell::Str("b"));
+        assert_eq!(out[0][3], Cell::Str("t2"));
+        assert_eq!(unknown, ["x", "session_items[].z"]);
+    }
+
+    #[test]
+    fn escaped_names_values_and_odd_items() {
+        let text = r#"{"user\u005fid": "caf\u00e9", "session_id": "s", "session_start_time": "2020-02-07T18:05:25",
+            "session_items": ["song", {"song_id": "t"}, null, [1], {"price": "x"}]}"#;
+        let tables = crate::transform::tables::repo_tables("deftunes").unwrap();
+        let shape = tables.get("sessions").unwrap().shape();
+        let record = shape.read(text).unwrap();
+        let (mut out, mut unknown, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
+        shape
+            .parse(&record, &mut out, &mut unknown, &mut rejected)
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][0], Cell::Str("café"));
+        assert_eq!(out[0][2], Cell::I32(1));
+        let reasons: Vec<_> = rejected.iter().map(|(i, r)| (*i, r.as_str())).collect();
+        assert_eq!(
+            reasons,
+            [
+                (0, "session_items[0]: expected an object, found a string"),
+                (2, "session_items[2]: expected an object, found null"),
+                (3, "session_items[3]: expected an object, found an array"),
+                (
+                    4,
+                    "session_items[4].price: expected a number, found a string"
+                ),
+            ]
+        );
+        assert!(unknown.is_empty());
+    }
+
+    #[test]
+    fn malformed_json_is_an_error_also_in_fields_no_column_reads() {
+        let tables = crate::transform::tables::repo_tables("deftunes").unwrap();
+        let shape = tables.get("users").unwrap().shape();
+        for bad in [
+            r#"{"user_id": "a", "extra": [1, }"#,
+            r#"{"user_id": "a", "extra": "\x"}"#,
+            r#"{"user_id": "a"} trailing"#,
+            r#"{"user_id": "a""#,
+            r#"[1, 2"#,
+        ] {
+            assert!(shape.read(bad).is_err(), "{bad}");
+        }
+        for not_object in ["[1, {\"a\": 2}]", "\"text\"", "null", "12"] {
+            let record = shape.read(not_object).unwrap();
+            let (mut out, mut unknown, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
+            let e = shape
+                .parse(&record, &mut out, &mut unknown, &mut rejected)
+                .unwrap_err();
+            assert_eq!(e, "record is not a JSON object", "{not_object}");
+        }
+    }
+
+    #[test]
+    fn a_nested_explode_path_reads_its_items() {
+        let text = r#"
+name = "t"
+namespace = "t"
+[sources.orders]
+kind = "files"
+landing = "orders"
+format = "ndjson"
+source_from = "orders"
+[tables.orders]
+source = "orders"
+explode = "order.lines"
+key = ["id", "line"]
+partition = { column = "ingest_on" }
+columns = [
+  { name = "id", type = "long", path = "order.id" },
+  { name = "line", type = "int", from = "item_index" },
+  { name = "sku", type = "string", path = "order.lines[].sku" },
+]
+"#;
+        let spec = PipelineSpec::parse(Path::new("t.toml"), text).unwrap();
+        let shape = RecordShape::compile("orders", spec.table("orders").unwrap()).unwrap();
+        let read = |text: &'static str| {
+            let record: &'static Record<'static> = Box::leak(Box::new(shape.read(text).unwrap()));
+            let (mut out, mut unknown, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
+            shape
+                .parse(record, &mut out, &mut unknown, &mut rejected)
+                .map(|()| (out, unknown, rejected))
+        };
+        let (rows, unknown, rejected) = read(
+            r#"{"order": {"id": 7, "lines": [{"sku": "a", "n": 1}, 5, {"sku": "b"}]}, "at": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rows,
+            [
+                vec![Cell::I64(7), Cell::I32(0), Cell::Str("a")],
+                vec![Cell::I64(7), Cell::I32(2), Cell::Str("b")]
+            ]
+        );
+        assert_eq!(unknown, ["at", "order.lines[].n"]);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(
+            read(r#"{"order": {"id": 7}}"#).unwrap_err(),
+            "order.lines is missing"
+        );
+        assert_eq!(
+            read(r#"{"order": {"id": 7, "lines": {}}}"#).unwrap_err(),
+            "order.lines: expected an array, found an object"
+        );
+        assert_eq!(
+            read(r#"{"order": 3}"#).unwrap_err(),
+            "order: expected an object, found a number"
+        );
     }
 }

@@ -85,7 +85,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
     }
 }
 
-struct JsonVisitor<'a>(std::marker::PhantomData<&'a ()>);
+pub(crate) struct JsonVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl JsonVisitor<'_> {
+    pub(crate) fn new() -> Self {
+        JsonVisitor(std::marker::PhantomData)
+    }
+}
 
 impl<'de: 'a, 'a> Visitor<'de> for JsonVisitor<'a> {
     type Value = Json<'a>;
@@ -141,7 +147,7 @@ impl<'de: 'a, 'a> Visitor<'de> for JsonVisitor<'a> {
 }
 
 /// An object key, borrowed from the input when it has no escapes.
-struct JsonKey<'a>(Cow<'a, str>);
+pub(crate) struct JsonKey<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for JsonKey<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {

@@ -42,9 +42,10 @@ enum Col {
 }
 
 impl Col {
-    fn new(t: ColumnType, cap: usize) -> Result<Col> {
+    /// A builder for `cap` rows; a string column's for `text` bytes (at least 16 per row).
+    fn new(t: ColumnType, cap: usize, text: usize) -> Result<Col> {
         Ok(match t {
-            ColumnType::String => Col::Str(StringBuilder::with_capacity(cap, cap * 16)),
+            ColumnType::String => Col::Str(StringBuilder::with_capacity(cap, text.max(cap * 16))),
             ColumnType::Double => Col::F64(Float64Builder::with_capacity(cap)),
             ColumnType::Float => Col::F32(Float32Builder::with_capacity(cap)),
             ColumnType::Int => Col::I32(Int32Builder::with_capacity(cap)),
@@ -60,8 +61,24 @@ impl Col {
         })
     }
 
-    fn all(types: &[(String, ColumnType)], cap: usize) -> Result<Vec<Col>> {
-        types.iter().map(|(_, t)| Col::new(*t, cap)).collect()
+    /// Builders for `cap` rows; `text`, each column's text bytes in the last batch, sizes the
+    /// next one's (growing a string builder in steps reallocated per batch).
+    fn all(types: &[(String, ColumnType)], cap: usize, text: &[usize]) -> Result<Vec<Col>> {
+        types
+            .iter()
+            .enumerate()
+            .map(|(i, (_, t))| {
+                let last = text.get(i).copied().unwrap_or(0);
+                Col::new(*t, cap, last + last / 8)
+            })
+            .collect()
+    }
+
+    fn text_bytes(&self) -> usize {
+        match self {
+            Col::Str(b) => b.values_slice().len(),
+            _ => 0,
+        }
     }
 
     fn push(&mut self, c: Cell<'_>) -> std::result::Result<(), String> {
@@ -162,7 +179,7 @@ impl BatchBuilder {
             )));
         }
         Ok(BatchBuilder {
-            cols: Col::all(table.data_columns(), capacity)?,
+            cols: Col::all(table.data_columns(), capacity, &[])?,
             hashes: StringBuilder::with_capacity(capacity, capacity * 32),
             schema,
             rows: 0,
@@ -197,6 +214,12 @@ impl BatchBuilder {
     /// Takes the accumulated rows as a batch and starts a new one.
     pub fn finish(&mut self) -> Result<RecordBatch> {
         let n = self.rows;
+        // Scaled to a whole batch: the last one may be short.
+        let text: Vec<usize> = self
+            .cols
+            .iter()
+            .map(|c| c.text_bytes() * self.capacity / n.max(1))
+            .collect();
         let mut arrays: Vec<ArrayRef> = self.cols.iter_mut().map(Col::finish).collect();
         arrays.push(Arc::new(self.hashes.finish()));
         arrays.push(Arc::new(Date32Array::from(vec![
@@ -220,7 +243,7 @@ impl BatchBuilder {
         ])));
         self.rows = 0;
         // Fresh builders sized for a whole batch (finished ones restart empty).
-        self.cols = Col::all(self.table.data_columns(), self.capacity)?;
+        self.cols = Col::all(self.table.data_columns(), self.capacity, &text)?;
         let arrays = self.order.iter().map(|&i| arrays[i].clone()).collect();
         RecordBatch::try_new(self.schema.clone(), arrays)
             .map_err(|e| Error::Catalog(format!("building a record batch: {e}")))
@@ -249,18 +272,31 @@ fn file_writer_builder(
     // String natural keys are (nearly) unique per record: a dictionary of them only costs its
     // hashing and falls back to plain pages at 1 MB. Measured on 20 MB of sessions (session_id):
     // 1% fewer instructions and 1.5% smaller files.
-    for id in schema.identifier_field_ids() {
-        if let Some(f) = schema.field_by_id(id).filter(|f| {
-            matches!(
-                *f.field_type,
-                iceberg::spec::Type::Primitive(iceberg::spec::PrimitiveType::String)
+    //
+    // Timestamps (event times, and the processing time, constant per object) too: measured on
+    // 20 MB of sessions, 2% fewer instructions and 2.7% smaller files without their dictionary.
+    use iceberg::spec::{PrimitiveType, Type};
+    let string_keys = schema.identifier_field_ids().filter_map(|id| {
+        schema
+            .field_by_id(id)
+            .filter(|f| matches!(*f.field_type, Type::Primitive(PrimitiveType::String)))
+    });
+    let timestamps = schema.as_struct().fields().iter().filter(|f| {
+        matches!(
+            *f.field_type,
+            Type::Primitive(
+                PrimitiveType::Timestamp
+                    | PrimitiveType::Timestamptz
+                    | PrimitiveType::TimestampNs
+                    | PrimitiveType::TimestamptzNs
             )
-        }) {
-            props = props.set_column_dictionary_enabled(
-                parquet::schema::types::ColumnPath::from(f.name.as_str()),
-                false,
-            );
-        }
+        )
+    });
+    for f in string_keys.chain(timestamps) {
+        props = props.set_column_dictionary_enabled(
+            parquet::schema::types::ColumnPath::from(f.name.as_str()),
+            false,
+        );
     }
     let props = props
         // Level 1: on the bench object 11% faster than 3 and no larger (the columns are
@@ -657,7 +693,7 @@ mod tests {
             (ColumnType::Boolean, Cell::Bool(true), DataType::Boolean),
         ];
         for (ty, cell, arrow) in cases {
-            let mut col = Col::new(ty, 4).unwrap();
+            let mut col = Col::new(ty, 4, 0).unwrap();
             col.push(cell).unwrap();
             col.push(Cell::Null).unwrap();
             assert!(col.push(Cell::Str("x")).is_err() || ty == ColumnType::String);
