@@ -128,6 +128,8 @@ lambda-build: $(LAMBDA_VENV)/bin/cargo-lambda ## Build the Lambda zips (arm64) i
 	@ls -l target/lambda/*/bootstrap.zip
 
 BENCH_MB ?= 200
+# A second file, transformed once for its peak memory (the memory target is stated at 1 GB; 0 skips).
+BENCH_RSS_MB ?= 1000
 # Rows of the prefilled sessions table the record-identity phases commit into (0 skips them).
 BENCH_IDENTITY_ROWS ?= 10000000
 .PHONY: bench
@@ -135,7 +137,7 @@ BENCH_IDENTITY_ROWS ?= 10000000
 # minutes on 2 cores, later ones reuse the target directory.
 bench: ## Benchmark the transform (MB/s, CPU-s/GB, peak RSS, a 2 kB object end to end, Lambda cost) vs plain arrow-json, and record identity's cost (report in .deftunes/bench/)
 	$(CARGO) build --release --locked -p deftunes-local --bin deftunes
-	$(CARGO_TARGET_DIR)/release/deftunes bench --mb $(BENCH_MB) --identity-rows $(BENCH_IDENTITY_ROWS)
+	$(CARGO_TARGET_DIR)/release/deftunes bench --mb $(BENCH_MB) --rss-mb $(BENCH_RSS_MB) --identity-rows $(BENCH_IDENTITY_ROWS)
 
 clean: ## Remove the local demo state (.deftunes/)
 	rm -rf .deftunes
