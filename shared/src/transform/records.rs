@@ -362,25 +362,39 @@ enum Item<'a> {
     Other(Json<'a>),
 }
 
-/// Keeps the first position of a repeated name (a repeated field's last value wins, as in a
-/// JSON object).
-fn note_name<'a>(names: &mut Vec<Cow<'a, str>>, from: usize, name: Cow<'a, str>) {
-    if !names[from..].contains(&name) {
-        names.push(name);
+/// Reads an object's fields: the value of one `names` lists into its slot (unless `take`, given
+/// the slot, reads it itself and says so), any other only named in `unknown` after `from`, once
+/// (a repeated field's last value wins, as in a JSON object). Names are tried first where the
+/// previous one's successor is: records usually list their fields in the spec's order.
+fn read_fields<'de, A: MapAccess<'de>>(
+    mut map: A,
+    names: &[String],
+    slots: &mut [Option<Json<'de>>],
+    unknown: &mut Vec<Cow<'de, str>>,
+    mut take: impl FnMut(usize, &mut A) -> Result<bool, A::Error>,
+) -> Result<(), A::Error> {
+    let (from, mut hint) = (unknown.len(), 0);
+    while let Some(JsonKey(k)) = map.next_key()? {
+        let at = match names.get(hint) {
+            Some(n) if *n == k => Some(hint),
+            _ => names.iter().position(|n| *n == k),
+        };
+        match at {
+            Some(i) => {
+                hint = i + 1;
+                if !take(i, &mut map)? {
+                    slots[i] = Some(map.next_value::<Json<'de>>()?);
+                }
+            }
+            None => {
+                map.next_value::<IgnoredAny>()?;
+                if !unknown[from..].contains(&k) {
+                    unknown.push(k);
+                }
+            }
+        }
     }
-}
-
-/// The position of `key` in a shape's field list, tried first at `hint` (where the previous
-/// field's successor is: records usually list their fields in the spec's order).
-fn slot_of(list: &[String], key: &str, hint: &mut usize) -> Option<usize> {
-    let at = match list.get(*hint) {
-        Some(k) if k == key => Some(*hint),
-        _ => list.iter().position(|k| k == key),
-    };
-    if let Some(i) = at {
-        *hint = i + 1;
-    }
-    at
+    Ok(())
 }
 
 /// Any value that is no object (or, for the explode array, no array) is kept as a tree: it is
@@ -430,22 +444,18 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         f.write_str("a JSON record")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record<'de>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Record<'de>, A::Error> {
         let shape = self.0;
         let mut fields = vec![None; shape.known.len()];
-        let (mut unknown, mut items, mut hint) = (Vec::new(), None, 0);
-        while let Some(JsonKey(k)) = map.next_key()? {
-            match slot_of(&shape.known, &k, &mut hint) {
-                Some(i) if shape.flat_explode && Some(i) == shape.explode_slot => {
-                    items = Some(map.next_value_seed(ItemsSeed(shape))?);
-                }
-                Some(i) => fields[i] = Some(map.next_value::<Json<'de>>()?),
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                    note_name(&mut unknown, 0, k);
-                }
+        let (mut unknown, mut items) = (Vec::new(), None);
+        let explode = shape.explode_slot.filter(|_| shape.flat_explode);
+        read_fields(map, &shape.known, &mut fields, &mut unknown, |i, map| {
+            if Some(i) != explode {
+                return Ok(false);
             }
-        }
+            items = Some(map.next_value_seed(ItemsSeed(shape))?);
+            Ok(true)
+        })?;
         Ok(Record {
             fields: Some(fields),
             unknown,
@@ -522,20 +532,18 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_, 'de> {
         f.write_str("an item")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item<'de>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Item<'de>, A::Error> {
         let (shape, list) = (self.0, self.1);
         let start = list.slots.len();
         list.slots.resize(start + shape.known_item.len(), None);
-        let (first_unknown, mut hint) = (list.unknown.len(), 0);
-        while let Some(JsonKey(k)) = map.next_key()? {
-            match slot_of(&shape.known_item, &k, &mut hint) {
-                Some(i) => list.slots[start + i] = Some(map.next_value::<Json<'de>>()?),
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                    note_name(&mut list.unknown, first_unknown, k);
-                }
-            }
-        }
+        let first_unknown = list.unknown.len();
+        read_fields(
+            map,
+            &shape.known_item,
+            &mut list.slots[start..],
+            &mut list.unknown,
+            |_, _| Ok(false),
+        )?;
         Ok(Item::Object {
             start,
             unknown: first_unknown..list.unknown.len(),
