@@ -115,34 +115,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def probe_once(binary: Path, name: str, aws: bool, timeout: float) -> float:
-    """Milliseconds from just before spawn to the first GET /next, in a fresh temp dir."""
-    with tempfile.TemporaryDirectory(prefix=f"startup-{name}-") as tmp:
-        server = RuntimeApi()
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        env = base_env(name, tmp, server.server_address[1]) | function_env(name, tmp, aws)
-        # Both streams: the runtime's logger writes to stdout, a failed main() to stderr.
-        with open(Path(tmp) / "output", "w+b") as out:
-            t0 = time.perf_counter()
-            try:
-                proc = subprocess.Popen([str(binary)], env=env, cwd=tmp, stdin=subprocess.DEVNULL,
-                                        stdout=out, stderr=subprocess.STDOUT)
-            except OSError as e:
-                sys.exit(f"startup_probe: cannot start {name} ({binary}): {e}")
-            try:
-                while not server.ready.wait(0.002):
-                    if proc.poll() is not None:
-                        out.seek(0)
-                        fail_exited(name, proc.returncode, out.read().decode(errors="replace"), env)
-                    if time.perf_counter() - t0 > timeout:
-                        sys.exit(f"startup_probe: {name} did not poll {NEXT} within {timeout:g} s")
-            finally:
-                proc.kill()
-                proc.wait()
-                server.release.set()
-                server.shutdown()
-                server.server_close()
-        return (server.ready_at - t0) * 1000
+def probe_once(binary: Path, tmp: str, args) -> float:
+    """Milliseconds from just before spawn to the first GET /next."""
+    name = binary.name
+    server = RuntimeApi()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = (base_env(name, tmp, server.server_address[1]) | function_env(name, tmp, args.aws)
+           | args.env)
+    # Both streams: the runtime's logger writes to stdout, a failed main() to stderr.
+    with open(Path(tmp) / "output", "w+b") as out:
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.Popen([str(binary)], env=env, cwd=tmp, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT)
+        except OSError as e:
+            sys.exit(f"startup_probe: cannot start {name} ({binary}): {e}")
+        try:
+            while not server.ready.wait(0.002):
+                if proc.poll() is not None:
+                    out.seek(0)
+                    fail_exited(name, proc.returncode, out.read().decode(errors="replace"), env)
+                if time.perf_counter() - t0 > args.timeout:
+                    sys.exit(f"startup_probe: {name} did not poll {NEXT} within {args.timeout:g} s")
+        finally:
+            proc.kill()
+            proc.wait()
+            server.release.set()
+            server.shutdown()
+            server.server_close()
+    return (server.ready_at - t0) * 1000
 
 
 def fail_exited(name: str, code: int, output: str, env: dict):
@@ -164,12 +165,17 @@ def main():
                     help="unmeasured starts first, so the binary is read from the page cache")
     ap.add_argument("--aws", action="store_true",
                     help="deployed stores (S3 lake, Glue catalog, secrets) behind a dead endpoint")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting added or overridden for every function (repeatable)")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for /next")
     ap.add_argument("--goal-ms", type=float, default=20.0, help="the start-up budget")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
+    if bad := [e for e in args.env if "=" not in e]:
+        ap.error(f"--env wants NAME=VALUE, got: {', '.join(bad)}")
+    args.env = dict(e.split("=", 1) for e in args.env)
     for b in args.binaries:
         if not (b.is_file() and os.access(b, os.X_OK)):
             ap.error(f"not an executable file: {b}")
@@ -178,9 +184,12 @@ def main():
     # Absolute: each function runs in its own temp dir.
     for binary in (b.resolve() for b in args.binaries):
         name = binary.name
-        for _ in range(args.warmup):
-            probe_once(binary, name, args.aws, args.timeout)
-        runs = [probe_once(binary, name, args.aws, args.timeout) for _ in range(args.runs)]
+        # One dir per function, kept across its starts: the warm-up creates the local catalog and
+        # lake, as a deployment's first run does, and the measured starts find them, as cold
+        # starts do.
+        with tempfile.TemporaryDirectory(prefix=f"startup-{name}-") as tmp:
+            starts = [probe_once(binary, tmp, args) for _ in range(args.warmup + args.runs)]
+        runs = starts[args.warmup:]
         median = statistics.median(runs)
         results[name] = {"binary": str(binary), "median_ms": round(median, 2),
                          "min_ms": round(min(runs), 2), "max_ms": round(max(runs), 2),
@@ -192,11 +201,13 @@ def main():
         print(f"{name:<16}{r['median_ms']:>10.1f}{r['min_ms']:>9.1f}{r['max_ms']:>9.1f}  {verdict}")
     # Load shares the cores with the function: numbers taken on a busy machine say so.
     load = [round(x, 2) for x in os.getloadavg()]
+    extra = "".join(f", {k}={v}" for k, v in args.env.items())
     print(f"({args.runs} runs each after {args.warmup} warm-up, {'AWS' if args.aws else 'local'} "
-          f"stores, {os.cpu_count()} cores {platform.machine()}, load average {load[0]:g})")
+          f"stores{extra}, {os.cpu_count()} cores {platform.machine()}, load average {load[0]:g})")
     if args.json:
         args.json.write_text(json.dumps({
             "runs": args.runs, "warmup": args.warmup, "stores": "aws" if args.aws else "local",
+            "env": args.env,
             "goal_ms": args.goal_ms, "cores": os.cpu_count(), "machine": platform.machine(), "loadavg": load,
             "functions": results}, indent=2) + "\n")
 
