@@ -162,7 +162,7 @@ def main():
                     help="function binaries; the file name picks the settings (e.g. .../transform)")
     ap.add_argument("--runs", "-n", type=int, default=11, help="measured starts per function")
     ap.add_argument("--warmup", type=int, default=1,
-                    help="unmeasured starts first, so the binary is read from the page cache")
+                    help="unmeasured starts first (binary in the page cache, local stores created)")
     ap.add_argument("--aws", action="store_true",
                     help="deployed stores (S3 lake, Glue catalog, secrets) behind a dead endpoint")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
@@ -171,22 +171,22 @@ def main():
     ap.add_argument("--goal-ms", type=float, default=20.0, help="the start-up budget")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
-    if args.runs < 1:
-        ap.error("--runs must be at least 1")
+    if args.runs < 1 or args.warmup < 0:
+        ap.error("--runs must be at least 1 and --warmup at least 0")
     if bad := [e for e in args.env if "=" not in e]:
         ap.error(f"--env wants NAME=VALUE, got: {', '.join(bad)}")
     args.env = dict(e.split("=", 1) for e in args.env)
     for b in args.binaries:
         if not (b.is_file() and os.access(b, os.X_OK)):
             ap.error(f"not an executable file: {b}")
+        function_env(b.name, "", args.aws)  # an unknown name fails now, not halfway through
 
     results = {}
-    # Absolute: each function runs in its own temp dir.
+    # Absolute: each function runs in its own dir.
     for binary in (b.resolve() for b in args.binaries):
         name = binary.name
-        # One dir per function, kept across its starts: the warm-up creates the local catalog and
-        # lake, as a deployment's first run does, and the measured starts find them, as cold
-        # starts do.
+        # Kept across the function's starts: the warm-up creates the local catalog and lake, as a
+        # deployment's first run does, and the measured starts find them, as cold starts do.
         with tempfile.TemporaryDirectory(prefix=f"startup-{name}-") as tmp:
             starts = [probe_once(binary, tmp, args) for _ in range(args.warmup + args.runs)]
         runs = starts[args.warmup:]
@@ -207,9 +207,8 @@ def main():
     if args.json:
         args.json.write_text(json.dumps({
             "runs": args.runs, "warmup": args.warmup, "stores": "aws" if args.aws else "local",
-            "env": args.env,
-            "goal_ms": args.goal_ms, "cores": os.cpu_count(), "machine": platform.machine(), "loadavg": load,
-            "functions": results}, indent=2) + "\n")
+            "env": args.env, "goal_ms": args.goal_ms, "cores": os.cpu_count(),
+            "machine": platform.machine(), "loadavg": load, "functions": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
