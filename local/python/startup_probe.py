@@ -154,7 +154,8 @@ def probe_once(binary: Path, tmp: str, args) -> tuple[float, float]:
 def fail_exited(name: str, code: int, output: str, env: dict):
     sys.stderr.write(f"--- output of {name} ---\n{output}--- end ---\n")
     # The config errors name the variable they wanted; the ones not given are the likely gap.
-    named = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", output)) - set(env)
+    wanted = "\n".join(re.findall(r"(?im)^.*\b(?:required|not set|missing)\b.*$", output))
+    named = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", wanted)) - set(env)
     hint = (f"it probably lacks {', '.join(sorted(named))}" if named else
             "see the Environment table of its README for the settings it requires")
     sys.exit(f"startup_probe: {name} exited with code {code} before polling {NEXT}; {hint} "

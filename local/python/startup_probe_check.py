@@ -20,7 +20,7 @@ urllib.request.urlopen(f"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}"
 """
 EXITS = """
 import sys
-sys.exit("Configuration: CATALOG_URI_TYPO is required")
+sys.exit("Configuration: environment variable CATALOG_URI_TYPO is required but not set")
 """
 
 
