@@ -20,7 +20,7 @@ TF_TESTS_REQ := terraform/tests/requirements-tests.txt
 HOST_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 export DEFTUNES_MOTO_SERVER ?= $(TF_TESTS_VENV)/bin/moto_server
 
-.PHONY: help build demo deftunes cargo-lambda test test-rust test-serving test-terraform chromium mariadb lint fmt lambda-build clean python moto
+.PHONY: help build demo deftunes cargo-lambda test test-rust test-serving test-terraform chromium mariadb lint fmt lambda-build clean python moto startup
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -126,6 +126,19 @@ lambda-build: $(LAMBDA_VENV)/bin/cargo-lambda ## Build the Lambda zips (arm64) i
 	  cargo lambda build --release --arm64 --output-format zip --lambda-dir target/lambda --include pipelines \
 	  $(foreach f,$(notdir $(wildcard functions/*)),-p $(f))
 	@ls -l target/lambda/*/bootstrap.zip
+
+# Start-up to ready of each function (spawn to its first poll of the Runtime API), against a fake
+# Runtime API and local stores. No build here (`make build` makes the debug binaries): the release
+# binaries when all are built, else the debug ones. STARTUP_ARGS="--aws" for the deployed stores'
+# SDK clients, "--json file" to keep the numbers; FUNCTIONS="transform" for one.
+STARTUP_RUNS ?= 11
+FUNCTIONS ?= $(notdir $(wildcard functions/*))
+startup: ## Time each Lambda function's start-up to ready (ms; release build if present, else debug)
+	@build=release; \
+	for f in $(FUNCTIONS); do [ -x "$(CARGO_TARGET_DIR)/release/$$f" ] || build=debug; done; \
+	dir=$(CARGO_TARGET_DIR)/$$build; echo "startup: $$build binaries in $$dir"; \
+	$(HOST_PYTHON) local/python/startup_probe.py --runs $(STARTUP_RUNS) $(STARTUP_ARGS) \
+	  $(foreach f,$(FUNCTIONS),"$$dir/$(f)")
 
 BENCH_MB ?= 200
 # A second file, transformed once for its peak memory (the memory target is stated at 1 GB; 0 skips).
