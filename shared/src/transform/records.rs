@@ -223,16 +223,16 @@ impl RecordShape {
             return Err(format!("{name} is empty: the record has no item to record"));
         }
         for (i, (it, item_unknown)) in items.into_iter().enumerate() {
-            if let Obj::Other(v) = it {
-                rejected_items.push((
-                    i as i32,
-                    format!("{name}[{i}]: expected an object, found {}", kind(v)),
-                ));
-                continue;
-            }
             match it {
+                Obj::Other(v) => {
+                    rejected_items.push((
+                        i as i32,
+                        format!("{name}[{i}]: expected an object, found {}", kind(v)),
+                    ));
+                    continue;
+                }
                 Obj::Map(m) => note_unknown(m, &self.known_item, &self.item_prefix, unknown),
-                _ => unknown.extend(
+                Obj::Slots(_) => unknown.extend(
                     item_unknown
                         .iter()
                         .map(|k| format!("{}{k}", self.item_prefix)),

@@ -214,12 +214,13 @@ impl BatchBuilder {
     /// Takes the accumulated rows as a batch and starts a new one.
     pub fn finish(&mut self) -> Result<RecordBatch> {
         let n = self.rows;
-        // Scaled to a whole batch: the last one may be short.
-        let text: Vec<usize> = self
-            .cols
-            .iter()
-            .map(|c| c.text_bytes() * self.capacity / n.max(1))
-            .collect();
+        // Only a full batch sizes the next: a short one is the object's last, and scaling it up
+        // would size builders by its few rows (one long string could ask for gigabytes).
+        let text: Vec<usize> = if n >= self.capacity {
+            self.cols.iter().map(Col::text_bytes).collect()
+        } else {
+            Vec::new()
+        };
         let mut arrays: Vec<ArrayRef> = self.cols.iter_mut().map(Col::finish).collect();
         arrays.push(Arc::new(self.hashes.finish()));
         arrays.push(Arc::new(Date32Array::from(vec![
