@@ -71,6 +71,89 @@ pub struct PipelineSpec {
     /// The dbt project the serving stage builds, relative to the pipeline folder.
     #[serde(default)]
     pub dbt: Option<DbtSpec>,
+    /// What each run report draws besides the run itself.
+    #[serde(default)]
+    pub report: ReportSpec,
+}
+
+/// The run report's BI panels: charts over the warehouse dbt builds (Redshift in AWS), drawn by
+/// run-control in each execution's `report.html`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    /// Bar charts, in the order the page shows them.
+    #[serde(default)]
+    #[schemars(with = "Vec<ChartSpec>")]
+    pub charts: Vec<Spanned<ChartSpec>>,
+}
+
+/// Bars drawn at most by default, and the most a chart may ask for.
+pub const DEFAULT_CHART_BARS: usize = 25;
+pub const MAX_CHART_BARS: usize = 200;
+
+/// One horizontal bar chart: one bar per row of a query.
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChartSpec {
+    /// The panel's heading.
+    pub title: String,
+    /// One SELECT answering two columns: each bar's label, then its value (a number; a null
+    /// value draws no bar). `{serving}` and `{bi}` stand for the pipeline's serving and BI
+    /// schemas. It runs on Redshift in AWS, and the local run checks it on DuckDB: keep to SQL
+    /// both speak (CAST(x AS VARCHAR), no `::`).
+    pub sql: String,
+    /// Bars drawn at most (the query's first rows).
+    #[serde(default = "default_chart_bars")]
+    pub bars: usize,
+    /// Written before each value, e.g. `$`.
+    #[serde(default)]
+    pub unit: String,
+}
+
+fn default_chart_bars() -> usize {
+    DEFAULT_CHART_BARS
+}
+
+impl ChartSpec {
+    /// The chart's SQL with the schemas in place.
+    pub fn sql_for(&self, serving: &str, bi: &str) -> String {
+        self.sql.replace("{serving}", serving).replace("{bi}", bi)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.title.trim().is_empty() {
+            return Err("title is empty".into());
+        }
+        if !(1..=MAX_CHART_BARS).contains(&self.bars) {
+            return Err(format!(
+                "bars = {} must be between 1 and {MAX_CHART_BARS}",
+                self.bars
+            ));
+        }
+        let sql = self.sql.trim().trim_end_matches(';');
+        let first = sql.split_whitespace().next().unwrap_or("");
+        if !(first.eq_ignore_ascii_case("select") || first.eq_ignore_ascii_case("with")) {
+            return Err(format!(
+                "sql must be one SELECT (or WITH ... SELECT), got {:?}",
+                sql.chars().take(40).collect::<String>()
+            ));
+        }
+        if sql.contains(';') {
+            return Err("sql must be one statement (a `;` inside it)".into());
+        }
+        let mut rest = self.sql.as_str();
+        while let Some(i) = rest.find('{') {
+            let after = &rest[i..];
+            if !(after.starts_with("{serving}") || after.starts_with("{bi}")) {
+                let shown: String = after.chars().take(20).collect();
+                return Err(format!(
+                    "sql: unknown placeholder at {shown:?} (known: {{serving}}, {{bi}})"
+                ));
+            }
+            rest = &after[1..];
+        }
+        Ok(())
+    }
 }
 
 /// Landing keys: `landing_zone/<source folder>/ingest_on=<YYYY-MM-DD>/<file>`.
@@ -584,6 +667,15 @@ impl PipelineSpec {
             }
             t.validate(name)
                 .map_err(|(s, m)| at(s.or(span.clone()), m))?;
+        }
+        for (i, chart) in spec.report.charts.iter().enumerate() {
+            let c = chart.get_ref();
+            c.validate().map_err(|m| {
+                at(
+                    Some(chart.span()),
+                    format!("report chart {} ({:?}): {m}", i + 1, c.title),
+                )
+            })?;
         }
         let mut landings = HashSet::new();
         for (name, source) in &spec.sources {

@@ -3,9 +3,13 @@
 use crate::config::{
     at_most, key_prefix, parse_or, positive, window_granularity, window_timezone, Env,
 };
+use std::time::Duration;
+
 use crate::error::Result;
 use crate::extract::songs::STATE_ZONE;
-use crate::pipeline::{pipeline_dir, Pipeline};
+use crate::pipeline::{pipeline_dir, ChartSpec, Pipeline};
+use crate::serving::redshift::identifier;
+use crate::serving::warehouse::WarehouseConfig;
 use crate::transform::catalog::CatalogConfig;
 use crate::window::{Granularity, Tz};
 
@@ -13,6 +17,8 @@ use crate::window::{Granularity, Tz};
 pub const DEFAULT_CATCH_UP_MAX_WINDOWS: u64 = 400;
 /// The planned windows travel in the execution's state (256 KiB at most): ~50 bytes each.
 pub const MAX_CATCH_UP_MAX_WINDOWS: u64 = 2000;
+/// A chart's query answers within this by default (Redshift Serverless may resume first).
+pub const DEFAULT_CHART_TIMEOUT_SECS: u64 = 60;
 
 #[derive(Debug, Clone)]
 pub struct RunControlConfig {
@@ -32,6 +38,16 @@ pub struct RunControlConfig {
     pub reports_prefix: String,
     /// Lake key prefix of the pipeline's state (`STATE_PREFIX`), beside the extracts' watermarks.
     pub state_prefix: String,
+    /// The spec's `[[report.charts]]`.
+    pub charts: Vec<ChartSpec>,
+    /// Where the charts are read (`REDSHIFT_WORKGROUP`/`REDSHIFT_CLUSTER_ID`, or `WAREHOUSE_URL`);
+    /// `None`: no charts.
+    pub warehouse: Option<WarehouseConfig>,
+    /// The schemas `{serving}` and `{bi}` stand for (`SERVING_SCHEMA`, `BI_SCHEMA`).
+    pub serving_schema: String,
+    pub bi_schema: String,
+    /// Each chart's query answers within this (`CHART_TIMEOUT_SECS`).
+    pub chart_timeout: Duration,
 }
 
 impl RunControlConfig {
@@ -46,8 +62,27 @@ impl RunControlConfig {
             )?,
             MAX_CATCH_UP_MAX_WINDOWS,
         )?;
+        let chart_timeout = positive(
+            "CHART_TIMEOUT_SECS",
+            parse_or(env, "CHART_TIMEOUT_SECS", DEFAULT_CHART_TIMEOUT_SECS)?,
+        )?;
         Ok(RunControlConfig {
             store: CatalogConfig::from_env(env, &pipeline)?,
+            charts: pipeline
+                .spec
+                .report
+                .charts
+                .iter()
+                .map(|c| c.get_ref().clone())
+                .collect(),
+            warehouse: WarehouseConfig::from_env(
+                env,
+                "CHART_TIMEOUT_SECS",
+                DEFAULT_CHART_TIMEOUT_SECS,
+            )?,
+            serving_schema: identifier(env, "SERVING_SCHEMA", &format!("{name}_serving"))?,
+            bi_schema: identifier(env, "BI_SCHEMA", &format!("{name}_bi"))?,
+            chart_timeout: Duration::from_secs(chart_timeout),
             tables: pipeline.spec.tables.keys().cloned().collect(),
             granularity: window_granularity(env)?,
             timezone: window_timezone(env)?,

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::charts::ChartReport;
 use super::report::{ExecutionStatus, RunReport};
 use crate::window::Window;
 
@@ -123,6 +124,105 @@ fn keys_cell(keys: &[String]) -> Cell {
     )
 }
 
+/// `v` with thousands separators after `unit`: whole numbers as counts, others with cents.
+fn amount(v: f64, unit: &str) -> String {
+    let sign = if v < 0.0 { "-" } else { "" };
+    let a = v.abs();
+    let cents = (a.fract() * 100.0).round() as u64;
+    let (whole, cents) = if cents == 100 {
+        (a.trunc() as u64 + 1, 0)
+    } else {
+        (a.trunc() as u64, cents)
+    };
+    if a.fract() == 0.0 {
+        format!("{sign}{unit}{}", thousands(whole))
+    } else {
+        format!("{sign}{unit}{}.{cents:02}", thousands(whole))
+    }
+}
+
+/// Longer labels are cut (the whole label is the bar's tooltip).
+const LABEL_CHARS: usize = 28;
+const ROW_PX: usize = 20;
+
+/// A horizontal bar chart as inline SVG: the label, the bar from zero, the value.
+fn bar_chart(c: &ChartReport) -> String {
+    let (label_w, bar_w, value_w) = (190.0, 330.0, 100.0);
+    let values = c.bars.iter().filter_map(|b| b.value);
+    let lo = values.clone().fold(0.0_f64, f64::min);
+    let hi = values.fold(0.0_f64, f64::max);
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let x = |v: f64| label_w + (v - lo) / span * bar_w;
+    let height = c.bars.len() * ROW_PX + 4;
+    let mut out = format!(
+        "<svg class=\"chart\" viewBox=\"0 0 {w} {height}\" width=\"100%\" role=\"img\" aria-label=\"{title}\" data-marks=\"{marks}\">",
+        w = label_w + bar_w + value_w,
+        title = escape(&c.title),
+        marks = c.bars.iter().filter(|b| b.value.is_some()).count(),
+    );
+    let zero = x(0.0);
+    for (i, b) in c.bars.iter().enumerate() {
+        let y = i * ROW_PX + 2;
+        let shown: String = if b.label.chars().count() > LABEL_CHARS {
+            b.label.chars().take(LABEL_CHARS - 1).chain(['…']).collect()
+        } else {
+            b.label.clone()
+        };
+        let value = b.value.map_or_else(|| "null".into(), |v| amount(v, &c.unit));
+        let _ = write!(
+            out,
+            "<g><title>{label}: {value}</title><text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{shown}</text>",
+            label = escape(&b.label),
+            value = escape(&value),
+            lx = label_w - 6.0,
+            ty = y + 13,
+            shown = escape(&shown),
+        );
+        if let Some(v) = b.value {
+            let (from, to) = (zero.min(x(v)), zero.max(x(v)));
+            let _ = write!(
+                out,
+                "<rect class=\"bar\" x=\"{from:.1}\" y=\"{y}\" width=\"{w:.1}\" height=\"{h}\" fill=\"var(--accent)\"></rect>",
+                w = (to - from).max(0.5),
+                h = ROW_PX - 4,
+            );
+        }
+        let _ = write!(
+            out,
+            "<text x=\"{vx}\" y=\"{ty}\">{value}</text></g>",
+            vx = label_w + bar_w + 6.0,
+            ty = y + 13,
+            value = escape(&value),
+        );
+    }
+    let _ = write!(
+        out,
+        "<line class=\"axis\" x1=\"{zero:.1}\" y1=\"0\" x2=\"{zero:.1}\" y2=\"{height}\"></line></svg>"
+    );
+    out
+}
+
+/// A chart's panel: its bars, or why it has none, and the query it ran.
+fn chart_panel(c: &ChartReport, from: Option<&str>) -> String {
+    let mut note = match from {
+        Some(w) => format!("From {w} as the report was made."),
+        None => "As the report was made.".into(),
+    };
+    if c.truncated {
+        let _ = write!(note, " The query's first {} rows.", c.bars.len());
+    }
+    let body = match (&c.error, c.bars.is_empty()) {
+        (Some(e), _) => format!("<p class=\"failed\">Not drawn: {}</p>", escape(e)),
+        (None, true) => empty("The query answered no rows."),
+        (None, false) => bar_chart(c),
+    };
+    let query = format!(
+        "<details><summary>query</summary><pre>{}</pre></details>",
+        escape(&c.sql)
+    );
+    panel(&c.title, Some(&note), &format!("{body}{query}"), false)
+}
+
 /// The page of `report`; `json_uri` is where its `report.json` is.
 pub fn render(report: &RunReport, json_uri: &str) -> String {
     let r = report;
@@ -190,6 +290,10 @@ pub fn render(report: &RunReport, json_uri: &str) -> String {
             escape(e.cause.as_deref().unwrap_or(""))
         );
         main.push_str(&panel("Error", None, &body, true));
+    }
+
+    for c in &r.charts {
+        main.push_str(&chart_panel(c, r.charts_from.as_deref()));
     }
 
     let total_rows: Vec<Vec<Cell>> = r
@@ -485,6 +589,53 @@ mod tests {
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1234567), "1,234,567");
         assert_eq!(percent(0.0123), "1.23 %");
+        assert_eq!(amount(1234.5, "$"), "$1,234.50");
+        assert_eq!(amount(1234.0, ""), "1,234");
+        assert_eq!(amount(-0.994, "$"), "-$0.99");
+        assert_eq!(amount(9.999, ""), "10.00");
+    }
+
+    #[test]
+    fn a_chart_draws_one_bar_per_value_and_escapes_its_labels() {
+        use super::super::charts::Bar;
+        let bar = |label: &str, value: Option<f64>| Bar {
+            label: label.into(),
+            value,
+        };
+        let c = ChartReport {
+            title: "Sales <per> month".into(),
+            sql: "SELECT a, b FROM bi.v WHERE x < 1".into(),
+            unit: "$".into(),
+            bars: vec![
+                bar("<script>alert(1)</script>", Some(10.0)),
+                bar("a label much longer than twenty-eight characters", Some(-5.0)),
+                bar("none", None),
+            ],
+            truncated: true,
+            error: None,
+        };
+        let html = chart_panel(&c, Some("Redshift workgroup wg, database dev"));
+        assert_eq!(html.matches("<rect class=\"bar\"").count(), 2);
+        assert!(html.contains("data-marks=\"2\""), "{html}");
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert!(html.contains("a label much longer than tw…"), "{html}");
+        assert!(html.contains("$10") && html.contains("-$5") && html.contains(">null<"));
+        assert!(html.contains("first 3 rows") && html.contains("Redshift workgroup wg"));
+        assert!(html.contains("WHERE x &lt; 1"), "{html}");
+        // Zero is at a third of the bars' width (from -5 to 10): the positive bar starts there,
+        // the negative one ends there.
+        assert!(html.contains("x=\"300.0\" y=\"2\" width=\"220.0\""), "{html}");
+        assert!(html.contains("x=\"190.0\" y=\"22\" width=\"110.0\""), "{html}");
+        let failed = ChartReport {
+            error: Some("relation bi.v does not exist".into()),
+            bars: Vec::new(),
+            truncated: false,
+            ..c
+        };
+        let html = chart_panel(&failed, None);
+        assert!(html.contains("Not drawn: relation bi.v does not exist"), "{html}");
+        assert!(!html.contains("<svg"), "{html}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! sent again (an answer lost) finds the report it made, by the event's hash, and writes the same
 //! bytes again.
 
+pub mod charts;
 pub mod config;
 pub mod html;
 pub mod map_results;
@@ -30,6 +31,7 @@ use report::{
 
 use crate::config::{Env, ProcessEnv};
 use crate::error::{Error, Result};
+use crate::serving::warehouse::Warehouse;
 use crate::storage::{Lake, LakeUri};
 use crate::transform::catalog::{build_catalog, current_rows};
 use crate::transform::quality::QualityReport;
@@ -95,6 +97,8 @@ pub struct RunControl {
     lake: Lake,
     lake_uri: LakeUri,
     catalog: Arc<dyn Catalog>,
+    /// Where the BI charts are read; `None` without a warehouse or without charts.
+    warehouse: Option<Box<dyn Warehouse>>,
 }
 
 impl RunControl {
@@ -114,7 +118,12 @@ impl RunControl {
         )
         .await?;
         let lake = Lake::from_uri(&cfg.store.lake_uri, cfg.store.s3_force_path_style).await?;
+        let warehouse = match &cfg.warehouse {
+            Some(w) if !cfg.charts.is_empty() => Some(w.connect().await?),
+            _ => None,
+        };
         Ok(RunControl {
+            warehouse,
             lake_uri: LakeUri::parse(&cfg.store.lake_uri)?,
             cfg,
             lake,
@@ -320,6 +329,7 @@ impl RunControl {
         );
         let rules = self.rules(&windows, &mut notes).await?;
         let table_rows = self.table_rows(&mut notes).await?;
+        let charts = self.charts(&mut notes).await;
         // The step [`Self::report`] then takes: a report says what its run found and did.
         let frontier = match before {
             Ok(before) => {
@@ -364,9 +374,36 @@ impl RunControl {
             table_rows,
             rules,
             frontier,
+            charts_from: (!charts.is_empty())
+                .then(|| self.cfg.warehouse.as_ref().map(|w| w.describe()))
+                .flatten(),
+            charts,
             notes,
             event_hash: hash.to_string(),
         })
+    }
+
+    /// The spec's BI charts from the warehouse; none (and a note) without a warehouse.
+    async fn charts(&self, notes: &mut Vec<String>) -> Vec<charts::ChartReport> {
+        let cfg = &self.cfg;
+        if cfg.charts.is_empty() {
+            return Vec::new();
+        }
+        let Some(warehouse) = &self.warehouse else {
+            notes.push(format!(
+                "{} BI charts of the spec not drawn: no warehouse is configured (REDSHIFT_WORKGROUP, REDSHIFT_CLUSTER_ID or WAREHOUSE_URL)",
+                cfg.charts.len()
+            ));
+            return Vec::new();
+        };
+        charts::read(
+            warehouse.as_ref(),
+            &cfg.charts,
+            &cfg.serving_schema,
+            &cfg.bi_schema,
+            cfg.chart_timeout,
+        )
+        .await
     }
 
     /// Dataset rules per table, from the quality reports of the run's objects.

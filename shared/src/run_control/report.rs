@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::charts::ChartReport;
 use super::map_results::{ChildExecution, MapRun};
 use super::plan::WindowRequest;
 use crate::error::{Error, Result};
@@ -131,6 +132,12 @@ pub struct RunReport {
     pub rules: BTreeMap<String, BTreeMap<String, RuleSummary>>,
     pub timings_ms: BTreeMap<String, u64>,
     pub frontier: FrontierReport,
+    /// The pipeline's BI charts, as the warehouse answered when the report was made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charts: Vec<ChartReport>,
+    /// The warehouse the charts were read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charts_from: Option<String>,
     /// What the report could not tell exactly (a table not created yet, a missing report...).
     pub notes: Vec<String>,
     /// Hash of the report event: the same event answers from this report, unchanged.

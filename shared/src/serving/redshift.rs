@@ -10,43 +10,29 @@
 //! would leave an object in a dbt-managed schema, and matching the "already exists" error text
 //! would make a real failure and a rerun look alike.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use aws_sdk_redshiftdata::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_redshiftdata::types::StatusString;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use super::data_api::{statement_failed, DataApi, DataApiConfig, StatementReport, Target};
 use crate::config::{parse_or, required, Env, ProcessEnv};
-use crate::error::{aws_sdk_failure, Error, Result};
-
-/// Where statements run: a Serverless workgroup or a provisioned cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Workgroup(String),
-    Cluster(String),
-}
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct RedshiftSetupConfig {
-    pub target: Target,
-    pub database: String,
-    /// Admin secret the Data API authenticates with (required for a provisioned cluster; without
-    /// it Serverless uses the caller's IAM identity).
-    pub secret_arn: Option<String>,
+    /// Where statements run (`STATEMENT_TIMEOUT_SECS`: 300 s by default).
+    pub api: DataApiConfig,
     pub glue_database: String,
     pub spectrum_role_arn: String,
     pub external_schema: String,
     pub serving_schema: String,
     pub bi_schema: String,
     pub analysts_role: String,
-    /// Deadline of one statement, from submission to a final status.
-    pub statement_timeout: Duration,
-    pub poll_interval: Duration,
 }
 
 /// Letters, digits and underscores, not starting with a digit: safe unquoted in SQL.
-fn identifier(env: &dyn Env, name: &str, default: &str) -> Result<String> {
+pub(crate) fn identifier(env: &dyn Env, name: &str, default: &str) -> Result<String> {
     check_identifier(name, parse_or(env, name, default.to_string())?)
 }
 
@@ -94,60 +80,17 @@ fn role_arn(env: &dyn Env, name: &str) -> Result<String> {
     Ok(value)
 }
 
-fn positive_u64(env: &dyn Env, name: &str, default: u64) -> Result<u64> {
-    let v: u64 = parse_or(env, name, default)?;
-    if v == 0 {
-        return Err(Error::Configuration(format!(
-            "environment variable {name} must be greater than 0"
-        )));
-    }
-    Ok(v)
-}
-
 impl RedshiftSetupConfig {
     pub fn from_env(env: &dyn Env) -> Result<Self> {
-        let secret_arn = env.var("REDSHIFT_SECRET_ARN");
-        let target = match (env.var("REDSHIFT_WORKGROUP"), env.var("REDSHIFT_CLUSTER_ID")) {
-            (Some(w), None) => Target::Workgroup(w),
-            (None, Some(c)) => {
-                if secret_arn.is_none() {
-                    return Err(Error::Configuration(
-                        "environment variable REDSHIFT_SECRET_ARN is required with REDSHIFT_CLUSTER_ID"
-                            .to_string(),
-                    ));
-                }
-                Target::Cluster(c)
-            }
-            (Some(_), Some(_)) => {
-                return Err(Error::Configuration(
-                    "set either REDSHIFT_WORKGROUP (Serverless) or REDSHIFT_CLUSTER_ID (provisioned), not both"
-                        .to_string(),
-                ))
-            }
-            (None, None) => {
-                return Err(Error::Configuration(
-                    "environment variable REDSHIFT_WORKGROUP (Serverless) or REDSHIFT_CLUSTER_ID (provisioned) is required"
-                        .to_string(),
-                ))
-            }
-        };
         let glue_database = check_identifier("GLUE_DATABASE", required(env, "GLUE_DATABASE")?)?;
         let cfg = RedshiftSetupConfig {
-            target,
-            database: identifier(env, "REDSHIFT_DATABASE", "dev")?,
-            secret_arn,
+            api: DataApiConfig::from_env(env, "STATEMENT_TIMEOUT_SECS", 300)?,
             glue_database,
             spectrum_role_arn: role_arn(env, "SPECTRUM_ROLE_ARN")?,
             external_schema: identifier(env, "EXTERNAL_SCHEMA", "deftunes_transform")?,
             serving_schema: identifier(env, "SERVING_SCHEMA", "deftunes_serving")?,
             bi_schema: identifier(env, "BI_SCHEMA", "deftunes_bi")?,
             analysts_role: identifier(env, "ANALYSTS_ROLE", "analysts")?,
-            statement_timeout: Duration::from_secs(positive_u64(
-                env,
-                "STATEMENT_TIMEOUT_SECS",
-                300,
-            )?),
-            poll_interval: Duration::from_millis(positive_u64(env, "POLL_INTERVAL_MS", 500)?),
         };
         let schemas = [
             ("EXTERNAL_SCHEMA", &cfg.external_schema),
@@ -227,17 +170,6 @@ pub fn plan(cfg: &RedshiftSetupConfig) -> Vec<Step> {
     steps
 }
 
-/// What happened to one statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StatementReport {
-    pub sql: String,
-    /// Data API statement id; `None` when the statement was skipped.
-    pub id: Option<String>,
-    /// `FINISHED`, or `SKIPPED` for a guarded statement whose probe found a row.
-    pub status: String,
-    pub duration_ms: u64,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SetupReport {
     pub statements: Vec<StatementReport>,
@@ -250,7 +182,7 @@ pub struct SetupReport {
 
 /// Runs the plan with a Data API client; built once per cold start.
 pub struct RedshiftSetup {
-    client: aws_sdk_redshiftdata::Client,
+    api: DataApi,
     config: RedshiftSetupConfig,
 }
 
@@ -258,7 +190,10 @@ const STATEMENT_NAME: &str = "deftunes-redshift-setup";
 
 impl RedshiftSetup {
     pub fn new(client: aws_sdk_redshiftdata::Client, config: RedshiftSetupConfig) -> Self {
-        RedshiftSetup { client, config }
+        RedshiftSetup {
+            api: DataApi::new(client, config.api.clone(), STATEMENT_NAME),
+            config,
+        }
     }
 
     /// Configuration from the process environment, client from the SDK's default chain.
@@ -291,9 +226,9 @@ impl RedshiftSetup {
         let mut statements = Vec::new();
         for step in plan(&self.config) {
             match step {
-                Step::Run(sql) => statements.push(self.execute(&sql, deadline).await?.0),
+                Step::Run(sql) => statements.push(self.api.execute(&sql, deadline).await?.0),
                 Step::UnlessAnyRow { probe, sql } => {
-                    let (report, rows) = self.execute(&probe, deadline).await?;
+                    let (report, rows) = self.api.execute(&probe, deadline).await?;
                     statements.push(report);
                     if rows > 0 {
                         tracing::info!(sql = %sql, "skipped: already in place");
@@ -304,12 +239,12 @@ impl RedshiftSetup {
                             duration_ms: 0,
                         });
                     } else {
-                        statements.push(self.execute(&sql, deadline).await?.0);
+                        statements.push(self.api.execute(&sql, deadline).await?.0);
                     }
                 }
             }
         }
-        let (workgroup, cluster_id) = match &self.config.target {
+        let (workgroup, cluster_id) = match &self.config.api.target {
             Target::Workgroup(w) => (Some(w.clone()), None),
             Target::Cluster(c) => (None, Some(c.clone())),
         };
@@ -317,168 +252,17 @@ impl RedshiftSetup {
             statements,
             workgroup,
             cluster_id,
-            database: self.config.database.clone(),
+            database: self.config.api.database.clone(),
         })
-    }
-
-    /// Submits one statement and polls it to a final status within the statement timeout and
-    /// `run_deadline`, whichever comes first; every Data API call is bounded by it too.
-    /// Returns its report and `ResultRows` (rows returned or affected).
-    pub async fn execute(
-        &self,
-        sql: &str,
-        run_deadline: Option<Instant>,
-    ) -> Result<(StatementReport, i64)> {
-        let started = Instant::now();
-        let own = started + self.config.statement_timeout;
-        let deadline = run_deadline.map_or(own, |d| d.min(own));
-        let late = |what: &str| {
-            Error::WarehouseUnavailable(format!(
-                "{what} did not answer before the deadline ({:.1} s after submitting): `{sql}`",
-                started.elapsed().as_secs_f64()
-            ))
-        };
-        let mut request = self
-            .client
-            .execute_statement()
-            .sql(sql)
-            .database(&self.config.database)
-            .statement_name(STATEMENT_NAME)
-            .set_secret_arn(self.config.secret_arn.clone());
-        request = match &self.config.target {
-            Target::Workgroup(w) => request.workgroup_name(w),
-            Target::Cluster(c) => request.cluster_identifier(c),
-        };
-        let out = tokio::time::timeout_at(deadline.into(), request.send())
-            .await
-            .map_err(|_| late("ExecuteStatement"))?
-            .map_err(|e| sdk_err("ExecuteStatement", sql, e))?;
-        let id = out
-            .id()
-            .ok_or_else(|| {
-                Error::WarehouseUnavailable(format!(
-                    "ExecuteStatement returned no statement id for `{sql}`"
-                ))
-            })?
-            .to_string();
-        tracing::debug!(id = %id, sql = %sql, "statement submitted");
-        loop {
-            let wake = (Instant::now() + self.config.poll_interval).min(deadline);
-            tokio::time::sleep_until(wake.into()).await;
-            let described = tokio::time::timeout_at(
-                deadline.into(),
-                self.client.describe_statement().id(&id).send(),
-            )
-            .await;
-            let d = match described {
-                Ok(d) => d.map_err(|e| sdk_err("DescribeStatement", sql, e))?,
-                Err(_) => {
-                    self.cancel(&id).await;
-                    return Err(late("DescribeStatement"));
-                }
-            };
-            match d.status() {
-                Some(StatusString::Finished) => {
-                    let duration_ms = started.elapsed().as_millis() as u64;
-                    tracing::info!(id = %id, sql = %sql, duration_ms, "statement finished");
-                    return Ok((
-                        StatementReport {
-                            sql: sql.to_string(),
-                            id: Some(id),
-                            status: "FINISHED".to_string(),
-                            duration_ms,
-                        },
-                        d.result_rows(),
-                    ));
-                }
-                Some(status @ (StatusString::Failed | StatusString::Aborted)) => {
-                    return Err(statement_failed(
-                        &id,
-                        status.as_str(),
-                        d.error().unwrap_or("no error text"),
-                        sql,
-                    ));
-                }
-                _ => {}
-            }
-            if Instant::now() >= deadline {
-                self.cancel(&id).await;
-                return Err(Error::WarehouseUnavailable(format!(
-                    "statement {id} did not finish within {:.1} s (cancelled): `{sql}`",
-                    (deadline - started).as_secs_f64()
-                )));
-            }
-        }
-    }
-
-    /// Best effort, a few seconds at most: the caller reports the timeout either way.
-    async fn cancel(&self, id: &str) {
-        let sent = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.client.cancel_statement().id(id).send(),
-        )
-        .await;
-        match sent {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(id = %id, error = %DisplayErrorContext(&e), "cannot cancel the statement")
-            }
-            Err(_) => tracing::warn!(id = %id, "cancelling the statement timed out"),
-        }
-    }
-}
-
-/// FAILED/ABORTED statements are SQL or permission problems, unless the text says the warehouse
-/// itself was not there (paused, resuming, unreachable).
-pub fn statement_failed(id: &str, status: &str, text: &str, sql: &str) -> Error {
-    const TRANSIENT: &[&str] = &[
-        "unavailable",
-        "not available",
-        "is paused",
-        "is resuming",
-        "could not connect",
-        "connection refused",
-        "connection reset",
-    ];
-    let lowered = text.to_ascii_lowercase();
-    let msg = format!("statement {id} {status}: {text}: `{sql}`");
-    if TRANSIENT.iter().any(|t| lowered.contains(t)) {
-        Error::WarehouseUnavailable(msg)
-    } else {
-        Error::WarehouseRejected(msg)
-    }
-}
-
-/// Transport failures, throttling, 5xx and the Data API's capacity errors are transient; the
-/// rest (validation, access denied, unknown workgroup) is not.
-fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    what: &str,
-    sql: &str,
-    e: SdkError<E>,
-) -> Error {
-    let (transient, detail) = aws_sdk_failure(
-        &e,
-        &[
-            "ThrottlingException",
-            "InternalServerException",
-            "ActiveStatementsExceededException",
-            "ActiveSessionsExceededException",
-            "ActiveWaitingRequestsExceededException",
-            "DatabaseConnectionException",
-            "ExecuteStatementException",
-        ],
-    );
-    let detail = format!("{what}: {detail}: `{sql}`");
-    if transient {
-        Error::WarehouseUnavailable(detail)
-    } else {
-        Error::WarehouseRejected(detail)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Duration;
+
+    use aws_sdk_redshiftdata::types::StatusString;
 
     use aws_sdk_redshiftdata::operation::cancel_statement::CancelStatementOutput;
     use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput;
@@ -507,22 +291,22 @@ mod tests {
     }
 
     fn fast(mut cfg: RedshiftSetupConfig) -> RedshiftSetupConfig {
-        cfg.poll_interval = Duration::from_millis(1);
+        cfg.api.poll_interval = Duration::from_millis(1);
         cfg
     }
 
     #[test]
     fn config_defaults() {
         let c = RedshiftSetupConfig::from_env(&serverless_env()).unwrap();
-        assert_eq!(c.target, Target::Workgroup("deftunes".into()));
-        assert_eq!(c.database, "dev");
-        assert_eq!(c.secret_arn, None);
+        assert_eq!(c.api.target, Target::Workgroup("deftunes".into()));
+        assert_eq!(c.api.database, "dev");
+        assert_eq!(c.api.secret_arn, None);
         assert_eq!(c.external_schema, "deftunes_transform");
         assert_eq!(c.serving_schema, "deftunes_serving");
         assert_eq!(c.bi_schema, "deftunes_bi");
         assert_eq!(c.analysts_role, "analysts");
-        assert_eq!(c.statement_timeout, Duration::from_secs(300));
-        assert_eq!(c.poll_interval, Duration::from_millis(500));
+        assert_eq!(c.api.statement_timeout, Duration::from_secs(300));
+        assert_eq!(c.api.poll_interval, Duration::from_millis(500));
     }
 
     #[test]
@@ -594,8 +378,8 @@ mod tests {
         assert!(err.to_string().contains("REDSHIFT_SECRET_ARN"), "{err}");
         e.insert("REDSHIFT_SECRET_ARN".into(), SECRET.into());
         let c = RedshiftSetupConfig::from_env(&e).unwrap();
-        assert_eq!(c.target, Target::Cluster("deftunes-cluster".into()));
-        assert_eq!(c.secret_arn.as_deref(), Some(SECRET));
+        assert_eq!(c.api.target, Target::Cluster("deftunes-cluster".into()));
+        assert_eq!(c.api.secret_arn.as_deref(), Some(SECRET));
     }
 
     #[test]
@@ -799,7 +583,7 @@ mod tests {
     #[tokio::test]
     async fn a_statement_past_its_deadline_is_cancelled() {
         let mut cfg = fast(RedshiftSetupConfig::from_env(&serverless_env()).unwrap());
-        cfg.statement_timeout = Duration::from_millis(30);
+        cfg.api.statement_timeout = Duration::from_millis(30);
         let exec = mock!(Client::execute_statement)
             .then_output(|| ExecuteStatementOutput::builder().id("slow-1").build());
         let desc = mock!(Client::describe_statement)
@@ -825,7 +609,7 @@ mod tests {
     async fn the_invocation_deadline_bounds_a_statement() {
         // Statement timeout of an hour, but the invocation must answer within 50 ms.
         let mut cfg = fast(RedshiftSetupConfig::from_env(&serverless_env()).unwrap());
-        cfg.statement_timeout = Duration::from_secs(3600);
+        cfg.api.statement_timeout = Duration::from_secs(3600);
         let exec = mock!(Client::execute_statement)
             .then_output(|| ExecuteStatementOutput::builder().id("long-1").build());
         let desc = mock!(Client::describe_statement)
