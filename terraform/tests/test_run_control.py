@@ -39,13 +39,19 @@ def test_every_pipeline_deploys_its_run_control_and_the_state_machine_gets_it():
 
 # ------------------------------------------------------------------ its settings
 RUN_CONTROL_ENV = {"LAKE_URI", "CATALOG", "ICEBERG_WAREHOUSE", "ICEBERG_NAMESPACE", "PIPELINE", "WINDOW_GRANULARITY",
-                   "WINDOW_TIMEZONE", "CATCH_UP_MAX_WINDOWS", "REPORTS_PREFIX", "STATE_PREFIX"}
+                   "WINDOW_TIMEZONE", "CATCH_UP_MAX_WINDOWS", "REPORTS_PREFIX", "STATE_PREFIX",
+                   "REDSHIFT_WORKGROUP", "REDSHIFT_DATABASE", "REDSHIFT_SECRET_ARN", "SERVING_SCHEMA", "BI_SCHEMA",
+                   "CHART_TIMEOUT_SECS"}
+# The report's charts query the BI views in the warehouse, with the schemas, that redshift-setup sets up.
+SHARED_WITH_REDSHIFT_SETUP = ("REDSHIFT_WORKGROUP", "REDSHIFT_DATABASE", "REDSHIFT_SECRET_ARN", "SERVING_SCHEMA", "BI_SCHEMA")
 
 
 def test_run_control_gets_exactly_its_settings():
     """The lake and catalog exactly as transform gets them, the window settings exactly as
     api-extract gets them (a scheduled run's own period is the one the extracts would take),
-    the catch-up cap and the two lake-relative prefixes; nothing else."""
+    the catch-up cap, the two lake-relative prefixes, and the warehouse and schemas exactly as
+    redshift-setup gets them with a timeout per chart statement (the report's BI charts);
+    nothing else."""
     module = run_control_module()
     env = tp.module_environment(module)
     assert set(env) == RUN_CONTROL_ENV
@@ -58,7 +64,23 @@ def test_run_control_gets_exactly_its_settings():
     assert env["CATCH_UP_MAX_WINDOWS"] == "${tostring(var.settings.catch_up_max_windows)}"
     assert env["REPORTS_PREFIX"] == "${var.settings.run_control_prefixes.reports}"
     assert env["STATE_PREFIX"] == "${var.settings.run_control_prefixes.state}"
+    setup = tp.lambda_modules()["redshift_setup"]["environment"]
+    for name in SHARED_WITH_REDSHIFT_SETUP:
+        assert env[name] == setup[name], name
+    assert (env["REDSHIFT_WORKGROUP"], env["REDSHIFT_DATABASE"], env["REDSHIFT_SECRET_ARN"], env["SERVING_SCHEMA"], env["BI_SCHEMA"]) == (
+        "${var.redshift_workgroup_name}", "${var.redshift_database}", "${var.redshift_admin_secret_arn}",
+        "${var.settings.serving_schema}", "${var.settings.bi_schema}")
+    assert tp.unquote(env["CHART_TIMEOUT_SECS"]) == "60"
     assert "optional_environment" not in module
+
+
+def test_chart_statements_fit_in_run_control_timeout():
+    """The report's chart statements (two, run concurrently, each cancelled after
+    CHART_TIMEOUT_SECS) fit in the function's timeout, even one after the other, with the rest of
+    the report (tables' rows, quality reports, the writes) to spare."""
+    module = run_control_module()
+    chart_timeout = int(tp.unquote(tp.module_environment(module)["CHART_TIMEOUT_SECS"]))
+    assert 0 < 2 * chart_timeout <= int(module["timeout"]) // 2, (chart_timeout, module["timeout"])
 
 
 def rust_state_zone() -> str:

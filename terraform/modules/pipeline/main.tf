@@ -238,6 +238,15 @@ module "run_control" {
     # Relative to LAKE_URI.
     REPORTS_PREFIX = var.settings.run_control_prefixes.reports
     STATE_PREFIX   = var.settings.run_control_prefixes.state
+    # The report draws the pipeline spec's [[report.charts]] from the BI views dbt built, queried
+    # through the Redshift Data API with the admin secret, in the warehouse redshift-setup uses.
+    REDSHIFT_WORKGROUP  = var.redshift_workgroup_name
+    REDSHIFT_DATABASE   = var.redshift_database
+    REDSHIFT_SECRET_ARN = var.redshift_admin_secret_arn
+    SERVING_SCHEMA      = var.settings.serving_schema
+    BI_SCHEMA           = var.settings.bi_schema
+    # Limit of each chart statement; the report runs them concurrently, well within timeout.
+    CHART_TIMEOUT_SECS = "60"
   }
 
   policy_statements = concat(
