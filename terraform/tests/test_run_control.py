@@ -9,7 +9,7 @@ import re
 import pytest
 
 import tfparse as tp
-from test_workspace import function_arns_passed, iam_matches
+from test_workspace import function_arns_passed, iam_matches, redshift_data_statements
 
 TWO = {"deftunes": {}, "sparkify": {}}
 BUCKET_ARN = "arn:aws:s3:::deftunes-lake-123456789012-us-east-1"
@@ -174,7 +174,30 @@ def test_run_control_role_grants_exactly_what_it_needs():
     assert 'sid = "ReadMapResults", actions = ["s3:GetObject"]' in map_results
     assert 'resources = ["${local.bucket_arn}/${var.settings.map_results_prefix}/*"]' in map_results
     assert run_control_module()["policy_statements"] == (
-        '${concat(local.function_statements["run-control"], local.map_results_read_statements, local.lake_kms_statements)}')
+        '${concat(local.function_statements["run-control"], local.redshift_data_statements["run-control"], '
+        'local.map_results_read_statements, local.lake_kms_statements)}')
+
+
+def test_run_control_queries_redshift_with_the_statements_of_redshift_setup_and_reads_results():
+    """The BI charts: ExecuteStatement on the workgroup, the admin secret, and DescribeStatement,
+    GetStatementResult and CancelStatement on the statements its role started, built from the
+    same local as redshift-setup's, whose statements stay as they were (no GetStatementResult).
+    Sids stay unique in each role's policy (test_workspace checks the statements themselves)."""
+    evaluated = redshift_data_statements()
+    own = {st["sid"]: st for st in evaluated["run-control"]}
+    setup = {st["sid"]: st for st in evaluated["redshift-setup"]}
+    assert list(own) == list(setup) == ["RunStatements", "AdminSecret", "OwnStatements"]
+    for sid in ("RunStatements", "AdminSecret"):
+        assert own[sid] == setup[sid], sid
+    assert own["OwnStatements"]["actions"] == [
+        "redshift-data:DescribeStatement", "redshift-data:GetStatementResult", "redshift-data:CancelStatement"]
+    assert setup["OwnStatements"]["actions"] == ["redshift-data:DescribeStatement", "redshift-data:CancelStatement"]
+    assert own["OwnStatements"]["resources"] == setup["OwnStatements"]["resources"] == ["*"]
+    assert own["OwnStatements"]["conditions"] == setup["OwnStatements"]["conditions"] == [
+        {"test": "StringEquals", "variable": "redshift-data:statement-owner-iam-userid", "values": ["${aws:userid}"]}]
+    # Unique sids in run-control's whole policy (Terraform refuses duplicates in a policy document).
+    sids = [*run_control_statements(), *own, "ReadMapResults", "LakeKey", "WriteOwnLogs", "XRayTraces"]
+    assert len(sids) == len(set(sids)), sids
 
 
 @pytest.mark.parametrize("action,key,allowed", [

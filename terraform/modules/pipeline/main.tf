@@ -206,7 +206,7 @@ module "redshift_setup" {
     STATEMENT_TIMEOUT_SECS = "300"
   }
 
-  policy_statements = local.function_statements["redshift-setup"]
+  policy_statements = local.redshift_data_statements["redshift-setup"]
 }
 
 # Run control (functions/run-control), called by the state machine: plans the windows a
@@ -251,6 +251,7 @@ module "run_control" {
 
   policy_statements = concat(
     local.function_statements["run-control"],
+    local.redshift_data_statements["run-control"],
     local.map_results_read_statements,
     local.lake_kms_statements,
   )
