@@ -756,7 +756,9 @@ def test_plan_lets_each_state_machine_run_its_distributed_map(plans):
 
 
 RUN_CONTROL_SIDS = {"WriteOwnLogs", "WriteRunReports", "CatchUpFrontier", "FindRunControlObjects", "ReadSilverTables",
-                    "ReadTableMetadata", "ReadQualityReports"}
+                    "ReadTableMetadata", "ReadQualityReports", "RunStatements", "AdminSecret", "OwnStatements"}
+REDSHIFT_SETUP_SIDS = {"WriteOwnLogs", "RunStatements", "AdminSecret", "OwnStatements"}
+OWN_STATEMENT_CONDITION = [{"test": "StringEquals", "variable": "redshift-data:statement-owner-iam-userid", "values": ["${aws:userid}"]}]
 
 
 def test_plan_gives_each_run_control_its_own_statements(plans):
@@ -782,3 +784,27 @@ def test_plan_gives_each_run_control_its_own_statements(plans):
             (function,) = [c["after"] for c in _changes(plan, "aws_lambda_function").values()
                            if c["after"]["function_name"] == f"{prefix}-run-control"]
             assert (function["memory_size"], function["timeout"]) == (512, 300)
+            # The BI charts of its report: statements in the warehouse, results of its own only.
+            # The policy document sorts actions.
+            assert statements["RunStatements"]["actions"] == ["redshift-data:ExecuteStatement"]
+            assert statements["AdminSecret"]["actions"] == ["secretsmanager:GetSecretValue"]
+            own = statements["OwnStatements"]
+            assert own["actions"] == ["redshift-data:CancelStatement", "redshift-data:DescribeStatement",
+                                      "redshift-data:GetStatementResult"], (name, pipeline)
+            assert own["resources"] == ["*"] and own["condition"] == OWN_STATEMENT_CONDITION, (name, pipeline)
+
+
+def test_plan_keeps_redshift_setup_statements(plans):
+    """redshift-setup's role, planned: the three Data API statements it always had (built from the
+    local run-control's come from too), without GetStatementResult."""
+    for name, plan in plans.items():
+        for pipeline in ("deftunes", "sparkify"):
+            address = f'module.pipeline["{pipeline}"].module.redshift_setup.data.aws_iam_policy_document.this'
+            (change,) = [r["change"] for r in plan["resource_changes"] if r["address"] == address]
+            statements = {s["sid"]: s for s in change["after"]["statement"]}
+            assert set(statements) == REDSHIFT_SETUP_SIDS | ({"XRayTraces"} if name == "opted-in" else set()), (name, pipeline)
+            assert statements["RunStatements"]["actions"] == ["redshift-data:ExecuteStatement"]
+            assert statements["AdminSecret"]["actions"] == ["secretsmanager:GetSecretValue"]
+            own = statements["OwnStatements"]
+            assert own["actions"] == ["redshift-data:CancelStatement", "redshift-data:DescribeStatement"], (name, pipeline)
+            assert own["resources"] == ["*"] and own["condition"] == OWN_STATEMENT_CONDITION, (name, pipeline)

@@ -9,7 +9,7 @@ import re
 import pytest
 
 import tfparse as tp
-from test_workspace import function_arns_passed, iam_matches
+from test_workspace import function_arns_passed, iam_matches, redshift_data_statements
 
 TWO = {"deftunes": {}, "sparkify": {}}
 BUCKET_ARN = "arn:aws:s3:::deftunes-lake-123456789012-us-east-1"
@@ -39,13 +39,19 @@ def test_every_pipeline_deploys_its_run_control_and_the_state_machine_gets_it():
 
 # ------------------------------------------------------------------ its settings
 RUN_CONTROL_ENV = {"LAKE_URI", "CATALOG", "ICEBERG_WAREHOUSE", "ICEBERG_NAMESPACE", "PIPELINE", "WINDOW_GRANULARITY",
-                   "WINDOW_TIMEZONE", "CATCH_UP_MAX_WINDOWS", "REPORTS_PREFIX", "STATE_PREFIX"}
+                   "WINDOW_TIMEZONE", "CATCH_UP_MAX_WINDOWS", "REPORTS_PREFIX", "STATE_PREFIX",
+                   "REDSHIFT_WORKGROUP", "REDSHIFT_DATABASE", "REDSHIFT_SECRET_ARN", "SERVING_SCHEMA", "BI_SCHEMA",
+                   "CHART_TIMEOUT_SECS"}
+# The report's charts query the BI views in the warehouse, with the schemas, that redshift-setup sets up.
+SHARED_WITH_REDSHIFT_SETUP = ("REDSHIFT_WORKGROUP", "REDSHIFT_DATABASE", "REDSHIFT_SECRET_ARN", "SERVING_SCHEMA", "BI_SCHEMA")
 
 
 def test_run_control_gets_exactly_its_settings():
     """The lake and catalog exactly as transform gets them, the window settings exactly as
     api-extract gets them (a scheduled run's own period is the one the extracts would take),
-    the catch-up cap and the two lake-relative prefixes; nothing else."""
+    the catch-up cap, the two lake-relative prefixes, and the warehouse and schemas exactly as
+    redshift-setup gets them with a timeout per chart statement (the report's BI charts);
+    nothing else."""
     module = run_control_module()
     env = tp.module_environment(module)
     assert set(env) == RUN_CONTROL_ENV
@@ -58,7 +64,23 @@ def test_run_control_gets_exactly_its_settings():
     assert env["CATCH_UP_MAX_WINDOWS"] == "${tostring(var.settings.catch_up_max_windows)}"
     assert env["REPORTS_PREFIX"] == "${var.settings.run_control_prefixes.reports}"
     assert env["STATE_PREFIX"] == "${var.settings.run_control_prefixes.state}"
+    setup = tp.lambda_modules()["redshift_setup"]["environment"]
+    for name in SHARED_WITH_REDSHIFT_SETUP:
+        assert env[name] == setup[name], name
+    assert (env["REDSHIFT_WORKGROUP"], env["REDSHIFT_DATABASE"], env["REDSHIFT_SECRET_ARN"], env["SERVING_SCHEMA"], env["BI_SCHEMA"]) == (
+        "${var.redshift_workgroup_name}", "${var.redshift_database}", "${var.redshift_admin_secret_arn}",
+        "${var.settings.serving_schema}", "${var.settings.bi_schema}")
+    assert tp.unquote(env["CHART_TIMEOUT_SECS"]) == "60"
     assert "optional_environment" not in module
+
+
+def test_chart_statements_fit_in_run_control_timeout():
+    """The report's chart statements (two, run concurrently, each cancelled after
+    CHART_TIMEOUT_SECS) fit in the function's timeout, even one after the other, with the rest of
+    the report (tables' rows, quality reports, the writes) to spare."""
+    module = run_control_module()
+    chart_timeout = int(tp.unquote(tp.module_environment(module)["CHART_TIMEOUT_SECS"]))
+    assert 0 < 2 * chart_timeout <= int(module["timeout"]) // 2, (chart_timeout, module["timeout"])
 
 
 def rust_state_zone() -> str:
@@ -152,7 +174,30 @@ def test_run_control_role_grants_exactly_what_it_needs():
     assert 'sid = "ReadMapResults", actions = ["s3:GetObject"]' in map_results
     assert 'resources = ["${local.bucket_arn}/${var.settings.map_results_prefix}/*"]' in map_results
     assert run_control_module()["policy_statements"] == (
-        '${concat(local.function_statements["run-control"], local.map_results_read_statements, local.lake_kms_statements)}')
+        '${concat(local.function_statements["run-control"], local.redshift_data_statements["run-control"], '
+        'local.map_results_read_statements, local.lake_kms_statements)}')
+
+
+def test_run_control_queries_redshift_with_the_statements_of_redshift_setup_and_reads_results():
+    """The BI charts: ExecuteStatement on the workgroup, the admin secret, and DescribeStatement,
+    GetStatementResult and CancelStatement on the statements its role started, built from the
+    same local as redshift-setup's, whose statements stay as they were (no GetStatementResult).
+    Sids stay unique in each role's policy (test_workspace checks the statements themselves)."""
+    evaluated = redshift_data_statements()
+    own = {st["sid"]: st for st in evaluated["run-control"]}
+    setup = {st["sid"]: st for st in evaluated["redshift-setup"]}
+    assert list(own) == list(setup) == ["RunStatements", "AdminSecret", "OwnStatements"]
+    for sid in ("RunStatements", "AdminSecret"):
+        assert own[sid] == setup[sid], sid
+    assert own["OwnStatements"]["actions"] == [
+        "redshift-data:DescribeStatement", "redshift-data:GetStatementResult", "redshift-data:CancelStatement"]
+    assert setup["OwnStatements"]["actions"] == ["redshift-data:DescribeStatement", "redshift-data:CancelStatement"]
+    assert own["OwnStatements"]["resources"] == setup["OwnStatements"]["resources"] == ["*"]
+    assert own["OwnStatements"]["conditions"] == setup["OwnStatements"]["conditions"] == [
+        {"test": "StringEquals", "variable": "redshift-data:statement-owner-iam-userid", "values": ["${aws:userid}"]}]
+    # Unique sids in run-control's whole policy (Terraform refuses duplicates in a policy document).
+    sids = [*run_control_statements(), *own, "ReadMapResults", "LakeKey", "WriteOwnLogs", "XRayTraces"]
+    assert len(sids) == len(set(sids)), sids
 
 
 @pytest.mark.parametrize("action,key,allowed", [

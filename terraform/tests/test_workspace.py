@@ -36,6 +36,7 @@ SERVICE_WIDE_ACTIONS = {
     "ecr:GetAuthorizationToken": "ECR login of the dbt task",
     "redshift-data:DescribeStatement": "Data API statement polling (scoped by statement owner)",
     "redshift-data:CancelStatement": "Data API statement cancel (scoped by statement owner)",
+    "redshift-data:GetStatementResult": "Data API statement results (scoped by statement owner)",
     "logs:CreateLogDelivery": "Step Functions vended logs",
     "logs:GetLogDelivery": "Step Functions vended logs",
     "logs:UpdateLogDelivery": "Step Functions vended logs",
@@ -364,6 +365,9 @@ UNRESOLVED_ALLOWED = {
         "policy_statements pass-through: checked where modules/pipeline defines them (its iam.tf locals)",
     ("lambda_function/iam.tf", "statement.value.resources"):
         "policy_statements pass-through: checked where modules/pipeline defines them (its iam.tf locals)",
+    ("pipeline/iam.tf", "own_statement_actions"):
+        "OwnStatements' actions in local.redshift_data_statements, a literal list per function: evaluated by Terraform "
+        "and checked in test_redshift_roles_grant_exactly_the_data_api_calls_they_make (each one a SERVICE_WIDE_ACTIONS one)",
 }
 
 SIMPLE_REF = re.compile(r'^[A-Za-z_][\w-]*(?:\.[\w-]+|\[[^\[\]]+\])*$')
@@ -608,9 +612,9 @@ def test_function_policy_statements_come_from_checked_locals():
     only the locals the IAM test checks."""
     checked = ("lake_kms_statements", "map_results_read_statements", "pg_secret_statements", "mysql_secret_statements", "pg_secret_kms_statements",
                "mysql_secret_kms_statements", "oauth_secret_statements", "oauth_secret_kms_statements")
-    allowed = re.compile(r'^local\.(function_statements\["[a-z-]+"\]|' + "|".join(checked) + ")$")
+    allowed = re.compile(r'^local\.((function_statements|redshift_data_statements)\["[a-z-]+"\]|' + "|".join(checked) + ")$")
     locals_ = tp.locals_of(tp.PIPELINE_DIR)
-    assert {"function_statements", *checked} <= set(locals_)
+    assert {"function_statements", "redshift_data_statements", *checked} <= set(locals_)
     for name, body in tp.lambda_modules().items():
         expr = body.get("policy_statements")
         if expr is None:
@@ -626,17 +630,61 @@ def rust_redshift_data_calls() -> set[str]:
     return {"redshift-data:" + "".join(w.capitalize() for w in c.split("_")) for c in calls}
 
 
-def test_redshift_setup_role_grants_exactly_the_data_api_calls_it_makes():
-    statements = tp.locals_of(tp.PIPELINE_DIR)["function_statements"]['"redshift-setup"']
-    granted = {tp.unquote(a) for st in statements for a in st["actions"]}
+# Placeholder ARNs the Redshift statements are evaluated with.
+REDSHIFT_ARNS = {"redshift_workgroup_arn": "arn:aws:redshift-serverless:us-east-1:123456789012:workgroup/wg-0",
+                 "redshift_admin_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:redshift!deftunes-admin-AbCdEf"}
+REDSHIFT_DATA_CALLS = {"redshift-data:ExecuteStatement", "redshift-data:DescribeStatement", "redshift-data:CancelStatement"}
+
+
+def redshift_data_statements() -> dict[str, list[dict]]:
+    """modules/pipeline's local.redshift_data_statements evaluated by Terraform (a for expression
+    over the functions that run SQL in Redshift), with REDSHIFT_ARNS: {function: statements}."""
+    expr = tp.locals_of(tp.PIPELINE_DIR)["redshift_data_statements"]
+    assert expr.startswith("${") and expr.endswith("}"), expr
+    return tp.console_eval(expr[2:-1], REDSHIFT_ARNS)
+
+
+def test_redshift_roles_grant_exactly_the_data_api_calls_they_make():
+    """redshift-setup and run-control get the same three statements from one local: ExecuteStatement
+    on the workgroup, the admin secret, and the statement APIs on statements the role started.
+    Only run-control, which reads its chart queries' rows, may read results (GetStatementResult):
+    redshift-setup's statements are what they were."""
+    statements = redshift_data_statements()
+    assert set(statements) == {"redshift-setup", "run-control"}
+    condition = {"test": "StringEquals", "variable": "redshift-data:statement-owner-iam-userid", "values": ["${aws:userid}"]}
+
+    def expected(own_actions):
+        return [
+            {"sid": "RunStatements", "actions": ["redshift-data:ExecuteStatement"],
+             "resources": [REDSHIFT_ARNS["redshift_workgroup_arn"]], "conditions": []},
+            {"sid": "AdminSecret", "actions": ["secretsmanager:GetSecretValue"],
+             "resources": [REDSHIFT_ARNS["redshift_admin_secret_arn"]], "conditions": []},
+            {"sid": "OwnStatements", "actions": own_actions, "resources": ["*"], "conditions": [condition]},
+        ]
+
+    assert statements["redshift-setup"] == expected(["redshift-data:DescribeStatement", "redshift-data:CancelStatement"])
+    assert statements["run-control"] == expected(
+        ["redshift-data:DescribeStatement", "redshift-data:GetStatementResult", "redshift-data:CancelStatement"])
+    for function, listed in statements.items():
+        (own,) = [st for st in listed if st["sid"] == "OwnStatements"]
+        assert set(own["actions"]) <= set(SERVICE_WIDE_ACTIONS), function
+    # The Data API calls the shared client makes (shared/src/serving/redshift.rs): every one is
+    # granted to run-control, and redshift-setup's are among them.
     calls = rust_redshift_data_calls()
-    assert calls == {"redshift-data:ExecuteStatement", "redshift-data:DescribeStatement", "redshift-data:CancelStatement"}, calls
-    assert {a for a in granted if a.startswith("redshift-data:")} == calls
-    env = tp.blocks(tp.PIPELINE_DIR, "module")["redshift_setup"]["environment"]
-    # With REDSHIFT_SECRET_ARN the Data API authenticates with the secret, not temporary
-    # workgroup credentials.
-    assert ("redshift-serverless:GetCredentials" in granted) == ("REDSHIFT_SECRET_ARN" not in env)
-    assert "secretsmanager:GetSecretValue" in granted
+    granted = {f: {a for st in listed for a in st["actions"] if a.startswith("redshift-data:")} for f, listed in statements.items()}
+    assert granted["redshift-setup"] == REDSHIFT_DATA_CALLS <= calls, calls
+    assert calls <= granted["run-control"] == REDSHIFT_DATA_CALLS | {"redshift-data:GetStatementResult"}, calls
+    modules = tp.blocks(tp.PIPELINE_DIR, "module")
+    assert modules["redshift_setup"]["policy_statements"] == '${local.redshift_data_statements["redshift-setup"]}'
+    assert 'local.redshift_data_statements["run-control"]' in modules["run_control"]["policy_statements"]
+    assert '"redshift-setup"' not in tp.locals_of(tp.PIPELINE_DIR)["function_statements"]
+    for module in ("redshift_setup", "run_control"):
+        # With REDSHIFT_SECRET_ARN the Data API authenticates with the secret, not temporary
+        # workgroup credentials: no redshift-serverless:GetCredentials.
+        env = modules[module]["environment"]
+        assert env["REDSHIFT_SECRET_ARN"] == "${var.redshift_admin_secret_arn}", module
+        assert env["REDSHIFT_WORKGROUP"] == "${var.redshift_workgroup_name}", module
+        assert not any(a.startswith("redshift-serverless:") for listed in statements.values() for st in listed for a in st["actions"])
 
 
 def star_statements():
@@ -683,6 +731,9 @@ def test_every_star_resource_says_why_and_is_documented():
     for key, where, st in iam_statements():
         if "resources" in st and st["resources"] == ['"*"'] and not in_key_policy(key, where):
             star_actions |= {tp.unquote(a) for a in st["actions"]}
+    # The statements of a for expression (local.redshift_data_statements), as Terraform evaluates them.
+    star_actions |= {a for listed in redshift_data_statements().values() for st in listed if st["resources"] == ["*"]
+                     for a in st["actions"]}
     section = readme.split("## IAM", 1)[1].split("\n## ", 1)[0] if "## IAM" in readme else ""
     undocumented = sorted(a for a in star_actions if f"`{a}`" not in section)
     assert not undocumented, f'terraform/README.md "## IAM" does not list these "*" actions: {undocumented}'

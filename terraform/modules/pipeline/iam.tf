@@ -125,32 +125,6 @@ locals {
         conditions = []
       },
     ]
-    "redshift-setup" = [
-      {
-        # shared/src/serving/redshift.rs calls ExecuteStatement, DescribeStatement and
-        # CancelStatement only. REDSHIFT_SECRET_ARN is always set (main.tf), so the Data API
-        # authenticates with the admin secret: no redshift-serverless:GetCredentials.
-        sid        = "RunStatements"
-        actions    = ["redshift-data:ExecuteStatement"]
-        resources  = [var.redshift_workgroup_arn]
-        conditions = []
-      },
-      {
-        # The Data API reads the admin secret with the caller's permissions.
-        sid        = "AdminSecret"
-        actions    = ["secretsmanager:GetSecretValue"]
-        resources  = [var.redshift_admin_secret_arn]
-        conditions = []
-      },
-      {
-        # These statement APIs support no resource-level permissions: "*" is the only valid
-        # resource; the condition limits them to statements this role started.
-        sid        = "OwnStatements"
-        actions    = ["redshift-data:DescribeStatement", "redshift-data:CancelStatement"]
-        resources  = ["*"]
-        conditions = [{ test = "StringEquals", variable = "redshift-data:statement-owner-iam-userid", values = ["$${aws:userid}"] }]
-      },
-    ]
     "run-control" = [
       {
         # Each execution's report.json and report.html, under <reports_prefix>/<execution name>/.
@@ -208,6 +182,41 @@ locals {
         actions    = ["s3:GetObject"]
         resources  = ["${local.bucket_arn}/${local.zones["quality"]}*"]
         conditions = []
+      },
+    ]
+  }
+
+  # The Data API statements of each function that runs SQL in Redshift: redshift-setup (its schemas
+  # and grants) and run-control (the BI charts of its run reports). Both call ExecuteStatement,
+  # DescribeStatement and CancelStatement (shared/src/serving/redshift.rs); only run-control reads
+  # the rows of its statements (GetStatementResult). REDSHIFT_SECRET_ARN is always set (main.tf),
+  # so the Data API authenticates with the admin secret: no redshift-serverless:GetCredentials.
+  # Same sids for both: each function's role has its own policy.
+  redshift_data_statements = {
+    for function, own_statement_actions in {
+      "redshift-setup" = ["redshift-data:DescribeStatement", "redshift-data:CancelStatement"]
+      "run-control"    = ["redshift-data:DescribeStatement", "redshift-data:GetStatementResult", "redshift-data:CancelStatement"]
+      } : function => [
+      {
+        sid        = "RunStatements"
+        actions    = ["redshift-data:ExecuteStatement"]
+        resources  = [var.redshift_workgroup_arn]
+        conditions = []
+      },
+      {
+        # The Data API reads the admin secret with the caller's permissions.
+        sid        = "AdminSecret"
+        actions    = ["secretsmanager:GetSecretValue"]
+        resources  = [var.redshift_admin_secret_arn]
+        conditions = []
+      },
+      {
+        # These statement APIs support no resource-level permissions: "*" is the only valid
+        # resource; the condition limits them to statements this role started.
+        sid        = "OwnStatements"
+        actions    = own_statement_actions
+        resources  = ["*"]
+        conditions = [{ test = "StringEquals", variable = "redshift-data:statement-owner-iam-userid", values = ["$${aws:userid}"] }]
       },
     ]
   }

@@ -206,7 +206,7 @@ module "redshift_setup" {
     STATEMENT_TIMEOUT_SECS = "300"
   }
 
-  policy_statements = local.function_statements["redshift-setup"]
+  policy_statements = local.redshift_data_statements["redshift-setup"]
 }
 
 # Run control (functions/run-control), called by the state machine: plans the windows a
@@ -238,10 +238,20 @@ module "run_control" {
     # Relative to LAKE_URI.
     REPORTS_PREFIX = var.settings.run_control_prefixes.reports
     STATE_PREFIX   = var.settings.run_control_prefixes.state
+    # The report draws the pipeline spec's [[report.charts]] from the BI views dbt built, queried
+    # through the Redshift Data API with the admin secret, in the warehouse redshift-setup uses.
+    REDSHIFT_WORKGROUP  = var.redshift_workgroup_name
+    REDSHIFT_DATABASE   = var.redshift_database
+    REDSHIFT_SECRET_ARN = var.redshift_admin_secret_arn
+    SERVING_SCHEMA      = var.settings.serving_schema
+    BI_SCHEMA           = var.settings.bi_schema
+    # Limit of each chart statement; the report runs them concurrently, well within timeout.
+    CHART_TIMEOUT_SECS = "60"
   }
 
   policy_statements = concat(
     local.function_statements["run-control"],
+    local.redshift_data_statements["run-control"],
     local.map_results_read_statements,
     local.lake_kms_statements,
   )

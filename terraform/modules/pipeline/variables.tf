@@ -143,7 +143,7 @@ variable "redshift_workgroup_name" {
 }
 
 variable "redshift_workgroup_arn" {
-  description = "ARN of the workgroup (redshift-setup's ExecuteStatement)."
+  description = "ARN of the workgroup (ExecuteStatement of redshift-setup and run-control)."
   type        = string
 }
 
