@@ -72,16 +72,19 @@ test-rust:
 # the source database), its dashboard, its dbt tests on hand-made edge cases, and its Redshift compile. Then
 # spotify: its run against the OAuth/paged API emulator (two runs across a catalogue change: versions,
 # additions and type-2 artists checked against what was served), dashboard, scratch dbt tests, Redshift compile.
+# After each run, the run report's charts of its pipeline.toml are queried on its warehouse.
 test-serving: chromium mariadb
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(DEFTUNES) run --dir "$$tmp/run"; \
 	$(DEFTUNES_PYTHON) local/python/dashboard_check.py "$$tmp/run/dashboard.html" \
 	  --warehouse "$$tmp/run/warehouse/warehouse.duckdb"; \
+	$(DEFTUNES_PYTHON) local/python/report_charts_check.py pipelines/deftunes --warehouse "$$tmp/run/warehouse/warehouse.duckdb"; \
 	$(DEFTUNES_PYTHON) local/python/serving_check.py --deftunes $(DEFTUNES) --workdir "$$tmp/check"; \
 	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --workdir "$$tmp/dbt-rs"; \
 	$(DEFTUNES) run --pipeline sparkify --dir "$$tmp/sparkify"; \
 	$(DEFTUNES_PYTHON) local/python/sparkify_dashboard_check.py "$$tmp/sparkify/dashboard.html" \
 	  --warehouse "$$tmp/sparkify/warehouse/warehouse.duckdb" --summary "$$tmp/sparkify/run-summary.json"; \
+	$(DEFTUNES_PYTHON) local/python/report_charts_check.py pipelines/sparkify --warehouse "$$tmp/sparkify/warehouse/warehouse.duckdb"; \
 	$(DEFTUNES_PYTHON) local/python/evolution_check.py --deftunes $(DEFTUNES) --run "$$tmp/sparkify" \
 	  --workdir "$$tmp/evolution"; \
 	$(DEFTUNES_PYTHON) local/python/sparkify_scratch_check.py --workdir "$$tmp/sparkify-scratch"; \
@@ -89,11 +92,13 @@ test-serving: chromium mariadb
 	$(DEFTUNES) run --pipeline classicmodels --dir "$$tmp/classicmodels"; \
 	$(DEFTUNES_PYTHON) local/python/classicmodels_dashboard_check.py "$$tmp/classicmodels/dashboard.html" \
 	  --warehouse "$$tmp/classicmodels/warehouse/warehouse.duckdb" --summary "$$tmp/classicmodels/run-summary.json"; \
+	$(DEFTUNES_PYTHON) local/python/report_charts_check.py pipelines/classicmodels --warehouse "$$tmp/classicmodels/warehouse/warehouse.duckdb"; \
 	$(DEFTUNES_PYTHON) local/python/classicmodels_scratch_check.py --workdir "$$tmp/classicmodels-scratch"; \
 	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --project pipelines/classicmodels/dbt --workdir "$$tmp/classicmodels-rs"; \
 	$(DEFTUNES) run --pipeline spotify --dir "$$tmp/spotify"; \
 	$(DEFTUNES_PYTHON) local/python/spotify_dashboard_check.py "$$tmp/spotify/dashboard.html" \
 	  --warehouse "$$tmp/spotify/warehouse/warehouse.duckdb" --summary "$$tmp/spotify/run-summary.json"; \
+	$(DEFTUNES_PYTHON) local/python/report_charts_check.py pipelines/spotify --warehouse "$$tmp/spotify/warehouse/warehouse.duckdb"; \
 	$(DEFTUNES_PYTHON) local/python/spotify_scratch_check.py --workdir "$$tmp/spotify-scratch"; \
 	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --project pipelines/spotify/dbt --workdir "$$tmp/spotify-rs"
 

@@ -108,8 +108,10 @@ async fn a_run_report_counts_what_the_tables_hold_and_escapes_the_input() {
         .unwrap();
     let r: RunReport = serde_json::from_slice(&raw).unwrap();
     assert!(r.table_rows.values().all(|t| t.rows == 0 && !t.created));
-    assert_eq!(r.notes.len(), 3, "{:?}", r.notes);
+    // Three tables not created yet, and the charts without a warehouse.
+    assert_eq!(r.notes.len(), 4, "{:?}", r.notes);
     assert!(r.notes[0].contains("not created yet"), "{:?}", r.notes);
+    assert!(r.notes[3].contains("charts of the spec not drawn"), "{:?}", r.notes);
     assert_eq!(r.error.as_ref().unwrap().error, "SourceUnavailable");
 
     // Two monthly windows extracted and transformed, as the Map's child executions do.
@@ -303,7 +305,9 @@ async fn a_run_report_counts_what_the_tables_hold_and_escapes_the_input() {
         );
         assert!(html.contains(&escape(worst)));
     }
-    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    // Nothing unexact but the charts, which need a warehouse.
+    assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
+    assert!(r.notes[0].contains("charts of the spec not drawn"), "{:?}", r.notes);
 
     // The page: self-contained, the hostile input escaped wherever it shows.
     assert!(html.contains(&escape(HOSTILE)));
@@ -503,4 +507,140 @@ async fn the_handler_answers_the_sample_events_through_the_lambda_wrapper() {
         "{}",
         d.error_message
     );
+}
+
+/// The BI views of the DeFtunes spec's charts, as tables in a real PostgreSQL (Redshift speaks
+/// its protocol; the Data API adapter is tested with mocks in shared).
+async fn bi_warehouse(pg: &deftunes_local::LocalPostgres) {
+    let client = pg.connect().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE SCHEMA deftunes_bi;
+             CREATE TABLE deftunes_bi.sales_per_country_per_month (
+               session_year int, session_month int, country_code text, items_sold int,
+               total_sales numeric(12, 2));
+             INSERT INTO deftunes_bi.sales_per_country_per_month VALUES
+               (2020, 1, 'US', 3, 10.50), (2020, 1, 'FR', 1, 0.99), (2020, 2, 'US', 2, 4.00),
+               (2019, 12, 'DE', 5, 1234.56), (2020, 2, '<b>XX</b>', 1, 1.00);",
+        )
+        .await
+        .unwrap();
+}
+
+/// A report event for an execution with no Map run, on 2020-01-01.
+fn plain_event(name: &str) -> Value {
+    report_event(
+        name,
+        "SUCCEEDED",
+        false,
+        json!({}),
+        json!([{"start_date": "2020-01-01", "end_date": "2020-01-01"}]),
+        json!(null),
+    )
+}
+
+async fn read_report(answer: &Value) -> (RunReport, String) {
+    let a: ReportAnswer = serde_json::from_value(answer.clone()).unwrap();
+    let json = std::fs::read(&a.json).unwrap();
+    (
+        serde_json::from_slice(&json).unwrap(),
+        std::fs::read_to_string(&a.html).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_report_draws_the_specs_charts_from_the_warehouse() {
+    let pg_dir = tempfile::tempdir().unwrap();
+    let mut pg = deftunes_local::LocalPostgres::start(pg_dir.path())
+        .await
+        .unwrap();
+    bi_warehouse(&pg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg.connection_string();
+    let rc = run_control(dir.path(), &[("WAREHOUSE_URL", &url)]).await;
+
+    let answer = rc.handle(&plain_event("charts-1")).await.unwrap();
+    let (r, html) = read_report(&answer).await;
+    let titles: Vec<&str> = r.charts.iter().map(|c| c.title.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "Sales per month",
+            "Top 15 artists by sales",
+            "Top 15 buyer countries by sales"
+        ]
+    );
+    let bars = |i: usize| -> Vec<(String, Option<f64>)> {
+        r.charts[i]
+            .bars
+            .iter()
+            .map(|b| (b.label.clone(), b.value))
+            .collect()
+    };
+    let months = bars(0);
+    assert_eq!(
+        months,
+        [
+            ("2019-12".to_string(), Some(1234.56)),
+            ("2020-01".to_string(), Some(11.49)),
+            ("2020-02".to_string(), Some(5.0)),
+        ]
+    );
+    assert_eq!(r.charts[0].sql.matches("deftunes_bi.").count(), 1);
+    // The artists' view is not there (dbt has not built it): that chart says why, the others draw.
+    let artists = &r.charts[1];
+    assert!(artists.bars.is_empty());
+    let why = artists.error.as_deref().unwrap();
+    assert!(
+        why.contains("sales_per_artist_per_year") && why.contains("42P01"),
+        "{why}"
+    );
+    assert_eq!(bars(2)[0], ("DE".to_string(), Some(1234.56)));
+    assert_eq!(bars(2).len(), 4);
+    assert!(r
+        .charts_from
+        .as_deref()
+        .unwrap()
+        .starts_with("PostgreSQL 127.0.0.1"));
+    // The page: two charts drawn (3 + 4 bars), one "not drawn", every label escaped.
+    assert_eq!(html.matches("<rect class=\"bar\"").count(), 7, "{html}");
+    assert!(html.contains("Not drawn:"), "{html}");
+    assert!(html.contains("&lt;b&gt;XX&lt;/b&gt;") && !html.contains("<b>XX</b>"));
+    assert!(html.contains("$1,234.56"), "{html}");
+
+    // The same event again (an answer lost) writes the same bytes, with the charts it drew then,
+    // even though the warehouse has changed since.
+    let before = std::fs::read(
+        dir.path()
+            .join("lake/reports/runs/deftunes/charts-1/report.json"),
+    )
+    .unwrap();
+    let client = pg.connect().await.unwrap();
+    client
+        .batch_execute("UPDATE deftunes_bi.sales_per_country_per_month SET total_sales = 0")
+        .await
+        .unwrap();
+    rc.handle(&plain_event("charts-1")).await.unwrap();
+    let after = std::fs::read(
+        dir.path()
+            .join("lake/reports/runs/deftunes/charts-1/report.json"),
+    )
+    .unwrap();
+    assert_eq!(before, after);
+    // A new execution reads the warehouse as it is now.
+    let (r2, _) = read_report(&rc.handle(&plain_event("charts-2")).await.unwrap()).await;
+    assert!(r2.charts[0].bars.iter().all(|b| b.value == Some(0.0)));
+
+    // Without a warehouse the report says its charts were not drawn.
+    let bare = run_control(dir.path(), &[]).await;
+    let (r3, _) = read_report(&bare.handle(&plain_event("charts-3")).await.unwrap()).await;
+    assert!(r3.charts.is_empty());
+    assert!(
+        r3.notes
+            .iter()
+            .any(|n| n.contains("3 BI charts of the spec not drawn")),
+        "{:?}",
+        r3.notes
+    );
+    pg.stop().unwrap();
 }

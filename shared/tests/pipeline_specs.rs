@@ -330,3 +330,50 @@ fn deftunes_tables_and_landing_keys_are_unchanged() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(current, golden, "DeFtunes' tables or landing keys changed");
 }
+
+/// A report chart that cannot be a chart's query is refused, naming the chart and its lines.
+#[test]
+fn a_broken_report_chart_is_refused_where_it_is() {
+    let cases = [
+        (
+            "bars = 15\nunit = \"$\"\n\n[[report.charts]]\ntitle = \"Top 15 buyer",
+            "bars = 0\nunit = \"$\"\n\n[[report.charts]]\ntitle = \"Top 15 buyer",
+            "Top 15 artists by sales",
+            "bars = 0 must be between 1 and 200",
+        ),
+        (
+            "SELECT artist_name, SUM(total_sales) AS sales",
+            "DELETE FROM {bi}.x; SELECT artist_name, SUM(total_sales) AS sales",
+            "Top 15 artists by sales",
+            "sql must be one SELECT",
+        ),
+        (
+            "SELECT artist_name, SUM(total_sales) AS sales",
+            "SELECT artist_name, SUM(total_sales) AS sales; DROP TABLE x",
+            "Top 15 artists by sales",
+            "sql must be one statement",
+        ),
+        (
+            "FROM {bi}.sales_per_artist_per_year",
+            "FROM {gold}.sales_per_artist_per_year",
+            "Top 15 artists by sales",
+            "unknown placeholder at \"{gold}",
+        ),
+        (
+            "title = \"Top 15 artists by sales\"",
+            "title = \" \"",
+            "\" \"",
+            "title is empty",
+        ),
+    ];
+    for (from, to, chart, what) in cases {
+        let (e, text) = load_changed(from, to);
+        // The chart's own [[report.charts]] block: from its header to the next one.
+        let at = text.find(to).unwrap();
+        let start = text[..at].rfind("[[report.charts]]").unwrap();
+        let first = text[..start].matches('\n').count() + 1;
+        let last = first + text[start..].lines().take_while(|l| !l.is_empty()).count();
+        assert_names(&e, first..last + 1, what);
+        assert!(e.to_string().contains(chart), "{e}");
+    }
+}

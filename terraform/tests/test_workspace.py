@@ -624,7 +624,7 @@ def test_function_policy_statements_come_from_checked_locals():
 
 
 def rust_redshift_data_calls() -> set[str]:
-    src = (tp.REPO_ROOT / "shared" / "src" / "serving" / "redshift.rs").read_text()
+    src = (tp.REPO_ROOT / "shared" / "src" / "serving" / "data_api.rs").read_text()
     src = re.split(r"(?m)^#\[cfg\(test\)\]", src)[0]
     calls = set(re.findall(r"\.client\s*\.\s*([a-z_]+)\s*\(\)", src))
     return {"redshift-data:" + "".join(w.capitalize() for w in c.split("_")) for c in calls}
@@ -668,7 +668,7 @@ def test_redshift_roles_grant_exactly_the_data_api_calls_they_make():
     for function, listed in statements.items():
         (own,) = [st for st in listed if st["sid"] == "OwnStatements"]
         assert set(own["actions"]) <= set(SERVICE_WIDE_ACTIONS), function
-    # The Data API calls the shared client makes (shared/src/serving/redshift.rs): every one is
+    # The Data API calls the shared client makes (shared/src/serving/data_api.rs): every one is
     # granted to run-control, and redshift-setup's are among them.
     calls = rust_redshift_data_calls()
     granted = {f: {a for st in listed for a in st["actions"] if a.startswith("redshift-data:")} for f, listed in statements.items()}

@@ -151,7 +151,11 @@ mod tests {
     fn an_answer_that_is_no_chart_is_named() {
         let e = bars(vec![vec![Some("a".into())]], 5).unwrap_err();
         assert!(e.contains("row 1 has 1 columns"), "{e}");
-        let e = bars(vec![row(Some("a"), Some("1")), row(Some("b"), Some("abc"))], 5).unwrap_err();
+        let e = bars(
+            vec![row(Some("a"), Some("1")), row(Some("b"), Some("abc"))],
+            5,
+        )
+        .unwrap_err();
         assert!(e.contains("row 2") && e.contains("\"abc\""), "{e}");
         let e = bars(vec![row(Some("a"), Some("NaN"))], 5).unwrap_err();
         assert!(e.contains("not a number"), "{e}");

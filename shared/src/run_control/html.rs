@@ -168,7 +168,9 @@ fn bar_chart(c: &ChartReport) -> String {
         } else {
             b.label.clone()
         };
-        let value = b.value.map_or_else(|| "null".into(), |v| amount(v, &c.unit));
+        let value = b
+            .value
+            .map_or_else(|| "null".into(), |v| amount(v, &c.unit));
         let _ = write!(
             out,
             "<g><title>{label}: {value}</title><text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{shown}</text>",
@@ -608,7 +610,10 @@ mod tests {
             unit: "$".into(),
             bars: vec![
                 bar("<script>alert(1)</script>", Some(10.0)),
-                bar("a label much longer than twenty-eight characters", Some(-5.0)),
+                bar(
+                    "a label much longer than twenty-eight characters",
+                    Some(-5.0),
+                ),
                 bar("none", None),
             ],
             truncated: true,
@@ -625,8 +630,14 @@ mod tests {
         assert!(html.contains("WHERE x &lt; 1"), "{html}");
         // Zero is at a third of the bars' width (from -5 to 10): the positive bar starts there,
         // the negative one ends there.
-        assert!(html.contains("x=\"300.0\" y=\"2\" width=\"220.0\""), "{html}");
-        assert!(html.contains("x=\"190.0\" y=\"22\" width=\"110.0\""), "{html}");
+        assert!(
+            html.contains("x=\"300.0\" y=\"2\" width=\"220.0\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("x=\"190.0\" y=\"22\" width=\"110.0\""),
+            "{html}"
+        );
         let failed = ChartReport {
             error: Some("relation bi.v does not exist".into()),
             bars: Vec::new(),
@@ -634,7 +645,10 @@ mod tests {
             ..c
         };
         let html = chart_panel(&failed, None);
-        assert!(html.contains("Not drawn: relation bi.v does not exist"), "{html}");
+        assert!(
+            html.contains("Not drawn: relation bi.v does not exist"),
+            "{html}"
+        );
         assert!(!html.contains("<svg"), "{html}");
     }
 

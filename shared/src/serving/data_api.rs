@@ -272,7 +272,6 @@ impl DataApi {
             Err(_) => tracing::warn!(id = %id, "cancelling the statement timed out"),
         }
     }
-
 }
 
 /// A Data API value as text; numbers as Redshift prints them (DECIMAL arrives as a string).
@@ -335,7 +334,6 @@ fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
         Error::WarehouseRejected(detail)
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -457,6 +455,9 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.error_type(), "WarehouseRejected");
         let shown = e.to_string();
-        assert!(shown.contains("does not exist") && shown.contains("deftunes_bi.v"), "{shown}");
+        assert!(
+            shown.contains("does not exist") && shown.contains("deftunes_bi.v"),
+            "{shown}"
+        );
     }
 }

@@ -143,7 +143,11 @@ impl Warehouse for Postgres {
                     if rows.len() == max_rows {
                         break;
                     }
-                    rows.push((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect());
+                    rows.push(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_string))
+                            .collect(),
+                    );
                 }
             }
             Ok(rows)
