@@ -111,7 +111,11 @@ async fn a_run_report_counts_what_the_tables_hold_and_escapes_the_input() {
     // Three tables not created yet, and the charts without a warehouse.
     assert_eq!(r.notes.len(), 4, "{:?}", r.notes);
     assert!(r.notes[0].contains("not created yet"), "{:?}", r.notes);
-    assert!(r.notes[3].contains("charts of the spec not drawn"), "{:?}", r.notes);
+    assert!(
+        r.notes[3].contains("charts of the spec not drawn"),
+        "{:?}",
+        r.notes
+    );
     assert_eq!(r.error.as_ref().unwrap().error, "SourceUnavailable");
 
     // Two monthly windows extracted and transformed, as the Map's child executions do.
@@ -307,7 +311,11 @@ async fn a_run_report_counts_what_the_tables_hold_and_escapes_the_input() {
     }
     // Nothing unexact but the charts, which need a warehouse.
     assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
-    assert!(r.notes[0].contains("charts of the spec not drawn"), "{:?}", r.notes);
+    assert!(
+        r.notes[0].contains("charts of the spec not drawn"),
+        "{:?}",
+        r.notes
+    );
 
     // The page: self-contained, the hostile input escaped wherever it shows.
     assert!(html.contains(&escape(HOSTILE)));

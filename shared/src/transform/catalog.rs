@@ -699,9 +699,8 @@ impl CommitGuard<'_> {
             .map_err(as_iceberg)?;
         let overlap: HashSet<u128> = self
             .appended
-            .keys()
-            .filter(|h| held.contains_hash(**h))
-            .copied()
+            .hashes()
+            .filter(|&h| held.contains_hash(h))
             .collect();
         if !overlap.is_empty() {
             *self.overlap.lock().unwrap_or_else(|p| p.into_inner()) = overlap;

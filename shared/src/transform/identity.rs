@@ -60,8 +60,77 @@ impl std::hash::Hasher for Prehashed {
 type BuildPrehashed = std::hash::BuildHasherDefault<Prehashed>;
 /// A set of 128-bit record hashes.
 pub type HashSet128 = HashSet<u128, BuildPrehashed>;
-/// Record hash -> the record (line number) it came from.
-pub type Appended = HashMap<u128, u32, BuildPrehashed>;
+/// A record hash as two words: 24-byte entries beside a `u32` (a `u128` key is 16-aligned: 32).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Hash128([u64; 2]);
+
+impl std::hash::Hash for Hash128 {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0[0]);
+    }
+}
+
+impl From<u128> for Hash128 {
+    fn from(h: u128) -> Self {
+        Hash128([h as u64, (h >> 64) as u64])
+    }
+}
+
+impl From<Hash128> for u128 {
+    fn from(h: Hash128) -> Self {
+        (u128::from(h.0[1]) << 64) | u128::from(h.0[0])
+    }
+}
+
+/// Shards of [`Appended`], chosen by the hash's top bits (its low ones index within a shard).
+const APPENDED_SHARDS: usize = 16;
+
+/// Record hash -> the record (line number) it came from, for every row one object appends:
+/// millions for a large object. Sharded, so that growing never holds two copies of it all (a
+/// single table's rehash did: the peak memory of a 1 GB object).
+#[derive(Default)]
+pub struct Appended {
+    shards: [HashMap<Hash128, u32, BuildPrehashed>; APPENDED_SHARDS],
+}
+
+impl Appended {
+    fn shard(&self, hash: u128) -> usize {
+        (hash >> (128 - APPENDED_SHARDS.trailing_zeros())) as usize
+    }
+
+    pub fn contains(&self, hash: u128) -> bool {
+        self.shards[self.shard(hash)].contains_key(&hash.into())
+    }
+
+    pub fn insert(&mut self, hash: u128, record: u32) {
+        let i = self.shard(hash);
+        self.shards[i].insert(hash.into(), record);
+    }
+
+    pub fn hashes(&self) -> impl Iterator<Item = u128> + '_ {
+        self.shards.iter().flat_map(|s| s.keys().map(|&k| k.into()))
+    }
+
+    /// The records of the rows, once per row.
+    pub fn records(&self) -> impl Iterator<Item = u32> + '_ {
+        self.shards.iter().flat_map(|s| s.values().copied())
+    }
+
+    /// Keeps the rows whose hash `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(u128) -> bool) {
+        for s in &mut self.shards {
+            s.retain(|&k, _| keep(k.into()));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// Appends a canonical encoding of `cell` (type tag, then value) to `buf`.
 fn encode(buf: &mut Vec<u8>, cell: Cell<'_>) {
@@ -517,7 +586,7 @@ impl ObjectIdentity {
     /// ([`ObjectIdentity::day_to_read`]).
     pub fn admit(&mut self, row: &[Cell<'_>], hash: u128, record: u32) -> bool {
         // The same record twice in one object is appended once.
-        if self.appended.contains_key(&hash) {
+        if self.appended.contains(hash) {
             return false;
         }
         let (buf, positions) = (&mut self.buf, &self.key_positions);
@@ -553,6 +622,37 @@ impl ObjectIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appended_rows_keep_their_whole_hash_across_shards() {
+        let mut a = Appended::default();
+        let low = 0x1234_5678_9abc_def0_u128;
+        // Same low word (the in-shard hash), other high words: distinct rows, some in one shard.
+        let hashes = [
+            low,
+            low | (1 << 64),
+            low | (1 << 127),
+            low | (0xf << 124) | (7 << 64),
+        ];
+        for (i, h) in hashes.iter().enumerate() {
+            assert!(!a.contains(*h));
+            a.insert(*h, i as u32);
+        }
+        a.insert(hashes[0], 0);
+        assert_eq!(a.len(), 4);
+        assert!(hashes.iter().all(|h| a.contains(*h)));
+        assert!(!a.contains(low | (2 << 64)));
+        let mut seen: Vec<u128> = a.hashes().collect();
+        seen.sort_unstable();
+        let mut want = hashes.to_vec();
+        want.sort_unstable();
+        assert_eq!(seen, want);
+        a.retain(|h| h >> 127 == 0);
+        let mut records: Vec<u32> = a.records().collect();
+        records.sort_unstable();
+        assert_eq!(records, [0, 1]);
+        assert!(!a.is_empty());
+    }
 
     /// The hash of a row's natural key (only used in memory).
     fn key_hash(key: impl Iterator<Item = Cell<'static>>, buf: &mut Vec<u8>) -> u64 {

@@ -813,11 +813,11 @@ impl Transformer {
         // The old files are referenced by no snapshot (none carries our attempt ids).
         discard_files(table, &staged.files, outcome_unknown).await;
         staged.files = files;
-        staged.appended.retain(|h, _| !held.contains(h));
+        staged.appended.retain(|h| !held.contains(&h));
         let o = &mut staged.outcome;
         o.rows_committed -= removed;
         o.rows_unchanged += removed;
-        let records: std::collections::HashSet<u32> = staged.appended.values().copied().collect();
+        let records: std::collections::HashSet<u32> = staged.appended.records().collect();
         o.records_committed = records.len() as u64;
         o.records_unchanged = o.records_in - o.records_quarantined - o.records_committed;
         o.data_files = staged.files.len() as u64;
