@@ -505,6 +505,15 @@ impl SongsExtractConfig {
     }
 }
 
+/// An environment of exactly `pairs`, for tests of settings read from it.
+#[cfg(test)]
+pub(crate) fn env_of(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

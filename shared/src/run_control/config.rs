@@ -1,10 +1,10 @@
 //! The run-control function's settings, read once at start-up (`functions/run-control/README.md`).
 
+use std::time::Duration;
+
 use crate::config::{
     at_most, key_prefix, parse_or, positive, window_granularity, window_timezone, Env,
 };
-use std::time::Duration;
-
 use crate::error::Result;
 use crate::extract::songs::STATE_ZONE;
 use crate::pipeline::{pipeline_dir, ChartSpec, Pipeline};

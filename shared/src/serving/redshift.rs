@@ -260,6 +260,8 @@ impl RedshiftSetup {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use crate::config::env_of as env;
     use std::time::Duration;
 
     use aws_sdk_redshiftdata::types::StatusString;
@@ -274,13 +276,6 @@ mod tests {
 
     const ARN: &str = "arn:aws:iam::123456789012:role/deftunes-spectrum";
     const SECRET: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:admin-AbCdEf";
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn serverless_env() -> HashMap<String, String> {
         env(&[

@@ -163,17 +163,10 @@ impl Warehouse for Postgres {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use crate::config::env_of as env;
 
     use super::*;
     use crate::serving::data_api::Target;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn the_warehouse_comes_from_the_environment() {
