@@ -13,7 +13,6 @@ import numbers
 import os
 import sys
 import tomllib
-from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,7 +45,7 @@ def check(spec: dict, con) -> list[str]:
         labels = [r[0] for r in rows]
         if len(set(labels)) != len(labels):
             problems.append(f"{title!r}: repeated labels {sorted({str(x) for x in labels if labels.count(x) > 1})}")
-        bad = [r for r in rows if r[1] is not None and not isinstance(r[1], (numbers.Number, Decimal))]
+        bad = [r for r in rows if r[1] is not None and not isinstance(r[1], numbers.Number)]
         if bad:
             problems.append(f"{title!r}: values that are not numbers: {bad[:3]}")
         print(f"{name}: {title}: {len(rows)} rows, first {rows[:2]}")

@@ -5,8 +5,6 @@
 //! yet, an answer that is not label and number) says why in its panel; it never fails the report,
 //! whose run and frontier matter more than its pictures.
 
-use std::time::Duration;
-
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
@@ -38,18 +36,17 @@ pub struct Bar {
     pub value: Option<f64>,
 }
 
-/// Every chart, read at once (each bounded by `timeout`).
+/// Every chart, read at once (each bounded by the warehouse's timeout).
 pub async fn read(
     warehouse: &dyn Warehouse,
     charts: &[ChartSpec],
     serving: &str,
     bi: &str,
-    timeout: Duration,
 ) -> Vec<ChartReport> {
     join_all(charts.iter().map(|c| async move {
         let sql = c.sql_for(serving, bi);
         // One row more than drawn tells whether there were more.
-        let answer = warehouse.query(&sql, c.bars + 1, timeout).await;
+        let answer = warehouse.query(&sql, c.bars + 1).await;
         let drawn = answer
             .map_err(|e| e.to_string())
             .and_then(|rows| bars(rows, c.bars));
@@ -166,7 +163,7 @@ mod tests {
 
     #[async_trait]
     impl Warehouse for Canned {
-        async fn query(&self, sql: &str, max_rows: usize, _: Duration) -> Result<Rows> {
+        async fn query(&self, sql: &str, max_rows: usize) -> Result<Rows> {
             if sql.contains("missing") {
                 return Err(Error::WarehouseRejected(format!(
                     "relation does not exist: `{sql}`"
@@ -194,7 +191,7 @@ mod tests {
             spec("ok", "SELECT a, b FROM {bi}.v", 10),
             spec("gone", "SELECT a, b FROM {serving}.missing", 10),
         ];
-        let out = read(&Canned, &charts, "s", "b", Duration::from_secs(1)).await;
+        let out = read(&Canned, &charts, "s", "b").await;
         assert_eq!(out[0].sql, "SELECT a, b FROM b.v");
         assert_eq!((out[0].bars.len(), out[0].truncated), (10, true));
         assert_eq!(out[0].error, None);

@@ -1,7 +1,5 @@
 //! The run-control function's settings, read once at start-up (`functions/run-control/README.md`).
 
-use std::time::Duration;
-
 use crate::config::{
     at_most, key_prefix, parse_or, positive, window_granularity, window_timezone, Env,
 };
@@ -40,14 +38,12 @@ pub struct RunControlConfig {
     pub state_prefix: String,
     /// The spec's `[[report.charts]]`.
     pub charts: Vec<ChartSpec>,
-    /// Where the charts are read (`REDSHIFT_WORKGROUP`/`REDSHIFT_CLUSTER_ID`, or `WAREHOUSE_URL`);
-    /// `None`: no charts.
+    /// Where the charts are read (`REDSHIFT_WORKGROUP`/`REDSHIFT_CLUSTER_ID`, or `WAREHOUSE_URL`),
+    /// each query within `CHART_TIMEOUT_SECS`; `None`: no charts.
     pub warehouse: Option<WarehouseConfig>,
     /// The schemas `{serving}` and `{bi}` stand for (`SERVING_SCHEMA`, `BI_SCHEMA`).
     pub serving_schema: String,
     pub bi_schema: String,
-    /// Each chart's query answers within this (`CHART_TIMEOUT_SECS`).
-    pub chart_timeout: Duration,
 }
 
 impl RunControlConfig {
@@ -61,10 +57,6 @@ impl RunControlConfig {
                 parse_or(env, "CATCH_UP_MAX_WINDOWS", DEFAULT_CATCH_UP_MAX_WINDOWS)?,
             )?,
             MAX_CATCH_UP_MAX_WINDOWS,
-        )?;
-        let chart_timeout = positive(
-            "CHART_TIMEOUT_SECS",
-            parse_or(env, "CHART_TIMEOUT_SECS", DEFAULT_CHART_TIMEOUT_SECS)?,
         )?;
         Ok(RunControlConfig {
             store: CatalogConfig::from_env(env, &pipeline)?,
@@ -82,7 +74,6 @@ impl RunControlConfig {
             )?,
             serving_schema: identifier(env, "SERVING_SCHEMA", &format!("{name}_serving"))?,
             bi_schema: identifier(env, "BI_SCHEMA", &format!("{name}_bi"))?,
-            chart_timeout: Duration::from_secs(chart_timeout),
             tables: pipeline.spec.tables.keys().cloned().collect(),
             granularity: window_granularity(env)?,
             timezone: window_timezone(env)?,

@@ -401,7 +401,6 @@ impl RunControl {
             &cfg.charts,
             &cfg.serving_schema,
             &cfg.bi_schema,
-            cfg.chart_timeout,
         )
         .await
     }

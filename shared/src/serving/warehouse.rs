@@ -3,12 +3,12 @@
 //! query's first rows with every value as text, so a chart reads the same whichever answered.
 
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::data_api::{DataApi, DataApiConfig};
-use crate::config::Env;
+use crate::config::{parse_or, positive, Env};
 use crate::error::{Error, Result};
 
 /// A query's rows: each value as text, `None` for null.
@@ -16,8 +16,8 @@ pub type Rows = Vec<Vec<Option<String>>>;
 
 #[async_trait]
 pub trait Warehouse: Send + Sync {
-    /// Runs one query within `timeout` and answers its first `max_rows` rows.
-    async fn query(&self, sql: &str, max_rows: usize, timeout: Duration) -> Result<Rows>;
+    /// Runs one query within the configured timeout and answers its first `max_rows` rows.
+    async fn query(&self, sql: &str, max_rows: usize) -> Result<Rows>;
 }
 
 /// `StatementName` of the report's queries (who ran them, in `SYS_QUERY_HISTORY`).
@@ -25,8 +25,9 @@ const STATEMENT_NAME: &str = "deftunes-run-report";
 
 #[async_trait]
 impl Warehouse for DataApi {
-    async fn query(&self, sql: &str, max_rows: usize, timeout: Duration) -> Result<Rows> {
-        DataApi::query(self, sql, Some(Instant::now() + timeout), max_rows).await
+    async fn query(&self, sql: &str, max_rows: usize) -> Result<Rows> {
+        // Bounded by the statement timeout of its configuration.
+        DataApi::query(self, sql, None, max_rows).await
     }
 }
 
@@ -35,12 +36,14 @@ impl Warehouse for DataApi {
 pub enum WarehouseConfig {
     /// `REDSHIFT_WORKGROUP` or `REDSHIFT_CLUSTER_ID` (and `REDSHIFT_DATABASE`, `REDSHIFT_SECRET_ARN`).
     Redshift(DataApiConfig),
-    /// `WAREHOUSE_URL=postgres://user:password@host:port/database` (no TLS).
-    Postgres(String),
+    /// `WAREHOUSE_URL=postgres://user:password@host:port/database` (no TLS); each query within
+    /// `timeout`.
+    Postgres { url: String, timeout: Duration },
 }
 
 impl WarehouseConfig {
-    /// `None` when no warehouse is configured; both kinds at once is an error.
+    /// `None` when no warehouse is configured; both kinds at once is an error. Each query answers
+    /// within `timeout_var` seconds (`timeout_secs` by default).
     pub fn from_env(env: &dyn Env, timeout_var: &str, timeout_secs: u64) -> Result<Option<Self>> {
         let redshift = DataApiConfig::optional_from_env(env, timeout_var, timeout_secs)?;
         match (redshift, env.var("WAREHOUSE_URL")) {
@@ -61,7 +64,11 @@ impl WarehouseConfig {
                             .into(),
                     ));
                 }
-                Ok(Some(WarehouseConfig::Postgres(url)))
+                let timeout = positive(timeout_var, parse_or(env, timeout_var, timeout_secs)?)?;
+                Ok(Some(WarehouseConfig::Postgres {
+                    url,
+                    timeout: Duration::from_secs(timeout),
+                }))
             }
             (None, None) => Ok(None),
         }
@@ -74,7 +81,10 @@ impl WarehouseConfig {
                 let client = aws_sdk_redshiftdata::Client::new(&aws_config::load_from_env().await);
                 Box::new(DataApi::new(client, cfg.clone(), STATEMENT_NAME))
             }
-            WarehouseConfig::Postgres(url) => Box::new(Postgres { url: url.clone() }),
+            WarehouseConfig::Postgres { url, timeout } => Box::new(Postgres {
+                url: url.clone(),
+                timeout: *timeout,
+            }),
         })
     }
 
@@ -88,7 +98,7 @@ impl WarehouseConfig {
                 };
                 format!("{at}, database {}", cfg.database)
             }
-            WarehouseConfig::Postgres(url) => {
+            WarehouseConfig::Postgres { url, .. } => {
                 let c = tokio_postgres::Config::from_str(url).ok();
                 let host = c
                     .as_ref()
@@ -112,11 +122,13 @@ impl WarehouseConfig {
 /// A PostgreSQL-protocol warehouse; one connection per report (reports are minutes apart).
 struct Postgres {
     url: String,
+    timeout: Duration,
 }
 
 #[async_trait]
 impl Warehouse for Postgres {
-    async fn query(&self, sql: &str, max_rows: usize, timeout: Duration) -> Result<Rows> {
+    async fn query(&self, sql: &str, max_rows: usize) -> Result<Rows> {
+        let timeout = self.timeout;
         let unavailable = |what: &str, e: &dyn std::fmt::Display| {
             Error::WarehouseUnavailable(format!("PostgreSQL warehouse: {what}: {e}: `{sql}`"))
         };
