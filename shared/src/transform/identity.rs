@@ -195,6 +195,14 @@ pub fn hash_hex(h: u128, out: &mut [u8; 32]) -> &str {
     std::str::from_utf8(out).unwrap_or_default()
 }
 
+/// The identity scope day of a row's scope cell (`None`: null).
+pub fn scope_day(cell: Cell<'_>) -> Option<i64> {
+    match cell {
+        Cell::Ts(t) => Some(t.div_euclid(MICROS_PER_DAY)),
+        _ => None,
+    }
+}
+
 /// The latest version of one key.
 #[derive(Debug, Clone, Copy)]
 struct Latest {
@@ -293,11 +301,7 @@ async fn read_tasks(
                     hashes.value(i)
                 )));
             };
-            buf.clear();
-            for a in &key_cols {
-                encode_arrow(&mut buf, a, i);
-            }
-            let key = twox_hash::XxHash3_64::oneshot(&buf);
+            let key = key_hash(&key_cols, i, &mut buf);
             held.add(
                 key,
                 Latest {
@@ -309,6 +313,16 @@ async fn read_tasks(
         }
     }
     Ok(())
+}
+
+/// The in-memory hash of row `i`'s natural key, `keys` its key columns (in key order): the
+/// same for a row read back from the table and a row of a batch about to be written.
+pub fn key_hash(keys: &[&ArrayRef], i: usize, buf: &mut Vec<u8>) -> u64 {
+    buf.clear();
+    for a in keys {
+        encode_arrow(buf, a, i);
+    }
+    twox_hash::XxHash3_64::oneshot(buf)
 }
 
 /// Encodes a key value read back from the table exactly as [`encode`] encodes its cell.
@@ -483,8 +497,6 @@ impl IdentityCache {
             base: table.metadata().current_snapshot_id(),
             ingest_on,
             source: scope,
-            key_positions: kind.key_positions().to_vec(),
-            buf: Vec::with_capacity(64),
             appended: Appended::default(),
             files_read,
         })
@@ -515,8 +527,6 @@ pub struct ObjectIdentity {
     base: Option<i64>,
     ingest_on: i32,
     source: Source,
-    key_positions: Vec<usize>,
-    buf: Vec<u8>,
     /// Rows this object appends: hash -> the record (line number) they came from.
     appended: Appended,
     /// Data files whose identity columns this object's check read.
@@ -529,16 +539,21 @@ impl ObjectIdentity {
         self.base
     }
 
-    /// The scope day of `row` when the table's rows of that day are not read yet: read them
-    /// ([`ObjectIdentity::read_day`]) before [`ObjectIdentity::admit`]. Only a new day awaits
-    /// anything; an `await` per row moved the scan's future state per row (3% of the transform).
-    pub fn day_to_read(&mut self, row: &[Cell<'_>]) -> Option<Option<i64>> {
+    /// The data column whose day scopes the check (sessions: `session_start_time`), if any.
+    pub fn scope_position(&self) -> Option<usize> {
+        match &self.source {
+            Source::Scoped(s) => Some(s.position),
+            Source::Table(_) => None,
+        }
+    }
+
+    /// `day` (of a row's scope column, [`scope_day`]) when the table's rows of that day are not
+    /// read yet: read them ([`ObjectIdentity::read_day`]) before [`ObjectIdentity::admit`]. Only
+    /// a new day awaits anything; an `await` per row moved the scan's future state per row (3% of
+    /// the transform).
+    pub fn day_to_read(&mut self, day: Option<i64>) -> Option<Option<i64>> {
         let Source::Scoped(s) = &mut self.source else {
             return None;
-        };
-        let day = match row.get(s.position) {
-            Some(Cell::Ts(t)) => Some(t.div_euclid(MICROS_PER_DAY)),
-            _ => None,
         };
         if s.last_day == Some(day) {
             return None;
@@ -581,22 +596,15 @@ impl ObjectIdentity {
         Ok(())
     }
 
-    /// Decides whether `row` (hash `hash`, from record `record`) is appended (`true`) or already
-    /// held (`false`), and remembers an appended row. Its day must be read
-    /// ([`ObjectIdentity::day_to_read`]).
-    pub fn admit(&mut self, row: &[Cell<'_>], hash: u128, record: u32) -> bool {
+    /// Decides whether a row (hash `hash`, natural key hashed by `key`, from record `record`)
+    /// is appended (`true`) or already held (`false`), and remembers an appended row. Its day
+    /// must be read ([`ObjectIdentity::day_to_read`]). The key is hashed only for rows whose
+    /// hash the table holds.
+    pub fn admit(&mut self, hash: u128, key: impl FnOnce() -> u64, record: u32) -> bool {
         // The same record twice in one object is appended once.
         if self.appended.contains(hash) {
             return false;
         }
-        let (buf, positions) = (&mut self.buf, &self.key_positions);
-        let key = || {
-            buf.clear();
-            for &p in positions {
-                encode(buf, row.get(p).copied().unwrap_or(Cell::Null));
-            }
-            twox_hash::XxHash3_64::oneshot(buf)
-        };
         let held = match &self.source {
             Source::Table(index) => index.held.holds(hash, self.ingest_on, key),
             Source::Scoped(s) => s.held.holds(hash, self.ingest_on, key),

@@ -10,6 +10,7 @@
 //! rows are found held and nothing is appended.
 
 pub mod catalog;
+mod chunks;
 pub mod events;
 pub mod identity;
 pub mod maintenance;
@@ -34,17 +35,17 @@ use tokio::io::AsyncBufReadExt;
 use crate::config::{parse_or, Env, ProcessEnv};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, Unit};
-use crate::pipeline::{pipeline_dir, FileFormat, Pipeline};
+use crate::pipeline::{pipeline_dir, Pipeline};
 use crate::storage::{Lake, LakeUri, ObjectMeta};
 use catalog::{
     build_catalog, ensure_table, find_commit, find_own_commit, refused_before_update,
     CatalogConfig, CatalogKind, CommitGuard, Hooked, ALREADY_COMMITTED,
 };
 use events::{LakeFilter, ObjectRef};
-use identity::{record_hash, IdentityCache};
-use quality::{reason_kind, QualityReport};
-use tables::{Cell, TableDef, Tables};
-use writer::{BatchBuilder, RowMeta};
+use identity::IdentityCache;
+use quality::QualityReport;
+use tables::{TableDef, Tables};
+use writer::RowMeta;
 
 /// A landing record larger than this is quarantined by reference (its first bytes are kept; the
 /// whole record stays in the landing zone).
@@ -363,6 +364,7 @@ impl Transformer {
         let started = std::time::Instant::now();
         // The version read now is the content this run will see; the event's may be stale.
         let head = self.lake.head(&obj.key).await?;
+        tracing::debug!(key = %obj.key, ms = started.elapsed().as_millis() as u64, "version read");
         let version = &head.version;
         // An object landed by others without a partition in its key: the day it landed.
         let ingest_on = ingest_on.unwrap_or_else(|| head.last_modified.date_naive());
@@ -446,7 +448,7 @@ impl Transformer {
         started: std::time::Instant,
     ) -> Result<Staged> {
         let version = head.version.as_str();
-        let (rules, shape) = (kind.rules(), kind.shape());
+        let rules = kind.rules();
         let stem = artifact_stem(key, version);
         let partition = format!("{}/ingest_on={ingest_on}", kind.name());
         let quarantine_key = format!("quarantine/{partition}/{stem}.jsonl");
@@ -461,160 +463,115 @@ impl Transformer {
             source_from: kind.source_from().to_string(),
             source_object: key.to_string(),
         };
-        let mut batch = BatchBuilder::new(kind, arrow_schema, self.cfg.batch_rows, meta)?;
         let file_prefix = format!("{stem}-{}", uuid::Uuid::new_v4().simple());
         let mut writer =
             writer::ObjectWriter::new(table, file_prefix.clone(), self.cfg.target_file_size);
         let mut identity = self.identities.for_object(table, kind, days).await?;
-        let key_positions = kind.key_positions();
-        let item_column = kind.item_index_column();
+        let ctx = Arc::new(chunks::ChunkContext::new(
+            kind.clone(),
+            arrow_schema,
+            meta,
+            identity.scope_position(),
+        ));
+        let key_columns = kind.key_columns();
         let mut metrics = rules.metrics();
         let mut quarantine = QuarantineSpool::new(&self.cfg.spool_dir, key, version)?;
         let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
         let mut unknown_fields: BTreeMap<String, u64> = BTreeMap::new();
         let mut c = Counts::default();
 
-        let mut reader = self.lake.open_version(key, Some(version)).await?;
-        let mut line = Vec::with_capacity(64 * 1024);
-        let mut line_no = 0u64;
-        let mut unknown = Vec::new();
-        let mut rejected_items = Vec::new();
-        let mut hash_buf = Vec::with_capacity(256);
+        let reader = self.lake.open_version(key, Some(version)).await?;
+        let mut chunks = chunks::ChunkReader::new(reader, kind.format(), self.cfg.batch_rows);
+        // Chunks parse on the blocking pool, a few ahead of the one applied in order here.
+        let ahead = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        let mut parsing = std::collections::VecDeque::new();
+        let mut key_buf = Vec::with_capacity(64);
+        let mut more = true;
         loop {
-            line.clear();
-            let read = match kind.format() {
-                FileFormat::Ndjson => {
-                    read_line_limited(&mut reader, &mut line, MAX_RECORD_BYTES).await
+            while more && parsing.len() < ahead {
+                match chunks
+                    .next()
+                    .await
+                    .map_err(|e| Error::StorageUnavailable(format!("reading {key}: {e}")))?
+                {
+                    Some(chunk) => parsing.push_back(chunks::spawn(&ctx, chunk)),
+                    None => more = false,
                 }
-                // The whole object is the record: read once.
-                FileFormat::JsonDocument if line_no == 0 => {
-                    read_all_limited(&mut reader, &mut line, MAX_RECORD_BYTES).await
-                }
-                FileFormat::JsonDocument => Ok((0, false)),
-            };
-            let (n, oversized) =
-                read.map_err(|e| Error::StorageUnavailable(format!("reading {key}: {e}")))?;
-            if n == 0 {
+            }
+            let Some(next) = parsing.pop_front() else {
                 break;
-            }
-            line_no += 1;
-            while matches!(line.last(), Some(b'\n' | b'\r')) {
-                line.pop();
-            }
-            if line.iter().all(u8::is_ascii_whitespace) && !oversized {
-                continue;
-            }
-            c.records_in += 1;
-            let mut reject = |item: Option<i32>, reason: &str, q: &mut QuarantineSpool| {
-                *reasons.entry(reason_kind(reason)).or_default() += 1;
-                q.push(line_no, item, reason, &line, n)
             };
-            if oversized {
-                c.records_quarantined += 1;
-                reject(
-                    None,
-                    &format!("record is larger than {MAX_RECORD_BYTES} bytes"),
-                    &mut quarantine,
-                )?;
-                continue;
-            }
-            let parsed = match std::str::from_utf8(&line) {
-                Err(e) => Err(format!("malformed record: invalid UTF-8: {e}")),
-                Ok(text) => shape.read(text).map_err(|e| format!("malformed JSON: {e}")),
+            let p = match next.await {
+                Ok(parsed) => parsed?,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => return Err(Error::Catalog(format!("internal: parsing task: {e}"))),
             };
-            let value = match parsed {
-                Ok(v) => v,
-                Err(reason) => {
-                    c.records_quarantined += 1;
-                    reject(None, &reason, &mut quarantine)?;
-                    continue;
-                }
-            };
-            let mut rows = Vec::new();
-            unknown.clear();
-            rejected_items.clear();
-            if let Err(reason) = shape.parse(&value, &mut rows, &mut unknown, &mut rejected_items) {
-                c.records_quarantined += 1;
-                reject(None, &reason, &mut quarantine)?;
+            for r in &p.rejects {
+                quarantine.push(r.line, r.item, &r.reason, &r.raw, r.consumed)?;
+            }
+            for (k, n) in p.reasons {
+                *reasons.entry(k).or_default() += n;
+            }
+            for (k, n) in p.unknown_fields {
+                *unknown_fields.entry(k).or_default() += n;
+            }
+            metrics.merge(p.metrics);
+            c.records_in += p.records_in;
+            c.records_quarantined += p.records_quarantined;
+            c.rows_quarantined += p.rows_quarantined;
+            let Some(batch) = p.batch else {
                 continue;
-            }
-            for u in unknown.drain(..) {
-                *unknown_fields.entry(u).or_default() += 1;
-            }
-            // A row breaking a rule (or without its key) rejects its item, or its whole record
-            // when the table does not explode records into items.
-            let mut record_reason = None;
-            rows.retain(|r| {
-                if record_reason.is_some() {
-                    return false;
-                }
-                let reason = key_positions
-                    .iter()
-                    .find(|&&p| r.get(p).copied().unwrap_or(Cell::Null) == Cell::Null)
-                    .map(|&p| format!("{} is missing (natural key)", kind.data_columns()[p].0))
-                    .or_else(|| rules.check_row(r));
-                match (reason, item_column.and_then(|i| r.get(i))) {
-                    (None, _) => true,
-                    (Some(reason), Some(Cell::I32(item))) => {
-                        rejected_items.push((*item, reason));
-                        false
+            };
+            let keys: Vec<&arrow_array::ArrayRef> = key_columns
+                .iter()
+                .map(|k| {
+                    batch.column_by_name(k).ok_or_else(|| {
+                        Error::Catalog(format!("internal: no key column {k} in a batch"))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let mut keep = Vec::with_capacity(p.hashes.len());
+            let mut row = 0;
+            for (line, count) in p.records {
+                let mut appended = false;
+                for _ in 0..count {
+                    if let Some(day) = p.days.get(row).and_then(|d| identity.day_to_read(*d)) {
+                        identity.read_day(day).await?;
                     }
-                    (Some(reason), _) => {
-                        record_reason = Some(reason);
-                        false
+                    let record = u32::try_from(line).unwrap_or(u32::MAX);
+                    let new = identity.admit(
+                        p.hashes[row],
+                        || identity::key_hash(&keys, row, &mut key_buf),
+                        record,
+                    );
+                    if new {
+                        c.rows_committed += 1;
+                        appended = true;
+                    } else {
+                        c.rows_unchanged += 1;
                     }
+                    keep.push(new);
+                    row += 1;
                 }
-            });
-            if let Some(reason) = record_reason {
-                c.records_quarantined += 1;
-                reject(None, &reason, &mut quarantine)?;
-                continue;
-            }
-            rejected_items.sort_by_key(|(i, _)| *i);
-            if rows.is_empty() && rejected_items.windows(2).all(|w| w[0].1 == w[1].1) {
-                // Every item failed alike (a bad session field): one entry for the record.
-                if let Some((_, reason)) = rejected_items.first() {
-                    c.records_quarantined += 1;
-                    reject(None, reason, &mut quarantine)?;
-                    continue;
-                }
-            }
-            for (item, reason) in &rejected_items {
-                reject(Some(*item), reason, &mut quarantine)?;
-            }
-            c.rows_quarantined += rejected_items.len() as u64;
-            if rows.is_empty() {
-                c.records_quarantined += 1;
-                continue;
-            }
-            let mut appended = false;
-            for r in &rows {
-                rules.observe(&mut metrics, r);
-                let h = record_hash(r, &mut hash_buf);
-                if let Some(day) = identity.day_to_read(r) {
-                    identity.read_day(day).await?;
-                }
-                if identity.admit(r, h, u32::try_from(line_no).unwrap_or(u32::MAX)) {
-                    batch.push(r, h)?;
-                    c.rows_committed += 1;
-                    appended = true;
+                if appended {
+                    c.records_committed += 1;
                 } else {
-                    c.rows_unchanged += 1;
+                    c.records_unchanged += 1;
                 }
             }
-            if appended {
-                c.records_committed += 1;
-            } else {
-                c.records_unchanged += 1;
-            }
-            if batch.len() >= self.cfg.batch_rows {
-                writer.write(batch.finish()?).await?;
+            drop(keys);
+            if keep.iter().all(|k| *k) {
+                writer.write(batch).await?;
+            } else if keep.iter().any(|k| *k) {
+                let keep = arrow_array::BooleanArray::from(keep);
+                let kept = arrow_select::filter::filter_record_batch(&batch, &keep)
+                    .map_err(|e| Error::Catalog(format!("internal: filtering a batch: {e}")))?;
+                writer.write(kept).await?;
             }
         }
-        if !batch.is_empty() {
-            writer.write(batch.finish()?).await?;
-        }
+        tracing::debug!(key, ms = started.elapsed().as_millis() as u64, "records parsed");
         let files = writer.close().await?;
+        tracing::debug!(key, ms = started.elapsed().as_millis() as u64, "data files written");
         let base = identity.base();
         let identity_files_read = identity.files_read();
         let appended = identity.into_appended();
@@ -890,7 +847,7 @@ fn recorded_outcome(
     Some(o)
 }
 
-/// Reads one line (through `\n`) into `buf`, keeping at most `limit` bytes; returns the bytes
+/// Reads one line (through `\n`) onto the end of `buf`, keeping at most `limit` bytes of it; returns the bytes
 /// consumed and whether the line was longer than the limit.
 async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin + ?Sized>(
     r: &mut R,
@@ -915,7 +872,7 @@ async fn read_limited<R: tokio::io::AsyncBufRead + Unpin + ?Sized>(
     limit: usize,
     until: Option<u8>,
 ) -> std::io::Result<(usize, bool)> {
-    let mut total = 0;
+    let (mut total, start) = (0, buf.len());
     let mut oversized = false;
     loop {
         let chunk = r.fill_buf().await?;
@@ -926,7 +883,7 @@ async fn read_limited<R: tokio::io::AsyncBufRead + Unpin + ?Sized>(
             Some(i) => (i + 1, true),
             None => (chunk.len(), false),
         };
-        let room = limit.saturating_sub(buf.len());
+        let room = limit.saturating_sub(buf.len() - start);
         if take > room {
             oversized = true;
         }

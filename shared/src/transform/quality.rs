@@ -156,6 +156,7 @@ impl CompiledRules {
             rows: 0,
             present: vec![0; self.dataset.len()],
             distinct: self.dataset.iter().map(|_| HashSet::new()).collect(),
+            seen: self.dataset.iter().map(|_| Vec::new()).collect(),
         }
     }
 
@@ -169,7 +170,7 @@ impl CompiledRules {
             }
             m.present[k] += 1;
             if matches!(rule, DatasetRule::Uniqueness { .. }) {
-                m.distinct[k].insert(value_hash(&cell));
+                m.seen[k].push(value_hash(&cell));
             }
         }
     }
@@ -183,7 +184,7 @@ impl CompiledRules {
                     DatasetRule::Uniqueness { column, min } => (
                         column,
                         *min,
-                        ratio(m.distinct[k].len() as u64, m.present[k]),
+                        ratio(m.distinct_count(k) as u64, m.present[k]),
                     ),
                     DatasetRule::Completeness { column, min } => {
                         (column, *min, ratio(m.present[k], m.rows))
@@ -228,6 +229,39 @@ pub struct DatasetMetrics {
     /// is. Two of 10 million distinct ids collide with probability ~3e-6, which could only make
     /// a ratio look lower by one row in 10 million.
     distinct: Vec<HashSet<u64>>,
+    /// Hashes observed and not counted yet: observing pushes, counting (a merge) inserts once.
+    seen: Vec<Vec<u64>>,
+}
+
+impl DatasetMetrics {
+    /// Adds the rows `other` observed (of the same rules): a chunk's metrics into the object's.
+    /// A chunk only lists the hashes it saw; they are counted here, once.
+    pub fn merge(&mut self, other: DatasetMetrics) {
+        self.rows += other.rows;
+        for (a, b) in self.present.iter_mut().zip(other.present) {
+            *a += b;
+        }
+        for ((set, seen), (theirs, their_seen)) in self
+            .distinct
+            .iter_mut()
+            .zip(&self.seen)
+            .zip(other.distinct.into_iter().zip(other.seen))
+        {
+            debug_assert!(seen.is_empty(), "merged metrics observe nothing themselves");
+            set.extend(theirs);
+            set.extend(their_seen);
+        }
+    }
+
+    /// Distinct values of rule `k`.
+    fn distinct_count(&self, k: usize) -> usize {
+        if self.seen[k].is_empty() {
+            return self.distinct[k].len();
+        }
+        let mut all = self.distinct[k].clone();
+        all.extend(&self.seen[k]);
+        all.len()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -16,7 +16,7 @@ use iceberg::spec::{
     Struct, StructType,
 };
 use iceberg::table::Table;
-use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
     DefaultFileNameGenerator, DefaultLocationGenerator,
 };
@@ -213,6 +213,15 @@ impl BatchBuilder {
 
     /// Takes the accumulated rows as a batch and starts a new one.
     pub fn finish(&mut self) -> Result<RecordBatch> {
+        self.take(true)
+    }
+
+    /// The accumulated rows as a batch, the builder's last.
+    pub fn into_batch(mut self) -> Result<RecordBatch> {
+        self.take(false)
+    }
+
+    fn take(&mut self, renew: bool) -> Result<RecordBatch> {
         let n = self.rows;
         // Only a full batch sizes the next: a short one is the object's last, and scaling it up
         // would size builders by its few rows (one long string could ask for gigabytes).
@@ -243,8 +252,10 @@ impl BatchBuilder {
             n
         ])));
         self.rows = 0;
-        // Fresh builders sized for a whole batch (finished ones restart empty).
-        self.cols = Col::all(self.table.data_columns(), self.capacity, &text)?;
+        if renew {
+            // Fresh builders sized for a whole batch (finished ones restart empty).
+            self.cols = Col::all(self.table.data_columns(), self.capacity, &text)?;
+        }
         let arrays = self.order.iter().map(|&i| arrays[i].clone()).collect();
         RecordBatch::try_new(self.schema.clone(), arrays)
             .map_err(|e| Error::Catalog(format!("building a record batch: {e}")))
@@ -257,9 +268,6 @@ fn record_hash_path() -> parquet::schema::types::ColumnPath {
 
 type FileWriterBuilder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
-type FileWriter =
-    DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
-
 /// Data files of `table`, rolling at `target_file_size`. Row groups are kept small so memory
 /// stays bounded while writing.
 fn file_writer_builder(
@@ -428,6 +436,85 @@ struct Pending {
     rows: usize,
 }
 
+/// Batches queued for one file's encoder.
+const FILE_QUEUE: usize = 2;
+
+/// Batches into data files on a task of its own, fed through a bounded queue. Dropped without
+/// `close`, the task is aborted; files it started are left to orphan-file maintenance.
+struct Encoder {
+    batches: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
+    task: Option<tokio::task::JoinHandle<Result<Vec<DataFile>>>>,
+}
+
+impl Encoder {
+    /// Runs `work` on the batches sent, `queue` of them waiting at most.
+    fn spawn<F>(queue: usize, work: impl FnOnce(tokio::sync::mpsc::Receiver<RecordBatch>) -> F) -> Self
+    where
+        F: std::future::Future<Output = Result<Vec<DataFile>>> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(queue);
+        Encoder {
+            batches: Some(tx),
+            task: Some(tokio::spawn(work(rx))),
+        }
+    }
+
+    /// A data file of partition `key`, its encoder a task of its own: files of different
+    /// partitions are encoded in parallel, and a file's close (which encodes its last row group)
+    /// does not hold up the next.
+    async fn file(builder: &FileWriterBuilder, key: Option<PartitionKey>) -> Result<Encoder> {
+        let mut writer = builder.build(key).await?;
+        Ok(Encoder::spawn(FILE_QUEUE, |mut rx| async move {
+            while let Some(batch) = rx.recv().await {
+                writer.write(batch).await?;
+            }
+            Ok(writer.close().await?)
+        }))
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let sent = match &self.batches {
+            Some(tx) => tx.send(batch).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The task stopped taking batches: it failed, and its error says why.
+        self.batches = None;
+        Err(match self.join().await {
+            Err(e) => e,
+            Ok(_) => Error::Catalog("internal: a data file encoder stopped early".into()),
+        })
+    }
+
+    /// Sends no more batches: the task finishes its last ones (await it with `join`).
+    fn finish(&mut self) {
+        self.batches = None;
+    }
+
+    /// The data files written, once the task is done.
+    async fn join(&mut self) -> Result<Vec<DataFile>> {
+        self.finish();
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| Error::Catalog(format!("internal: data file encoder task: {e}")))?,
+            None => Err(Error::Catalog(
+                "internal: the data file encoder was already closed".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
 /// Rows into data files laid out by the table's own partition spec (whatever it is: the writer
 /// names no column). Rows are gathered per partition and written a row group at a time, to at
 /// most `MAX_OPEN_FILES` open files: a daily object writes one file per day as before, and an
@@ -438,7 +525,9 @@ struct Sink {
     pending: HashMap<Struct, Pending>,
     pending_rows: usize,
     /// Least recently written first.
-    open: Vec<(Struct, FileWriter)>,
+    open: Vec<(Struct, Encoder)>,
+    /// Files whose last rows are being encoded.
+    closing: std::collections::VecDeque<Encoder>,
     files: Vec<DataFile>,
 }
 
@@ -451,6 +540,7 @@ impl Sink {
             pending: HashMap::new(),
             pending_rows: 0,
             open: Vec::new(),
+            closing: std::collections::VecDeque::new(),
             files: Vec::new(),
         })
     }
@@ -505,20 +595,27 @@ impl Sink {
         // Bound first: a scrutinee's temporaries (an iterator over `open`, not `Sync`) would
         // live across the awaits below.
         let open = self.open.iter().position(|(k, _)| k == id);
-        let mut writer = match open {
+        let mut file = match open {
             Some(i) => self.open.remove(i).1,
             None => {
                 if self.open.len() >= MAX_OPEN_FILES {
                     let (_, mut oldest) = self.open.remove(0);
-                    self.files.extend(oldest.close().await?);
+                    oldest.finish();
+                    self.closing.push_back(oldest);
+                    // Files closing in the background hold their buffers: as many as are open.
+                    while self.closing.len() > MAX_OPEN_FILES {
+                        if let Some(mut f) = self.closing.pop_front() {
+                            self.files.extend(f.join().await?);
+                        }
+                    }
                 }
-                self.builder.build(p.key).await?
+                Encoder::file(&self.builder, p.key).await?
             }
         };
         for b in p.batches {
-            writer.write(b).await?;
+            file.write(b).await?;
         }
-        self.open.push((id.clone(), writer));
+        self.open.push((id.clone(), file));
         Ok(())
     }
 
@@ -527,8 +624,12 @@ impl Sink {
         for id in ids {
             self.flush(&id).await?;
         }
-        for (_, mut w) in std::mem::take(&mut self.open) {
-            self.files.extend(w.close().await?);
+        let open = std::mem::take(&mut self.open).into_iter().map(|(_, f)| f);
+        let mut all: Vec<Encoder> = self.closing.drain(..).chain(open).collect();
+        // Every queue closed first: the encoders finish their last row groups together.
+        all.iter_mut().for_each(Encoder::finish);
+        for mut f in all {
+            self.files.extend(f.join().await?);
         }
         Ok(self.files)
     }
@@ -542,16 +643,12 @@ const WRITE_QUEUE: usize = 2;
 /// following it. Files are opened on the first batch: an object whose records are all
 /// quarantined (or that is empty) writes no file at all. Dropped without `close`, the task is
 /// aborted; files it started are left to orphan-file maintenance.
-pub struct ObjectWriter {
-    batches: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
-    task: Option<tokio::task::JoinHandle<Result<Vec<DataFile>>>>,
-}
+pub struct ObjectWriter(Encoder);
 
 impl ObjectWriter {
     pub fn new(table: &Table, file_prefix: String, target_file_size: usize) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(WRITE_QUEUE);
         let table = table.clone();
-        let task = tokio::spawn(async move {
+        ObjectWriter(Encoder::spawn(WRITE_QUEUE, |mut rx| async move {
             let mut sink = None;
             while let Some(batch) = rx.recv().await {
                 let s = match &mut sink {
@@ -564,52 +661,16 @@ impl ObjectWriter {
                 Some(s) => s.close().await,
                 None => Ok(Vec::new()),
             }
-        });
-        Self {
-            batches: Some(tx),
-            task: Some(task),
-        }
+        }))
     }
 
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let sent = match &self.batches {
-            Some(tx) => tx.send(batch).await.is_ok(),
-            None => false,
-        };
-        if sent {
-            return Ok(());
-        }
-        // The task stopped taking batches: it failed, and its error says why.
-        self.batches = None;
-        Err(match self.join().await {
-            Err(e) => e,
-            Ok(_) => Error::Catalog("internal: the data file writer stopped early".into()),
-        })
+        self.0.write(batch).await
     }
 
     /// The data files written (none when no batch came).
     pub async fn close(mut self) -> Result<Vec<DataFile>> {
-        self.batches = None;
-        self.join().await
-    }
-
-    async fn join(&mut self) -> Result<Vec<DataFile>> {
-        match self.task.take() {
-            Some(task) => task
-                .await
-                .map_err(|e| Error::Catalog(format!("internal: data file writer task: {e}")))?,
-            None => Err(Error::Catalog(
-                "internal: the data file writer was already closed".into(),
-            )),
-        }
-    }
-}
-
-impl Drop for ObjectWriter {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
+        self.0.join().await
     }
 }
 
