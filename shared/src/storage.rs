@@ -102,6 +102,9 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::StorageUnavailable(format!("{what} {}: {e}", path.display()))
 }
 
+/// Reads of local objects: the kernel copies them into a buffer that fits the CPU's cache.
+const LOCAL_READ_BYTES: usize = 128 * 1024;
+
 impl Lake {
     pub fn local(root: impl Into<PathBuf>) -> Lake {
         Lake::Local { root: root.into() }
@@ -273,37 +276,42 @@ impl Lake {
                 // identical bytes keeps the version, changed bytes change it. xxh3-128, not MD5:
                 // S3 hands its ETag over for free, so the local stand-in must not cost the
                 // transform a second pass at MD5's speed (0.4 s for 200 MB measured).
-                use tokio::io::AsyncReadExt;
                 let p = root.join(key);
-                let mut f = tokio::fs::File::open(&p)
-                    .await
-                    .map_err(|e| match e.kind() {
-                        std::io::ErrorKind::NotFound => {
-                            Error::InvalidInput(format!("no object {}", p.display()))
-                        }
-                        _ => io_err("cannot open", &p, e),
-                    })?;
-                let mut hasher = twox_hash::XxHash3_128::new();
-                let mut buf = vec![0u8; 1 << 20];
-                let mut size = 0u64;
-                loop {
-                    let n = f
-                        .read(&mut buf)
-                        .await
-                        .map_err(|e| io_err("cannot read", &p, e))?;
-                    if n == 0 {
-                        break;
+                // Blocking reads on a thread of their own, into a buffer that stays in the CPU's
+                // cache: hashing 200 MB took 0.2 s through tokio's file with 1 MB reads, and
+                // reading alone 30 ms with 128 KB reads against 110-140 ms with 256 KB or more.
+                let path = p.clone();
+                let hashed = tokio::task::spawn_blocking(move || {
+                    use std::io::Read;
+                    let mut f = std::fs::File::open(&path)?;
+                    let mut hasher = twox_hash::XxHash3_128::new();
+                    let mut buf = vec![0u8; LOCAL_READ_BYTES];
+                    let mut size = 0u64;
+                    loop {
+                        let n = match f.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => n,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(e),
+                        };
+                        hasher.write(&buf[..n]);
+                        size += n as u64;
                     }
-                    hasher.write(&buf[..n]);
-                    size += n as u64;
-                }
+                    let modified = f.metadata().and_then(|m| m.modified()).ok();
+                    Ok((hasher, size, modified))
+                })
+                .await
+                .map_err(|e| Error::StorageUnavailable(format!("hashing {}: {e}", p.display())))?;
+                let (hasher, size, modified) = hashed.map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        Error::InvalidInput(format!("no object {}", p.display()))
+                    }
+                    _ => io_err("cannot read", &p, e),
+                })?;
                 let version = format!("{:032x}", hasher.finish_128());
-                let last_modified = f
-                    .metadata()
-                    .await
-                    .and_then(|m| m.modified())
+                let last_modified = modified
                     .map(chrono::DateTime::from)
-                    .unwrap_or_else(|_| chrono::Utc::now());
+                    .unwrap_or_else(chrono::Utc::now);
                 Ok(ObjectMeta {
                     size,
                     version,
@@ -364,7 +372,10 @@ impl Lake {
                 let f = tokio::fs::File::open(&p)
                     .await
                     .map_err(|e| io_err("cannot open", &p, e))?;
-                Ok(Box::new(tokio::io::BufReader::with_capacity(1 << 20, f)))
+                Ok(Box::new(tokio::io::BufReader::with_capacity(
+                    LOCAL_READ_BYTES,
+                    f,
+                )))
             }
             Lake::S3 {
                 client,
