@@ -437,7 +437,7 @@ struct Pending {
 }
 
 /// Batches queued for one file's encoder.
-const FILE_QUEUE: usize = 2;
+const FILE_QUEUE: usize = 1;
 
 /// Batches into data files on a task of its own, fed through a bounded queue. Dropped without
 /// `close`, the task is aborted; files it started are left to orphan-file maintenance.
