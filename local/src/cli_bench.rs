@@ -754,7 +754,11 @@ pub async fn worker(args: &WorkerArgs) -> Result<()> {
 
 async fn transform_phase(file: &Path, scratch: &Path, kept: Option<&Path>) -> Result<Measurement> {
     let (lake, catalog, key) = match kept {
-        None => (scratch.join("lake"), scratch.join("catalog"), LANDING_KEY.to_string()),
+        None => (
+            scratch.join("lake"),
+            scratch.join("catalog"),
+            LANDING_KEY.to_string(),
+        ),
         Some(dir) => {
             let name = file
                 .file_name()

@@ -285,14 +285,16 @@ pub fn parse(ctx: &ChunkContext, chunk: Chunk) -> Result<Parsed> {
             batch.push(r, h)?;
             out.hashes.push(h);
             if let Some(p) = ctx.scope {
-                out.days.push(scope_day(r.get(p).copied().unwrap_or(Cell::Null)));
+                out.days
+                    .push(scope_day(r.get(p).copied().unwrap_or(Cell::Null)));
             }
         }
         out.records.push((l.no, rows.len()));
     }
     if !out.records.is_empty() {
         let per_record = out.hashes.len() * 100 / out.records.len();
-        ctx.rows_per_record.store(per_record.max(1), Ordering::Relaxed);
+        ctx.rows_per_record
+            .store(per_record.max(1), Ordering::Relaxed);
     }
     if !batch.is_empty() {
         out.batch = Some(batch.into_batch()?);
@@ -377,7 +379,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_json_document_is_one_record() {
-        let got = chunks(b"[\n{\"a\":1},\n{\"a\":2}\n]\n", FileFormat::JsonDocument, 1).await;
-        assert_eq!(got, vec![vec![(1, "[\n{\"a\":1},\n{\"a\":2}\n]".to_string())]]);
+        let got = chunks(
+            b"[\n{\"a\":1},\n{\"a\":2}\n]\n",
+            FileFormat::JsonDocument,
+            1,
+        )
+        .await;
+        assert_eq!(
+            got,
+            vec![vec![(1, "[\n{\"a\":1},\n{\"a\":2}\n]".to_string())]]
+        );
     }
 }

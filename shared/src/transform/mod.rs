@@ -569,9 +569,17 @@ impl Transformer {
                 writer.write(kept).await?;
             }
         }
-        tracing::debug!(key, ms = started.elapsed().as_millis() as u64, "records parsed");
+        tracing::debug!(
+            key,
+            ms = started.elapsed().as_millis() as u64,
+            "records parsed"
+        );
         let files = writer.close().await?;
-        tracing::debug!(key, ms = started.elapsed().as_millis() as u64, "data files written");
+        tracing::debug!(
+            key,
+            ms = started.elapsed().as_millis() as u64,
+            "data files written"
+        );
         let base = identity.base();
         let identity_files_read = identity.files_read();
         let appended = identity.into_appended();

@@ -448,7 +448,10 @@ struct Encoder {
 
 impl Encoder {
     /// Runs `work` on the batches sent, `queue` of them waiting at most.
-    fn spawn<F>(queue: usize, work: impl FnOnce(tokio::sync::mpsc::Receiver<RecordBatch>) -> F) -> Self
+    fn spawn<F>(
+        queue: usize,
+        work: impl FnOnce(tokio::sync::mpsc::Receiver<RecordBatch>) -> F,
+    ) -> Self
     where
         F: std::future::Future<Output = Result<Vec<DataFile>>> + Send + 'static,
     {
