@@ -43,12 +43,6 @@ pub struct Chunk {
     lines: Vec<Line>,
 }
 
-impl Chunk {
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
-    }
-}
-
 /// Reads records in order, a chunk at a time.
 pub struct ChunkReader<R> {
     reader: R,
@@ -106,7 +100,7 @@ impl<R: tokio::io::AsyncBufRead + Unpin> ChunkReader<R> {
                 oversized,
             });
         }
-        Ok((!chunk.is_empty()).then_some(chunk))
+        Ok((!chunk.lines.is_empty()).then_some(chunk))
     }
 }
 

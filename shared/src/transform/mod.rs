@@ -1,8 +1,8 @@
 //! Stage 2: landing objects into the Iceberg tables of the transform zone, exactly once, with
 //! record identity, record-level quarantine and dataset-level quality reports.
 //!
-//! One landing object is one unit of work: it is streamed line by line (bounded memory), each
-//! record becomes rows (or a quarantine entry with its reason; a bad item of a session alone),
+//! One landing object is one unit of work: it is streamed in chunks of records, parsed on the
+//! runtime's workers and applied in order (bounded memory, [`chunks`]), each record becomes rows (or a quarantine entry with its reason; a bad item of a session alone),
 //! rows the table does not hold yet ([`identity`]) are written as Parquet data files of the
 //! object's `ingest_on` partition, and the files are committed in one snapshot whose properties
 //! record the object's key, content version, outcome and the commit attempt's id. A redelivered
@@ -482,7 +482,7 @@ impl Transformer {
 
         let reader = self.lake.open_version(key, Some(version)).await?;
         let mut chunks = chunks::ChunkReader::new(reader, kind.format(), self.cfg.batch_rows);
-        // Chunks parse on the blocking pool, a few ahead of the one applied in order here.
+        // Chunks parse on the runtime's workers, a few ahead of the one applied in order here.
         let ahead = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
         let mut parsing = std::collections::VecDeque::new();
         let mut key_buf = Vec::with_capacity(64);
@@ -533,12 +533,11 @@ impl Transformer {
             let mut keep = Vec::with_capacity(p.hashes.len());
             let mut row = 0;
             for (line, count) in p.records {
-                let mut appended = false;
+                let (mut appended, record) = (false, u32::try_from(line).unwrap_or(u32::MAX));
                 for _ in 0..count {
                     if let Some(day) = p.days.get(row).and_then(|d| identity.day_to_read(*d)) {
                         identity.read_day(day).await?;
                     }
-                    let record = u32::try_from(line).unwrap_or(u32::MAX);
                     let new = identity.admit(
                         p.hashes[row],
                         || identity::key_hash(&keys, row, &mut key_buf),
@@ -855,8 +854,8 @@ fn recorded_outcome(
     Some(o)
 }
 
-/// Reads one line (through `\n`) onto the end of `buf`, keeping at most `limit` bytes of it; returns the bytes
-/// consumed and whether the line was longer than the limit.
+/// Reads one line (through `\n`) onto the end of `buf`, keeping at most `limit` bytes of it;
+/// returns the bytes consumed and whether the line was longer than the limit.
 async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin + ?Sized>(
     r: &mut R,
     buf: &mut Vec<u8>,
