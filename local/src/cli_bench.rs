@@ -772,7 +772,11 @@ async fn transform_phase(file: &Path, scratch: &Path, kept: Option<&Path>) -> Re
     if let Some(parent) = landed.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    // A hard link (same file system) avoids copying; a copy otherwise.
+    // A hard link (same file system) avoids copying; a copy otherwise. An earlier run's landed
+    // file goes first: copied onto itself (its own hard link), the file would be truncated.
+    if landed.exists() {
+        std::fs::remove_file(&landed).with_context(|| format!("{}", landed.display()))?;
+    }
     if std::fs::hard_link(file, &landed).is_err() {
         std::fs::copy(file, &landed)
             .with_context(|| format!("copying {} into the scratch lake", file.display()))?;

@@ -60,25 +60,33 @@ impl std::hash::Hasher for Prehashed {
 type BuildPrehashed = std::hash::BuildHasherDefault<Prehashed>;
 /// A set of 128-bit record hashes.
 pub type HashSet128 = HashSet<u128, BuildPrehashed>;
-/// A record hash as two words: 24-byte entries beside a `u32` (a `u128` key is 16-aligned: 32).
+/// A record hash as four 32-bit words: 20-byte entries beside a `u32` record (as two `u64`s,
+/// 24; a `u128` key is 16-aligned: 32). A 1 GB object appends 3.4 million rows: 17 MB less.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct Hash128([u64; 2]);
+struct Hash128([u32; 4]);
 
 impl std::hash::Hash for Hash128 {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0[0]);
+        state.write_u64(u64::from(self.0[0]) | (u64::from(self.0[1]) << 32));
     }
 }
 
 impl From<u128> for Hash128 {
     fn from(h: u128) -> Self {
-        Hash128([h as u64, (h >> 64) as u64])
+        Hash128([
+            h as u32,
+            (h >> 32) as u32,
+            (h >> 64) as u32,
+            (h >> 96) as u32,
+        ])
     }
 }
 
 impl From<Hash128> for u128 {
     fn from(h: Hash128) -> Self {
-        (u128::from(h.0[1]) << 64) | u128::from(h.0[0])
+        h.0.iter()
+            .rev()
+            .fold(0u128, |acc, w| (acc << 32) | u128::from(*w))
     }
 }
 
@@ -578,6 +586,7 @@ impl ObjectIdentity {
         };
         // The filter prunes files by their bounds; each file is then read whole (no row
         // filter), once, so the days it also covers are known too.
+        let started = std::time::Instant::now();
         let tasks: Vec<FileScanTask> = plan(&self.table, &self.kind, Some(filter))
             .await?
             .into_iter()
@@ -590,7 +599,14 @@ impl ObjectIdentity {
         s.files
             .extend(tasks.iter().map(|t| t.data_file_path.clone()));
         self.files_read += tasks.len() as u64;
+        let files = tasks.len();
         read_tasks(&self.table, &self.kind, tasks, &mut s.held).await?;
+        tracing::debug!(
+            ?day,
+            files,
+            ms = started.elapsed().as_millis() as u64,
+            "identity day read"
+        );
         // Marked read only once read: a failed read is not taken for an empty day.
         s.days.insert(day);
         Ok(())
@@ -641,13 +657,14 @@ mod tests {
             low | (1 << 64),
             low | (1 << 127),
             low | (0xf << 124) | (7 << 64),
+            low | (1 << 96),
         ];
         for (i, h) in hashes.iter().enumerate() {
             assert!(!a.contains(*h));
             a.insert(*h, i as u32);
         }
         a.insert(hashes[0], 0);
-        assert_eq!(a.len(), 4);
+        assert_eq!(a.len(), 5);
         assert!(hashes.iter().all(|h| a.contains(*h)));
         assert!(!a.contains(low | (2 << 64)));
         let mut seen: Vec<u128> = a.hashes().collect();
@@ -658,8 +675,16 @@ mod tests {
         a.retain(|h| h >> 127 == 0);
         let mut records: Vec<u32> = a.records().collect();
         records.sort_unstable();
-        assert_eq!(records, [0, 1]);
+        assert_eq!(records, [0, 1, 4]);
         assert!(!a.is_empty());
+    }
+
+    #[test]
+    fn an_appended_row_takes_20_bytes_and_its_hash_round_trips() {
+        assert_eq!(std::mem::size_of::<(Hash128, u32)>(), 20);
+        let h = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210_u128;
+        assert_eq!(u128::from(Hash128::from(h)), h);
+        assert_eq!(u128::from(Hash128::from(u128::MAX)), u128::MAX);
     }
 
     /// The hash of a row's natural key (only used in memory).

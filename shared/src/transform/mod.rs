@@ -370,6 +370,7 @@ impl Transformer {
         let ingest_on = ingest_on.unwrap_or_else(|| head.last_modified.date_naive());
         let table =
             ensure_table(&*self.catalog, &self.cfg.catalog, &self.cfg.namespace, kind).await?;
+        tracing::debug!(key = %obj.key, ms = started.elapsed().as_millis() as u64, "table loaded");
         if let Some(outcome) = recorded_outcome(&table, &obj.key, version) {
             tracing::info!(key = %obj.key, %version, "already committed, returning the recorded outcome");
             return Ok(Preparation::Recorded(outcome));
@@ -708,7 +709,10 @@ impl Transformer {
                 .with_check_duplicate(false)
                 .set_snapshot_properties(props)
                 .apply(tx)?;
-            let err = match tx.commit(&guarded).await {
+            let committing = std::time::Instant::now();
+            let result = tx.commit(&guarded).await;
+            tracing::debug!(key = %key, attempt, ms = committing.elapsed().as_millis() as u64, ok = result.is_ok(), "commit attempted");
+            let err = match result {
                 Ok(t) => {
                     let id = find_own_commit(&t, &attempt_ids).unwrap_or_default();
                     return Ok(Committed::Snapshot(id));
