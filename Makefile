@@ -130,7 +130,10 @@ lambda-build: $(LAMBDA_VENV)/bin/cargo-lambda ## Build the Lambda zips (arm64) i
 	PATH="$(LAMBDA_VENV)/bin:$$PATH" CARGO_TARGET_DIR=$(DEFTUNES_CACHE)/target-lambda \
 	  cargo lambda build --release --arm64 --output-format zip --lambda-dir target/lambda --include pipelines \
 	  $(foreach f,$(notdir $(wildcard functions/*)),-p $(f))
-	@ls -l target/lambda/*/bootstrap.zip
+	@for z in target/lambda/*/bootstrap.zip; do \
+	  b=$$(stat -c %s $$z); \
+	  awk -v z=$$z -v b=$$b 'BEGIN { printf "%-42s %6.2f MB%s\n", z, b / 1e6, (b >= 12e6 ? "  (over the 12 MB goal)" : "") }'; \
+	done
 
 # Start-up to ready of each function (spawn to its first poll of the Runtime API), against a fake
 # Runtime API and local stores. No build here (`make build` makes the debug binaries): the release
