@@ -160,5 +160,34 @@ bench: ## Benchmark the transform (MB/s, CPU-s/GB, peak RSS, a 2 kB object end t
 	$(CARGO) build --release --locked -p deftunes-local --bin deftunes
 	$(CARGO_TARGET_DIR)/release/deftunes bench --mb $(BENCH_MB) --rss-mb $(BENCH_RSS_MB) --identity-rows $(BENCH_IDENTITY_ROWS)
 
+# The comparator of the throughput goal: the same transform in pyarrow + pyiceberg (vectorised read
+# and explode, one append; local/python/pyiceberg_bench.py says what it leaves out), in a venv of
+# its own, on the files `make bench` generated: the large object PYBENCH_RUNS times into a fresh
+# SQLite catalog, then `sessions_small-01` creating a table and 02..12 each timed as a fresh
+# process (as `make bench` does). JSON lines, also in $(PYBENCH_DIR)/report.jsonl. Not in `make test`.
+PYBENCH_VENV := $(DEFTUNES_CACHE)/venv-pybench
+PYBENCH_REQ := local/python/requirements-bench.txt
+BENCH_FILE ?= .deftunes/bench/lake/landing_zone/api/sessions/ingest_on=2020-01-01/sessions_bench.part-00000.jsonl
+PYBENCH_DIR ?= .deftunes/bench/pyiceberg
+PYBENCH_RUNS ?= 3
+PYBENCH_SMALL_RUNS ?= 11
+.PHONY: bench-python
+bench-python: ## The pyarrow + pyiceberg comparator of `make bench` on its files (run `make bench` first; report in .deftunes/bench/pyiceberg/)
+	@PYTHON=$(HOST_PYTHON) bash local/python/venv.sh $(PYBENCH_VENV) $(PYBENCH_REQ)
+	@[ -f "$(BENCH_FILE)" ] || { echo "bench-python: no $(BENCH_FILE) (\`make bench\` generates it; or set BENCH_FILE)" >&2; exit 1; }
+	@small=( $$(ls .deftunes/bench/sessions_small-*.jsonl 2>/dev/null | sort) ); \
+	[ $${#small[@]} -ge 3 ] || { echo "bench-python: no .deftunes/bench/sessions_small-NN.jsonl (\`make bench\` writes them)" >&2; exit 1; }; \
+	bench=$(PYBENCH_VENV)/bin/python; script=local/python/pyiceberg_bench.py; \
+	mkdir -p $(PYBENCH_DIR); out=$(PYBENCH_DIR)/report.jsonl; : > $$out; \
+	echo "bench-python: $(BENCH_FILE) ($$(stat -c %s "$(BENCH_FILE)") bytes), $(PYBENCH_RUNS) runs" >&2; \
+	for i in $$(seq $(PYBENCH_RUNS)); do \
+	  rm -rf $(PYBENCH_DIR)/large; \
+	  $$bench $$script large "$(BENCH_FILE)" --dir $(PYBENCH_DIR)/large | tee -a $$out; \
+	done; \
+	rm -rf $(PYBENCH_DIR)/large $(PYBENCH_DIR)/small; \
+	echo "bench-python: small objects, $(PYBENCH_SMALL_RUNS) runs" >&2; \
+	$$bench $$script small "$${small[@]:1}" --dir $(PYBENCH_DIR)/small --runs $(PYBENCH_SMALL_RUNS) | tee -a $$out; \
+	rm -rf $(PYBENCH_DIR)/small
+
 clean: ## Remove the local demo state (.deftunes/)
 	rm -rf .deftunes

@@ -43,7 +43,7 @@ use deftunes::transform::catalog::ensure_table;
 use deftunes::transform::events::ObjectRef;
 use deftunes::transform::identity::record_hash;
 use deftunes::transform::tables::TableDef;
-use deftunes::transform::writer::{BatchBuilder, ObjectWriter, RowMeta};
+use deftunes::transform::writer::{BatchBuilder, FileLayout, ObjectWriter, RowMeta};
 use deftunes::transform::{Preparation, Transformer};
 use deftunes_local::{Dataset, Scale, Session};
 
@@ -917,7 +917,11 @@ async fn write_day(
     let ingest_on = day.succ_opt().unwrap_or(day);
     let (batches, rows) =
         tokio::task::spawn_blocking(move || day_batches(&kind, day, ingest_on, schema)).await??;
-    let mut w = ObjectWriter::new(&table, format!("prefill-{day}"), PREFILL_FILE_BYTES);
+    let layout = FileLayout {
+        target_file_size: PREFILL_FILE_BYTES,
+        compressed: true,
+    };
+    let mut w = ObjectWriter::new(&table, format!("prefill-{day}"), layout);
     for b in batches {
         w.write(b).await?;
     }

@@ -1053,3 +1053,69 @@ async fn a_replayed_older_version_of_the_same_ingest_on_does_not_become_current(
     );
     assert_eq!(f.rows("users").await, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_a_concurrent_commit_took_first_move_to_unchanged_by_record() {
+    let f = fixture(&[]).await;
+    let ds = dataset();
+    let jan = window(&ds, "2020-01-01", "2020-01-31");
+    let (a, b) = (&jan[..6], &jan[3..10]);
+    // B holds three of A's sessions, and one of its own twice (the copy is unchanged).
+    let mut b_body = b.to_vec();
+    b_body.push(b[5].clone());
+    let b_obj = f
+        .land(
+            &sessions_key("2020-02-01", "2020-01-01", "2020-01-31", 1),
+            &ndjson(&b_body),
+        )
+        .await;
+    // The table exists, so B's identity check is made against a snapshot without A's rows.
+    transform(&f, &users_key("2020-01-01", 0), &ndjson(&ds.users)).await;
+    transform(
+        &f,
+        &sessions_key("2020-01-15", "2020-01-01", "2020-01-31", 0),
+        &ndjson(&jan[20..21]),
+    )
+    .await;
+    let Preparation::Staged(staged) = f.transformer.prepare(&b_obj).await.unwrap() else {
+        panic!("expected staged data files")
+    };
+    // A lands between B's check and B's commit.
+    let first = transform(
+        &f,
+        &sessions_key("2020-02-01", "2020-01-01", "2020-01-31", 0),
+        &ndjson(a),
+    )
+    .await;
+    assert_eq!(first.status, Status::Committed);
+    let o = f.transformer.commit_staged(staged).await.unwrap();
+    let shared = items(&b[..3]).len() as u64;
+    let own = items(&b[3..]).len() as u64;
+    let copy = items(&b[5..6]).len() as u64;
+    assert_eq!(o.status, Status::Committed, "{o:?}");
+    assert_eq!(
+        (
+            o.records_in,
+            o.records_committed,
+            o.records_unchanged,
+            o.rows_committed,
+            o.rows_unchanged
+        ),
+        (8, 4, 4, own, shared + copy),
+        "{o:?}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&f.lake().get_bytes(&o.quality_report_key).await.unwrap()).unwrap();
+    assert_eq!(
+        (
+            report["records_committed"].as_u64(),
+            report["records_unchanged"].as_u64(),
+            report["rows_committed"].as_u64()
+        ),
+        (Some(4), Some(4), Some(own)),
+        "{report}"
+    );
+    let mut all = jan[..10].to_vec();
+    all.push(jan[20].clone());
+    assert_once_each(&f, "sessions", items(&all).len()).await;
+}

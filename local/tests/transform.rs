@@ -631,3 +631,64 @@ async fn each_object_emits_one_metric_line_and_redeliveries_none() {
     assert_eq!(last["DatasetRuleFailures"], 1);
     assert_eq!(last["RecordsIn"], 2 * ds.users.len());
 }
+
+/// The codecs of every column chunk of `kind`'s data files.
+async fn codecs(f: &Fixture, kind: &str) -> std::collections::BTreeSet<String> {
+    let table = f.table(kind).await;
+    let files = deftunes::transform::maintenance::referenced_files(&table)
+        .await
+        .unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    for p in files.iter().filter(|p| p.ends_with(".parquet")) {
+        let file = std::fs::File::open(p.trim_start_matches("file://")).unwrap();
+        let meta = parquet::file::reader::FileReader::metadata(
+            &parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap(),
+        )
+        .clone();
+        for rg in meta.row_groups() {
+            out.extend(
+                rg.columns()
+                    .iter()
+                    .map(|c| format!("{:?}", c.compression())),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_objects_are_written_uncompressed_and_large_ones_with_zstd() {
+    use deftunes::transform::writer::COMPRESS_FROM_BYTES;
+    let f = fixture(&[]).await;
+    let ds = Dataset::generate(
+        5,
+        &Scale {
+            songs: 300,
+            users: 60,
+            sessions: 3000,
+            ..Scale::default()
+        },
+    );
+    let small = ndjson(&ds.users[..5]);
+    let large = ndjson(&ds.sessions);
+    assert!((small.len() as u64) < COMPRESS_FROM_BYTES);
+    assert!(large.len() as u64 >= COMPRESS_FROM_BYTES, "{}", large.len());
+    for (key, body) in [(USERS_KEY, small), (SESSIONS_KEY, large)] {
+        let obj = f.land(key, &body).await;
+        let o = f.transformer.transform_object(&obj).await.unwrap();
+        assert_eq!(o.status, Status::Committed, "{o:?}");
+    }
+    assert_eq!(
+        codecs(&f, "users").await.into_iter().collect::<Vec<_>>(),
+        ["UNCOMPRESSED"]
+    );
+    let zstd = codecs(&f, "sessions").await;
+    assert!(
+        zstd.len() == 1 && zstd.iter().all(|c| c.starts_with("ZSTD")),
+        "{zstd:?}"
+    );
+    // Both read back whole.
+    assert_eq!(f.rows("users").await, 5);
+    let items: usize = ds.sessions.iter().map(|s| s.session_items.len()).sum();
+    assert_eq!(f.rows("sessions").await, items);
+}

@@ -15,7 +15,7 @@ use super::quality::{reason_kind, DatasetMetrics};
 use super::tables::{Cell, TableDef};
 use super::writer::{BatchBuilder, RowMeta};
 use super::{read_all_limited, read_line_limited, MAX_RECORD_BYTES, QUARANTINE_KEEP_BYTES};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pipeline::FileFormat;
 
 /// A chunk ends after this many bytes of records (or `BATCH_ROWS` records): a few chunks in
@@ -302,6 +302,15 @@ pub fn parse(ctx: &ChunkContext, chunk: Chunk) -> Result<Parsed> {
 pub fn spawn(ctx: &Arc<ChunkContext>, chunk: Chunk) -> tokio::task::JoinHandle<Result<Parsed>> {
     let ctx = ctx.clone();
     tokio::spawn(async move { parse(&ctx, chunk) })
+}
+
+/// A chunk parsed by [`spawn`]; a panic in its parsing resumes here.
+pub async fn parsed(task: tokio::task::JoinHandle<Result<Parsed>>) -> Result<Parsed> {
+    match task.await {
+        Ok(parsed) => parsed,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::Catalog(format!("internal: parsing task: {e}"))),
+    }
 }
 
 #[cfg(test)]

@@ -60,8 +60,8 @@ impl std::hash::Hasher for Prehashed {
 type BuildPrehashed = std::hash::BuildHasherDefault<Prehashed>;
 /// A set of 128-bit record hashes.
 pub type HashSet128 = HashSet<u128, BuildPrehashed>;
-/// A record hash as four 32-bit words: 20-byte entries beside a `u32` record (as two `u64`s,
-/// 24; a `u128` key is 16-aligned: 32). A 1 GB object appends 3.4 million rows: 17 MB less.
+/// A record hash as four 32-bit words: 16-byte, 4-aligned entries (a `u128` is 16-aligned, and
+/// beside anything else would take 32).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Hash128([u32; 4]);
 
@@ -93,12 +93,14 @@ impl From<Hash128> for u128 {
 /// Shards of [`Appended`], chosen by the hash's top bits (its low ones index within a shard).
 const APPENDED_SHARDS: usize = 16;
 
-/// Record hash -> the record (line number) it came from, for every row one object appends:
-/// millions for a large object. Sharded, so that growing never holds two copies of it all (a
-/// single table's rehash did: the peak memory of a 1 GB object).
+/// The record hash of every row one object appends: millions for a large object (a 1 GB object
+/// appends 3.4 million rows, 17 bytes each with the table's control byte). Sharded, so that
+/// growing never holds two copies of it all (a single table's rehash did: the peak memory of a
+/// 1 GB object). Which record a row came from is not kept (4 bytes more per row, 17 MB at 1 GB):
+/// the rare commit that must drop rows recounts its records from the object instead.
 #[derive(Default)]
 pub struct Appended {
-    shards: [HashMap<Hash128, u32, BuildPrehashed>; APPENDED_SHARDS],
+    shards: [HashSet<Hash128, BuildPrehashed>; APPENDED_SHARDS],
 }
 
 impl Appended {
@@ -107,32 +109,27 @@ impl Appended {
     }
 
     pub fn contains(&self, hash: u128) -> bool {
-        self.shards[self.shard(hash)].contains_key(&hash.into())
+        self.shards[self.shard(hash)].contains(&hash.into())
     }
 
-    pub fn insert(&mut self, hash: u128, record: u32) {
+    pub fn insert(&mut self, hash: u128) {
         let i = self.shard(hash);
-        self.shards[i].insert(hash.into(), record);
+        self.shards[i].insert(hash.into());
     }
 
     pub fn hashes(&self) -> impl Iterator<Item = u128> + '_ {
-        self.shards.iter().flat_map(|s| s.keys().map(|&k| k.into()))
-    }
-
-    /// The records of the rows, once per row.
-    pub fn records(&self) -> impl Iterator<Item = u32> + '_ {
-        self.shards.iter().flat_map(|s| s.values().copied())
+        self.shards.iter().flat_map(|s| s.iter().map(|&k| k.into()))
     }
 
     /// Keeps the rows whose hash `keep` accepts.
     pub fn retain(&mut self, mut keep: impl FnMut(u128) -> bool) {
         for s in &mut self.shards {
-            s.retain(|&k, _| keep(k.into()));
+            s.retain(|&k| keep(k.into()));
         }
     }
 
     pub fn len(&self) -> usize {
-        self.shards.iter().map(HashMap::len).sum()
+        self.shards.iter().map(HashSet::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -600,11 +597,13 @@ impl ObjectIdentity {
             .extend(tasks.iter().map(|t| t.data_file_path.clone()));
         self.files_read += tasks.len() as u64;
         let files = tasks.len();
+        let planned_us = started.elapsed().as_micros() as u64;
         read_tasks(&self.table, &self.kind, tasks, &mut s.held).await?;
         tracing::debug!(
             ?day,
             files,
-            ms = started.elapsed().as_millis() as u64,
+            planned_us,
+            us = started.elapsed().as_micros() as u64,
             "identity day read"
         );
         // Marked read only once read: a failed read is not taken for an empty day.
@@ -612,11 +611,10 @@ impl ObjectIdentity {
         Ok(())
     }
 
-    /// Decides whether a row (hash `hash`, natural key hashed by `key`, from record `record`)
-    /// is appended (`true`) or already held (`false`), and remembers an appended row. Its day
+    /// Decides whether a row (hash `hash`, natural key hashed by `key`) is appended (`true`) or already held (`false`), and remembers an appended row. Its day
     /// must be read ([`ObjectIdentity::day_to_read`]). The key is hashed only for rows whose
     /// hash the table holds.
-    pub fn admit(&mut self, hash: u128, key: impl FnOnce() -> u64, record: u32) -> bool {
+    pub fn admit(&mut self, hash: u128, key: impl FnOnce() -> u64) -> bool {
         // The same record twice in one object is appended once.
         if self.appended.contains(hash) {
             return false;
@@ -628,7 +626,7 @@ impl ObjectIdentity {
         if held {
             return false;
         }
-        self.appended.insert(hash, record);
+        self.appended.insert(hash);
         true
     }
 
@@ -637,7 +635,7 @@ impl ObjectIdentity {
         self.files_read
     }
 
-    /// The rows this object appends: hash -> record.
+    /// The record hashes of the rows this object appends.
     pub fn into_appended(self) -> Appended {
         self.appended
     }
@@ -659,11 +657,11 @@ mod tests {
             low | (0xf << 124) | (7 << 64),
             low | (1 << 96),
         ];
-        for (i, h) in hashes.iter().enumerate() {
-            assert!(!a.contains(*h));
-            a.insert(*h, i as u32);
+        for h in hashes {
+            assert!(!a.contains(h));
+            a.insert(h);
         }
-        a.insert(hashes[0], 0);
+        a.insert(hashes[0]);
         assert_eq!(a.len(), 5);
         assert!(hashes.iter().all(|h| a.contains(*h)));
         assert!(!a.contains(low | (2 << 64)));
@@ -673,15 +671,15 @@ mod tests {
         want.sort_unstable();
         assert_eq!(seen, want);
         a.retain(|h| h >> 127 == 0);
-        let mut records: Vec<u32> = a.records().collect();
-        records.sort_unstable();
-        assert_eq!(records, [0, 1, 4]);
+        assert_eq!(a.len(), 3);
+        assert!(!a.contains(hashes[2]) && !a.contains(hashes[3]));
         assert!(!a.is_empty());
     }
 
     #[test]
-    fn an_appended_row_takes_20_bytes_and_its_hash_round_trips() {
-        assert_eq!(std::mem::size_of::<(Hash128, u32)>(), 20);
+    fn an_appended_row_takes_16_bytes_and_its_hash_round_trips() {
+        assert_eq!(std::mem::size_of::<Hash128>(), 16);
+        assert_eq!(std::mem::align_of::<Hash128>(), 4);
         let h = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210_u128;
         assert_eq!(u128::from(Hash128::from(h)), h);
         assert_eq!(u128::from(Hash128::from(u128::MAX)), u128::MAX);

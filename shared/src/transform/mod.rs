@@ -465,8 +465,11 @@ impl Transformer {
             source_object: key.to_string(),
         };
         let file_prefix = format!("{stem}-{}", uuid::Uuid::new_v4().simple());
-        let mut writer =
-            writer::ObjectWriter::new(table, file_prefix.clone(), self.cfg.target_file_size);
+        let mut writer = writer::ObjectWriter::new(
+            table,
+            file_prefix.clone(),
+            writer::FileLayout::for_object(self.cfg.target_file_size, head.size),
+        );
         let mut identity = self.identities.for_object(table, kind, days).await?;
         let ctx = Arc::new(chunks::ChunkContext::new(
             kind.clone(),
@@ -502,11 +505,7 @@ impl Transformer {
             let Some(next) = parsing.pop_front() else {
                 break;
             };
-            let p = match next.await {
-                Ok(parsed) => parsed?,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => return Err(Error::Catalog(format!("internal: parsing task: {e}"))),
-            };
+            let p = chunks::parsed(next).await?;
             for r in &p.rejects {
                 quarantine.push(r.line, r.item, &r.reason, &r.raw, r.consumed)?;
             }
@@ -533,17 +532,15 @@ impl Transformer {
                 .collect::<Result<_>>()?;
             let mut keep = Vec::with_capacity(p.hashes.len());
             let mut row = 0;
-            for (line, count) in p.records {
-                let (mut appended, record) = (false, u32::try_from(line).unwrap_or(u32::MAX));
+            for (_, count) in p.records {
+                let mut appended = false;
                 for _ in 0..count {
                     if let Some(day) = p.days.get(row).and_then(|d| identity.day_to_read(*d)) {
                         identity.read_day(day).await?;
                     }
-                    let new = identity.admit(
-                        p.hashes[row],
-                        || identity::key_hash(&keys, row, &mut key_buf),
-                        record,
-                    );
+                    let new = identity.admit(p.hashes[row], || {
+                        identity::key_hash(&keys, row, &mut key_buf)
+                    });
                     if new {
                         c.rows_committed += 1;
                         appended = true;
@@ -775,18 +772,18 @@ impl Transformer {
             &staged.files,
             held,
             prefix,
-            self.cfg.target_file_size,
+            writer::FileLayout::for_object(self.cfg.target_file_size, staged.bytes),
         )
         .await?;
         // The old files are referenced by no snapshot (none carries our attempt ids).
         discard_files(table, &staged.files, outcome_unknown).await;
         staged.files = files;
         staged.appended.retain(|h| !held.contains(&h));
+        let records_committed = self.records_appending(table, staged).await?;
         let o = &mut staged.outcome;
         o.rows_committed -= removed;
         o.rows_unchanged += removed;
-        let records: std::collections::HashSet<u32> = staged.appended.records().collect();
-        o.records_committed = records.len() as u64;
+        o.records_committed = records_committed;
         o.records_unchanged = o.records_in - o.records_quarantined - o.records_committed;
         o.data_files = staged.files.len() as u64;
         let r = &mut staged.report;
@@ -795,6 +792,56 @@ impl Transformer {
         self.write_report(&o.quality_report_key, &staged.report)
             .await?;
         Ok(staged.files.is_empty())
+    }
+
+    /// How many records of the staged object still append a row. Rows do not remember their
+    /// record (4 bytes a row, for this rare path), so the object is parsed again: a record
+    /// counts for the first of its rows that the object appends, as when it was staged (a row
+    /// repeated in a later record is that record's unchanged row).
+    async fn records_appending(
+        &self,
+        table: &iceberg::table::Table,
+        staged: &Staged,
+    ) -> Result<u64> {
+        let (key, version) = (&staged.outcome.key, &staged.outcome.version);
+        let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(
+            table.metadata().current_schema(),
+        )?);
+        // Record hashes cover the data cells only: the row metadata does not change them.
+        let meta = RowMeta {
+            ingest_on_days: epoch_days(staged.outcome.ingest_on),
+            processing_micros: 0,
+            source_from: staged.kind.source_from().to_string(),
+            source_object: key.clone(),
+        };
+        let ctx = Arc::new(chunks::ChunkContext::new(
+            staged.kind.clone(),
+            schema,
+            meta,
+            None,
+        ));
+        let mut unclaimed: std::collections::HashSet<u128> = staged.appended.hashes().collect();
+        let reader = self.lake.open_version(key, Some(version)).await?;
+        let mut chunks =
+            chunks::ChunkReader::new(reader, staged.kind.format(), self.cfg.batch_rows);
+        let mut records = 0;
+        while let Some(chunk) = chunks
+            .next()
+            .await
+            .map_err(|e| Error::StorageUnavailable(format!("reading {key} again: {e}")))?
+        {
+            let p = chunks::parsed(chunks::spawn(&ctx, chunk)).await?;
+            let mut rows = p.hashes.iter();
+            for (_, count) in &p.records {
+                // Every row claims its hash, whether or not an earlier one of the record did.
+                let claimed = rows
+                    .by_ref()
+                    .take(*count)
+                    .fold(false, |any, h| unclaimed.remove(h) | any);
+                records += u64::from(claimed);
+            }
+        }
+        Ok(records)
     }
 }
 
