@@ -611,9 +611,10 @@ impl ObjectIdentity {
         Ok(())
     }
 
-    /// Decides whether a row (hash `hash`, natural key hashed by `key`) is appended (`true`) or already held (`false`), and remembers an appended row. Its day
-    /// must be read ([`ObjectIdentity::day_to_read`]). The key is hashed only for rows whose
-    /// hash the table holds.
+    /// Decides whether a row (hash `hash`, natural key hashed by `key`) is appended (`true`) or
+    /// already held (`false`), and remembers an appended row. Its day must be read
+    /// ([`ObjectIdentity::day_to_read`]). The key is hashed only for rows whose hash the table
+    /// holds.
     pub fn admit(&mut self, hash: u128, key: impl FnOnce() -> u64) -> bool {
         // The same record twice in one object is appended once.
         if self.appended.contains(hash) {
