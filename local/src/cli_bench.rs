@@ -520,6 +520,7 @@ fn small_objects(dir: &Path, big: &Path, n: usize) -> Result<Vec<(PathBuf, u64)>
         }
         let path = dir.join(format!("sessions_small-{i:02}.jsonl"));
         std::fs::write(&path, &out)?;
+        stamp_version(&path)?;
         objects.push((path, out.len() as u64));
     }
     Ok(objects)
@@ -772,7 +773,8 @@ async fn transform_phase(file: &Path, scratch: &Path, kept: Option<&Path>) -> Re
     if let Some(parent) = landed.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    // A hard link (same file system) avoids copying; a copy otherwise. An earlier run's landed
+    // A hard link (same file system) avoids copying and keeps the stamped version; a copy
+    // otherwise (hashed when first read, as a file the lake did not write). An earlier run's landed
     // file goes first: copied onto itself (its own hard link), the file would be truncated.
     if landed.exists() {
         std::fs::remove_file(&landed).with_context(|| format!("{}", landed.display()))?;
@@ -881,6 +883,14 @@ fn parquet_files(dir: &Path) -> Result<(u64, u64)> {
     Ok((n, bytes))
 }
 
+/// Lands the file as the lake's own writes do, its content version kept with it, so the
+/// measured transforms read it once (S3 hands the version over with the object).
+fn stamp_version(path: &Path) -> Result<()> {
+    deftunes::storage::local_version(path)
+        .with_context(|| format!("hashing {}", path.display()))?;
+    Ok(())
+}
+
 /// Generates the landing file unless a complete one of the requested size is already there.
 /// Streams to disk: one chunk of sessions in memory at a time.
 fn ensure_file(dir: &Path, target_bytes: u64) -> Result<BenchFile> {
@@ -895,6 +905,7 @@ fn ensure_file(dir: &Path, target_bytes: u64) -> Result<BenchFile> {
             && stamp.target_bytes == target_bytes
             && len == Some(stamp.bytes)
         {
+            stamp_version(&path)?;
             return Ok(BenchFile {
                 path,
                 stamp,
@@ -945,6 +956,7 @@ fn ensure_file(dir: &Path, target_bytes: u64) -> Result<BenchFile> {
     }
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(&partial, &path)?;
+    stamp_version(&path)?;
     let stamp = FileStamp {
         generator: GENERATOR.to_string(),
         target_bytes,

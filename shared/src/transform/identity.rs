@@ -190,14 +190,15 @@ pub fn record_hash(row: &[Cell<'_>], buf: &mut Vec<u8>) -> u128 {
     twox_hash::XxHash3_128::oneshot(buf)
 }
 
-/// `record_hash` as stored: 32 lowercase hex digits.
-pub fn hash_hex(h: u128, out: &mut [u8; 32]) -> &str {
+/// Appends `record_hash` as stored: 32 lowercase hex digits.
+pub fn push_hash_hex(h: u128, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = HEX[((h >> (124 - 4 * i)) & 0xf) as usize];
+    let mut hex = [0u8; 32];
+    for (pair, b) in hex.chunks_exact_mut(2).zip(h.to_be_bytes()) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
-    // Only ASCII hex digits were written.
-    std::str::from_utf8(out).unwrap_or_default()
+    out.extend_from_slice(&hex);
 }
 
 /// The identity scope day of a row's scope cell (`None`: null).
@@ -700,9 +701,15 @@ mod tests {
         let mut buf = Vec::new();
         let a = record_hash(&[Cell::Str("u1"), Cell::I32(0), Cell::Null], &mut buf);
         // Stored in the tables: a change of encoding would re-append every row.
-        let mut hex = [0u8; 32];
-        assert_eq!(hash_hex(a, &mut hex).len(), 32);
-        assert_eq!(u128::from_str_radix(hash_hex(a, &mut hex), 16).unwrap(), a);
+        let mut hex = b"x".to_vec();
+        push_hash_hex(a, &mut hex);
+        let hex = std::str::from_utf8(&hex[1..]).unwrap();
+        assert_eq!(hex.len(), 32);
+        assert_eq!(hex, hex.to_ascii_lowercase());
+        assert_eq!(u128::from_str_radix(hex, 16).unwrap(), a);
+        let mut hex = Vec::new();
+        push_hash_hex(0x0123_4567_89ab_cdef_0011_2233_4455_6677, &mut hex);
+        assert_eq!(hex, b"0123456789abcdef0011223344556677");
         assert_eq!(
             a,
             record_hash(&[Cell::Str("u1"), Cell::I32(0), Cell::Null], &mut buf)

@@ -186,7 +186,10 @@ impl ObjectOutcome {
 
 /// Data files written for one object and not committed yet.
 pub struct Staged {
-    kind: TableDef,
+    /// What its chunks were parsed with (parsed again if a concurrent commit takes rows).
+    ctx: Arc<chunks::ChunkContext>,
+    /// How its data files are laid out (rewritten the same way).
+    layout: writer::FileLayout,
     outcome: ObjectOutcome,
     report: QualityReport,
     files: Vec<iceberg::spec::DataFile>,
@@ -383,7 +386,7 @@ impl Transformer {
 
     /// Second half of [`Self::transform_object`]: the exactly-once commit.
     pub async fn commit_staged(&self, mut staged: Staged) -> Result<ObjectOutcome> {
-        let kind = staged.kind.clone();
+        let kind = staged.ctx.kind.clone();
         if staged.files.is_empty() {
             staged.outcome.status = empty_status(&staged.outcome);
         } else {
@@ -465,11 +468,8 @@ impl Transformer {
             source_object: key.to_string(),
         };
         let file_prefix = format!("{stem}-{}", uuid::Uuid::new_v4().simple());
-        let mut writer = writer::ObjectWriter::new(
-            table,
-            file_prefix.clone(),
-            writer::FileLayout::for_object(self.cfg.target_file_size, head.size),
-        );
+        let layout = writer::FileLayout::for_object(self.cfg.target_file_size, head.size);
+        let mut writer = writer::ObjectWriter::new(table, file_prefix.clone(), layout);
         let mut identity = self.identities.for_object(table, kind, days).await?;
         let ctx = Arc::new(chunks::ChunkContext::new(
             kind.clone(),
@@ -627,7 +627,8 @@ impl Transformer {
             quality_passed: passed,
         };
         Ok(Staged {
-            kind: kind.clone(),
+            ctx,
+            layout,
             outcome,
             report,
             files,
@@ -654,7 +655,7 @@ impl Transformer {
     /// (our files, which nothing references, are deleted); rows a concurrent commit appended
     /// meanwhile are removed from our files before the next attempt.
     async fn commit(&self, staged: &mut Staged) -> Result<Committed> {
-        let kind = staged.kind.clone();
+        let kind = staged.ctx.kind.clone();
         let ident = self.table_ident(kind.name());
         let (key, version) = (staged.outcome.key.clone(), staged.outcome.version.clone());
         let checked = tokio::sync::Mutex::new(staged.base);
@@ -767,19 +768,13 @@ impl Transformer {
         outcome_unknown: bool,
     ) -> Result<bool> {
         let prefix = format!("{}-{}", staged.file_prefix, uuid::Uuid::new_v4().simple());
-        let (files, removed) = writer::rewrite_without(
-            table,
-            &staged.files,
-            held,
-            prefix,
-            writer::FileLayout::for_object(self.cfg.target_file_size, staged.bytes),
-        )
-        .await?;
+        let (files, removed) =
+            writer::rewrite_without(table, &staged.files, held, prefix, staged.layout).await?;
         // The old files are referenced by no snapshot (none carries our attempt ids).
         discard_files(table, &staged.files, outcome_unknown).await;
         staged.files = files;
         staged.appended.retain(|h| !held.contains(&h));
-        let records_committed = self.records_appending(table, staged).await?;
+        let records_committed = self.records_appending(staged).await?;
         let o = &mut staged.outcome;
         o.rows_committed -= removed;
         o.rows_unchanged += removed;
@@ -798,39 +793,19 @@ impl Transformer {
     /// record (4 bytes a row, for this rare path), so the object is parsed again: a record
     /// counts for the first of its rows that the object appends, as when it was staged (a row
     /// repeated in a later record is that record's unchanged row).
-    async fn records_appending(
-        &self,
-        table: &iceberg::table::Table,
-        staged: &Staged,
-    ) -> Result<u64> {
+    async fn records_appending(&self, staged: &Staged) -> Result<u64> {
         let (key, version) = (&staged.outcome.key, &staged.outcome.version);
-        let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(
-            table.metadata().current_schema(),
-        )?);
-        // Record hashes cover the data cells only: the row metadata does not change them.
-        let meta = RowMeta {
-            ingest_on_days: epoch_days(staged.outcome.ingest_on),
-            processing_micros: 0,
-            source_from: staged.kind.source_from().to_string(),
-            source_object: key.clone(),
-        };
-        let ctx = Arc::new(chunks::ChunkContext::new(
-            staged.kind.clone(),
-            schema,
-            meta,
-            None,
-        ));
         let mut unclaimed: std::collections::HashSet<u128> = staged.appended.hashes().collect();
         let reader = self.lake.open_version(key, Some(version)).await?;
         let mut chunks =
-            chunks::ChunkReader::new(reader, staged.kind.format(), self.cfg.batch_rows);
+            chunks::ChunkReader::new(reader, staged.ctx.kind.format(), self.cfg.batch_rows);
         let mut records = 0;
         while let Some(chunk) = chunks
             .next()
             .await
             .map_err(|e| Error::StorageUnavailable(format!("reading {key} again: {e}")))?
         {
-            let p = chunks::parsed(chunks::spawn(&ctx, chunk)).await?;
+            let p = chunks::parsed(chunks::spawn(&staged.ctx, chunk)).await?;
             let mut rows = p.hashes.iter();
             for (_, count) in &p.records {
                 // Every row claims its hash, whether or not an earlier one of the record did.
