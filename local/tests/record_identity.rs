@@ -981,9 +981,10 @@ async fn string_keys_are_written_without_a_dictionary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_files_roll_at_the_target_size_with_every_row_kept() {
-    // Tiny files and batches. A file rolls once its written bytes (completed pages, counted
-    // every 1,024 rows by parquet) pass the target, so the busier days get a second file.
-    let f = fixture(&[("TARGET_FILE_SIZE_BYTES", "4096"), ("BATCH_ROWS", "64")]).await;
+    // Tiny files and batches. A file rolls between writes (a day's parts of batches joined up
+    // to BATCH_ROWS rows) once its written and buffered bytes pass the target, so the busier
+    // days get a second file.
+    let f = fixture(&[("TARGET_FILE_SIZE_BYTES", "1024"), ("BATCH_ROWS", "16")]).await;
     let (january, o, table) = january_committed(&f).await;
     let (per_day, rows) = files_per_day(&table).await;
     let files: usize = per_day.values().sum();

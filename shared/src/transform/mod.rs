@@ -468,7 +468,11 @@ impl Transformer {
             source_object: key.to_string(),
         };
         let file_prefix = format!("{stem}-{}", uuid::Uuid::new_v4().simple());
-        let layout = writer::FileLayout::for_object(self.cfg.target_file_size, head.size);
+        let layout = writer::FileLayout::for_object(
+            self.cfg.target_file_size,
+            head.size,
+            self.cfg.batch_rows,
+        );
         let mut writer = writer::ObjectWriter::new(table, file_prefix.clone(), layout);
         let mut identity = self.identities.for_object(table, kind, days).await?;
         let ctx = Arc::new(chunks::ChunkContext::new(

@@ -298,14 +298,18 @@ pub struct FileLayout {
     pub target_file_size: usize,
     /// ZSTD pages (else uncompressed).
     pub compressed: bool,
+    /// A partition's smaller parts of batches are joined up to this many rows per write (files
+    /// roll between writes): the object's batch size.
+    pub write_rows: usize,
 }
 
 impl FileLayout {
-    /// The layout for a landing object of `object_bytes`.
-    pub fn for_object(target_file_size: usize, object_bytes: u64) -> Self {
+    /// The layout for a landing object of `object_bytes` parsed `batch_rows` records at a time.
+    pub fn for_object(target_file_size: usize, object_bytes: u64, batch_rows: usize) -> Self {
         FileLayout {
             target_file_size,
             compressed: object_bytes >= COMPRESS_FROM_BYTES,
+            write_rows: batch_rows.max(1),
         }
     }
 }
@@ -385,8 +389,6 @@ const FLUSH_ROWS: usize = 128 * 1024;
 /// days it spans. Measured on the 200 MB bench object (31 days, shuffled): 245 MB of RSS and 95
 /// files, where a file open per day (iceberg's `FanoutWriter`) took 613 MB.
 const BUFFERED_ROWS: usize = FLUSH_ROWS;
-/// Rows a partition's small parts are joined into before they are written.
-const JOIN_ROWS: usize = 8192;
 /// Open Parquet files: each holds a compression context, a dictionary and page buffers per
 /// column (about 11 MB for sessions, measured).
 const MAX_OPEN_FILES: usize = 2;
@@ -579,6 +581,7 @@ struct Sink {
     /// Files whose last rows are being encoded.
     closing: std::collections::VecDeque<Encoder>,
     files: Vec<DataFile>,
+    write_rows: usize,
 }
 
 impl Sink {
@@ -592,6 +595,7 @@ impl Sink {
             open: Vec::new(),
             closing: std::collections::VecDeque::new(),
             files: Vec::new(),
+            write_rows: layout.write_rows,
         })
     }
 
@@ -662,16 +666,17 @@ impl Sink {
                 Encoder::file(&self.builder, p.key).await?
             }
         };
-        // Small parts joined into larger writes: the Parquet writer's cost per write (per
-        // column: levels, statistics, page checks) made the parts of batches spanning a month
-        // (about 200 rows each) 10% of the transform's CPU on the bench object; copying them once
-        // more saves that. Parts as large as a whole batch are written as they are.
+        // Small parts joined into writes of a batch's size: the Parquet writer's cost per write
+        // (per column: levels, statistics, page checks) made the parts of batches spanning a
+        // month (about 200 rows each) 10% of the transform's CPU on the bench object; copying
+        // them once more saves that. Parts of half a batch or more are written as they are.
         let join_err = |e: arrow_schema::ArrowError| {
             Error::Catalog(format!("internal: joining a partition's rows: {e}"))
         };
         if let Some(schema) = p.batches.first().map(RecordBatch::schema) {
-            let mut joined = arrow_select::coalesce::BatchCoalescer::new(schema, JOIN_ROWS)
-                .with_biggest_coalesce_batch_size(Some(JOIN_ROWS / 2));
+            let rows = self.write_rows;
+            let mut joined = arrow_select::coalesce::BatchCoalescer::new(schema, rows)
+                .with_biggest_coalesce_batch_size(Some(rows / 2));
             for b in p.batches {
                 joined.push_batch(b).map_err(join_err)?;
                 while let Some(rows) = joined.next_completed_batch() {
