@@ -920,7 +920,7 @@ async fn write_day(
     let layout = FileLayout {
         target_file_size: PREFILL_FILE_BYTES,
         compressed: true,
-        write_rows: 8192,
+        write_rows: BATCH_ROWS,
     };
     let mut w = ObjectWriter::new(&table, format!("prefill-{day}"), layout);
     for b in batches {

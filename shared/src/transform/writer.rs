@@ -581,7 +581,7 @@ struct Sink {
     /// Files whose last rows are being encoded.
     closing: std::collections::VecDeque<Encoder>,
     files: Vec<DataFile>,
-    write_rows: usize,
+    layout: FileLayout,
 }
 
 impl Sink {
@@ -595,7 +595,7 @@ impl Sink {
             open: Vec::new(),
             closing: std::collections::VecDeque::new(),
             files: Vec::new(),
-            write_rows: layout.write_rows,
+            layout,
         })
     }
 
@@ -669,15 +669,21 @@ impl Sink {
         // Small parts joined into writes of a batch's size: the Parquet writer's cost per write
         // (per column: levels, statistics, page checks) made the parts of batches spanning a
         // month (about 200 rows each) 10% of the transform's CPU on the bench object; copying
-        // them once more saves that. Parts of half a batch or more are written as they are.
+        // them once more saves that. A lone part, and parts of half a batch or more, are written
+        // as they are.
         let join_err = |e: arrow_schema::ArrowError| {
             Error::Catalog(format!("internal: joining a partition's rows: {e}"))
         };
-        if let Some(schema) = p.batches.first().map(RecordBatch::schema) {
-            let rows = self.write_rows;
+        let mut batches = p.batches;
+        if batches.len() == 1 {
+            if let Some(one) = batches.pop() {
+                file.write(one).await?;
+            }
+        } else if let Some(schema) = batches.first().map(RecordBatch::schema) {
+            let rows = self.layout.write_rows;
             let mut joined = arrow_select::coalesce::BatchCoalescer::new(schema, rows)
                 .with_biggest_coalesce_batch_size(Some(rows / 2));
-            for b in p.batches {
+            for b in batches {
                 joined.push_batch(b).map_err(join_err)?;
                 while let Some(rows) = joined.next_completed_batch() {
                     file.write(rows).await?;
