@@ -24,6 +24,9 @@ use crate::pipeline::FileFormat;
 /// RSS, 2 MB ones at 318-322 MB, in the same time.
 pub const CHUNK_BYTES: usize = 2 * 1024 * 1024;
 
+/// Room past `CHUNK_BYTES` for the line that crosses it.
+const CHUNK_SLACK: usize = 64 * 1024;
+
 /// One record's line in a chunk's text.
 struct Line {
     /// Its bytes in `Chunk::text` (without the line break; at most `MAX_RECORD_BYTES`).
@@ -66,7 +69,12 @@ impl<R: tokio::io::AsyncBufRead + Unpin> ChunkReader<R> {
 
     /// The next chunk; `None` at the end of the object.
     pub async fn next(&mut self) -> std::io::Result<Option<Chunk>> {
-        let mut chunk = Chunk::default();
+        // Sized for a whole chunk (and its last line, usually): growing it by doubling copied
+        // the text and touched fresh pages each time.
+        let mut chunk = Chunk {
+            text: Vec::with_capacity(CHUNK_BYTES + CHUNK_SLACK),
+            lines: Vec::new(),
+        };
         while !self.done && chunk.lines.len() < self.records && chunk.text.len() < CHUNK_BYTES {
             let start = chunk.text.len();
             let read = match self.format {

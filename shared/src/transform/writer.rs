@@ -251,18 +251,8 @@ impl BatchBuilder {
         arrays.push(Arc::new(TimestampMicrosecondArray::from(
             vec![self.meta.processing_micros; n],
         )));
-        arrays.push(Arc::new(StringArray::from(vec![
-            self.meta
-                .source_from
-                .as_str();
-            n
-        ])));
-        arrays.push(Arc::new(StringArray::from(vec![
-            self.meta
-                .source_object
-                .as_str();
-            n
-        ])));
+        arrays.push(constant_strings(&self.meta.source_from, n)?);
+        arrays.push(constant_strings(&self.meta.source_object, n)?);
         self.rows = 0;
         if renew {
             // Fresh builders sized for a whole batch (finished ones restart empty).
@@ -276,6 +266,19 @@ impl BatchBuilder {
 
 /// Digits of a stored `record_hash`.
 const HEX_DIGITS: usize = 32;
+
+/// `n` copies of `value` as one string array, its bytes repeated in one go (building it value by
+/// value was 1.7% of the transform's CPU on the bench object: the source object's key is
+/// stamped on every row).
+fn constant_strings(value: &str, n: usize) -> Result<ArrayRef> {
+    let array = StringArray::try_new(
+        OffsetBuffer::from_lengths(std::iter::repeat_n(value.len(), n)),
+        value.as_bytes().repeat(n).into(),
+        None,
+    )
+    .map_err(|e| Error::Catalog(format!("internal: a constant column: {e}")))?;
+    Ok(Arc::new(array))
+}
 
 fn record_hash_path() -> parquet::schema::types::ColumnPath {
     parquet::schema::types::ColumnPath::from(super::tables::RECORD_HASH_COLUMN)
@@ -808,6 +811,18 @@ pub async fn rewrite_without(
 mod tests {
     use super::*;
     use arrow_schema::DataType;
+
+    #[test]
+    fn constant_columns_hold_their_value_on_every_row() {
+        let key = "api/sessions/ingest_on=2020-01-01/séance.jsonl";
+        for n in [0, 1, 3] {
+            let a = constant_strings(key, n).unwrap();
+            let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+            assert_eq!(a.len(), n);
+            assert_eq!(a.null_count(), 0);
+            assert!(a.iter().all(|v| v == Some(key)), "{n} rows");
+        }
+    }
 
     #[test]
     fn every_spec_type_has_a_column_of_its_arrow_type() {
