@@ -160,6 +160,20 @@ bench: ## Benchmark the transform (MB/s, CPU-s/GB, peak RSS, a 2 kB object end t
 	$(CARGO) build --release --locked -p deftunes-local --bin deftunes
 	$(CARGO_TARGET_DIR)/release/deftunes bench --mb $(BENCH_MB) --rss-mb $(BENCH_RSS_MB) --identity-rows $(BENCH_IDENTITY_ROWS)
 
+# The CPU goal is stated against a commit (BENCH_BEFORE, before the transform's performance work):
+# its release build, from its own sources kept beside the cache (built once, about 15 minutes), and
+# this one take turns on the same file, as the machine's speed moves between hours. Prints and
+# writes (.deftunes/bench/against.json) the CPU and time ratios, pair by pair. Not in `make test`.
+BENCH_BEFORE ?= 6b6a2f8
+BENCH_PAIRS ?= 10
+BENCH_BEFORE_SRC := $(DEFTUNES_CACHE)/bench-before/$(BENCH_BEFORE)
+.PHONY: bench-before
+bench-before: ## The transform against the build of BENCH_BEFORE, in turns on one file: CPU and time ratios (the CPU goal)
+	$(CARGO) build --release --locked -p deftunes-local --bin deftunes
+	@[ -f $(BENCH_BEFORE_SRC)/Cargo.toml ] || { mkdir -p $(BENCH_BEFORE_SRC) && git archive $(BENCH_BEFORE) | tar -x -C $(BENCH_BEFORE_SRC); }
+	cd $(BENCH_BEFORE_SRC) && CARGO_TARGET_DIR=$(DEFTUNES_CACHE)/target-before $(CARGO) build --release --locked -p deftunes-local --bin deftunes
+	$(CARGO_TARGET_DIR)/release/deftunes bench-against $(DEFTUNES_CACHE)/target-before/release/deftunes --mb $(BENCH_MB) --pairs $(BENCH_PAIRS)
+
 # The comparator of the throughput goal: the same transform in pyarrow + pyiceberg (vectorised read
 # and explode, one append; local/python/pyiceberg_bench.py says what it leaves out), in a venv of
 # its own, on the files `make bench` generated: the large object PYBENCH_RUNS times into a fresh

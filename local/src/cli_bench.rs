@@ -89,6 +89,27 @@ pub struct BenchArgs {
     pub identity: identity::IdentityArgs,
 }
 
+/// The transform against a reference build of `deftunes` (the commit a goal is stated from),
+/// run in turns on the same file in the same minutes: this machine's speed moves by up to twice
+/// between hours, so only a ratio of interleaved runs compares two builds.
+#[derive(Args, Clone, Debug)]
+pub struct AgainstArgs {
+    /// The reference `deftunes` executable (its `bench-worker transform` is run).
+    pub reference: PathBuf,
+    /// Size of the sessions landing file, in MB (the same file as `bench --mb`).
+    #[arg(long, default_value_t = 200)]
+    pub mb: u64,
+    /// Pairs of runs (reference, then this build).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pairs: u32,
+    /// Where the JSON report is written.
+    #[arg(long, default_value = ".deftunes/bench/against.json")]
+    pub out: PathBuf,
+    /// Working directory: the landing file (kept and reused) and scratch lakes (removed).
+    #[arg(long, default_value = ".deftunes/bench")]
+    pub dir: PathBuf,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Phase {
     /// `Transformer::transform_object` into a fresh SQLite catalog and lake.
@@ -167,9 +188,19 @@ impl Measurement {
 
 /// CPU time (user + system) of this process so far, every thread included.
 fn process_cpu_seconds() -> f64 {
+    cpu_seconds(libc::RUSAGE_SELF)
+}
+
+/// CPU time (user + system) of the child processes waited for so far: around one child run in
+/// turn, its whole process (start-up and exit included).
+fn children_cpu_seconds() -> f64 {
+    cpu_seconds(libc::RUSAGE_CHILDREN)
+}
+
+fn cpu_seconds(who: libc::c_int) -> f64 {
     // SAFETY: getrusage only writes the struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+    if unsafe { libc::getrusage(who, &mut u) } != 0 {
         return 0.0;
     }
     let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
@@ -191,17 +222,23 @@ struct BenchFile {
     generate_seconds: f64,
 }
 
-/// `deftunes bench`.
-pub async fn bench(args: &BenchArgs) -> Result<()> {
-    let dir = std::path::absolute(&args.dir)
-        .with_context(|| format!("bench directory {}", args.dir.display()))?;
+/// The bench directory (absolute) and its sessions file of `mb` MB, generated or reused.
+async fn bench_file(dir: &Path, mb: u64) -> Result<(PathBuf, BenchFile)> {
+    let dir =
+        std::path::absolute(dir).with_context(|| format!("bench directory {}", dir.display()))?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let target_bytes = args.mb.saturating_mul(1_000_000);
+    let target_bytes = mb.saturating_mul(1_000_000);
     let file = tokio::task::spawn_blocking({
         let dir = dir.clone();
         move || ensure_file(&dir, target_bytes)
     })
     .await??;
+    Ok((dir, file))
+}
+
+/// `deftunes bench`.
+pub async fn bench(args: &BenchArgs) -> Result<()> {
+    let (dir, file) = bench_file(&args.dir, args.mb).await?;
     if file.reused {
         println!(
             "reusing {} ({:.1} MB, {} sessions)",
@@ -402,6 +439,184 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `deftunes bench-against`: this build's transform against a reference build's, in turns on
+/// the same file. CPU is each worker's whole process (start-up and exit included), as the
+/// reference may report none of its own.
+pub async fn against(args: &AgainstArgs) -> Result<()> {
+    let reference = std::path::absolute(&args.reference)
+        .with_context(|| format!("reference executable {}", args.reference.display()))?;
+    if !reference.is_file() {
+        bail!("no reference executable at {}", reference.display());
+    }
+    let (dir, file) = bench_file(&args.dir, args.mb).await?;
+    warm_page_cache(&file.path)?;
+    let this = PathBuf::from("/proc/self/exe");
+    let worker_args: Vec<OsString> = vec![
+        Phase::Transform.name().into(),
+        file.path.clone().into(),
+        "--dir".into(),
+        dir.clone().into(),
+    ];
+    let mut pairs = Vec::new();
+    for pair in 1..=args.pairs {
+        let one = |label: &'static str, exe: PathBuf| {
+            let worker_args = worker_args.clone();
+            async move {
+                let before = children_cpu_seconds();
+                let line = run_exe_worker_line(&exe, label, &worker_args).await?;
+                let mut m: Measurement = serde_json::from_str(&line)
+                    .with_context(|| format!("parsing the {label} worker's measurement: {line}"))?;
+                m.cpu_seconds = children_cpu_seconds() - before;
+                if m.records != file.stamp.records || m.quarantined > 0 {
+                    bail!(
+                        "the {label} transform read {} of {} records ({} quarantined)",
+                        m.records,
+                        file.stamp.records,
+                        m.quarantined
+                    );
+                }
+                anyhow::Ok(m)
+            }
+        };
+        let r = one("reference", reference.clone()).await?;
+        let t = one("this build", this.clone()).await?;
+        println!(
+            "pair {pair}/{}: reference {:.2} CPU-s {:.2} s   this build {:.2} CPU-s {:.2} s   CPU ratio {:.2}",
+            args.pairs,
+            r.cpu_seconds,
+            r.seconds,
+            t.cpu_seconds,
+            t.seconds,
+            t.cpu_seconds / r.cpu_seconds.max(1e-9)
+        );
+        pairs.push((r, t));
+    }
+    let summary = AgainstSummary::of(&pairs)?;
+    println!();
+    println!(
+        "{:.1} MB of sessions NDJSON, {} pairs in turns; reference {}",
+        file.stamp.bytes as f64 / MB,
+        pairs.len(),
+        reference.display()
+    );
+    for (label, side) in [
+        ("reference", &summary.reference),
+        ("this build", &summary.this),
+    ] {
+        println!(
+            "{label:<10}  {:.2} CPU-s per GB (whole process, median)   {:.1} MB/s (in-process, median)   peak RSS {:.1} MB   {} files, {:.1} MB",
+            side.cpu_seconds_per_gb,
+            side.mb_per_s,
+            side.peak_rss_bytes.unwrap_or(0) as f64 / MB,
+            side.files,
+            side.bytes_out as f64 / MB
+        );
+    }
+    println!(
+        "CPU this/reference: median {:.3} (pairs {:.2}..{:.2})   target <= 0.5   {}",
+        summary.cpu_ratio.median,
+        summary.cpu_ratio.min,
+        summary.cpu_ratio.max,
+        verdict(Some(summary.cpu_ratio.median <= 0.5))
+    );
+    println!(
+        "in-process time this/reference: median {:.3} (pairs {:.2}..{:.2}), {:.2}x the speed",
+        summary.time_ratio.median,
+        summary.time_ratio.min,
+        summary.time_ratio.max,
+        1.0 / summary.time_ratio.median.max(1e-9)
+    );
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let report = json!({
+        "file_bytes": file.stamp.bytes,
+        "reference": reference,
+        "summary": summary,
+        "pairs": pairs.iter().map(|(r, t)| json!({"reference": r, "this": t})).collect::<Vec<_>>(),
+        "units": "MB = 10^6 bytes; CPU = user + system of the whole worker process",
+    });
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!("report: {}", args.out.display());
+    Ok(())
+}
+
+/// Median and range of per-pair ratios.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(mut values: Vec<f64>) -> Result<Spread> {
+        values.sort_by(f64::total_cmp);
+        let (Some(min), Some(max)) = (values.first(), values.last()) else {
+            bail!("no pairs to compare");
+        };
+        let mid = values.len() / 2;
+        let median = if values.len().is_multiple_of(2) {
+            (values[mid - 1] + values[mid]) / 2.0
+        } else {
+            values[mid]
+        };
+        Ok(Spread {
+            median,
+            min: *min,
+            max: *max,
+        })
+    }
+}
+
+/// One side's medians over its runs.
+#[derive(Debug, Clone, Serialize)]
+struct AgainstSide {
+    cpu_seconds_per_gb: f64,
+    mb_per_s: f64,
+    peak_rss_bytes: Option<u64>,
+    files: u64,
+    bytes_out: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct AgainstSummary {
+    reference: AgainstSide,
+    this: AgainstSide,
+    /// This build's CPU over the reference's, pair by pair.
+    cpu_ratio: Spread,
+    /// This build's in-process time over the reference's, pair by pair.
+    time_ratio: Spread,
+}
+
+impl AgainstSummary {
+    fn of(pairs: &[(Measurement, Measurement)]) -> Result<AgainstSummary> {
+        let side = |runs: Vec<&Measurement>| -> Result<AgainstSide> {
+            let cpu = Spread::of(runs.iter().map(|m| m.cpu_seconds_per_gb()).collect())?;
+            let speed = Spread::of(runs.iter().map(|m| m.mb_per_s()).collect())?;
+            let last = runs.last().context("no runs")?;
+            Ok(AgainstSide {
+                cpu_seconds_per_gb: cpu.median,
+                mb_per_s: speed.median,
+                peak_rss_bytes: runs.iter().filter_map(|m| m.peak_rss_bytes).max(),
+                files: last.files,
+                bytes_out: last.bytes_out,
+            })
+        };
+        let ratio = |f: fn(&Measurement) -> f64| {
+            Spread::of(pairs.iter().map(|(r, t)| f(t) / f(r).max(1e-9)).collect())
+        };
+        Ok(AgainstSummary {
+            reference: side(pairs.iter().map(|(r, _)| r).collect())?,
+            this: side(pairs.iter().map(|(_, t)| t).collect())?,
+            cpu_ratio: ratio(|m| m.cpu_seconds)?,
+            time_ratio: ratio(|m| m.seconds)?,
+        })
+    }
 }
 
 /// One transform of a generated file of `bytes` (kept in its own folder and reused), for its
@@ -690,6 +905,11 @@ async fn run_worker_line(label: &str, args: &[OsString]) -> Result<String> {
     } else {
         std::env::current_exe().context("locating the deftunes executable")?
     };
+    run_exe_worker_line(&exe, label, args).await
+}
+
+/// Runs `EXE bench-worker ARGS` and returns the JSON line it printed last.
+async fn run_exe_worker_line(exe: &Path, label: &str, args: &[OsString]) -> Result<String> {
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("bench-worker")
         .args(args)
@@ -1057,6 +1277,54 @@ mod tests {
         assert!(
             (two.usd_per_gb - two.seconds_per_gb * 2.0 * LAMBDA_ARM64_USD_PER_GB_S).abs() < 1e-12
         );
+    }
+
+    #[test]
+    fn against_a_reference_the_ratios_are_taken_pair_by_pair() {
+        let m = |cpu_seconds, seconds, rss| Measurement {
+            records: 1,
+            rows: 1,
+            bytes_in: 200_000_000,
+            seconds,
+            peak_rss_bytes: Some(rss),
+            files: 3,
+            bytes_out: 7,
+            quarantined: 0,
+            cpu_seconds,
+        };
+        // The machine slows down between pairs: each pair's ratio stays 0.5 or 0.75.
+        let pairs = [
+            (m(2.0, 1.0, 10), m(1.0, 0.5, 5)),
+            (m(4.0, 2.0, 12), m(3.0, 1.0, 6)),
+            (m(8.0, 4.0, 11), m(4.0, 3.0, 4)),
+        ];
+        let s = AgainstSummary::of(&pairs).unwrap();
+        assert_eq!(
+            s.cpu_ratio,
+            Spread {
+                median: 0.5,
+                min: 0.5,
+                max: 0.75
+            }
+        );
+        assert_eq!(
+            s.time_ratio,
+            Spread {
+                median: 0.5,
+                min: 0.5,
+                max: 0.75
+            }
+        );
+        // Each side: the median CPU per GB (4 CPU-s per 0.2 GB) and the highest RSS.
+        assert!((s.reference.cpu_seconds_per_gb - 20.0).abs() < 1e-9);
+        assert!((s.this.cpu_seconds_per_gb - 15.0).abs() < 1e-9);
+        assert_eq!(
+            (s.reference.peak_rss_bytes, s.this.peak_rss_bytes),
+            (Some(12), Some(6))
+        );
+        // An even count's median is the mean of the middle two; no pairs is an error.
+        assert_eq!(Spread::of(vec![3.0, 1.0, 2.0, 4.0]).unwrap().median, 2.5);
+        assert!(AgainstSummary::of(&[]).is_err());
     }
 
     #[test]

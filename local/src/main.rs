@@ -207,6 +207,9 @@ enum Command {
     PipelineSchema,
     /// Benchmark the transform on a large sessions file against plain arrow-json to Parquet.
     Bench(cli_bench::BenchArgs),
+    /// The transform against a reference build of deftunes, in turns on the same file: CPU and
+    /// time ratios (`make bench-before`).
+    BenchAgainst(cli_bench::AgainstArgs),
     /// One measurement of `bench`, in its own process (internal).
     #[command(hide = true)]
     BenchWorker(cli_bench::WorkerArgs),
@@ -359,6 +362,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench(args) => cli_bench::bench(&args).await,
         Command::BenchWorker(args) => cli_bench::worker(&args).await,
+        Command::BenchAgainst(args) => cli_bench::against(&args).await,
     }
 }
 
