@@ -452,7 +452,7 @@ pub async fn against(args: &AgainstArgs) -> Result<()> {
     }
     let (dir, file) = bench_file(&args.dir, args.mb).await?;
     warm_page_cache(&file.path)?;
-    let this = PathBuf::from("/proc/self/exe");
+    let this = this_exe()?;
     let worker_args: Vec<OsString> = vec![
         Phase::Transform.name().into(),
         file.path.clone().into(),
@@ -898,14 +898,18 @@ async fn run_worker(
 
 /// Runs `deftunes bench-worker ARGS` (this executable) and returns the JSON line it printed last.
 async fn run_worker_line(label: &str, args: &[OsString]) -> Result<String> {
-    // `/proc/self/exe` still runs this very binary when a concurrent build replaces the file.
+    run_exe_worker_line(&this_exe()?, label, args).await
+}
+
+/// This executable: `/proc/self/exe` still runs this very binary when a concurrent build
+/// replaces the file.
+fn this_exe() -> Result<PathBuf> {
     let proc_exe = PathBuf::from("/proc/self/exe");
-    let exe = if proc_exe.exists() {
-        proc_exe
+    if proc_exe.exists() {
+        Ok(proc_exe)
     } else {
-        std::env::current_exe().context("locating the deftunes executable")?
-    };
-    run_exe_worker_line(&exe, label, args).await
+        std::env::current_exe().context("locating the deftunes executable")
+    }
 }
 
 /// Runs `EXE bench-worker ARGS` and returns the JSON line it printed last.
