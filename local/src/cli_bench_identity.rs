@@ -945,7 +945,7 @@ fn day_batches(
         source_from: kind.source_from().to_string(),
         source_object: landing_key(day, "prefill"),
     };
-    let mut builder = BatchBuilder::new(kind, schema, BATCH_ROWS, meta)?;
+    let mut builder = BatchBuilder::new(kind, schema, BATCH_ROWS, &[], meta)?;
     let shape = kind.shape();
     let mut batches = Vec::new();
     let (mut unknown, mut rejected) = (Vec::new(), Vec::new());

@@ -192,11 +192,20 @@ pub fn record_hash(row: &[Cell<'_>], buf: &mut Vec<u8>) -> u128 {
 
 /// Appends `record_hash` as stored: 32 lowercase hex digits.
 pub fn push_hash_hex(h: u128, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Both digits of a byte in one lookup: a row's hash is on the transform's hot path.
+    const PAIRS: [[u8; 2]; 256] = {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut pairs = [[0u8; 2]; 256];
+        let mut b = 0;
+        while b < 256 {
+            pairs[b] = [HEX[b >> 4], HEX[b & 0xf]];
+            b += 1;
+        }
+        pairs
+    };
     let mut hex = [0u8; 32];
     for (pair, b) in hex.chunks_exact_mut(2).zip(h.to_be_bytes()) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 0xf)];
+        pair.copy_from_slice(&PAIRS[usize::from(b)]);
     }
     out.extend_from_slice(&hex);
 }

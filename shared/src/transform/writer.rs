@@ -149,10 +149,13 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// A builder for `capacity` rows; `text`, each data column's expected text bytes (empty:
+    /// unknown), sizes its string columns.
     pub fn new(
         table: &TableDef,
         schema: SchemaRef,
         capacity: usize,
+        text: &[usize],
         meta: RowMeta,
     ) -> Result<Self> {
         let ours: Vec<&str> = table
@@ -182,7 +185,7 @@ impl BatchBuilder {
             )));
         }
         Ok(BatchBuilder {
-            cols: Col::all(table.data_columns(), capacity, &[])?,
+            cols: Col::all(table.data_columns(), capacity, text)?,
             hashes: Vec::with_capacity(capacity * HEX_DIGITS),
             schema,
             rows: 0,
@@ -199,6 +202,11 @@ impl BatchBuilder {
 
     pub fn is_empty(&self) -> bool {
         self.rows == 0
+    }
+
+    /// Each data column's text bytes so far (0 for columns that are no strings).
+    pub fn text_bytes(&self) -> Vec<usize> {
+        self.cols.iter().map(Col::text_bytes).collect()
     }
 
     /// Appends a row and its `record_hash`.
@@ -227,7 +235,7 @@ impl BatchBuilder {
         // Only a full batch sizes the next: a short one is the object's last, and scaling it up
         // would size builders by its few rows (one long string could ask for gigabytes).
         let text: Vec<usize> = if n >= self.capacity {
-            self.cols.iter().map(Col::text_bytes).collect()
+            self.text_bytes()
         } else {
             Vec::new()
         };
