@@ -4,7 +4,6 @@
 //! chunk overlaps with the next's and with Parquet encoding, instead of one thread doing all.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -119,30 +118,36 @@ pub struct ChunkContext {
     pub meta: RowMeta,
     /// The identity scope column's position among the data columns.
     pub scope: Option<usize>,
-    /// Rows per record of the last chunk parsed, in hundredths: sizes the next chunk's builders.
-    rows_per_record: AtomicUsize,
-    /// The last chunk parsed: its rows and each data column's text bytes. Sizes the next chunk's
-    /// string builders, which grew by doubling from 16 bytes a row otherwise (each step a copy:
-    /// 2.5% of the transform's CPU on the bench object).
-    last_text: TextSizes,
+    /// Sizes the next chunk's builders.
+    last: LastChunk,
 }
 
-/// The rows and each data column's text bytes of the last chunk parsed.
+/// What the last chunk parsed held: records that gave rows, their rows, and each data column's
+/// text bytes. Builders sized from it for the next chunk do not grow by doubling, each step a
+/// copy (the string columns' copies were 2.5% of the samples on the bench object).
 #[derive(Default)]
-struct TextSizes(std::sync::Mutex<(usize, Vec<usize>)>);
+struct LastChunk(std::sync::Mutex<(usize, usize, Vec<usize>)>);
 
-impl TextSizes {
-    /// Each data column's expected text bytes in `rows` rows (empty before the first chunk).
-    fn for_rows(&self, rows: usize) -> Vec<usize> {
+impl LastChunk {
+    /// Rows expected of `records` records (one each before the first chunk), and each data
+    /// column's text bytes in them (empty: unknown).
+    fn sizes(&self, records: usize) -> (usize, Vec<usize>) {
         let last = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match *last {
-            (0, _) => Vec::new(),
-            (n, ref bytes) => bytes.iter().map(|b| b.saturating_mul(rows) / n).collect(),
+            (0, _, _) | (_, 0, _) => (records.max(1), Vec::new()),
+            (n, rows_n, ref text) => {
+                let rows = (records.saturating_mul(rows_n) / n).max(1);
+                let text = text
+                    .iter()
+                    .map(|b| b.saturating_mul(rows) / rows_n)
+                    .collect();
+                (rows, text)
+            }
         }
     }
 
-    fn note(&self, rows: usize, bytes: Vec<usize>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = (rows, bytes);
+    fn note(&self, records: usize, rows: usize, text: Vec<usize>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = (records, rows, text);
     }
 }
 
@@ -153,8 +158,7 @@ impl ChunkContext {
             schema,
             meta,
             scope,
-            rows_per_record: AtomicUsize::new(100),
-            last_text: TextSizes::default(),
+            last: LastChunk::default(),
         }
     }
 }
@@ -195,9 +199,7 @@ pub fn parse(ctx: &ChunkContext, chunk: Chunk) -> Result<Parsed> {
     let (rules, shape) = (kind.rules(), kind.shape());
     let key_positions = kind.key_positions();
     let item_column = kind.item_index_column();
-    let hint = ctx.rows_per_record.load(Ordering::Relaxed);
-    let capacity = (chunk.lines.len() * hint / 100).max(1);
-    let text = ctx.last_text.for_rows(capacity);
+    let (capacity, text) = ctx.last.sizes(chunk.lines.len());
     let mut batch = BatchBuilder::new(kind, ctx.schema.clone(), capacity, &text, ctx.meta.clone())?;
     let mut out = Parsed {
         rejects: Vec::new(),
@@ -321,13 +323,9 @@ pub fn parse(ctx: &ChunkContext, chunk: Chunk) -> Result<Parsed> {
         }
         out.records.push((l.no, rows.len()));
     }
-    if !out.records.is_empty() {
-        let per_record = out.hashes.len() * 100 / out.records.len();
-        ctx.rows_per_record
-            .store(per_record.max(1), Ordering::Relaxed);
-    }
     if !batch.is_empty() {
-        ctx.last_text.note(batch.len(), batch.text_bytes());
+        ctx.last
+            .note(out.records.len(), batch.len(), batch.text_bytes());
         out.batch = Some(batch.into_batch()?);
     }
     Ok(out)
@@ -374,17 +372,19 @@ mod tests {
     }
 
     #[test]
-    fn string_builders_are_sized_by_the_last_chunk_per_row() {
-        let sizes = TextSizes::default();
-        assert!(
-            sizes.for_rows(1000).is_empty(),
-            "nothing known before a chunk"
+    fn builders_are_sized_by_the_last_chunk() {
+        let last = LastChunk::default();
+        assert_eq!(last.sizes(100), (100, vec![]), "a row a record at first");
+        assert_eq!(last.sizes(0), (1, vec![]));
+        // 100 records gave 400 rows.
+        last.note(100, 400, vec![14_400, 0, 1_200]);
+        assert_eq!(last.sizes(250), (1000, vec![36_000, 0, 3_000]));
+        last.note(1, 10, vec![usize::MAX, 5]);
+        assert_eq!(
+            last.sizes(2),
+            (20, vec![usize::MAX / 10, 10]),
+            "no overflow"
         );
-        sizes.note(400, vec![14_400, 0, 1_200]);
-        assert_eq!(sizes.for_rows(1000), vec![36_000, 0, 3_000]);
-        assert_eq!(sizes.for_rows(0), vec![0, 0, 0]);
-        sizes.note(10, vec![usize::MAX, 5]);
-        assert_eq!(sizes.for_rows(20), vec![usize::MAX / 10, 10], "no overflow");
     }
 
     #[tokio::test]
