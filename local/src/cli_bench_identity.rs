@@ -42,6 +42,7 @@ use deftunes::config::Env;
 use deftunes::transform::catalog::ensure_table;
 use deftunes::transform::events::ObjectRef;
 use deftunes::transform::identity::record_hash;
+use deftunes::transform::records::RowBuffer;
 use deftunes::transform::tables::TableDef;
 use deftunes::transform::writer::{BatchBuilder, FileLayout, ObjectWriter, RowMeta};
 use deftunes::transform::{Preparation, Transformer};
@@ -954,7 +955,7 @@ fn day_batches(
     for s in day_sessions(day, false) {
         let line = serde_json::to_string(&s)?;
         let value = shape.read(&line)?;
-        let mut rows = Vec::new();
+        let mut rows = shape.rows(RowBuffer::default());
         shape
             .parse(&value, &mut rows, &mut unknown, &mut rejected)
             .map_err(|e| anyhow::anyhow!("generated session {}: {e}", s.session_id))?;
@@ -963,7 +964,7 @@ fn day_batches(
             "generated session {} has rejected items {rejected:?} or unknown fields {unknown:?}",
             s.session_id
         );
-        for r in &rows {
+        for r in rows.iter() {
             let h = record_hash(r, &mut hash_buf);
             builder.push(r, h)?;
             total += 1;

@@ -11,6 +11,7 @@ use arrow_schema::SchemaRef;
 
 use super::identity::{record_hash, scope_day};
 use super::quality::{reason_kind, DatasetMetrics};
+use super::records::RowBuffer;
 use super::tables::{Cell, TableDef};
 use super::writer::{BatchBuilder, RowMeta};
 use super::{read_all_limited, read_line_limited, MAX_RECORD_BYTES, QUARANTINE_KEEP_BYTES};
@@ -217,6 +218,7 @@ pub fn parse(ctx: &ChunkContext, chunk: Chunk) -> Result<Parsed> {
     let mut unknown = Vec::new();
     let mut rejected_items = Vec::new();
     let mut hash_buf = Vec::with_capacity(256);
+    let mut row_buffer = RowBuffer::default();
     for l in &chunk.lines {
         let line = &chunk.text[l.start..l.end];
         out.records_in += 1;
@@ -254,7 +256,7 @@ pub fn parse(ctx: &ChunkContext, chunk: Chunk) -> Result<Parsed> {
                 continue;
             }
         };
-        let mut rows = Vec::new();
+        let mut rows = shape.rows(std::mem::take(&mut row_buffer));
         unknown.clear();
         rejected_items.clear();
         if let Err(reason) = shape.parse(&value, &mut rows, &mut unknown, &mut rejected_items) {
@@ -311,7 +313,7 @@ pub fn parse(ctx: &ChunkContext, chunk: Chunk) -> Result<Parsed> {
             out.records_quarantined += 1;
             continue;
         }
-        for r in &rows {
+        for r in rows.iter() {
             rules.observe(&mut out.metrics, r);
             let h = record_hash(r, &mut hash_buf);
             batch.push(r, h)?;
@@ -322,6 +324,7 @@ pub fn parse(ctx: &ChunkContext, chunk: Chunk) -> Result<Parsed> {
             }
         }
         out.records.push((l.no, rows.len()));
+        row_buffer = rows.into_buffer();
     }
     if !batch.is_empty() {
         ctx.last
