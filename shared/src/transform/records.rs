@@ -1181,7 +1181,9 @@ columns = [
         assert_eq!(record.held.len(), 2);
         let mut rows = shape.rows(RowBuffer::default());
         let (mut unknown, mut rejected) = (Vec::new(), Vec::new());
-        shape.parse(&record, &mut rows, &mut unknown, &mut rejected).unwrap();
+        shape
+            .parse(&record, &mut rows, &mut unknown, &mut rejected)
+            .unwrap();
         assert_eq!(rows[0][0], Cell::Str("ab"));
         assert_eq!(rows[0][1], Cell::Str("n"));
         assert_eq!(rows[0][5], Cell::Str("P"));
