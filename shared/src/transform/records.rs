@@ -505,7 +505,9 @@ impl<'r> Value<'r> {
     }
 }
 
-/// Decodes a field's value into its slot, holding aside what owns memory.
+/// Decodes a field's value into its slot, holding aside what owns memory. Its own visitor, not
+/// `Json`'s followed by a conversion: that way cost 3% more CPU on the bench object (A/B, 10
+/// pairs).
 struct SlotSeed<'h, 'a>(&'h mut Vec<Json<'a>>);
 
 impl<'de> DeserializeSeed<'de> for SlotSeed<'_, 'de> {
