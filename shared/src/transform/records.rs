@@ -311,7 +311,9 @@ impl<'r> Rows<'r> {
         let mut kept = 0;
         for i in 0..self.count {
             if keep(&self[i]) {
-                self.cells.copy_within(i * w..(i + 1) * w, kept * w);
+                if kept < i {
+                    self.cells.copy_within(i * w..(i + 1) * w, kept * w);
+                }
                 kept += 1;
             }
         }
