@@ -175,7 +175,6 @@ impl RecordShape {
             cells: relabel(buffer.cells),
             record: relabel(buffer.record),
             width: self.columns.len(),
-            count: 0,
         }
     }
 
@@ -196,10 +195,7 @@ impl RecordShape {
         let obj = Obj::Slots(fields, &record.held);
         // The record's cells, its items' still null: each item's row starts as a copy.
         let Rows {
-            cells,
-            record: row,
-            count,
-            ..
+            cells, record: row, ..
         } = out;
         row.clear();
         row.resize(self.columns.len(), Cell::Null);
@@ -211,7 +207,6 @@ impl RecordShape {
         }
         let Some(explode) = &self.explode else {
             cells.extend_from_slice(row);
-            *count += 1;
             return Ok(());
         };
         let name = &self.explode_label;
@@ -269,12 +264,9 @@ impl RecordShape {
                 };
                 Ok::<_, String>(())
             });
-            match filled {
-                Ok(()) => *count += 1,
-                Err(e) => {
-                    cells.truncate(at);
-                    rejected_items.push((i as i32, format!("{name}[{i}].{e}")));
-                }
+            if let Err(e) = filled {
+                cells.truncate(at);
+                rejected_items.push((i as i32, format!("{name}[{i}].{e}")));
             }
         }
         Ok(())
@@ -288,28 +280,28 @@ pub struct Rows<'r> {
     cells: Vec<Cell<'r>>,
     /// The record's own cells, the start of each of its items' rows.
     record: Vec<Cell<'r>>,
+    /// Cells per row: a table has at least its key's columns.
     width: usize,
-    count: usize,
 }
 
 impl<'r> Rows<'r> {
     pub fn len(&self) -> usize {
-        self.count
+        self.cells.len().checked_div(self.width).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.cells.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &[Cell<'r>]> + '_ {
-        (0..self.count).map(|i| &self[i])
+        (0..self.len()).map(|i| &self[i])
     }
 
     /// Keeps the rows `keep` accepts, in order.
     pub fn retain(&mut self, mut keep: impl FnMut(&[Cell<'r>]) -> bool) {
         let w = self.width;
         let mut kept = 0;
-        for i in 0..self.count {
+        for i in 0..self.len() {
             if keep(&self[i]) {
                 if kept < i {
                     self.cells.copy_within(i * w..(i + 1) * w, kept * w);
@@ -318,7 +310,6 @@ impl<'r> Rows<'r> {
             }
         }
         self.cells.truncate(kept * w);
-        self.count = kept;
     }
 
     /// The emptied buffers, their allocations kept for the next record's rows.
