@@ -233,8 +233,9 @@ impl BatchBuilder {
     fn take(&mut self, renew: bool) -> Result<RecordBatch> {
         let n = self.rows;
         // Only a full batch sizes the next: a short one is the object's last, and scaling it up
-        // would size builders by its few rows (one long string could ask for gigabytes).
-        let text: Vec<usize> = if n >= self.capacity {
+        // would size builders by its few rows (one long string could ask for gigabytes). The
+        // builder's last batch sizes none.
+        let text: Vec<usize> = if renew && n >= self.capacity {
             self.text_bytes()
         } else {
             Vec::new()
