@@ -29,11 +29,15 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use arrow_array::RecordBatchReader;
 use deftunes::config::Env;
 use deftunes::transform::events::ObjectRef;
+use deftunes::transform::writer::{parquet_properties, FileLayout};
 use deftunes::transform::{TransformConfig, Transformer};
 use deftunes_local::child::GroupChild;
 use deftunes_local::{Dataset, Scale};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
 
 const MB: f64 = 1_000_000.0;
 /// Landing key of the benchmark object, relative to the lake root.
@@ -120,6 +124,9 @@ pub enum Phase {
     IdentityPrefill,
     /// Commits one day of sessions into the prefilled `--table`, or into an empty table.
     IdentityCommit,
+    /// Transforms the file unmeasured, then measures what no transform of it can do for less:
+    /// parsing its JSON, and encoding the transform's own rows with its Parquet settings.
+    Floors,
 }
 
 impl Phase {
@@ -129,6 +136,7 @@ impl Phase {
             Phase::Baseline => "baseline",
             Phase::IdentityPrefill => "identity-prefill",
             Phase::IdentityCommit => "identity-commit",
+            Phase::Floors => "floors",
         }
     }
 }
@@ -171,6 +179,64 @@ pub struct Measurement {
     /// User + system CPU time of the measured work, all threads (`getrusage`).
     #[serde(default)]
     pub cpu_seconds: f64,
+}
+
+/// The two floors under the transform's CPU on one file, each measured on one thread in one
+/// process: work any transform of the file must do, with nothing of ours in it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Floors {
+    pub bytes_in: u64,
+    /// JSON lines parsed and validated into nothing (`serde::de::IgnoredAny`).
+    pub records: u64,
+    pub json_parse_cpu_seconds: f64,
+    /// Rows of the transform's data files, read back (not measured) and encoded again with the
+    /// table's Parquet settings (`writer::parquet_properties`), into memory.
+    pub rows: u64,
+    pub files: u64,
+    pub parquet_encode_cpu_seconds: f64,
+    pub bytes_out: u64,
+}
+
+impl Floors {
+    fn json_parse_cpu_s_per_gb(&self) -> f64 {
+        self.json_parse_cpu_seconds / (self.bytes_in as f64 / 1e9).max(1e-9)
+    }
+    fn parquet_encode_cpu_s_per_gb(&self) -> f64 {
+        self.parquet_encode_cpu_seconds / (self.bytes_in as f64 / 1e9).max(1e-9)
+    }
+}
+
+/// The medians of the floors' runs, in CPU-seconds per GB of input.
+#[derive(Debug, Clone, Serialize)]
+struct FloorSummary {
+    json_parse: Spread,
+    parquet_encode: Spread,
+    /// Both medians together.
+    sum: f64,
+    /// The CPU target less the floors: what is left for reading, typing, rules, hashes,
+    /// identity and partitioning (negative: the target is below the floors).
+    target_left: f64,
+    /// The transform's CPU less the floors: what it spends on those today.
+    transform_spends: f64,
+}
+
+impl FloorSummary {
+    fn of(runs: &[Floors], transform_cpu_s_per_gb: f64, target: f64) -> Result<FloorSummary> {
+        let json_parse = Spread::of(runs.iter().map(Floors::json_parse_cpu_s_per_gb).collect())?;
+        let parquet_encode = Spread::of(
+            runs.iter()
+                .map(Floors::parquet_encode_cpu_s_per_gb)
+                .collect(),
+        )?;
+        let sum = json_parse.median + parquet_encode.median;
+        Ok(FloorSummary {
+            json_parse,
+            parquet_encode,
+            sum,
+            target_left: target - sum,
+            transform_spends: transform_cpu_s_per_gb - sum,
+        })
+    }
 }
 
 impl Measurement {
@@ -255,17 +321,17 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
             file.generate_seconds
         );
     }
-    // Both phases then read from the page cache, not from the disk.
+    // Every phase then reads from the page cache, not from the disk.
     warm_page_cache(&file.path)?;
 
-    // Alternating runs, so a noisy neighbour slows both phases alike.
-    let (mut transforms, mut baselines) = (Vec::new(), Vec::new());
+    // Alternating runs, so a noisy neighbour slows every phase alike.
+    let (mut transforms, mut baselines, mut floors) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=args.runs {
         for (phase, runs) in [
             (Phase::Transform, &mut transforms),
             (Phase::Baseline, &mut baselines),
         ] {
-            let m = run_worker(phase, &file.path, &dir, None).await?;
+            let m: Measurement = run_worker(phase, &file.path, &dir, None).await?;
             println!(
                 "run {run}/{}: {:<9} {:.2} s",
                 args.runs,
@@ -274,6 +340,12 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
             );
             runs.push(m);
         }
+        let f: Floors = run_worker(Phase::Floors, &file.path, &dir, None).await?;
+        println!(
+            "run {run}/{}: floors    JSON parse {:.2} s, Parquet encode {:.2} s (CPU)",
+            args.runs, f.json_parse_cpu_seconds, f.parquet_encode_cpu_seconds
+        );
+        floors.push(f);
     }
     let (transform, baseline) = (median(&transforms)?, median(&baselines)?);
     let (transform, baseline) = (&transform, &baseline);
@@ -283,6 +355,7 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
     let mb_s_pass = transform.mb_per_s() >= TARGET_MB_PER_S;
     let cpu_per_gb = transform.cpu_seconds_per_gb();
     let cpu_pass = cpu_per_gb <= BEFORE_CPU_S_PER_GB / 2.0;
+    let floor = FloorSummary::of(&floors, cpu_per_gb, BEFORE_CPU_S_PER_GB / 2.0)?;
     // Peak memory at the target's size: this file's, or a second file's of `--rss-mb`.
     let large = match args.rss_mb.saturating_mul(1_000_000) {
         0 => None,
@@ -298,7 +371,7 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
     let nproc = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let wrong = wrong_results(file.stamp.records, transform, baseline);
+    let wrong = wrong_results(file.stamp.records, transform, baseline, &floors);
     let small = small_object(&dir, &file.path).await?;
     let small_pass = small.end_to_end_seconds <= TARGET_SMALL_SECONDS;
     let lambda = lambda_estimate(transform);
@@ -314,6 +387,14 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
         "transform CPU: {cpu_per_gb:.2} CPU-s per GB   target <= {:.1} (half of {BEFORE_CPU_S_PER_GB} before)   {}",
         BEFORE_CPU_S_PER_GB / 2.0,
         verdict(Some(cpu_pass))
+    );
+    println!(
+        "floors on this file, one thread each: its JSON parsed into nothing {:.2} + the transform's own rows encoded with its Parquet settings {:.2} = {:.2} CPU-s per GB; the CPU target leaves {:.2} for reading, typing, rules, hashes, identity and partitioning, where the transform spends {:.2}",
+        floor.json_parse.median,
+        floor.parquet_encode.median,
+        floor.sum,
+        floor.target_left,
+        floor.transform_spends
     );
     println!(
         "ratio transform/baseline (MB/s): {ratio:.2}   target >= {TARGET_RATIO}   {}",
@@ -394,6 +475,8 @@ pub async fn bench(args: &BenchArgs) -> Result<()> {
         },
         "ratio_mb_per_s": ratio,
         "cpu_seconds_per_gb": cpu_per_gb,
+        "floors": floors,
+        "floors_cpu_seconds_per_gb": floor,
         "small_object": small,
         "lambda_estimate": lambda,
         "targets": {
@@ -635,7 +718,7 @@ async fn large_object(dir: &Path, bytes: u64) -> Result<(u64, Measurement)> {
         file.stamp.bytes as f64 / MB,
         if file.reused { "reused" } else { "generated" }
     );
-    let m = run_worker(Phase::Transform, &file.path, &dir, None).await?;
+    let m = run_worker::<Measurement>(Phase::Transform, &file.path, &dir, None).await?;
     if m.records != file.stamp.records || m.quarantined > 0 {
         bail!(
             "the peak memory run read {} of {} records ({} quarantined)",
@@ -680,7 +763,7 @@ async fn small_object(dir: &Path, big: &Path) -> Result<SmallObject> {
     let mut fresh = Vec::new();
     for _ in 0..SMALL_RUNS {
         let start = Instant::now();
-        let m = run_worker(Phase::Transform, &objects[0].0, dir, None).await?;
+        let m = run_worker::<Measurement>(Phase::Transform, &objects[0].0, dir, None).await?;
         fresh.push((start.elapsed().as_secs_f64(), m));
     }
     let kept = dir.join("small-lake");
@@ -689,11 +772,11 @@ async fn small_object(dir: &Path, big: &Path) -> Result<SmallObject> {
     }
     std::fs::create_dir_all(&kept)?;
     // The table's creation, as a deployment's first object.
-    run_worker(Phase::Transform, &objects[1].0, dir, Some(&kept)).await?;
+    run_worker::<Measurement>(Phase::Transform, &objects[1].0, dir, Some(&kept)).await?;
     let mut warm = Vec::new();
     for (path, _) in &objects[2..] {
         let start = Instant::now();
-        let m = run_worker(Phase::Transform, path, dir, Some(&kept)).await?;
+        let m = run_worker::<Measurement>(Phase::Transform, path, dir, Some(&kept)).await?;
         if m.rows == 0 {
             bail!("the small object {} committed no row", path.display());
         }
@@ -773,6 +856,7 @@ fn wrong_results(
     file_records: u64,
     transform: &Measurement,
     baseline: &Measurement,
+    floors: &[Floors],
 ) -> Vec<String> {
     let mut wrong = Vec::new();
     if transform.records != file_records || baseline.records != file_records {
@@ -792,6 +876,15 @@ fn wrong_results(
             "the transform wrote {} rows in {} files for {} records",
             transform.rows, transform.files, transform.records
         ));
+    }
+    // A floor that parsed or encoded other rows than the transform's measures something else.
+    for f in floors {
+        if f.records != file_records || f.rows != transform.rows || f.files == 0 {
+            wrong.push(format!(
+                "the floors parsed {} records and encoded {} rows in {} files; the file has {file_records} records, the transform wrote {} rows",
+                f.records, f.rows, f.files, transform.rows
+            ));
+        }
     }
     wrong
 }
@@ -880,12 +973,12 @@ fn print_table(file: &BenchFile, t: &Measurement, b: &Measurement, nproc: usize)
 }
 
 /// Runs one phase in a child process (this executable, `bench-worker`) and parses its line.
-async fn run_worker(
+async fn run_worker<M: serde::de::DeserializeOwned>(
     phase: Phase,
     file: &Path,
     dir: &Path,
     lake: Option<&Path>,
-) -> Result<Measurement> {
+) -> Result<M> {
     let mut args: Vec<OsString> =
         vec![phase.name().into(), file.into(), "--dir".into(), dir.into()];
     if let Some(lake) = lake {
@@ -957,6 +1050,7 @@ pub async fn worker(args: &WorkerArgs) -> Result<()> {
             let m = identity::commit_worker(&file()?, &args.identity, scratch.path()).await?;
             serde_json::to_string(&m)?
         }
+        Phase::Floors => serde_json::to_string(&floors_phase(&file()?, scratch.path()).await?)?,
         Phase::Transform | Phase::Baseline => {
             let file = file()?;
             let bytes_in = std::fs::metadata(&file)
@@ -978,6 +1072,15 @@ pub async fn worker(args: &WorkerArgs) -> Result<()> {
 }
 
 async fn transform_phase(file: &Path, scratch: &Path, kept: Option<&Path>) -> Result<Measurement> {
+    Ok(transform_run(file, scratch, kept).await?.0)
+}
+
+/// The measured transform of `file`, and the transformer and lake it used.
+async fn transform_run(
+    file: &Path,
+    scratch: &Path,
+    kept: Option<&Path>,
+) -> Result<(Measurement, Transformer, TransformConfig, PathBuf)> {
     let (lake, catalog, key) = match kept {
         None => (
             scratch.join("lake"),
@@ -1009,7 +1112,7 @@ async fn transform_phase(file: &Path, scratch: &Path, kept: Option<&Path>) -> Re
     }
     let env = scratch_env(&lake, &catalog, scratch);
     let cfg = TransformConfig::from_env(&env)?;
-    let transformer = Transformer::new(cfg, &env as &dyn Env).await?;
+    let transformer = Transformer::new(cfg.clone(), &env as &dyn Env).await?;
     let cpu = process_cpu_seconds();
     let start = Instant::now();
     let outcome = transformer
@@ -1018,7 +1121,7 @@ async fn transform_phase(file: &Path, scratch: &Path, kept: Option<&Path>) -> Re
     let seconds = start.elapsed().as_secs_f64();
     let cpu_seconds = process_cpu_seconds() - cpu;
     let (files, bytes_out) = parquet_files(&lake.join("transform_zone"))?;
-    Ok(Measurement {
+    let m = Measurement {
         records: outcome.records_in,
         rows: outcome.rows_committed,
         bytes_in: 0,
@@ -1028,6 +1131,64 @@ async fn transform_phase(file: &Path, scratch: &Path, kept: Option<&Path>) -> Re
         bytes_out,
         quarantined: outcome.records_quarantined,
         cpu_seconds,
+    };
+    Ok((m, transformer, cfg, lake))
+}
+
+/// The floors under the transform of `file`: its JSON parsed into nothing, and the rows the
+/// transform wrote encoded again with the table's Parquet settings, the same number of rows per
+/// write. Each on this thread alone; reading the file and the data files back is not measured.
+async fn floors_phase(file: &Path, scratch: &Path) -> Result<Floors> {
+    let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let cpu = process_cpu_seconds();
+    let mut records = 0u64;
+    for (n, line) in text.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        serde_json::from_slice::<serde::de::IgnoredAny>(line)
+            .with_context(|| format!("{} line {}", file.display(), n + 1))?;
+        records += 1;
+    }
+    let json_parse_cpu_seconds = process_cpu_seconds() - cpu;
+    let bytes_in = text.len() as u64;
+    drop(text);
+
+    let (_, transformer, cfg, lake) = transform_run(file, scratch, None).await?;
+    let table = transformer
+        .catalog()
+        .load_table(&transformer.table_ident("sessions"))
+        .await?;
+    let layout = FileLayout::for_object(cfg.target_file_size, bytes_in, cfg.batch_rows);
+    let props = parquet_properties(table.metadata().current_schema(), layout.compressed)?;
+    let paths = parquet_paths(&lake.join("transform_zone"))?;
+    let (mut rows, mut bytes_out, mut parquet_encode_cpu_seconds) = (0u64, 0u64, 0.0);
+    for path in &paths {
+        let input = File::open(path).with_context(|| format!("{}", path.display()))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(input)?
+            .with_batch_size(layout.write_rows)
+            .build()?;
+        let schema = reader.schema();
+        let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+        let cpu = process_cpu_seconds();
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props.clone()))?;
+        for batch in &batches {
+            rows += batch.num_rows() as u64;
+            writer.write(batch)?;
+        }
+        writer.close()?;
+        parquet_encode_cpu_seconds += process_cpu_seconds() - cpu;
+        bytes_out += out.len() as u64;
+    }
+    Ok(Floors {
+        bytes_in,
+        records,
+        json_parse_cpu_seconds,
+        rows,
+        files: paths.len() as u64,
+        parquet_encode_cpu_seconds,
+        bytes_out,
     })
 }
 
@@ -1045,7 +1206,6 @@ fn scratch_env(lake: &Path, catalog: &Path, spool: &Path) -> HashMap<String, Str
 /// The practical limit: the same bytes through `arrow-json` (schema inferred from the first
 /// records) into one ZSTD(3) Parquet file with the transform's row group size.
 fn baseline_phase(file: &Path, out: &Path) -> Result<Measurement> {
-    use parquet::arrow::ArrowWriter;
     use parquet::basic::{Compression, ZstdLevel};
     use parquet::file::properties::WriterProperties;
 
@@ -1087,7 +1247,19 @@ fn baseline_phase(file: &Path, out: &Path) -> Result<Measurement> {
 
 /// Number and total size of the `.parquet` files under `dir`.
 fn parquet_files(dir: &Path) -> Result<(u64, u64)> {
-    let (mut n, mut bytes) = (0, 0);
+    let paths = parquet_paths(dir)?;
+    let mut bytes = 0;
+    for p in &paths {
+        bytes += std::fs::metadata(p)
+            .with_context(|| format!("{}", p.display()))?
+            .len();
+    }
+    Ok((paths.len() as u64, bytes))
+}
+
+/// The `.parquet` files under `dir` (none if it does not exist).
+fn parquet_paths(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
@@ -1095,16 +1267,15 @@ fn parquet_files(dir: &Path) -> Result<(u64, u64)> {
         };
         for e in entries {
             let e = e?;
-            let meta = e.metadata()?;
-            if meta.is_dir() {
+            if e.file_type()?.is_dir() {
                 stack.push(e.path());
             } else if e.path().extension().is_some_and(|x| x == "parquet") {
-                n += 1;
-                bytes += meta.len();
+                paths.push(e.path());
             }
         }
     }
-    Ok((n, bytes))
+    paths.sort();
+    Ok(paths)
 }
 
 /// Lands the file as the lake's own writes do, its content version kept with it, so the
@@ -1338,6 +1509,46 @@ mod tests {
         assert_eq!(proc_kb(status, "VmRSS:"), None);
     }
 
+    /// The floors re-encode exactly the rows the transform wrote, from every one of its files,
+    /// with the table's settings (ZSTD above `COMPRESS_FROM_BYTES`), and parse every record.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_floors_parse_every_record_and_encode_every_row_the_transform_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ensure_file(dir.path(), 1_500_000).unwrap();
+        assert!(file.stamp.bytes >= deftunes::transform::writer::COMPRESS_FROM_BYTES);
+        // Each phase in scratch space of its own, as the workers are.
+        let scratch = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::create_dir(&p).unwrap();
+            p
+        };
+        let transform = transform_phase(&file.path, &scratch("t"), None)
+            .await
+            .unwrap();
+        let floors = floors_phase(&file.path, &scratch("f")).await.unwrap();
+        assert_eq!(floors.records, file.stamp.records);
+        assert_eq!(floors.bytes_in, file.stamp.bytes);
+        assert_eq!(
+            (floors.rows, floors.files),
+            (transform.rows, transform.files)
+        );
+        assert!(floors.rows > floors.records, "sessions explode into items");
+        assert!(floors.json_parse_cpu_seconds > 0.0 && floors.parquet_encode_cpu_seconds > 0.0);
+        // Encoded as the transform does, the same rows come out about as large as its files.
+        let ratio = floors.bytes_out as f64 / transform.bytes_out as f64;
+        assert!(
+            (0.8..1.25).contains(&ratio),
+            "{ratio}: {floors:?} {transform:?}"
+        );
+        assert!(wrong_results(file.stamp.records, &transform, &transform, &[floors]).is_empty());
+
+        // A line that is not JSON is named, not measured.
+        let bad = dir.path().join("bad.jsonl");
+        std::fs::write(&bad, b"{\"a\": 1}\n{\"a\": \n").unwrap();
+        let err = floors_phase(&bad, &scratch("b")).await.unwrap_err();
+        assert!(format!("{err:#}").contains("bad.jsonl line 2"), "{err:#}");
+    }
+
     #[test]
     fn a_run_that_computed_the_wrong_thing_is_wrong_and_a_slow_one_is_not() {
         let m = |records, rows, files, quarantined| Measurement {
@@ -1351,16 +1562,30 @@ mod tests {
             quarantined,
             cpu_seconds: 0.0,
         };
+        let f = |records, rows, files| Floors {
+            bytes_in: 1,
+            records,
+            json_parse_cpu_seconds: 1e9,
+            rows,
+            files,
+            parquet_encode_cpu_seconds: 1e9,
+            bytes_out: 1,
+        };
         let baseline = m(10, 10, 1, 0);
-        assert!(wrong_results(10, &m(10, 30, 1, 0), &baseline).is_empty());
+        let floors = [f(10, 30, 1)];
+        assert!(wrong_results(10, &m(10, 30, 1, 0), &baseline, &floors).is_empty());
         for (t, what) in [
             (m(9, 27, 1, 0), "record counts differ"),
             (m(10, 27, 1, 1), "quarantined 1 records"),
             (m(10, 0, 0, 0), "wrote 0 rows in 0 files"),
         ] {
-            let wrong = wrong_results(10, &t, &baseline);
+            let wrong = wrong_results(10, &t, &baseline, &floors);
             assert!(wrong.iter().any(|w| w.contains(what)), "{wrong:?}");
         }
-        assert!(!wrong_results(10, &m(10, 30, 1, 0), &m(9, 9, 1, 0)).is_empty());
+        assert!(!wrong_results(10, &m(10, 30, 1, 0), &m(9, 9, 1, 0), &floors).is_empty());
+        for floors in [[f(9, 30, 1)], [f(10, 29, 1)], [f(10, 30, 0)]] {
+            let wrong = wrong_results(10, &m(10, 30, 1, 0), &baseline, &floors);
+            assert!(wrong.iter().any(|w| w.contains("the floors")), "{wrong:?}");
+        }
     }
 }

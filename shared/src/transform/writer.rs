@@ -326,15 +326,13 @@ impl FileLayout {
     }
 }
 
-/// Data files of `table` laid out by `layout`. Row groups are kept small so memory stays bounded
-/// while writing.
-fn file_writer_builder(
-    table: &Table,
-    file_prefix: String,
-    layout: FileLayout,
-) -> Result<FileWriterBuilder> {
-    let metadata = table.metadata();
-    let schema = metadata.current_schema();
+/// The Parquet settings of a table's data files: ZSTD(1) pages when `compressed`, else
+/// uncompressed. Also what `make bench` re-encodes the transform's own rows with, to measure the
+/// encoding floor.
+pub fn parquet_properties(
+    schema: &iceberg::spec::Schema,
+    compressed: bool,
+) -> Result<WriterProperties> {
     let mut props = WriterProperties::builder();
     // String natural keys are (nearly) unique per record: a dictionary of them only costs its
     // hashing and falls back to plain pages at 1 MB. Measured on 20 MB of sessions (session_id):
@@ -368,12 +366,12 @@ fn file_writer_builder(
     // Level 1: on the bench object 11% faster than 3 and no larger (the columns are
     // dictionary-encoded already), with smaller compression contexts. Snappy would cost 1.5%
     // fewer instructions for 54% larger files (measured on 20 MB of sessions).
-    let compression = if layout.compressed {
+    let compression = if compressed {
         Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| Error::Catalog(e.to_string()))?)
     } else {
         Compression::UNCOMPRESSED
     };
-    let props = props
+    Ok(props
         .set_compression(compression)
         .set_max_row_group_row_count(Some(FLUSH_ROWS))
         // Random hashes: a dictionary never pays and min/max prune nothing.
@@ -382,7 +380,18 @@ fn file_writer_builder(
             record_hash_path(),
             parquet::file::properties::EnabledStatistics::None,
         )
-        .build();
+        .build())
+}
+
+/// Data files of `table` laid out by `layout`. Row groups are kept small so memory stays bounded
+/// while writing.
+fn file_writer_builder(
+    table: &Table,
+    file_prefix: String,
+    layout: FileLayout,
+) -> Result<FileWriterBuilder> {
+    let metadata = table.metadata();
+    let props = parquet_properties(metadata.current_schema(), layout.compressed)?;
     let parquet = ParquetWriterBuilder::new(props, metadata.current_schema().clone());
     let rolling = RollingFileWriterBuilder::new(
         parquet,
