@@ -102,8 +102,11 @@ test-serving: chromium mariadb
 	$(DEFTUNES_PYTHON) local/python/spotify_scratch_check.py --workdir "$$tmp/spotify-scratch"; \
 	$(DEFTUNES_PYTHON) local/python/redshift_compile_check.py --project pipelines/spotify/dbt --workdir "$$tmp/spotify-rs"
 
+# Run through bash, so a lost executable bit cannot turn the checks into a silent pass; a missing
+# script fails.
 test-terraform:
-	@if [ -x terraform/tests/run.sh ]; then bash terraform/tests/run.sh; else echo "terraform checks not present yet"; fi
+	@[ -f terraform/tests/run.sh ] || { echo "test-terraform: terraform/tests/run.sh is missing" >&2; exit 1; }
+	bash terraform/tests/run.sh
 
 lint: ## rustfmt, clippy -D warnings, terraform fmt
 	$(CARGO) fmt --all -- --check
@@ -156,7 +159,7 @@ BENCH_IDENTITY_ROWS ?= 10000000
 .PHONY: bench
 # A release build (what Lambda runs: thin LTO, one codegen unit); the first one takes about 15
 # minutes on 2 cores, later ones reuse the target directory.
-bench: ## Benchmark the transform (MB/s, CPU-s/GB, peak RSS, a 2 kB object end to end, Lambda cost) vs plain arrow-json, and record identity's cost (report in .deftunes/bench/)
+bench: ## Benchmark the transform (MB/s, CPU-s/GB and its floors, peak RSS, a 2 kB object end to end, Lambda cost) vs plain arrow-json, and record identity's cost (report in .deftunes/bench/)
 	$(CARGO) build --release --locked -p deftunes-local --bin deftunes
 	$(CARGO_TARGET_DIR)/release/deftunes bench --mb $(BENCH_MB) --rss-mb $(BENCH_RSS_MB) --identity-rows $(BENCH_IDENTITY_ROWS)
 
