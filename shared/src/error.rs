@@ -173,8 +173,30 @@ mod tests {
         assert!(detail.starts_with("AccessDenied"));
     }
 
+    /// What each failure means for a retry, decided per variant here and not derived from
+    /// `RETRYABLE_ERROR_TYPES`: the match is exhaustive, so a new variant must be decided too.
+    fn should_retry(e: &Error) -> bool {
+        match e {
+            // Transient: the same call can succeed later.
+            Error::SourceUnavailable(_)
+            | Error::StorageUnavailable(_)
+            | Error::CatalogUnavailable(_)
+            | Error::CommitConflict(_)
+            | Error::WarehouseUnavailable(_) => true,
+            // The same input fails the same way again: a retry only delays the Catch.
+            Error::InvalidInput(_)
+            | Error::Configuration(_)
+            | Error::SourceRejected(_)
+            | Error::InvalidSourcePayload(_)
+            | Error::Catalog(_)
+            | Error::DataQualityFailed(_)
+            | Error::WarehouseRejected(_)
+            | Error::Panicked(_) => false,
+        }
+    }
+
     #[test]
-    fn classification_matches_the_retryable_list() {
+    fn transient_failures_are_retryable_and_the_rest_are_not() {
         let all = [
             Error::InvalidInput("x".into()),
             Error::Configuration("x".into()),
@@ -188,13 +210,16 @@ mod tests {
             Error::DataQualityFailed("x".into()),
             Error::WarehouseUnavailable("x".into()),
             Error::WarehouseRejected("x".into()),
+            Error::Panicked("x".into()),
         ];
-        let retryable: Vec<_> = all
-            .iter()
-            .filter(|e| e.is_retryable())
-            .map(|e| e.error_type())
-            .collect();
-        assert_eq!(retryable, RETRYABLE_ERROR_TYPES);
+        for e in &all {
+            assert_eq!(e.is_retryable(), should_retry(e), "{}", e.error_type());
+        }
+        // A misspelt name in the list would leave its variant silently final.
+        let types: Vec<_> = all.iter().map(Error::error_type).collect();
+        for t in RETRYABLE_ERROR_TYPES {
+            assert!(types.contains(t), "{t} is no variant's error type");
+        }
     }
 
     #[test]
