@@ -58,8 +58,10 @@ demo: build python $(if $(filter classicmodels,$(PIPELINE)),mariadb) ## Run a pi
 
 test: build python moto mariadb test-rust test-serving test-terraform ## Run all tests (Rust, serving/dbt end to end, Terraform checks)
 
+# Clippy too, so CI holds the code to -D warnings and not only a developer's `make lint`.
 test-rust:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) test --workspace --all-targets --locked --no-fail-fast
 
 # The demo end to end into a throwaway directory and its dashboard in headless Chromium; then
