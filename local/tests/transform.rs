@@ -494,6 +494,25 @@ async fn bad_input_is_quarantined_with_reasons_and_counts_reconcile() {
     let o = f.transformer.transform_object(&empty).await.unwrap();
     assert_eq!((o.status, o.records_in), (Status::NothingToCommit, 0));
     assert_eq!(f.snapshots("sessions").await, 1);
+
+    // So does an object whose every record is quarantined: each one kept with its reason.
+    let bad = [&lines[1], &lines[3], &lines[6]].map(|l| [l.as_slice(), b"\n"].concat());
+    let all_bad = f
+        .land(
+            &SESSIONS_KEY.replace("part-00000", "part-00010"),
+            &bad.concat(),
+        )
+        .await;
+    let o = f.transformer.transform_object(&all_bad).await.unwrap();
+    assert_eq!(
+        (o.status, o.records_in, o.records_quarantined),
+        (Status::NothingToCommit, 3, 3),
+        "{o:?}"
+    );
+    assert_eq!((o.records_committed, o.rows_committed), (0, 0), "{o:?}");
+    assert_eq!(f.quarantined(&o).await.len(), 3);
+    assert_eq!(f.snapshots("sessions").await, 1);
+    assert_eq!(f.rows("sessions").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
