@@ -199,11 +199,16 @@ pub struct Floors {
 
 impl Floors {
     fn json_parse_cpu_s_per_gb(&self) -> f64 {
-        self.json_parse_cpu_seconds / (self.bytes_in as f64 / 1e9).max(1e-9)
+        per_gb(self.json_parse_cpu_seconds, self.bytes_in)
     }
     fn parquet_encode_cpu_s_per_gb(&self) -> f64 {
-        self.parquet_encode_cpu_seconds / (self.bytes_in as f64 / 1e9).max(1e-9)
+        per_gb(self.parquet_encode_cpu_seconds, self.bytes_in)
     }
+}
+
+/// CPU-seconds per GB (10^9 bytes) of input: what Lambda bills.
+fn per_gb(cpu_seconds: f64, bytes_in: u64) -> f64 {
+    cpu_seconds / (bytes_in as f64 / 1e9).max(1e-9)
 }
 
 /// The medians of the floors' runs, in CPU-seconds per GB of input.
@@ -248,7 +253,7 @@ impl Measurement {
     }
     /// What Lambda bills, per GB (10^9 bytes) of input.
     fn cpu_seconds_per_gb(&self) -> f64 {
-        self.cpu_seconds / (self.bytes_in as f64 / 1e9).max(1e-9)
+        per_gb(self.cpu_seconds, self.bytes_in)
     }
 }
 
